@@ -1,0 +1,137 @@
+// Package check turns a run's event stream into verdicts with evidence. Each
+// checker lives in its own file and registers itself by name in init; the
+// scenario format refers to checkers by these names and rejects unknown ones.
+// A checker never talks to the network except through Env (the server's admin
+// endpoints), and a client never decides a verdict.
+package check
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/bidikit/bidikit/harness/event"
+)
+
+// Status is a verdict's outcome.
+type Status string
+
+const (
+	Pass Status = "pass"
+	Fail Status = "fail"
+	// NotMeasurable: the target exposes nothing the checker can judge by. It
+	// is never counted as a pass.
+	NotMeasurable Status = "not-measurable"
+)
+
+// Evidence points at one violation: where, when and who.
+type Evidence struct {
+	Scope  string        `json:"scope,omitempty"`
+	Seq    uint64        `json:"seq,omitempty"`
+	Client string        `json:"client,omitempty"`
+	At     time.Duration `json:"at_ns,omitempty"`
+	Detail string        `json:"detail"`
+}
+
+// MaxEvidence bounds the evidence a verdict keeps; Violations still counts all.
+const MaxEvidence = 20
+
+// Verdict is a checker's result.
+type Verdict struct {
+	Name       string     `json:"name"`
+	Status     Status     `json:"status"`
+	Violations int        `json:"violations"`
+	Summary    string     `json:"summary"`
+	Evidence   []Evidence `json:"evidence"`
+}
+
+// Passed reports whether the verdict counts as a pass.
+func (v Verdict) Passed() bool { return v.Status == Pass }
+
+// Add records one violation, keeping at most MaxEvidence pieces of evidence.
+func (v *Verdict) Add(e Evidence) {
+	v.Violations++
+	if len(v.Evidence) < MaxEvidence {
+		v.Evidence = append(v.Evidence, e)
+	}
+}
+
+// Env is what a checker may consult besides events. Implemented by the
+// engine; fields are nil when the target does not expose them.
+type Env interface {
+	// AdminURL is the base URL of the server's admin HTTP endpoint ("" when
+	// unknown): /metrics, /healthz, /debug/pprof/goroutine.
+	AdminURL() string
+	// Channelz returns the number of open sockets and streams on the target
+	// through gRPC channelz; ok=false when the target does not serve it.
+	Channelz(ctx context.Context) (sockets, streams int, ok bool, err error)
+	// Healthy checks the target's gRPC health service.
+	Healthy(ctx context.Context) (bool, error)
+}
+
+// Checker consumes events and returns a verdict.
+type Checker interface {
+	// Observe is called for every event in order, from one goroutine. It
+	// must not block and keeps bounded state.
+	Observe(e *event.Event)
+	// Verdict is called once after the run and the checker's settle time.
+	Verdict(ctx context.Context, env Env) Verdict
+}
+
+// Starter is implemented by checkers that need a baseline before load
+// (leaks): Start is called before any client connects.
+type Starter interface {
+	Start(ctx context.Context, env Env) error
+}
+
+// Factory builds a checker. decode strictly decodes the scenario's
+// parameters for the check into a struct pointer (nil node: leaves defaults);
+// its errors name the file, line and field.
+type Factory func(decode func(into any) error) (Checker, error)
+
+var (
+	mu       sync.RWMutex
+	registry = map[string]Factory{}
+)
+
+// Register makes a checker available under name. It panics on a duplicate
+// name (a programming error caught at init).
+func Register(name string, f Factory) {
+	mu.Lock()
+	defer mu.Unlock()
+	if _, dup := registry[name]; dup {
+		panic("check: duplicate checker " + name)
+	}
+	registry[name] = f
+}
+
+// Lookup returns the factory registered under name.
+func Lookup(name string) (Factory, bool) {
+	mu.RLock()
+	defer mu.RUnlock()
+	f, ok := registry[name]
+	return f, ok
+}
+
+// Names lists the registered checkers, sorted.
+func Names() []string {
+	mu.RLock()
+	defer mu.RUnlock()
+	out := make([]string, 0, len(registry))
+	for n := range registry {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// New builds the checker registered under name.
+func New(name string, decode func(any) error) (Checker, error) {
+	f, ok := Lookup(name)
+	if !ok {
+		return nil, fmt.Errorf("unknown check %q (known: %v)", name, Names())
+	}
+	return f(decode)
+}

@@ -1,0 +1,109 @@
+// Package event defines the observations a run produces: one flat Event type
+// on one stream, in which failures are data. Virtual clients emit events; the
+// engine delivers them in batches to metrics and checkers. Nothing here talks
+// to the network or decides a verdict.
+package event
+
+import (
+	"time"
+
+	"google.golang.org/grpc/codes"
+)
+
+// Kind says what an Event records; each kind documents the fields it sets.
+type Kind uint8
+
+const (
+	// Connect: a client's stream opened. Latency = dial + stream setup time.
+	Connect Kind = iota + 1
+	// Disconnect: a client's stream ended. Code = final gRPC status code
+	// (codes.OK for a clean io.EOF after CloseSend), Detail = status message.
+	Disconnect
+	// Join: the server confirmed a room/document/match. Scope = its name;
+	// Seq = head (chat head_seq, collab version, game tick); ResumeAfter and
+	// HasResume = what the client asked for; ReplayFrom = first replayed
+	// position (0 = none); Complete = resume_complete (chat) or !not_retained
+	// (collab).
+	Join
+	// Leave: the client left Scope (or the stream ended while in it).
+	Leave
+	// Send: the client sent a message/op/input. Scope, MsgID (chat client
+	// message id; collab "clientid/seq"; game ""), SenderSeq (sender seq,
+	// client seq, input seq).
+	Send
+	// Ack: the server acknowledged a Send. Scope, MsgID, SenderSeq, Seq =
+	// assigned position (room seq, document version), Duplicate, Latency =
+	// send-to-ack.
+	Ack
+	// Deliver: the client received another client's (or its own) message.
+	// Scope, Seq, Sender (author user id), MsgID, SenderSeq, Replay, Latency =
+	// send-to-delivery (from the echoed client timestamp).
+	Deliver
+	// Error: the server answered with an error event (stream stays open).
+	// Code, Detail, Scope, MsgID, SenderSeq, Field.
+	Error
+	// Fault: a fault fired on this client (Client = -1 for run-wide faults).
+	// Detail = fault name and parameters.
+	Fault
+	// Tick: a game update. Scope = match, Seq = tick, X/Y = this player's
+	// position, LastInput = this player's last processed input, Dropped =
+	// inputs dropped so far, Full = snapshot, Latency = input-to-update.
+	Tick
+	// Replica: a collab client's final state of a document. Scope, Seq =
+	// version the replica has applied, Text = its text.
+	Replica
+	// ServerState: the server's authoritative state as read by a client at
+	// the end (collab document text at version Seq).
+	ServerState
+	// Kick: the server removed this client. Detail = reason, Code = status.
+	Kick
+	// Phase: the run entered a named phase (Detail), e.g. "attack" when a
+	// role with attack behaviour starts sending. Client = -1.
+	Phase
+)
+
+var kindNames = [...]string{"", "connect", "disconnect", "join", "leave", "send", "ack", "deliver",
+	"error", "fault", "tick", "replica", "server-state", "kick", "phase"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "unknown"
+}
+
+// Event is one observation. Fields not named by its Kind are zero.
+type Event struct {
+	Kind Kind
+	// At is the time since the run started.
+	At time.Duration
+	// Client is the virtual client's index in the plan (-1: run-wide).
+	Client int
+	// Role is the client's role name from the scenario.
+	Role string
+	// User is the client's user id on the server.
+	User string
+	// Scope is the room, document or match.
+	Scope string
+
+	Seq         uint64
+	Sender      string
+	MsgID       string
+	SenderSeq   uint64
+	ResumeAfter uint64
+	HasResume   bool
+	ReplayFrom  uint64
+	Complete    bool
+	Replay      bool
+	Duplicate   bool
+	Full        bool
+	LastInput   uint64
+	Dropped     uint64
+	X, Y        float64
+
+	Latency time.Duration
+	Code    codes.Code
+	Field   string
+	Detail  string
+	Text    string
+}
