@@ -1,0 +1,326 @@
+package check_test
+
+import (
+	"context"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"google.golang.org/grpc/codes"
+
+	"github.com/bidikit/bidikit/harness/check"
+	ev "github.com/bidikit/bidikit/harness/event"
+)
+
+// noDecode leaves a checker's parameters at their defaults.
+func noDecode(any) error { return nil }
+
+// run feeds events to a fresh checker and returns its verdict.
+func run(name string, decode func(any) error, env check.Env, events []ev.Event) check.Verdict {
+	c, err := check.New(name, decode)
+	Expect(err).NotTo(HaveOccurred())
+	if s, ok := c.(check.Starter); ok {
+		Expect(s.Start(context.Background(), env)).To(Succeed())
+	}
+	for i := range events {
+		c.Observe(&events[i])
+	}
+	return c.Verdict(context.Background(), env)
+}
+
+// chat builds chat event streams for two members of room "r".
+type chat struct{ evs []ev.Event }
+
+func (c *chat) at() time.Duration { return time.Duration(len(c.evs)) * time.Millisecond }
+
+func (c *chat) join(client int, head uint64) *chat {
+	c.evs = append(c.evs, ev.Event{Kind: ev.Join, At: c.at(), Client: client, User: user(client), Scope: "r", Seq: head})
+	return c
+}
+func (c *chat) resume(client int, after, head, from uint64, complete bool) *chat {
+	c.evs = append(c.evs, ev.Event{Kind: ev.Join, At: c.at(), Client: client, User: user(client), Scope: "r", Seq: head,
+		HasResume: true, ResumeAfter: after, ReplayFrom: from, Complete: complete})
+	return c
+}
+func (c *chat) send(client int, id string, sseq uint64) *chat {
+	c.evs = append(c.evs, ev.Event{Kind: ev.Send, At: c.at(), Client: client, User: user(client), Scope: "r", MsgID: id, SenderSeq: sseq})
+	return c
+}
+func (c *chat) ack(client int, id string, sseq, seq uint64) *chat {
+	c.evs = append(c.evs, ev.Event{Kind: ev.Ack, At: c.at(), Client: client, User: user(client), Scope: "r", MsgID: id, SenderSeq: sseq, Seq: seq})
+	return c
+}
+func (c *chat) deliver(client int, seq uint64, sender int, id string, sseq uint64) *chat {
+	c.evs = append(c.evs, ev.Event{Kind: ev.Deliver, At: c.at(), Client: client, User: user(client), Scope: "r", Seq: seq,
+		Sender: user(sender), MsgID: id, SenderSeq: sseq, Latency: time.Millisecond})
+	return c
+}
+func (c *chat) disconnect(client int, code codes.Code) *chat {
+	c.evs = append(c.evs, ev.Event{Kind: ev.Disconnect, At: c.at(), Client: client, User: user(client), Code: code})
+	return c
+}
+
+func user(i int) string { return []string{"ann", "bob", "cid"}[i] }
+
+// clean: ann and bob join at 0; ann sends a1,a2, bob b1; both see 1..3.
+func clean() *chat {
+	c := &chat{}
+	c.join(0, 0).join(1, 0)
+	c.send(0, "a1", 1).ack(0, "a1", 1, 1)
+	c.send(1, "b1", 1).ack(1, "b1", 1, 2)
+	c.send(0, "a2", 2).ack(0, "a2", 2, 3)
+	for _, m := range []int{0, 1} {
+		c.deliver(m, 1, 0, "a1", 1).deliver(m, 2, 1, "b1", 1).deliver(m, 3, 0, "a2", 2)
+	}
+	return c
+}
+
+var _ = Describe("chat ordering checkers", func() {
+	DescribeTable("pass on a clean history",
+		func(name string) {
+			v := run(name, noDecode, nil, clean().evs)
+			Expect(v.Status).To(Equal(check.Pass), v.Summary)
+			Expect(v.Violations).To(BeZero())
+		},
+		Entry("total-order", "total-order"),
+		Entry("no-gaps", "no-gaps"),
+		Entry("no-duplicates", "no-duplicates"),
+		Entry("no-lost-acks", "no-lost-acks"),
+		Entry("sender-fifo", "sender-fifo"),
+		Entry("realtime-order", "realtime-order"),
+	)
+
+	DescribeTable("catch each anomaly with evidence",
+		func(name string, build func() *chat, seq uint64, detail string) {
+			v := run(name, noDecode, nil, build().evs)
+			Expect(v.Status).To(Equal(check.Fail), v.Summary)
+			Expect(v.Violations).To(BeNumerically(">=", 1))
+			Expect(v.Evidence).NotTo(BeEmpty())
+			Expect(v.Evidence[0].Scope).To(Equal("r"))
+			Expect(v.Evidence[0].Seq).To(Equal(seq))
+			Expect(v.Evidence[0].Detail).To(ContainSubstring(detail))
+		},
+		Entry("inconsistent order: two members see different messages at seq 2", "total-order", func() *chat {
+			c := &chat{}
+			c.join(0, 0).join(1, 0)
+			c.deliver(0, 1, 0, "a1", 1).deliver(0, 2, 1, "b1", 1)
+			c.deliver(1, 1, 0, "a1", 1).deliver(1, 2, 0, "a2", 2)
+			return c
+		}, uint64(2), "bob/b1"),
+		Entry("gap: bob skips seq 2", "no-gaps", func() *chat {
+			c := clean()
+			c.evs = append(c.evs[:len(c.evs)-2], c.evs[len(c.evs)-1]) // drop bob's seq 2
+			return c
+		}, uint64(2), "expected seq 2 next but got 3"),
+		Entry("duplicate: a1 stored at two seqs", "no-duplicates", func() *chat {
+			c := &chat{}
+			c.join(0, 0)
+			c.send(0, "a1", 1).ack(0, "a1", 1, 1).send(0, "a1", 1).ack(0, "a1", 1, 2)
+			return c
+		}, uint64(2), "stored twice: at seq 1 and seq 2"),
+		Entry("duplicate delivery: ann receives seq 1 twice", "no-duplicates", func() *chat {
+			c := &chat{}
+			c.join(0, 0).deliver(0, 1, 1, "b1", 1).deliver(0, 2, 1, "b2", 2).deliver(0, 1, 1, "b1", 1)
+			return c
+		}, uint64(1), "received seq 1 again"),
+		Entry("lost ack: bob, present to the end, never gets acked seq 3", "no-lost-acks", func() *chat {
+			c := clean()
+			c.evs = c.evs[:len(c.evs)-1] // bob's seq 3 missing
+			return c
+		}, uint64(3), "a2 acked at seq 3 never reached"),
+		Entry("sender FIFO: ann's a2 ordered before a1", "sender-fifo", func() *chat {
+			c := &chat{}
+			c.join(0, 0).send(0, "a1", 1).send(0, "a2", 2).ack(0, "a2", 2, 1).ack(0, "a1", 1, 2)
+			return c
+		}, uint64(2), "ordered at seq 2, after a2"),
+		Entry("real-time order: b1 acked before a1 was sent but got a higher seq", "realtime-order", func() *chat {
+			c := &chat{}
+			c.join(0, 0).join(1, 0)
+			c.send(1, "b1", 1).ack(1, "b1", 1, 2)
+			c.send(0, "a1", 1).ack(0, "a1", 1, 1)
+			return c
+		}, uint64(1), "bob/b1 was acked at seq 2"),
+	)
+
+	It("does not count a member whose stream broke as losing what came after", func() {
+		c := clean()
+		c.evs = c.evs[:len(c.evs)-1]
+		c.disconnect(1, codes.Unavailable) // bob left after seq 2, by a fault
+		v := run("no-lost-acks", noDecode, nil, c.evs)
+		Expect(v.Status).To(Equal(check.Pass), v.Summary)
+	})
+
+	It("is not measurable without traffic, never a pass", func() {
+		for _, name := range []string{"total-order", "no-gaps", "no-lost-acks", "sender-fifo", "realtime-order", "resume-complete"} {
+			Expect(run(name, noDecode, nil, nil).Status).To(Equal(check.NotMeasurable), name)
+		}
+	})
+})
+
+var _ = Describe("resume-complete", func() {
+	It("passes a resume that replays exactly the missed range", func() {
+		c := &chat{}
+		c.resume(0, 1, 3, 2, true).deliver(0, 2, 1, "b1", 1).deliver(0, 3, 1, "b2", 2).deliver(0, 4, 1, "b3", 3)
+		Expect(run("resume-complete", noDecode, nil, c.evs).Status).To(Equal(check.Pass))
+	})
+	It("passes an incomplete resume that says so", func() {
+		c := &chat{}
+		c.resume(0, 1, 30, 10, false).deliver(0, 10, 1, "b9", 9)
+		Expect(run("resume-complete", noDecode, nil, c.evs).Status).To(Equal(check.Pass))
+	})
+	It("catches a replay that skips part of the range while claiming completeness", func() {
+		c := &chat{}
+		c.resume(0, 1, 4, 2, true).deliver(0, 2, 1, "b1", 1).deliver(0, 4, 1, "b3", 3)
+		v := run("resume-complete", noDecode, nil, c.evs)
+		Expect(v.Status).To(Equal(check.Fail))
+		Expect(v.Evidence[0].Seq).To(Equal(uint64(3)))
+		Expect(v.Evidence[0].Detail).To(ContainSubstring("skipped seqs 3..3"))
+	})
+	It("catches a replay that starts late while claiming completeness", func() {
+		c := &chat{}
+		c.resume(0, 1, 4, 3, true)
+		v := run("resume-complete", noDecode, nil, c.evs)
+		Expect(v.Status).To(Equal(check.Fail))
+		Expect(v.Evidence[0].Detail).To(ContainSubstring("replay starts at seq 3"))
+	})
+})
+
+var _ = Describe("convergence", func() {
+	evs := func(replicaText string, replicaVersion uint64) []ev.Event {
+		return []ev.Event{
+			{Kind: ev.Ack, Client: 0, Scope: "d", Seq: 7},
+			{Kind: ev.Replica, Client: 0, Scope: "d", Seq: 7, Text: "hello world"},
+			{Kind: ev.Replica, Client: 1, Scope: "d", Seq: replicaVersion, Text: replicaText},
+			{Kind: ev.ServerState, Client: 2, Scope: "d", Seq: 7, Text: "hello world"},
+		}
+	}
+	It("passes when every replica equals the server", func() {
+		Expect(run("convergence", noDecode, nil, evs("hello world", 7)).Status).To(Equal(check.Pass))
+	})
+	It("shows a readable diff when a replica diverged", func() {
+		v := run("convergence", noDecode, nil, evs("hello wxrld", 7))
+		Expect(v.Status).To(Equal(check.Fail))
+		Expect(v.Evidence[0].Client).To(ContainSubstring("#1"))
+		Expect(v.Evidence[0].Detail).To(ContainSubstring("first difference at code point 7"))
+	})
+	It("catches a replica left behind", func() {
+		v := run("convergence", noDecode, nil, evs("hello", 5))
+		Expect(v.Status).To(Equal(check.Fail))
+		Expect(v.Evidence[0].Detail).To(ContainSubstring("stopped at version 5, server is at 7"))
+	})
+	It("catches an ack beyond the server's history", func() {
+		e := evs("hello world", 7)
+		e[0].Seq = 9
+		v := run("convergence", noDecode, nil, e)
+		Expect(v.Status).To(Equal(check.Fail))
+		Expect(v.Evidence[0].Detail).To(ContainSubstring("acked as version 9"))
+	})
+})
+
+var _ = Describe("game-invariants", func() {
+	tick := func(tick, last uint64, x, y float64) ev.Event {
+		return ev.Event{Kind: ev.Tick, Client: 0, Scope: "m", Seq: tick, LastInput: last, X: x, Y: y}
+	}
+	DescribeTable("judges player updates",
+		func(evs []ev.Event, status check.Status, detail string) {
+			v := run("game-invariants", noDecode, nil, evs)
+			Expect(v.Status).To(Equal(status), v.Summary)
+			if detail != "" {
+				Expect(v.Evidence[0].Detail).To(ContainSubstring(detail))
+				Expect(v.Evidence[0].Scope).To(Equal("m"))
+			}
+		},
+		Entry("legal walk", []ev.Event{tick(1, 0, 5, 5), tick(2, 1, 10, 5), tick(3, 3, 25, 5)}, check.Pass, ""),
+		Entry("tick goes back", []ev.Event{tick(5, 0, 5, 5), tick(4, 0, 5, 5)}, check.Fail, "got tick 4 after tick 5"),
+		Entry("outside the map", []ev.Event{tick(1, 0, 5, 5), tick(2, 1, -1, 5)}, check.Fail, "outside the 1000x1000 map"),
+		Entry("last input goes back", []ev.Event{tick(1, 5, 5, 5), tick(2, 3, 5, 5)}, check.Fail, "went back from 5 to 3"),
+		Entry("too many inputs in one tick", []ev.Event{tick(1, 0, 5, 5), tick(2, 9, 5, 5)}, check.Fail, "9 inputs processed over 1 tick(s)"),
+		Entry("speed hack", []ev.Event{tick(1, 0, 5, 5), tick(2, 1, 500, 5)}, check.Fail, "moved 495.00 over 1 input(s)"),
+		Entry("moved with no input", []ev.Event{tick(1, 2, 5, 5), tick(2, 2, 9, 5)}, check.Fail, "with no input processed"),
+		Entry("no ticks", []ev.Event{}, check.NotMeasurable, ""),
+	)
+})
+
+var _ = Describe("status-codes", func() {
+	expectMalformed := func(into any) error {
+		p := into.(*check.StatusParams)
+		p.Expect = map[string][]string{"malformed": {"INVALID_ARGUMENT"}}
+		return nil
+	}
+	It("passes documented codes and catches INTERNAL", func() {
+		ok := []ev.Event{{Kind: ev.Disconnect, Client: 3, Role: "malformed", Code: codes.InvalidArgument}}
+		Expect(run("status-codes", expectMalformed, nil, ok).Status).To(Equal(check.Pass))
+		bad := []ev.Event{{Kind: ev.Disconnect, Client: 3, Role: "malformed", Code: codes.Internal, Detail: "grpc: failed to unmarshal"}}
+		v := run("status-codes", expectMalformed, nil, bad)
+		Expect(v.Status).To(Equal(check.Fail))
+		Expect(v.Evidence[0].Detail).To(ContainSubstring("INTERNAL"))
+	})
+	It("catches bad input that went unanswered", func() {
+		v := run("status-codes", expectMalformed, nil, nil)
+		Expect(v.Status).To(Equal(check.Fail))
+		Expect(v.Evidence[0].Detail).To(ContainSubstring("never got INVALID_ARGUMENT"))
+	})
+	It("parses code names", func() {
+		c, err := check.ParseCode("resource_exhausted")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(c).To(Equal(codes.ResourceExhausted))
+		_, err = check.ParseCode("NOPE")
+		Expect(err).To(MatchError(ContainSubstring(`unknown gRPC status code "NOPE"`)))
+	})
+})
+
+var _ = Describe("fairness", func() {
+	params := func(into any) error {
+		p := into.(*check.FairnessParams)
+		p.Honest, p.Attackers, p.Rate, p.Burst, p.MinCalmSamples = "honest", "flooder", 10, 5, 1
+		return nil
+	}
+	// history: 4 honest clients deliver with latency calm before t=1s and
+	// attack after; the flooder sends from t=1s.
+	history := func(underLatency time.Duration, flooderAccepted int, starve bool) []ev.Event {
+		var evs []ev.Event
+		for c := 0; c < 4; c++ {
+			evs = append(evs, ev.Event{Kind: ev.Send, Client: c, Role: "honest", At: 10 * time.Millisecond})
+			evs = append(evs, ev.Event{Kind: ev.Deliver, Client: c, Role: "honest", At: 500 * time.Millisecond, Latency: 2 * time.Millisecond})
+		}
+		evs = append(evs, ev.Event{Kind: ev.Send, Client: 9, Role: "flooder", At: time.Second})
+		for i := 0; i < flooderAccepted; i++ {
+			evs = append(evs, ev.Event{Kind: ev.Ack, Client: 9, Role: "flooder", At: time.Second + time.Duration(i)*time.Millisecond})
+		}
+		evs = append(evs, ev.Event{Kind: ev.Error, Client: 9, Role: "flooder", At: 2 * time.Second, Code: codes.ResourceExhausted})
+		for c := 0; c < 4; c++ {
+			n := 10
+			if starve && c == 0 {
+				n = 0
+			}
+			for i := 0; i < n; i++ {
+				evs = append(evs, ev.Event{Kind: ev.Ack, Client: c, Role: "honest", At: 1500 * time.Millisecond})
+			}
+			evs = append(evs, ev.Event{Kind: ev.Deliver, Client: c, Role: "honest", At: 1500 * time.Millisecond, Latency: underLatency})
+		}
+		return evs
+	}
+	It("passes when attackers are throttled and honest clients unaffected", func() {
+		v := run("fairness", params, nil, history(2*time.Millisecond, 5, false))
+		Expect(v.Status).To(Equal(check.Pass), v.Summary)
+	})
+	It("catches an attacker accepted beyond rate x time + burst", func() {
+		v := run("fairness", params, nil, history(2*time.Millisecond, 500, false))
+		Expect(v.Status).To(Equal(check.Fail))
+		Expect(v.Evidence[0].Detail).To(ContainSubstring("sends accepted"))
+	})
+	It("catches honest latency blown up under attack", func() {
+		v := run("fairness", params, nil, history(50*time.Millisecond, 5, false))
+		Expect(v.Status).To(Equal(check.Fail))
+		Expect(v.Evidence[0].Detail).To(ContainSubstring("the calm p99"))
+	})
+	It("catches an unfair share among honest clients", func() {
+		v := run("fairness", params, nil, history(2*time.Millisecond, 5, true))
+		Expect(v.Status).To(Equal(check.Fail))
+		Expect(v.Evidence[0].Detail).To(ContainSubstring("Jain's fairness index"))
+	})
+	It("computes Jain's index", func() {
+		Expect(check.Jain([]float64{1, 1, 1, 1})).To(BeNumerically("~", 1, 1e-9))
+		Expect(check.Jain([]float64{1, 0, 0, 0})).To(BeNumerically("~", 0.25, 1e-9))
+	})
+})
