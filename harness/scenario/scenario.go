@@ -21,7 +21,6 @@ const (
 type Scenario struct {
 	// File is the path the scenario was read from.
 	File string
-	// Line is the line of the document within File (for multi-file errors).
 	Name        string
 	Description string
 	Service     string

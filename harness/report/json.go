@@ -1,0 +1,95 @@
+package report
+
+import (
+	"encoding/json"
+	"io"
+
+	"github.com/bidikit/bidikit/harness/check"
+	"github.com/bidikit/bidikit/harness/result"
+)
+
+// The JSON report's stable shape (documented in docs/scenarios.md). It
+// mirrors result.Run but never emits null for a list or map, and adds
+// checks[].passed.
+type (
+	jsonRun struct {
+		Passed    bool           `json:"passed"`
+		Seed      int64          `json:"seed"`
+		Target    string         `json:"target"`
+		StartedAt string         `json:"started_at"`
+		Scenarios []jsonScenario `json:"scenarios"`
+	}
+	jsonScenario struct {
+		Name      string          `json:"name"`
+		File      string          `json:"file"`
+		Service   string          `json:"service"`
+		Seed      int64           `json:"seed"`
+		Passed    bool            `json:"passed"`
+		Failure   string          `json:"failure,omitempty"`
+		DurationS float64         `json:"duration_s"`
+		Clients   int             `json:"clients"`
+		Messages  result.Messages `json:"messages"`
+		LatencyMS result.Latency  `json:"latency_ms"`
+		Errors    map[string]int  `json:"errors"`
+		Checks    []jsonVerdict   `json:"checks"`
+		Roles     []jsonRole      `json:"roles"`
+		Timeline  []result.Point  `json:"timeline"`
+	}
+	jsonVerdict struct {
+		Name       string           `json:"name"`
+		Status     check.Status     `json:"status"`
+		Passed     bool             `json:"passed"`
+		Violations int              `json:"violations"`
+		Summary    string           `json:"summary"`
+		Evidence   []check.Evidence `json:"evidence"`
+	}
+	jsonRole struct {
+		result.Role
+		Distribution []result.Bucket `json:"distribution"`
+	}
+)
+
+// JSON renders the run as one indented JSON document (2 spaces).
+func JSON(w io.Writer, run *result.Run) error {
+	out := jsonRun{
+		Passed: run.Passed, Seed: run.Seed, Target: run.Target,
+		StartedAt: run.StartedAt.UTC().Format("2006-01-02T15:04:05.000Z07:00"),
+		Scenarios: make([]jsonScenario, 0, len(run.Scenarios)),
+	}
+	for _, s := range run.Scenarios {
+		js := jsonScenario{
+			Name: s.Name, File: s.File, Service: s.Service, Seed: s.Seed, Passed: s.Passed,
+			Failure: s.Failure, DurationS: s.DurationS, Clients: s.Clients,
+			Messages: s.Messages, LatencyMS: s.LatencyMS,
+			Errors:   s.Errors,
+			Checks:   make([]jsonVerdict, 0, len(s.Checks)),
+			Roles:    make([]jsonRole, 0, len(s.Roles)),
+			Timeline: s.Timeline,
+		}
+		if js.Errors == nil {
+			js.Errors = map[string]int{}
+		}
+		if js.Timeline == nil {
+			js.Timeline = []result.Point{}
+		}
+		for _, v := range s.Checks {
+			ev := v.Evidence
+			if ev == nil {
+				ev = []check.Evidence{}
+			}
+			js.Checks = append(js.Checks, jsonVerdict{Name: v.Name, Status: v.Status, Passed: v.Passed(),
+				Violations: v.Violations, Summary: v.Summary, Evidence: ev})
+		}
+		for _, r := range s.Roles {
+			d := r.Distribution
+			if d == nil {
+				d = []result.Bucket{}
+			}
+			js.Roles = append(js.Roles, jsonRole{Role: r, Distribution: d})
+		}
+		out.Scenarios = append(out.Scenarios, js)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
