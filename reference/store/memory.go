@@ -1,6 +1,7 @@
 package store
 
 import (
+	"sort"
 	"sync"
 )
 
@@ -88,18 +89,13 @@ func (m *Memory) Range(stream string, from, to uint64, fn func(Record) error) er
 	m.mu.Lock()
 	s := m.streams[stream]
 	var out []Record
-	if s != nil && len(s.recs) > 0 {
-		first := s.recs[0].Seq
-		lo, hi := from, to
-		if lo < first {
-			lo = first
-		}
-		last := s.recs[len(s.recs)-1].Seq
-		if hi > last {
-			hi = last
-		}
-		if lo <= hi {
-			out = append(out, s.recs[lo-first:hi-first+1]...)
+	if s != nil {
+		// Search rather than index by seq - first: a service that appends
+		// seqs with gaps or out of order must not make Range panic.
+		lo := sort.Search(len(s.recs), func(i int) bool { return s.recs[i].Seq >= from })
+		hi := sort.Search(len(s.recs), func(i int) bool { return s.recs[i].Seq > to })
+		if lo < hi {
+			out = append(out, s.recs[lo:hi]...)
 		}
 	}
 	m.mu.Unlock()
