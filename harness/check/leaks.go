@@ -44,6 +44,42 @@ type sample struct {
 	streams    int
 }
 
+// Sample is one reading of a server's resources; -1 means not available.
+type Sample struct {
+	Goroutines int
+	HeapBytes  int64
+	Sockets    int
+	Streams    int
+}
+
+// Measure reads a server's goroutines and live heap (after a GC) through
+// its admin endpoint, and open sockets and streams through env's channelz
+// when env is not nil. It is what the leaks checker reads.
+func Measure(ctx context.Context, adminURL string, env Env) Sample {
+	s := readSample(ctx, adminEnv{url: adminURL, env: env})
+	return Sample{Goroutines: s.goroutines, HeapBytes: s.heap, Sockets: s.sockets, Streams: s.streams}
+}
+
+// adminEnv overrides an Env's admin URL (env may be nil).
+type adminEnv struct {
+	url string
+	env Env
+}
+
+func (a adminEnv) AdminURL() string { return a.url }
+func (a adminEnv) Channelz(ctx context.Context) (int, int, bool, error) {
+	if a.env == nil {
+		return 0, 0, false, nil
+	}
+	return a.env.Channelz(ctx)
+}
+func (a adminEnv) Healthy(ctx context.Context) (bool, error) {
+	if a.env == nil {
+		return false, nil
+	}
+	return a.env.Healthy(ctx)
+}
+
 func init() {
 	Register("leaks", func(decode func(any) error) (Checker, error) {
 		p := LeakParams{Settle: 15 * time.Second, GoroutinesOverBaselineMax: 20,
