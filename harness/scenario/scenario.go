@@ -20,7 +20,7 @@ const (
 // Scenario is one parsed, validated scenario file.
 type Scenario struct {
 	// File is the path the scenario was read from.
-	File string
+	File        string
 	Name        string
 	Description string
 	Service     string
