@@ -1,0 +1,240 @@
+package reference
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/spf13/pflag"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/bidikit/bidikit/reference/acl"
+	"github.com/bidikit/bidikit/reference/auth"
+	"github.com/bidikit/bidikit/reference/chat"
+	"github.com/bidikit/bidikit/reference/collab"
+	"github.com/bidikit/bidikit/reference/game"
+	"github.com/bidikit/bidikit/reference/service"
+	"github.com/bidikit/bidikit/reference/store"
+)
+
+// Config is everything needed to build the standard reference server (chat,
+// collab and game on one storage) — what `bidikit serve` takes from its
+// flags and what `bidikit run` uses in-process. Start from DefaultConfig.
+type Config struct {
+	// Options are the server options. Authenticator, Registry, Metrics and
+	// Logger are filled in by Build. Unlike in Options, an empty AdminAddr
+	// here disables the admin server.
+	Options Options
+	// DB is the SQLite file holding the services' logs; "" keeps them in
+	// memory (bounded by Chat.History, lost on exit).
+	DB string
+	// TokensFile is a "TOKEN USER" file (auth.LoadTokens). Exclusive with
+	// DevAuth.
+	TokensFile string
+	// DevAuth accepts any bearer token as the user id (auth.DevMode): for
+	// local development only. DefaultConfig sets it; Finish clears it when
+	// --tokens is given without --dev-auth.
+	DevAuth bool
+	// ACLFile is an access list (package acl); "" leaves everything open.
+	ACLFile string
+	// Chat configures the chat service.
+	Chat chat.Config
+	// Collab configures the collaborative-editing service.
+	Collab collab.Config
+	// Game configures the game-sync service.
+	Game game.Config
+}
+
+// DefaultConfig returns the documented defaults: loopback addresses, memory
+// storage, development auth.
+func DefaultConfig() Config {
+	return Config{
+		Options: Options{
+			Addr:                 DefaultAddr,
+			AdminAddr:            DefaultAdminAddr,
+			MaxConcurrentStreams: DefaultMaxConcurrentStreams,
+			MaxConnections:       DefaultMaxConnections,
+			MaxRecvMsgSize:       DefaultMaxRecvMsgSize,
+			MaxHeaderListSize:    DefaultMaxHeaderListSize,
+			Keepalive:            keepalive.ServerParameters{Time: DefaultKeepaliveTime, Timeout: DefaultKeepaliveTimeout},
+			KeepalivePolicy:      keepalive.EnforcementPolicy{MinTime: DefaultKeepaliveMinTime, PermitWithoutStream: true},
+			GracePeriod:          DefaultGracePeriod,
+		},
+		DevAuth: true,
+		Chat:    chat.DefaultConfig(),
+		Collab:  collab.DefaultConfig(),
+		Game:    game.DefaultConfig(),
+	}
+}
+
+// RegisterFlags binds c to flags on fs (current values as defaults): the
+// server's addresses, storage, auth, ACL, every limit of Options and the
+// services' own flags.
+func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
+	o := &c.Options
+	fs.StringVar(&o.Addr, "addr", o.Addr, "gRPC listen address (host:port; port 0 picks a free one)")
+	fs.StringVar(&o.AdminAddr, "admin-addr", o.AdminAddr, "admin HTTP address for /metrics, /healthz and /debug/pprof/ (\"\" disables it; keep it on loopback: pprof is exposed)")
+	fs.StringVar(&c.DB, "db", c.DB, "SQLite file for durable storage, created if missing (default none: messages are kept in memory only and lost on exit)")
+	fs.StringVar(&c.TokensFile, "tokens", c.TokensFile, "file of \"TOKEN USER\" lines; only these bearer tokens are accepted, and --dev-auth is off (default none: --dev-auth)")
+	fs.BoolVar(&c.DevAuth, "dev-auth", c.DevAuth, "local development auth: any bearer token is accepted as the user id; on unless --tokens is given; never on a shared network")
+	fs.StringVar(&c.ACLFile, "acl", c.ACLFile, "YAML access list like 'rooms: {ops: [alice, bob]}'; unlisted rooms are open to every user (default none: every room open)")
+	fs.Uint32Var(&o.MaxConcurrentStreams, "max-concurrent-streams", o.MaxConcurrentStreams, "most open streams per connection; further streams wait for a free slot")
+	fs.IntVar(&o.MaxConnections, "max-connections", o.MaxConnections, "most open client connections; one over the limit is closed at once and counted")
+	fs.IntVar(&o.MaxRecvMsgSize, "max-recv-msg-size", o.MaxRecvMsgSize, "largest message accepted, in bytes; a larger one ends its stream with RESOURCE_EXHAUSTED")
+	fs.Uint32Var(&o.MaxHeaderListSize, "max-header-list-size", o.MaxHeaderListSize, "largest request metadata (HTTP/2 header list) accepted, in bytes; more fails the call with INTERNAL")
+	fs.DurationVar(&o.Keepalive.Time, "keepalive-time", o.Keepalive.Time, "ping a connection idle this long (with --keepalive-timeout: how fast a vanished client is detected)")
+	fs.DurationVar(&o.Keepalive.Timeout, "keepalive-timeout", o.Keepalive.Timeout, "close a connection whose ping is not answered within this")
+	fs.DurationVar(&o.KeepalivePolicy.MinTime, "keepalive-min-time", o.KeepalivePolicy.MinTime, "clients pinging more often than this are disconnected (GOAWAY ENHANCE_YOUR_CALM)")
+	fs.DurationVar(&o.GracePeriod, "grace", o.GracePeriod, "graceful shutdown bound: streams get UNAVAILABLE after their acknowledged work is flushed, then the server stops hard")
+	c.Chat.RegisterFlags(fs)
+	c.Collab.RegisterFlags(fs)
+	c.Game.RegisterFlags(fs)
+}
+
+// Finish settles flag interactions after fs was parsed: --tokens without an
+// explicit --dev-auth turns development auth off. It then checks c.
+func (c *Config) Finish(fs *pflag.FlagSet) error {
+	if c.TokensFile != "" && !fs.Changed("dev-auth") {
+		c.DevAuth = false
+	}
+	return c.Check()
+}
+
+// Check reports a configuration that cannot work, naming the flag.
+func (c *Config) Check() error {
+	switch {
+	case c.TokensFile != "" && c.DevAuth:
+		return errors.New("--dev-auth and --tokens exclude each other: pick one")
+	case c.TokensFile == "" && !c.DevAuth:
+		return errors.New("no authentication: give --tokens FILE, or --dev-auth for local development")
+	case c.Options.Addr == "":
+		return errors.New("--addr is empty")
+	case c.Options.MaxConnections < 1:
+		return fmt.Errorf("--max-connections is %d, want >= 1", c.Options.MaxConnections)
+	case c.Options.MaxRecvMsgSize < 1:
+		return fmt.Errorf("--max-recv-msg-size is %d, want >= 1", c.Options.MaxRecvMsgSize)
+	case c.Options.MaxConcurrentStreams < 1:
+		return errors.New("--max-concurrent-streams is 0, want >= 1")
+	case c.Options.MaxHeaderListSize < 1:
+		return errors.New("--max-header-list-size is 0, want >= 1")
+	case c.Options.Keepalive.Time < time.Second:
+		return fmt.Errorf("--keepalive-time is %v, want >= 1s (gRPC's minimum)", c.Options.Keepalive.Time)
+	case c.Options.Keepalive.Timeout <= 0:
+		return fmt.Errorf("--keepalive-timeout is %v, want > 0", c.Options.Keepalive.Timeout)
+	case c.Options.KeepalivePolicy.MinTime <= 0:
+		return fmt.Errorf("--keepalive-min-time is %v, want > 0", c.Options.KeepalivePolicy.MinTime)
+	case c.Options.GracePeriod <= 0:
+		return fmt.Errorf("--grace is %v, want > 0", c.Options.GracePeriod)
+	}
+	return nil
+}
+
+// ConfigError marks a Build failure caused by the configuration itself (a
+// flag's value, a file a flag names), as opposed to the environment.
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Build opens storage, builds the services and the Server. The Server owns
+// the storage: it is closed after the services at shutdown (or when Start
+// fails). Build logs how the server is set up, including the warnings for
+// memory storage and development auth. log nil means slog.Default().
+func Build(cfg Config, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := cfg.Check(); err != nil {
+		return nil, &ConfigError{err}
+	}
+	opts := cfg.Options
+	opts.Logger = log
+	if opts.AdminAddr == "" {
+		opts.DisableAdmin = true
+	}
+	if cfg.DevAuth {
+		opts.Authenticator = auth.DevMode{}
+		log.Warn("--dev-auth: any bearer token is accepted as the user id; use --tokens FILE on a shared network")
+	} else {
+		tokens, err := auth.LoadTokens(cfg.TokensFile)
+		if err != nil {
+			return nil, &ConfigError{fmt.Errorf("--tokens: %w", err)}
+		}
+		opts.Authenticator = tokens
+		log.Info("auth: bearer tokens", "file", cfg.TokensFile, "tokens", len(tokens))
+	}
+	var list *acl.ACL
+	if cfg.ACLFile != "" {
+		var err error
+		if list, err = acl.Load(cfg.ACLFile); err != nil {
+			return nil, &ConfigError{fmt.Errorf("--acl: %w", err)}
+		}
+		log.Info("acl loaded", "file", cfg.ACLFile)
+	}
+
+	var st store.Store
+	storage := "memory"
+	if cfg.DB == "" {
+		st = store.NewMemory(cfg.Chat.History)
+		log.Warn("no --db: messages are kept in memory only and lost on exit", "retained_per_room", cfg.Chat.History)
+	} else {
+		db, err := store.OpenSQLite(cfg.DB, store.WithLogger(log))
+		if err != nil {
+			return nil, fmt.Errorf("--db: %w", err)
+		}
+		st, storage = db, "sqlite:"+cfg.DB
+		log.Info("storage: SQLite (durable)", "db", cfg.DB)
+	}
+
+	opts.Registry, opts.Metrics = NewRegistry()
+	var services []service.Service
+	fail := func(err error) (*Server, error) {
+		for _, svc := range services {
+			_ = svc.Close()
+		}
+		_ = st.Close()
+		return nil, err
+	}
+	chatSvc, err := chat.New(cfg.Chat, st, opts.Metrics, list.Rooms(), log)
+	if err != nil {
+		return fail(&ConfigError{err})
+	}
+	services = append(services, chatSvc)
+	collabSvc, err := collab.New(cfg.Collab, st, opts.Metrics, log.With("service", "collab"))
+	if err != nil {
+		return fail(&ConfigError{err})
+	}
+	services = append(services, collabSvc)
+	gameSvc, err := game.New(cfg.Game, opts.Metrics, log.With("service", "game"))
+	if err != nil {
+		return fail(&ConfigError{err})
+	}
+	services = append(services, gameSvc)
+	srv, err := New(opts, services...)
+	if err != nil {
+		return fail(err)
+	}
+	srv.storage = storage
+	srv.closers = append(srv.closers, st.Close)
+	return srv, nil
+}
+
+// StartDefault starts the standard reference server in-process for `bidikit
+// run` without --target: free loopback ports for gRPC and admin, memory
+// storage, development auth. It returns once the server listens; cancel ctx
+// to shut it down and call Wait for the outcome.
+func StartDefault(ctx context.Context, log *slog.Logger) (*Server, error) {
+	cfg := DefaultConfig()
+	cfg.Options.Addr = "127.0.0.1:0"
+	cfg.Options.AdminAddr = "127.0.0.1:0"
+	srv, err := Build(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := srv.Start(ctx); err != nil {
+		return nil, err
+	}
+	return srv, nil
+}
