@@ -1,0 +1,154 @@
+package collab_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
+	"github.com/bidikit/bidikit/reference/collab/ot"
+	"github.com/bidikit/bidikit/reference/collab/trace"
+	"github.com/bidikit/bidikit/reference/store"
+)
+
+// replayTrace replays the first limit patches of a sequential trace through
+// a fresh in-process server by one editor and returns the server's text and
+// version (Gomega flavour for specs).
+func replayTrace(ctx context.Context, tr *trace.Trace, limit int) (string, uint64) {
+	GinkgoHelper()
+	text, v, err := replayTraceErr(ctx, tr, limit)
+	Expect(err).NotTo(HaveOccurred())
+	return text, v
+}
+
+// replayTraceErr pipelines the submits: the editor is alone on the
+// document, so op n is sent against version n-1 (its own previous op,
+// assumed committed) without waiting for acks; a reader goroutine takes the
+// acks and stops at the last one. Any Error event fails the replay.
+func replayTraceErr(ctx context.Context, tr *trace.Trace, limit int) (string, uint64, error) {
+	cfg := testConfig()
+	cfg.QueueEvents, cfg.QueueBytes = 1<<20, 1<<30
+	// Retain the whole log: Memory copies its ring on every append once
+	// past its retention, which would dominate this replay.
+	srv, stop, err := newServer(cfg, store.NewMemory(1<<20), io.Discard)
+	if err != nil {
+		return "", 0, err
+	}
+	defer stop()
+	cc, err := grpc.NewClient(srv.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return "", 0, err
+	}
+	defer cc.Close()
+	sctx, cancel := context.WithCancel(withUser(ctx, "typist"))
+	defer cancel()
+	st, err := collabv1.NewCollabServiceClient(cc).Edit(sctx)
+	if err != nil {
+		return "", 0, err
+	}
+	if err := st.Send(&collabv1.ClientEvent{Event: &collabv1.ClientEvent_Open{Open: &collabv1.Open{Document: "trace", ClientId: "t1"}}}); err != nil {
+		return "", 0, err
+	}
+	if ev, err := st.Recv(); err != nil || ev.GetOpened() == nil {
+		return "", 0, fmt.Errorf("open: %v %v", ev, err)
+	}
+	total := uint64(min(limit, tr.Patches()))
+	acked := make(chan error, 1)
+	go func() {
+		for {
+			ev, err := st.Recv()
+			if err != nil {
+				acked <- err
+				return
+			}
+			if e := ev.GetError(); e != nil {
+				acked <- fmt.Errorf("error event: %v", e)
+				return
+			}
+			if ev.GetAck().GetVersion() == total {
+				acked <- nil
+				return
+			}
+		}
+	}()
+	rope := ot.NewRope(tr.StartContent)
+	var n uint64
+send:
+	for _, x := range tr.Txns {
+		for _, p := range x.Patches {
+			if n == total {
+				break send
+			}
+			o, err := ot.Splice(rope.Len(), p.Pos, p.Del, p.Ins)
+			if err != nil {
+				return "", 0, err
+			}
+			if err := rope.Apply(o); err != nil {
+				return "", 0, err
+			}
+			if err := st.Send(submitEvent("trace", "t1", n+1, n, o)); err != nil {
+				return "", 0, fmt.Errorf("send %d: %w", n+1, err)
+			}
+			n++
+		}
+	}
+	select {
+	case err := <-acked:
+		if err != nil {
+			return "", 0, err
+		}
+	case <-ctx.Done():
+		return "", 0, ctx.Err()
+	}
+	_ = st.CloseSend()
+	for {
+		if _, err := st.Recv(); err != nil {
+			if !errors.Is(err, io.EOF) {
+				return "", 0, err
+			}
+			break
+		}
+	}
+	text, v, err := srv.svc.Text("trace")
+	if err == nil && text != rope.String() {
+		err = fmt.Errorf("server text (%d code points) differs from the editor's (%d)", len([]rune(text)), rope.Len())
+	}
+	return text, v, err
+}
+
+// BenchmarkAutomergePaperGRPC replays the whole automerge-paper trace
+// (259,778 edits) through gRPC by one editor, checking endContent. One
+// iteration is the whole trace; target <= 10 s.
+//
+//	go test -run '^$' -bench AutomergePaperGRPC -benchtime 1x ./reference/collab/
+func BenchmarkAutomergePaperGRPC(b *testing.B) {
+	path, err := trace.Path("automerge-paper.json.gz")
+	if err != nil {
+		b.Skip("automerge-paper trace absent: " + err.Error())
+	}
+	tr, err := trace.Load(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	b.ResetTimer()
+	for b.Loop() {
+		text, v, err := replayTraceErr(ctx, tr, tr.Patches())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if text != tr.EndContent || v != uint64(tr.Patches()) {
+			b.Fatalf("ended at version %d with %d code points, want %d and endContent", v, len([]rune(text)), tr.Patches())
+		}
+	}
+	b.ReportMetric(float64(tr.Patches())*float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+}
