@@ -18,7 +18,10 @@ type Memory struct {
 }
 
 type memStream struct {
-	recs []Record // ring of the newest records, oldest first
+	// recs[start:] are the retained records, oldest first; dropped records
+	// before start are compacted away in bulk so Append stays O(1) amortised.
+	recs  []Record
+	start int
 	keys map[string]uint64
 	snap *Snapshot
 }
@@ -57,14 +60,17 @@ func (m *Memory) Append(rec Record, done func(error)) {
 	if rec.Key != "" {
 		s.keys[rec.Key] = rec.Seq
 	}
-	if len(s.recs) > m.retain {
-		drop := len(s.recs) - m.retain
-		for _, r := range s.recs[:drop] {
-			if r.Key != "" && s.keys[r.Key] == r.Seq {
-				delete(s.keys, r.Key)
-			}
+	for len(s.recs)-s.start > m.retain {
+		r := &s.recs[s.start]
+		if r.Key != "" && s.keys[r.Key] == r.Seq {
+			delete(s.keys, r.Key)
 		}
-		s.recs = append(s.recs[:0:0], s.recs[drop:]...)
+		*r = Record{}
+		s.start++
+	}
+	if s.start > 1024 && s.start > len(s.recs)/2 {
+		s.recs = append(s.recs[:0:0], s.recs[s.start:]...)
+		s.start = 0
 	}
 	m.mu.Unlock()
 	done(nil)
@@ -75,13 +81,13 @@ func (m *Memory) Head(stream string) (Head, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s := m.streams[stream]
-	if s == nil || len(s.recs) == 0 {
+	if s == nil || len(s.recs) == s.start {
 		if s != nil && s.snap != nil {
 			return Head{Last: s.snap.Seq}, nil
 		}
 		return Head{}, nil
 	}
-	return Head{Last: s.recs[len(s.recs)-1].Seq, Oldest: s.recs[0].Seq}, nil
+	return Head{Last: s.recs[len(s.recs)-1].Seq, Oldest: s.recs[s.start].Seq}, nil
 }
 
 // Range implements Store.
@@ -92,10 +98,11 @@ func (m *Memory) Range(stream string, from, to uint64, fn func(Record) error) er
 	if s != nil {
 		// Search rather than index by seq - first: a service that appends
 		// seqs with gaps or out of order must not make Range panic.
-		lo := sort.Search(len(s.recs), func(i int) bool { return s.recs[i].Seq >= from })
-		hi := sort.Search(len(s.recs), func(i int) bool { return s.recs[i].Seq > to })
+		recs := s.recs[s.start:]
+		lo := sort.Search(len(recs), func(i int) bool { return recs[i].Seq >= from })
+		hi := sort.Search(len(recs), func(i int) bool { return recs[i].Seq > to })
 		if lo < hi {
-			out = append(out, s.recs[lo:hi]...)
+			out = append(out, recs[lo:hi]...)
 		}
 	}
 	m.mu.Unlock()
