@@ -1,0 +1,465 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/bidikit/bidikit/harness/event"
+	"github.com/bidikit/bidikit/harness/fault"
+	"github.com/bidikit/bidikit/harness/scenario"
+)
+
+// driver is one service's protocol for a virtual client: how to join, what
+// a paced action sends, and what received messages mean. The send loop owns
+// every method that writes (start, act, oversized, onWake, finish, stale); the
+// receive loop calls handle; ended runs after both loops returned. State the
+// two loops share is guarded inside each driver.
+type driver interface {
+	// method is the bidi method to open.
+	method() (*grpc.StreamDesc, string)
+	// recvMsg returns the message the receive loop reads into (reused).
+	recvMsg() proto.Message
+	// start joins the client's scopes on a new stream.
+	start(w *writer) error
+	// act sends n paced messages.
+	act(w *writer, n int) error
+	// oversized sends one message carrying a payload of n bytes.
+	oversized(w *writer, n int) error
+	// handle processes one received message.
+	handle(m proto.Message)
+	// wake is signalled by handle when the send loop has work; onWake does it.
+	// errReconnect from onWake ends the stream cleanly and reconnects.
+	wake() <-chan struct{}
+	onWake(w *writer) error
+	// finish runs at the client's end, before CloseSend (drain, final state).
+	finish(ctx context.Context, w *writer, recvDone <-chan struct{})
+	// stale moves resume positions back by back (0 = from the beginning).
+	stale(back uint64)
+	// ended runs when a stream has ended: Leave events, reset per-stream state.
+	ended()
+}
+
+// errReconnect ends a stream cleanly (CloseSend, read to EOF) and reconnects.
+var errReconnect = errors.New("reconnect")
+
+// writer is the send side of one stream; only the send loop uses it.
+type writer struct {
+	c  *vclient
+	st grpc.ClientStream
+}
+
+func (w *writer) send(m any) error { return w.st.SendMsg(m) }
+
+// vclient is one virtual client: a goroutine running streams one after the
+// other until its end time. It implements fault.Client: fault methods return
+// at once; those that write on the stream are queued to the send loop (cmds).
+type vclient struct {
+	r    *run
+	plan *scenario.ClientPlan
+	role *scenario.Role
+	beh  scenario.Behaviour
+	rng  *rand.Rand // send loop only
+	em   emitter
+	d    driver
+
+	rate      float64
+	readDelay time.Duration
+	// act is the paced action: the driver's act, or an attack's.
+	act func(w *writer, n int) error
+	// cycle, when non-zero, ends the stream cleanly and reconnects every cycle.
+	cycle time.Duration
+
+	stopC       chan struct{} // closed at the client's end time
+	cmds        chan func(w *writer) error
+	stopReading atomic.Bool
+	pausedUntil atomic.Int64 // time.Now().UnixNano() until which the client is paused
+
+	mu     sync.Mutex // guards cancel and conn
+	cancel context.CancelFunc
+	conn   *conn
+}
+
+var _ fault.Client = (*vclient)(nil)
+
+func (c *vclient) Index() int   { return c.plan.Index }
+func (c *vclient) Role() string { return c.plan.Role }
+
+// CancelStream implements fault.Client.
+func (c *vclient) CancelStream() {
+	c.mu.Lock()
+	cancel := c.cancel
+	c.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+// AbruptClose implements fault.Client: the TCP connection is closed (RST).
+func (c *vclient) AbruptClose() {
+	c.mu.Lock()
+	cn := c.conn
+	c.mu.Unlock()
+	if cn != nil {
+		cn.closeRaw()
+	}
+}
+
+// StopReading implements fault.Client.
+func (c *vclient) StopReading() { c.stopReading.Store(true) }
+
+// Pause implements fault.Client.
+func (c *vclient) Pause(d time.Duration) { c.pausedUntil.Store(time.Now().Add(d).UnixNano()) }
+
+func (c *vclient) paused() time.Duration {
+	return time.Duration(c.pausedUntil.Load() - time.Now().UnixNano())
+}
+
+// HalfClose implements fault.Client.
+func (c *vclient) HalfClose() {
+	c.queue(func(w *writer) error { return errHalfClose })
+}
+
+// Burst implements fault.Client.
+func (c *vclient) Burst(n int) {
+	c.queue(func(w *writer) error { return c.d.act(w, n) })
+}
+
+// SendMalformed implements fault.Client.
+func (c *vclient) SendMalformed() {
+	c.queue(func(w *writer) error { return w.send(rawMessage(malformedBytes)) })
+}
+
+// SendOversized implements fault.Client.
+func (c *vclient) SendOversized(n int) {
+	c.queue(func(w *writer) error { return c.d.oversized(w, n) })
+}
+
+// ResumeStale implements fault.Client.
+func (c *vclient) ResumeStale(back uint64) {
+	c.queue(func(w *writer) error { c.d.stale(back); return errReconnect })
+}
+
+var errHalfClose = errors.New("half-close")
+
+func (c *vclient) queue(f func(w *writer) error) {
+	select {
+	case c.cmds <- f:
+	default:
+		c.r.counters.faultDropped.Add(1)
+	}
+}
+
+// ev fills the client's identity and the time into e and emits it.
+func (c *vclient) ev(e *event.Event) {
+	e.At = c.r.since()
+	e.Client = c.plan.Index
+	e.Role = c.plan.Role
+	e.User = c.plan.User
+	c.em.emit(e)
+}
+
+func (c *vclient) stopped() bool {
+	select {
+	case <-c.stopC:
+		return true
+	default:
+		return false
+	}
+}
+
+// runLoop runs streams until the client's end time or ctx is done.
+func (c *vclient) runLoop(ctx context.Context) {
+	cn, err := c.r.pool.get(c.plan.Index)
+	if err != nil {
+		c.ev(&event.Event{Kind: event.Disconnect, Code: codes.Unavailable, Detail: err.Error()})
+		return
+	}
+	c.mu.Lock()
+	c.conn = cn
+	c.mu.Unlock()
+	defer c.r.pool.release(c.plan.Index)
+	backoff := 50 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		clean, reconnectNow := c.runStream(ctx, cn)
+		if c.stopped() || ctx.Err() != nil {
+			return
+		}
+		wait := backoff
+		switch {
+		case reconnectNow:
+			wait = 0
+			backoff = 50 * time.Millisecond
+		case clean:
+			backoff = 50 * time.Millisecond
+		default:
+			backoff = min(backoff*2, 2*time.Second)
+		}
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-c.stopC:
+				t.Stop()
+				return
+			case <-ctx.Done():
+				t.Stop()
+				return
+			}
+		}
+	}
+}
+
+// runStream opens one stream and runs its send and receive loops until it
+// ends. clean reports an OK end; reconnectNow a deliberate end (resumer
+// cycle, ResumeStale, HalfClose) after which the client reconnects at once.
+func (c *vclient) runStream(ctx context.Context, cn *conn) (clean, reconnectNow bool) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	c.mu.Lock()
+	c.cancel = cancel
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.cancel = nil
+		c.mu.Unlock()
+	}()
+	g, gctx := errgroup.WithContext(sctx)
+	octx := metadata.AppendToOutgoingContext(gctx, "authorization", "Bearer "+c.r.token(c.plan.User))
+	desc, method := c.d.method()
+	t0 := time.Now()
+	st, err := cn.cc.NewStream(octx, desc, method)
+	if err != nil {
+		s := status.Convert(err)
+		c.ev(&event.Event{Kind: event.Disconnect, Code: s.Code(), Detail: s.Message()})
+		return false, false
+	}
+	c.ev(&event.Event{Kind: event.Connect, Latency: time.Since(t0)})
+	w := &writer{c: c, st: st}
+	recvDone := make(chan struct{})
+	var deliberate atomic.Bool
+	g.Go(func() error {
+		defer close(recvDone)
+		return c.recvLoop(gctx, st)
+	})
+	g.Go(func() error {
+		again, err := c.sendLoop(gctx, w, recvDone)
+		deliberate.Store(again)
+		return err
+	})
+	err = g.Wait()
+	c.d.ended()
+	code, detail := codes.OK, ""
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			code, detail = codes.Canceled, "stream cancelled by the client"
+		} else {
+			s := status.Convert(err)
+			code, detail = s.Code(), s.Message()
+		}
+	}
+	c.ev(&event.Event{Kind: event.Disconnect, Code: code, Detail: detail})
+	return code == codes.OK, deliberate.Load()
+}
+
+// recvLoop reads until io.EOF (nil) or the stream's status (its error).
+func (c *vclient) recvLoop(ctx context.Context, st grpc.ClientStream) error {
+	for {
+		if c.stopReading.Load() {
+			// The stream stays open and unread until the run ends; then
+			// read to EOF so the stream still ends the interop way.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-c.stopC:
+				c.stopReading.Store(false)
+			}
+		}
+		if d := c.paused(); d > 0 {
+			if !sleepCtx(ctx, d) {
+				return nil
+			}
+		}
+		if c.readDelay > 0 && !c.stopped() {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-c.stopC:
+			case <-time.After(c.readDelay):
+			}
+		}
+		m := c.d.recvMsg()
+		if err := st.RecvMsg(m); err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+		c.d.handle(m)
+	}
+}
+
+// maxCatchUp bounds how many missed sends a late sender makes back to back;
+// slots beyond it are skipped and counted as "sender behind".
+const maxCatchUp = 16
+
+// sendLoop joins, then paces the client's action open-loop at its rate,
+// runs queued fault commands, and ends the stream the interop way at the
+// client's end time. again reports a deliberate end that wants a reconnect.
+func (c *vclient) sendLoop(ctx context.Context, w *writer, recvDone <-chan struct{}) (again bool, err error) {
+	// sendErr: io.EOF from SendMsg means the stream is over; its status
+	// comes from the receive loop.
+	sendErr := func(err error) (bool, error) {
+		if err == io.EOF {
+			select {
+			case <-recvDone:
+			case <-ctx.Done():
+			}
+			return false, nil
+		}
+		return false, err
+	}
+	if err := c.d.start(w); err != nil {
+		return sendErr(err)
+	}
+	// closeAndDrain ends our side and waits for the server's end.
+	closeAndDrain := func() error {
+		if err := w.st.CloseSend(); err != nil {
+			return err
+		}
+		t := time.NewTimer(c.r.opts.stopGrace)
+		defer t.Stop()
+		select {
+		case <-recvDone:
+			return nil
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			return status.Errorf(codes.DeadlineExceeded, "server did not end the stream within %v after CloseSend", c.r.opts.stopGrace)
+		}
+	}
+	var tick *time.Timer
+	var tickC <-chan time.Time
+	var p pacer
+	if c.rate > 0 {
+		p = newPacer(time.Now(), c.rate, c.rng)
+		tick = time.NewTimer(p.wait(time.Now()))
+		defer tick.Stop()
+		tickC = tick.C
+	}
+	var cycleC <-chan time.Time
+	if c.cycle > 0 {
+		t := time.NewTimer(c.cycle)
+		defer t.Stop()
+		cycleC = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return false, nil
+		case <-recvDone:
+			return false, nil
+		case <-c.stopC:
+			c.d.finish(ctx, w, recvDone)
+			return false, closeAndDrain()
+		case <-cycleC:
+			return true, closeAndDrain()
+		case f := <-c.cmds:
+			switch err := f(w); {
+			case err == errHalfClose:
+				// Keep reading until the server ends the stream.
+				_ = w.st.CloseSend()
+				select {
+				case <-recvDone:
+				case <-ctx.Done():
+				}
+				return true, nil
+			case err == errReconnect:
+				return true, closeAndDrain()
+			case err != nil:
+				return sendErr(err)
+			}
+		case <-c.d.wake():
+			switch err := c.d.onWake(w); {
+			case err == errReconnect:
+				return true, closeAndDrain()
+			case err != nil:
+				return sendErr(err)
+			}
+		case now := <-tickC:
+			n, skipped := p.due(now)
+			if skipped > 0 {
+				c.r.counters.behind.Add(int64(skipped))
+			}
+			if c.paused() > 0 {
+				n = 0
+			}
+			if n > 0 {
+				if err := c.act(w, n); err != nil {
+					return sendErr(err)
+				}
+			}
+			tick.Reset(p.wait(time.Now()))
+		}
+	}
+}
+
+// pacer schedules sends by time (open loop): slot k is due at
+// start + offset + k*interval whether or not earlier sends were answered.
+type pacer struct {
+	start    time.Time
+	interval time.Duration
+	n        int64 // slots consumed
+}
+
+func newPacer(now time.Time, rate float64, rng *rand.Rand) pacer {
+	iv := time.Duration(float64(time.Second) / rate)
+	if iv <= 0 {
+		iv = time.Microsecond
+	}
+	// A random phase so that clients do not send in lockstep.
+	return pacer{start: now.Add(time.Duration(rng.Int64N(int64(iv)))), interval: iv}
+}
+
+// wait is the time until the next slot.
+func (p *pacer) wait(now time.Time) time.Duration {
+	return max(p.start.Add(time.Duration(p.n+1)*p.interval).Sub(now), 0)
+}
+
+// due consumes the slots that are due: n to send now (at most maxCatchUp)
+// and skipped, the ones the sender is too late for.
+func (p *pacer) due(now time.Time) (n, skipped int) {
+	slots := int64(now.Sub(p.start)/p.interval) + 1
+	d := slots - p.n
+	if slots <= 0 || d <= 0 {
+		return 0, 0
+	}
+	p.n = slots
+	if d > maxCatchUp {
+		return maxCatchUp, int(d - maxCatchUp)
+	}
+	return int(d), 0
+}
+
+// sleepCtx sleeps d; false when ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,433 @@
+package engine
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/bidikit/bidikit/harness/event"
+	"github.com/bidikit/bidikit/harness/scenario"
+	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
+	"github.com/bidikit/bidikit/reference/collab/ot"
+	"github.com/bidikit/bidikit/reference/collab/trace"
+)
+
+// collabDriver is a Jupiter-style editor client: a local replica, at most one
+// operation in flight, later local edits composed into a buffer; remote
+// operations are transformed against both (the server gives the op
+// committed first the left place at a tie, so ours go Right). The send loop
+// owns seq and the rng; mu guards the replica state that the receive loop
+// also changes.
+type collabDriver struct {
+	c        *vclient
+	doc      string
+	clientID string
+	params   *scenario.EditorParams
+	flood    bool // flooder: blind inserts against version 0, no replica
+	editor   bool // an honest editor: counted in run.editors, reports a Replica
+	trace    *trace.Trace
+	// traceTxn, tracePatch: the next patch of the trace (send loop).
+	traceTxn, tracePatch int
+
+	in    collabv1.ServerEvent
+	wakeC chan struct{}
+	// flushed reports (once) to the run that this editor's edits are all
+	// committed; see run.editorFlushed.
+	flushed sync.Once
+
+	mu           sync.Mutex
+	opened       bool
+	text         string
+	version      uint64
+	seq          uint64
+	inflight     ot.Op
+	inflightSeq  uint64
+	buffer       ot.Op
+	resync       bool // a rejected op or a broken replica: reopen from a snapshot
+	lastRemoteAt time.Time
+	pending      map[uint64]time.Time // flood sends awaiting ack (bounded)
+}
+
+func newCollabDriver(c *vclient, p *scenario.EditorParams, flood bool) (*collabDriver, error) {
+	d := &collabDriver{c: c, doc: c.plan.Scopes[0], clientID: c.plan.User, params: p, flood: flood,
+		wakeC: make(chan struct{}, 1), pending: map[uint64]time.Time{}}
+	if p == nil {
+		d.params = &scenario.EditorParams{MaxInsert: 8, DeleteRatio: 0.3}
+	}
+	d.editor = !flood && c.role.Behaviour == "editor"
+	if d.editor {
+		c.r.editors.Add(1)
+	}
+	if d.params.Trace != "" {
+		tr, err := trace.Load(d.params.Trace)
+		if err != nil {
+			return nil, err
+		}
+		d.trace = tr
+	}
+	return d, nil
+}
+
+func (d *collabDriver) method() (*grpc.StreamDesc, string) {
+	return &collabv1.CollabService_ServiceDesc.Streams[0], collabv1.CollabService_Edit_FullMethodName
+}
+
+func (d *collabDriver) recvMsg() proto.Message { return &d.in }
+func (d *collabDriver) wake() <-chan struct{}  { return d.wakeC }
+
+func (d *collabDriver) signal() {
+	select {
+	case d.wakeC <- struct{}{}:
+	default:
+	}
+}
+
+func (d *collabDriver) stale(uint64) {
+	d.mu.Lock()
+	d.resync = true
+	d.mu.Unlock()
+}
+
+// start opens the document from a snapshot; the replica is reset when
+// Opened arrives.
+func (d *collabDriver) start(w *writer) error {
+	d.mu.Lock()
+	d.opened = false
+	d.resync = false
+	d.mu.Unlock()
+	return w.send(&collabv1.ClientEvent{Event: &collabv1.ClientEvent_Open{Open: &collabv1.Open{Document: d.doc, ClientId: d.clientID}}})
+}
+
+// act makes n local edits (random, or the trace's next patches).
+func (d *collabDriver) act(w *writer, n int) error {
+	for range n {
+		if d.flood {
+			if err := d.floodOne(w, "x"); err != nil {
+				return err
+			}
+			continue
+		}
+		d.mu.Lock()
+		if !d.opened {
+			d.mu.Unlock()
+			return nil
+		}
+		op := d.edit()
+		if op == nil {
+			d.mu.Unlock()
+			continue
+		}
+		next, err := ot.Apply(d.text, op)
+		if err != nil {
+			d.mu.Unlock()
+			continue
+		}
+		d.text = next
+		if d.inflight == nil {
+			sub := d.submitLocked(op)
+			d.mu.Unlock()
+			if err := d.sendSubmit(w, sub); err != nil {
+				return err
+			}
+			continue
+		}
+		if d.buffer == nil {
+			d.buffer = op
+		} else if c, err := ot.Compose(d.buffer, op); err == nil {
+			d.buffer = c
+		} else {
+			d.resync = true
+		}
+		d.mu.Unlock()
+	}
+	return nil
+}
+
+// edit makes one local operation on d.text (mu held).
+func (d *collabDriver) edit() ot.Op {
+	n := len([]rune(d.text))
+	rng := d.c.rng
+	if d.trace != nil {
+		for d.traceTxn < len(d.trace.Txns) {
+			txn := d.trace.Txns[d.traceTxn]
+			if d.tracePatch >= len(txn.Patches) {
+				d.traceTxn, d.tracePatch = d.traceTxn+1, 0
+				continue
+			}
+			p := txn.Patches[d.tracePatch]
+			d.tracePatch++
+			pos := min(p.Pos, n)
+			del := min(p.Del, n-pos)
+			if op, err := ot.Splice(n, pos, del, p.Ins); err == nil && !op.IsNoop() {
+				return op
+			}
+		}
+		return nil
+	}
+	pos := rng.IntN(n + 1)
+	if n > 0 && pos < n && rng.Float64() < d.params.DeleteRatio {
+		del := 1 + rng.IntN(min(4, n-pos))
+		op, _ := ot.Splice(n, pos, del, "")
+		return op
+	}
+	k := 1 + rng.IntN(max(d.params.MaxInsert, 1))
+	var b strings.Builder
+	for range k {
+		b.WriteByte(byte('a' + rng.IntN(26)))
+	}
+	op, _ := ot.Splice(n, pos, 0, b.String())
+	return op
+}
+
+// submitLocked makes op the in-flight op (mu held).
+func (d *collabDriver) submitLocked(op ot.Op) *collabv1.Submit {
+	d.seq++
+	d.inflight, d.inflightSeq = op, d.seq
+	return &collabv1.Submit{Document: d.doc, BaseVersion: d.version, ClientId: d.clientID, ClientSeq: d.seq,
+		Op: toProto(op), ClientSentUnixNanos: time.Now().UnixNano()}
+}
+
+func (d *collabDriver) sendSubmit(w *writer, s *collabv1.Submit) error {
+	d.c.ev(&event.Event{Kind: event.Send, Scope: d.doc, MsgID: d.clientID + "/" + strconv.FormatUint(s.ClientSeq, 10), SenderSeq: s.ClientSeq})
+	return w.send(&collabv1.ClientEvent{Event: &collabv1.ClientEvent_Submit{Submit: s}})
+}
+
+// floodOne submits an insert against version 0, which the server must
+// transform against its whole retained log.
+func (d *collabDriver) floodOne(w *writer, text string) error {
+	d.mu.Lock()
+	d.seq++
+	seq := d.seq
+	if len(d.pending) < maxPending {
+		d.pending[seq] = time.Now()
+	}
+	d.mu.Unlock()
+	s := &collabv1.Submit{Document: d.doc, BaseVersion: 0, ClientId: d.clientID, ClientSeq: seq,
+		Op: toProto(ot.Op{}.Insert(text)), ClientSentUnixNanos: time.Now().UnixNano()}
+	return d.sendSubmit(w, s)
+}
+
+func (d *collabDriver) oversized(w *writer, n int) error {
+	return d.floodOne(w, strings.Repeat("x", n))
+}
+
+// onWake sends the buffer once the in-flight op was acknowledged, or asks
+// for a reconnect when the replica must be resynchronised.
+func (d *collabDriver) onWake(w *writer) error {
+	d.mu.Lock()
+	if d.resync {
+		d.mu.Unlock()
+		return errReconnect
+	}
+	if d.inflight != nil || d.buffer == nil || !d.opened {
+		d.mu.Unlock()
+		return nil
+	}
+	op := d.buffer
+	d.buffer = nil
+	sub := d.submitLocked(op)
+	d.mu.Unlock()
+	return d.sendSubmit(w, sub)
+}
+
+// markFlushed tells the run this editor has nothing left to commit.
+func (d *collabDriver) markFlushed() {
+	if d.editor {
+		d.flushed.Do(d.c.r.editorFlushed)
+	}
+}
+
+// finish, bounded in time: waits until every local edit is acknowledged,
+// then until every editor of the run has done the same, then until remote
+// operations have gone quiet, and reports the replica.
+func (d *collabDriver) finish(ctx context.Context, w *writer, recvDone <-chan struct{}) {
+	if !d.editor {
+		return
+	}
+	const quiet, limit = 300 * time.Millisecond, 10 * time.Second
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	t := time.NewTicker(25 * time.Millisecond)
+	defer t.Stop()
+	allFlushed := d.c.r.allFlushed
+	for {
+		d.mu.Lock()
+		mine := d.opened && d.inflight == nil && d.buffer == nil
+		settled := time.Since(d.lastRemoteAt) > quiet
+		d.mu.Unlock()
+		if mine {
+			d.markFlushed()
+		}
+		if mine && allFlushed == nil && settled {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-recvDone:
+			return
+		case <-deadline.C:
+			d.markFlushed()
+			return // no replica: it could not settle in time
+		case <-allFlushed:
+			allFlushed = nil
+		case <-d.wakeC:
+			if err := d.onWake(w); err != nil {
+				return
+			}
+		case <-t.C:
+		}
+	}
+	d.mu.Lock()
+	ok := d.opened && !d.resync
+	text, version := d.text, d.version
+	d.mu.Unlock()
+	if ok {
+		d.c.ev(&event.Event{Kind: event.Replica, Scope: d.doc, Seq: version, Text: text})
+	}
+}
+
+func (d *collabDriver) handle(m proto.Message) {
+	in := m.(*collabv1.ServerEvent)
+	switch ev := in.Event.(type) {
+	case *collabv1.ServerEvent_Opened:
+		o := ev.Opened
+		d.mu.Lock()
+		d.opened = true
+		d.text, d.version = o.Text, o.Version
+		d.inflight, d.buffer = nil, nil
+		d.lastRemoteAt = time.Now()
+		d.mu.Unlock()
+		d.c.ev(&event.Event{Kind: event.Join, Scope: o.Document, Seq: o.Version, ReplayFrom: o.ReplayFrom, Complete: !o.VersionNotRetained})
+	case *collabv1.ServerEvent_Ack:
+		a := ev.Ack
+		e := event.Event{Kind: event.Ack, Scope: a.Document, MsgID: a.ClientId + "/" + strconv.FormatUint(a.ClientSeq, 10),
+			SenderSeq: a.ClientSeq, Seq: a.Version, Duplicate: a.Duplicate}
+		if a.ClientSentUnixNanos > 0 {
+			e.Latency = time.Duration(time.Now().UnixNano() - a.ClientSentUnixNanos)
+		}
+		d.mu.Lock()
+		delete(d.pending, a.ClientSeq)
+		if !d.flood && d.inflight != nil && a.ClientSeq == d.inflightSeq {
+			if a.Version != d.version+1 && !a.Duplicate {
+				d.resync = true // a version we never saw: the replica cannot be trusted
+			}
+			d.version = max(d.version, a.Version)
+			d.inflight = nil
+			d.signal()
+		}
+		d.mu.Unlock()
+		d.c.ev(&e)
+	case *collabv1.ServerEvent_Op:
+		r := ev.Op
+		now := time.Now()
+		if !d.flood {
+			d.applyRemote(r, now)
+		}
+		e := event.Event{Kind: event.Deliver, Scope: r.Document, Seq: r.Version, Sender: r.Author,
+			MsgID: r.ClientId + "/" + strconv.FormatUint(r.ClientSeq, 10), SenderSeq: r.ClientSeq, Replay: r.Replay}
+		if !r.Replay && r.ClientSentUnixNanos > 0 {
+			e.Latency = time.Duration(now.UnixNano() - r.ClientSentUnixNanos)
+		}
+		d.c.ev(&e)
+	case *collabv1.ServerEvent_Error:
+		er := ev.Error
+		d.mu.Lock()
+		if !d.flood && d.inflight != nil && er.ClientSeq == d.inflightSeq {
+			d.resync = true // our op was refused: the replica has diverged
+			d.signal()
+		}
+		d.mu.Unlock()
+		d.c.ev(&event.Event{Kind: event.Error, Code: codes.Code(er.Code), Detail: er.Message, Field: er.Field,
+			Scope: er.Document, MsgID: er.ClientId + "/" + strconv.FormatUint(er.ClientSeq, 10), SenderSeq: er.ClientSeq})
+	}
+}
+
+// applyRemote transforms a committed op against the in-flight op and the
+// buffer and applies it to the replica.
+func (d *collabDriver) applyRemote(r *collabv1.RemoteOp, now time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.lastRemoteAt = now
+	if !d.opened || d.resync {
+		return
+	}
+	if r.Version <= d.version {
+		return // already applied (replay overlap)
+	}
+	if r.Version != d.version+1 {
+		d.resync = true
+		d.signal()
+		return
+	}
+	op := fromProto(r.Op)
+	var err error
+	if d.inflight != nil {
+		if d.inflight, op, err = ot.Transform(d.inflight, op, ot.Right); err != nil {
+			d.resync = true
+			d.signal()
+			return
+		}
+	}
+	if d.buffer != nil {
+		if d.buffer, op, err = ot.Transform(d.buffer, op, ot.Right); err != nil {
+			d.resync = true
+			d.signal()
+			return
+		}
+	}
+	text, err := ot.Apply(d.text, op)
+	if err != nil {
+		d.resync = true
+		d.signal()
+		return
+	}
+	d.text = text
+	d.version = r.Version
+}
+
+func (d *collabDriver) ended() {
+	d.mu.Lock()
+	was := d.opened
+	d.opened = false
+	d.mu.Unlock()
+	if was {
+		d.c.ev(&event.Event{Kind: event.Leave, Scope: d.doc})
+	}
+}
+
+func toProto(op ot.Op) *collabv1.Operation {
+	out := &collabv1.Operation{Components: make([]*collabv1.Component, 0, len(op))}
+	for _, c := range op {
+		switch c.Kind {
+		case ot.Retain:
+			out.Components = append(out.Components, &collabv1.Component{Kind: &collabv1.Component_Retain{Retain: uint32(c.N)}})
+		case ot.Insert:
+			out.Components = append(out.Components, &collabv1.Component{Kind: &collabv1.Component_Insert{Insert: c.Text}})
+		case ot.Delete:
+			out.Components = append(out.Components, &collabv1.Component{Kind: &collabv1.Component_Delete{Delete: uint32(c.N)}})
+		}
+	}
+	return out
+}
+
+func fromProto(p *collabv1.Operation) ot.Op {
+	var op ot.Op
+	for _, c := range p.GetComponents() {
+		switch k := c.Kind.(type) {
+		case *collabv1.Component_Retain:
+			op = op.Retain(int(k.Retain))
+		case *collabv1.Component_Insert:
+			op = op.Insert(k.Insert)
+		case *collabv1.Component_Delete:
+			op = op.Delete(int(k.Delete))
+		}
+	}
+	return op
+}

@@ -1,0 +1,77 @@
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gleak"
+
+	"github.com/bidikit/bidikit/harness/engine"
+	"github.com/bidikit/bidikit/harness/result"
+	"github.com/bidikit/bidikit/harness/scenario"
+	"github.com/bidikit/bidikit/reference"
+)
+
+// startReference starts the reference server in-process (what `bidikit
+// run` without --target does); it stops at cleanup.
+func startReference() *reference.Server {
+	ctx, cancel := context.WithCancel(context.Background())
+	log := slog.New(slog.NewTextHandler(GinkgoWriter, &slog.HandlerOptions{Level: slog.LevelError}))
+	srv, err := reference.StartDefault(ctx, log)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func() {
+		cancel()
+		_ = srv.Wait()
+	})
+	return srv
+}
+
+// hosts reports whether the reference server registered the service yet.
+func hosts(srv *reference.Server, service string) bool {
+	names := map[string]string{scenario.Chat: "bidikit.chat.v1.ChatService",
+		scenario.Collab: "bidikit.collab.v1.CollabService", scenario.Game: "bidikit.game.v1.GameService"}
+	_, ok := srv.GRPC().GetServiceInfo()[names[service]]
+	return ok
+}
+
+func describe(res result.Scenario) string {
+	s := fmt.Sprintf("%s passed=%v failure=%q msgs=%+v errors=%v\n", res.Name, res.Passed, res.Failure, res.Messages, res.Errors)
+	for _, v := range res.Checks {
+		s += fmt.Sprintf("  %s %s %d %s %v\n", v.Name, v.Status, v.Violations, v.Summary, v.Evidence)
+	}
+	return s
+}
+
+var _ = Describe("the smoke suite against the reference server", func() {
+	BeforeEach(func() {
+		baseline := gleak.Goroutines()
+		DeferCleanup(func() {
+			Eventually(gleak.Goroutines).WithTimeout(10 * time.Second).ShouldNot(gleak.HaveLeaked(baseline))
+		})
+	})
+
+	It("runs every smoke scenario with every check passing, leaving no harness goroutine behind", func(ctx SpecContext) {
+		srv := startReference()
+		scs, err := scenario.Load(filepath.Join("..", "..", "scenarios", "smoke"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(scs).NotTo(BeEmpty())
+		for _, s := range scs {
+			if !hosts(srv, s.Service) {
+				By("skipping " + s.Name + ": the reference server does not host " + s.Service + " yet")
+				continue
+			}
+			res, err := engine.Run(ctx, s, engine.WithTarget(srv.Addr()), engine.WithServerEnv("http://"+srv.AdminAddr()))
+			Expect(err).NotTo(HaveOccurred(), describe(res))
+			Expect(res.Passed).To(BeTrue(), describe(res))
+			Expect(res.Messages.Sent).To(BeNumerically(">", 0))
+			Expect(res.Clients).To(Equal(s.Clients()))
+			Expect(res.Timeline).NotTo(BeEmpty())
+			GinkgoWriter.Print(describe(res))
+		}
+	}, SpecTimeout(3*time.Minute))
+})

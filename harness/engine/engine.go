@@ -1,0 +1,395 @@
+// Package engine runs a scenario: it turns the seeded plan into virtual
+// clients (goroutines, each with a real gRPC bidi stream), fires the fault
+// schedule, and feeds the one event stream to the metrics and the checkers.
+//
+// Data flows one way, vegeta style. Clients buffer events and hand batches
+// to a channel (failures are data: error events and stream-end codes); one
+// dispatcher goroutine owns the metrics Collector and every Checker and
+// observes each batch in order; verdicts are taken once the clients have
+// stopped, the last batch is observed and the scenario's settle time has
+// passed. A client never decides a verdict.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
+
+	"github.com/bidikit/bidikit/harness/check"
+	"github.com/bidikit/bidikit/harness/event"
+	"github.com/bidikit/bidikit/harness/fault"
+	"github.com/bidikit/bidikit/harness/metrics"
+	"github.com/bidikit/bidikit/harness/result"
+	"github.com/bidikit/bidikit/harness/scenario"
+)
+
+// run is one scenario's running state. Immutable after setup except where
+// noted: counters are atomics; the dispatcher goroutine owns col and checks.
+type run struct {
+	s     *scenario.Scenario
+	plan  *scenario.Plan
+	opts  options
+	addr  string // what clients dial: the target or the proxy in front of it
+	start time.Time
+
+	pool    *pool
+	clients []*vclient
+	events  chan []event.Event
+	runEm   emitter // run-wide events (Client -1), any goroutine
+
+	col    *metrics.Collector
+	checks []check.Checker
+	names  []string
+
+	proxy *toxiproxy.Proxy
+	env   *env
+
+	attackOnce sync.Once
+	// editors counts collab editors that have not yet flushed their last
+	// edits at the end of the run; allFlushed closes when it reaches zero,
+	// so that no replica is reported before every edit is committed.
+	editors    atomic.Int64
+	allFlushed chan struct{}
+	counters   struct {
+		behind       atomic.Int64 // paced sends skipped because the sender fell behind
+		faultDropped atomic.Int64 // fault commands dropped: the client's queue was full
+		faultFailed  atomic.Int64 // fault injections that returned an error
+	}
+	// progress, written by the dispatcher, read by the progress goroutine.
+	prog struct {
+		sent, delivered, errors, connected atomic.Int64
+	}
+}
+
+func (r *run) since() time.Duration { return time.Since(r.start) }
+
+// token is the bearer token a client presents: --token, or its user id.
+func (r *run) token(user string) string {
+	if r.opts.token != "" {
+		return r.opts.token
+	}
+	return user
+}
+
+// editorFlushed records that one editor has no unacknowledged edit left
+// (or has stopped for good). Each editor calls it once.
+func (r *run) editorFlushed() {
+	if r.editors.Add(-1) == 0 {
+		close(r.allFlushed)
+	}
+}
+
+// emitRun emits a run-wide event (Client -1).
+func (r *run) emitRun(e *event.Event) {
+	e.At = r.since()
+	e.Client = -1
+	r.runEm.emit(e)
+}
+
+// Run runs s against the target and returns its result. Run blocks until
+// every client has stopped (at s.Duration plus a bounded grace), the settle
+// time has passed and every checker has given its verdict. An error means
+// the scenario could not run or complete (bad options, target unreachable
+// within the dial timeout, ctx cancelled); the returned result then has
+// Failure set. Failed checks are not errors: see result.Scenario.Passed.
+func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scenario, error) {
+	res := result.Scenario{Name: s.Name, File: s.File, Service: s.Service, Seed: s.Seed, Errors: map[string]int{}}
+	fail := func(err error) (result.Scenario, error) {
+		res.Failure = err.Error()
+		res.Passed = false
+		return res, err
+	}
+	o := defaultOptions()
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return fail(err)
+		}
+	}
+	if o.target == "" {
+		return fail(errors.New("engine: no target (use WithTarget)"))
+	}
+	s = withDefaults(s)
+	r := &run{s: s, plan: scenario.NewPlan(s), opts: o, addr: o.target}
+
+	// Checkers first: a bad check spec fails before touching the network.
+	for _, cs := range s.Checks {
+		ck, err := cs.New()
+		if err != nil {
+			return fail(fmt.Errorf("%s: check %q: %w", s.File, cs.Name, err))
+		}
+		r.checks = append(r.checks, ck)
+		r.names = append(r.names, cs.Name)
+	}
+	needProxy := false
+	for _, f := range s.Faults {
+		switch f.Kind.Scope {
+		case fault.Connection:
+			needProxy = true
+		case fault.ServerProcess:
+			if o.faultServer == nil {
+				return fail(fmt.Errorf("%s:%d: fault %q acts on the server process, which only a harness-spawned server allows (bidikit run --spawn-server)", s.File, f.Line, f.Fault))
+			}
+		}
+	}
+
+	env, err := newEnv(ctx, &r.opts)
+	if err != nil {
+		return fail(err)
+	}
+	defer env.close()
+	r.env = env
+	if err := env.preflight(ctx); err != nil {
+		return fail(err)
+	}
+	if needProxy {
+		p, stop, err := fault.StartProxy(ctx, o.target)
+		if err != nil {
+			return fail(err)
+		}
+		defer stop()
+		r.proxy = p
+		r.addr = p.Listen
+	}
+	r.pool = newPool(r.addr, s.StreamsPerConn, &r.opts)
+	defer r.pool.closeAll()
+
+	roles := make([]metrics.RoleInfo, len(s.Roles))
+	for i, rl := range s.Roles {
+		roles[i] = metrics.RoleInfo{Name: rl.Name, Behaviour: rl.Behaviour, Clients: rl.Count}
+	}
+	roleOf := make([]int, len(r.plan.Clients))
+	for i, c := range r.plan.Clients {
+		roleOf[i] = c.RoleIndex
+	}
+	r.col = metrics.New(roles, roleOf)
+	r.events = make(chan []event.Event, 1024)
+	r.runEm = emitter{out: r.events}
+	r.allFlushed = make(chan struct{})
+	for i := range r.plan.Clients {
+		c, err := newClient(r, i)
+		if err != nil {
+			return fail(fmt.Errorf("%s: %w", s.File, err))
+		}
+		r.clients = append(r.clients, c)
+	}
+	if r.editors.Load() == 0 {
+		close(r.allFlushed)
+	}
+
+	// Baselines before any client connects.
+	for i, ck := range r.checks {
+		if st, ok := ck.(check.Starter); ok {
+			if err := st.Start(ctx, env); err != nil {
+				return fail(fmt.Errorf("check %q: start: %w", r.names[i], err))
+			}
+		}
+	}
+
+	dispatched := make(chan struct{})
+	go func() {
+		defer close(dispatched)
+		r.dispatch()
+	}()
+	r.start = time.Now()
+	rctx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+
+	var bg sync.WaitGroup // flusher, progress
+	bgStop := make(chan struct{})
+	bg.Go(func() { r.flusher(bgStop) })
+	if o.progress != nil {
+		bg.Go(func() { r.progress(bgStop) })
+	}
+
+	// Each client stops at its role's end (or the run's).
+	var timers []*time.Timer
+	for _, c := range r.clients {
+		end := s.Duration
+		if c.role.Stop > 0 && c.role.Stop < end {
+			end = c.role.Stop
+		}
+		timers = append(timers, time.AfterFunc(end, func() { close(c.stopC) }))
+	}
+	var clients sync.WaitGroup
+	for _, c := range r.clients {
+		clients.Go(func() { c.run(rctx) })
+	}
+	var faults sync.WaitGroup
+	faultsDone := make(chan struct{})
+	go func() {
+		defer close(faultsDone)
+		r.schedule(rctx, &faults)
+	}()
+
+	clients.Wait()
+	for _, t := range timers {
+		t.Stop()
+	}
+	cancelRun() // ends the fault schedule and faults with a duration
+	<-faultsDone
+	faults.Wait()
+	if s.Service == scenario.Collab && ctx.Err() == nil {
+		r.serverState(ctx)
+	}
+	elapsed := r.since()
+
+	close(bgStop)
+	bg.Wait()
+	for _, c := range r.clients {
+		c.em.flush()
+	}
+	r.runEm.flush()
+	close(r.events)
+	<-dispatched
+
+	r.col.AddError("harness:sender-behind", int(r.counters.behind.Load()))
+	r.col.AddError("harness:fault-dropped", int(r.counters.faultDropped.Load()))
+	r.col.AddError("harness:fault-failed", int(r.counters.faultFailed.Load()))
+	r.col.Finish(elapsed)
+	r.col.Fill(&res)
+	res.DurationS = elapsed.Seconds()
+	if err := ctx.Err(); err != nil {
+		return fail(fmt.Errorf("scenario %s interrupted: %w", s.Name, err))
+	}
+
+	if s.Settle > 0 && !sleepCtx(ctx, s.Settle) {
+		return fail(fmt.Errorf("scenario %s interrupted while settling: %w", s.Name, ctx.Err()))
+	}
+	res.Passed = true
+	for i, ck := range r.checks {
+		v := ck.Verdict(ctx, env)
+		if v.Name == "" {
+			v.Name = r.names[i]
+		}
+		if !v.Passed() {
+			res.Passed = false
+		}
+		res.Checks = append(res.Checks, v)
+	}
+	return res, nil
+}
+
+// withDefaults returns a copy of s with each role's missing parameters set
+// to its behaviour's defaults (hand-built scenarios).
+func withDefaults(s *scenario.Scenario) *scenario.Scenario {
+	c := *s
+	c.Roles = append([]scenario.Role(nil), s.Roles...)
+	for i := range c.Roles {
+		if c.Roles[i].Params == nil {
+			if b, ok := scenario.Behaviours[c.Roles[i].Behaviour]; ok && b.Params != nil {
+				c.Roles[i].Params = b.Params()
+			}
+		}
+	}
+	if c.StreamsPerConn <= 0 {
+		c.StreamsPerConn = 1
+	}
+	return &c
+}
+
+// dispatch feeds every event, in order, to the metrics and every checker.
+// It owns r.col and r.checks until the channel is closed.
+func (r *run) dispatch() {
+	for b := range r.events {
+		for i := range b {
+			e := &b[i]
+			r.col.Observe(e)
+			for _, ck := range r.checks {
+				ck.Observe(e)
+			}
+		}
+		m := r.col.Messages()
+		r.prog.sent.Store(m.Sent)
+		r.prog.delivered.Store(m.Delivered)
+		r.prog.connected.Store(int64(r.col.Connected()))
+		r.prog.errors.Store(int64(r.col.ErrorCount()))
+		putBatch(b)
+	}
+}
+
+// flusher hands over partly filled batches every flushEvery, so that quiet
+// clients' events reach the checkers promptly.
+func (r *run) flusher(stop <-chan struct{}) {
+	t := time.NewTicker(r.opts.flushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			for _, c := range r.clients {
+				c.em.flush()
+			}
+			r.runEm.flush()
+		}
+	}
+}
+
+// progress reports to the caller's callback every progress interval.
+func (r *run) progress(stop <-chan struct{}) {
+	t := time.NewTicker(r.opts.progressInt)
+	defer t.Stop()
+	var lastSent int64
+	var rate float64
+	last := time.Now()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			sent := r.prog.sent.Load()
+			inst := float64(sent-lastSent) / now.Sub(last).Seconds()
+			lastSent, last = sent, now
+			rate = 0.75*rate + 0.25*inst // smoothed over about a second
+			r.opts.progress(Progress{
+				Scenario: r.s.Name, Elapsed: r.since(), Duration: r.s.Duration,
+				Connected: int(r.prog.connected.Load()), Clients: len(r.clients),
+				MessagesPerSec: rate, Sent: sent, Delivered: r.prog.delivered.Load(),
+				Errors: int(r.prog.errors.Load()),
+			})
+		}
+	}
+}
+
+// schedule fires the plan's firings at their times. Each injection runs in
+// its own goroutine (tracked by wg) so a slow fault does not delay the next.
+func (r *run) schedule(ctx context.Context, wg *sync.WaitGroup) {
+	for _, f := range r.plan.Firings {
+		if !sleepUntil(ctx, nil, r.start.Add(f.At)) {
+			return
+		}
+		step := &r.s.Faults[f.Step]
+		flt, err := step.New()
+		if err != nil {
+			r.counters.faultFailed.Add(1)
+			r.opts.log.Error("building fault", "fault", step.Fault, "line", step.Line, "err", err)
+			continue
+		}
+		targets := make([]fault.Client, 0, len(f.Clients))
+		for _, i := range f.Clients {
+			c := r.clients[i]
+			targets = append(targets, c)
+			c.ev(&event.Event{Kind: event.Fault, Detail: step.Fault})
+		}
+		if len(f.Clients) == 0 {
+			r.emitRun(&event.Event{Kind: event.Fault, Detail: step.Fault})
+		}
+		wg.Go(func() {
+			if err := flt.Inject(ctx, r, targets); err != nil && ctx.Err() == nil {
+				r.counters.faultFailed.Add(1)
+				r.opts.log.Warn("fault failed", "fault", step.Fault, "err", err)
+			}
+		})
+	}
+}
+
+// Proxy implements fault.Env.
+func (r *run) Proxy() *toxiproxy.Proxy { return r.proxy }
+
+// Server implements fault.Env.
+func (r *run) Server() fault.Server { return r.opts.faultServer }
