@@ -1,0 +1,657 @@
+package chat
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	chatv1 "github.com/bidikit/bidikit/proto/bidikit/chat/v1"
+	"github.com/bidikit/bidikit/reference/metrics"
+	"github.com/bidikit/bidikit/reference/store"
+)
+
+// noUserStream is a stream whose context carries no authenticated user.
+type noUserStream struct {
+	chatv1.ChatService_ConnectServer
+}
+
+func (noUserStream) Context() context.Context { return context.Background() }
+
+func codeOf(err error) codes.Code { return status.Code(err) }
+
+// metricSum adds up every sample a counter or gauge (vector) holds.
+func metricSum(c prometheus.Collector) float64 {
+	ch := make(chan prometheus.Metric, 64)
+	go func() { c.Collect(ch); close(ch) }()
+	sum := 0.0
+	for m := range ch {
+		var d dto.Metric
+		if err := m.Write(&d); err != nil {
+			panic(err)
+		}
+		sum += d.GetCounter().GetValue() + d.GetGauge().GetValue()
+	}
+	return sum
+}
+
+var _ = Describe("Service", func() {
+	It("implements service.Service with the contract's name and validates its config", func() {
+		svc, err := New(DefaultConfig(), store.NewMemory(0), nil, nil, nil)
+		Expect(err).To(MatchError(ContainSubstring("metrics")))
+		Expect(svc).To(BeNil())
+		bad := DefaultConfig()
+		bad.QueueMessages = 0
+		_, err = New(bad, store.NewMemory(0), nil, nil, nil)
+		Expect(err).To(MatchError(ContainSubstring("queue messages")))
+		ts := startServer(testConfig(), nil, nil)
+		Expect(ts.svc.Name()).To(Equal("bidikit.chat.v1.ChatService"))
+	})
+
+	DescribeTable("concurrent senders in shared rooms: one gapless order per room, seen identically by every member, each sender's order kept",
+		func(ctx SpecContext, async bool) {
+			var st store.Store
+			if async {
+				a := newAsyncStore()
+				DeferCleanup(a.Close)
+				st = a
+			}
+			ts := startServer(testConfig(), st, nil)
+			cc := dial(ts.addr)
+			rooms := []string{"r1", "r2", "r3"}
+			const clients, perRoom = 6, 40
+			cs := make([]*tclient, clients)
+			for i := range cs {
+				cs[i] = connect(cc, fmt.Sprintf("u%d", i))
+				for _, r := range rooms {
+					cs[i].join(r)
+				}
+			}
+			var wg sync.WaitGroup
+			for i, c := range cs {
+				wg.Add(1)
+				go func() {
+					defer GinkgoRecover()
+					defer wg.Done()
+					for k := 1; k <= perRoom; k++ {
+						for _, r := range rooms {
+							id := fmt.Sprintf("%s-%d", r, k)
+							Expect(c.st.Send(sendEv(r, id, uint64(k), fmt.Sprintf("hello %d from %d", k, i)))).To(Succeed())
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			total := clients * perRoom
+			for _, c := range cs {
+				Eventually(ctx, func() int { return len(c.acks()) }).Should(Equal(perRoom * len(rooms)))
+				for _, r := range rooms {
+					Eventually(ctx, func() int { return len(c.messages(r)) }).Should(Equal(total))
+				}
+			}
+			for _, r := range rooms {
+				ref := cs[0].messages(r)
+				Expect(gapless(ref, 1)).To(Succeed())
+				for _, c := range cs[1:] {
+					got := c.messages(r)
+					for i := range ref {
+						Expect(got[i].GetSeq()).To(Equal(ref[i].GetSeq()))
+						Expect(got[i].GetClientMsgId()).To(Equal(ref[i].GetClientMsgId()))
+						Expect(got[i].GetSender()).To(Equal(ref[i].GetSender()))
+					}
+				}
+				last := map[string]uint64{}
+				for _, m := range ref {
+					Expect(m.GetSenderSeq()).To(Equal(last[m.GetSender()]+1), "sender %s order in %s", m.GetSender(), r)
+					last[m.GetSender()] = m.GetSenderSeq()
+					Expect(m.GetReplay()).To(BeFalse())
+					Expect(m.GetServerUnixNanos()).To(BeNumerically(">", 0))
+				}
+			}
+			// each ack carries the seq its message got
+			for _, c := range cs {
+				seqs := map[string]uint64{}
+				for _, r := range rooms {
+					for _, m := range c.messages(r) {
+						if m.GetSender() == c.user {
+							seqs[r+"/"+m.GetClientMsgId()] = m.GetSeq()
+						}
+					}
+				}
+				for _, a := range c.acks() {
+					Expect(a.GetDuplicate()).To(BeFalse())
+					Expect(a.GetSeq()).To(Equal(seqs[a.GetRoom()+"/"+a.GetClientMsgId()]))
+				}
+			}
+			Expect(metricSum(ts.m.Committed)).To(BeEquivalentTo(total * len(rooms)))
+			for _, c := range cs {
+				Expect(c.closeAndWait()).To(Succeed())
+			}
+		},
+		Entry("memory store (commit inside Append)", false, SpecTimeout(60*time.Second)),
+		Entry("asynchronous store (commit on a writer goroutine)", true, SpecTimeout(60*time.Second)),
+	)
+
+	It("acks and broadcasts only after the store commit, and catches a resend still in flight", func(ctx SpecContext) {
+		gs := newGatedStore()
+		ts := startServer(testConfig(), gs, nil)
+		cc := dial(ts.addr)
+		a, b := connect(cc, "alice"), connect(cc, "bob")
+		a.join("lobby")
+		b.join("lobby")
+		a.send(sendEv("lobby", "m1", 1, "hi"))
+		a.send(sendEv("lobby", "m1", 1, "hi")) // resend before commit
+		Eventually(ctx, gs.pending).Should(Equal(1))
+		// A marker on another room shows the stream processed both sends.
+		a.join("other")
+		Consistently(func() int { return len(a.acks()) + len(b.messages("lobby")) }).
+			WithTimeout(200 * time.Millisecond).Should(BeZero())
+		gs.release()
+		Eventually(ctx, func() int { return len(a.acks()) }).Should(Equal(2))
+		acks := a.acks()
+		Expect(acks[0]).To(SatisfyAll(
+			WithTransform((*chatv1.Ack).GetSeq, BeEquivalentTo(1)),
+			WithTransform((*chatv1.Ack).GetDuplicate, BeFalse())))
+		Expect(acks[1]).To(SatisfyAll(
+			WithTransform((*chatv1.Ack).GetSeq, BeEquivalentTo(1)),
+			WithTransform((*chatv1.Ack).GetDuplicate, BeTrue())))
+		Eventually(ctx, func() int { return len(b.messages("lobby")) }).Should(Equal(1))
+		// later sends go through the open gate as usual
+		a.send(sendEv("lobby", "m2", 2, "again"))
+		Eventually(ctx, func() int { return len(b.messages("lobby")) }).Should(Equal(2))
+		Expect(gapless(b.messages("lobby"), 1)).To(Succeed())
+		Expect(a.closeAndWait()).To(Succeed())
+		Expect(b.closeAndWait()).To(Succeed())
+	}, SpecTimeout(30*time.Second))
+
+	It("does not store a committed resend twice: duplicate ack with the original seq", func(ctx SpecContext) {
+		ts := startServer(testConfig(), nil, nil)
+		cc := dial(ts.addr)
+		a, b := connect(cc, "alice"), connect(cc, "bob")
+		a.join("lobby")
+		b.join("lobby")
+		a.send(sendEv("lobby", "x", 1, "one"))
+		b.send(sendEv("lobby", "y", 1, "two"))
+		Eventually(ctx, func() int { return len(a.messages("lobby")) }).Should(Equal(2))
+		first := a.acks()[0].GetSeq()
+		a.send(sendEv("lobby", "x", 1, "one"))
+		// the same id from another sender is a different message
+		b.send(sendEv("lobby", "x", 2, "three"))
+		Eventually(ctx, func() int { return len(a.acks()) }).Should(Equal(2))
+		Expect(a.acks()[1].GetDuplicate()).To(BeTrue())
+		Expect(a.acks()[1].GetSeq()).To(Equal(first))
+		Eventually(ctx, func() int { return len(a.messages("lobby")) }).Should(Equal(3))
+		Consistently(func() int { return len(a.messages("lobby")) }).WithTimeout(100 * time.Millisecond).Should(Equal(3))
+		Expect(gapless(a.messages("lobby"), 1)).To(Succeed())
+		// a new stream of the same user resending (reconnect) is caught too
+		a2 := connect(cc, "alice")
+		a2.join("lobby")
+		a2.send(sendEv("lobby", "x", 1, "one"))
+		Eventually(ctx, func() int { return len(a2.acks()) }).Should(Equal(1))
+		Expect(a2.acks()[0].GetDuplicate()).To(BeTrue())
+		Expect(a2.acks()[0].GetSeq()).To(Equal(first))
+		for _, c := range []*tclient{a, a2, b} {
+			Expect(c.closeAndWait()).To(Succeed())
+		}
+	}, SpecTimeout(30*time.Second))
+
+	It("continues seq after a restart over the same store", func(ctx SpecContext) {
+		st := store.NewMemory(0)
+		ts1 := newTestServer(testConfig(), st, nil)
+		cc1 := dial(ts1.addr)
+		a := connect(cc1, "alice")
+		a.join("lobby")
+		for i := 1; i <= 5; i++ {
+			a.send(sendEv("lobby", fmt.Sprint(i), uint64(i), "x"))
+		}
+		Eventually(ctx, func() int { return len(a.acks()) }).Should(Equal(5))
+		Expect(a.closeAndWait()).To(Succeed())
+		ts1.stop()
+
+		ts2 := startServer(testConfig(), st, nil)
+		b := connect(dial(ts2.addr), "bob")
+		Expect(b.join("lobby").GetHeadSeq()).To(BeEquivalentTo(5))
+		b.send(sendEv("lobby", "after", 1, "y"))
+		Eventually(ctx, func() []*chatv1.Ack { return b.acks() }).Should(ContainElement(
+			WithTransform((*chatv1.Ack).GetSeq, BeEquivalentTo(6))))
+		Expect(b.closeAndWait()).To(Succeed())
+	}, SpecTimeout(30*time.Second))
+
+	It("resumes at the seam under concurrent sends: replay then live, no gap, no duplicate", func(ctx SpecContext) {
+		ts := startServer(testConfig(), nil, nil)
+		cc := dial(ts.addr)
+		const senders, each = 3, 300
+		ss := make([]*tclient, senders)
+		for i := range ss {
+			ss[i] = connect(cc, fmt.Sprintf("s%d", i))
+			ss[i].join("busy")
+		}
+		var wg sync.WaitGroup
+		for i, s := range ss {
+			wg.Add(1)
+			go func() {
+				defer GinkgoRecover()
+				defer wg.Done()
+				for k := 1; k <= each; k++ {
+					Expect(s.st.Send(sendEv("busy", fmt.Sprint(k), uint64(k), fmt.Sprintf("s%d-%d", i, k)))).To(Succeed())
+					if k%50 == 0 {
+						time.Sleep(time.Millisecond) // let resumers land mid-stream
+					}
+				}
+			}()
+		}
+		// resumers join while the senders run, each from a different position
+		var resumers []*tclient
+		var afters []uint64
+		for k := 0; k < 6; k++ {
+			Eventually(ctx, func() int { return len(ss[0].messages("busy")) }).Should(BeNumerically(">=", 40*(k+1)))
+			after := uint64(20 * k)
+			r := connect(cc, fmt.Sprintf("r%d", k))
+			j := r.joinFrom("busy", &after)
+			Expect(j.GetResumeComplete()).To(BeTrue())
+			Expect(j.GetHeadSeq()).To(BeNumerically(">=", after))
+			if j.GetHeadSeq() > after {
+				Expect(j.GetReplayFrom()).To(Equal(after + 1))
+			}
+			resumers = append(resumers, r)
+			afters = append(afters, after)
+		}
+		wg.Wait()
+		total := senders * each
+		for i, r := range resumers {
+			Eventually(ctx, func() int { return len(r.messages("busy")) }).WithTimeout(10 * time.Second).Should(BeNumerically(">=", total-int(afters[i])))
+			msgs := r.messages("busy")
+			Expect(msgs).To(HaveLen(total - int(afters[i])))
+			Expect(gapless(msgs, afters[i]+1)).To(Succeed())
+			head := r.joinedEvents()[0].GetHeadSeq()
+			for _, m := range msgs {
+				Expect(m.GetReplay()).To(Equal(m.GetSeq() <= head), "seq %d head %d", m.GetSeq(), head)
+			}
+		}
+		Consistently(func() int { return len(resumers[0].messages("busy")) }).
+			WithTimeout(100 * time.Millisecond).Should(Equal(total - int(afters[0])))
+		for _, c := range append(ss, resumers...) {
+			Expect(c.closeAndWait()).To(Succeed())
+		}
+	}, SpecTimeout(60*time.Second))
+
+	It("says resume_complete=false when asked for more than it retains", func(ctx SpecContext) {
+		cfg := testConfig()
+		cfg.History = 10
+		ts := startServer(cfg, nil, nil)
+		cc := dial(ts.addr)
+		a := connect(cc, "alice")
+		a.join("lobby")
+		for i := 1; i <= 25; i++ {
+			a.send(sendEv("lobby", fmt.Sprint(i), uint64(i), "x"))
+		}
+		Eventually(ctx, func() int { return len(a.acks()) }).Should(Equal(25))
+
+		old := connect(cc, "bob")
+		j := old.joinFrom("lobby", ptr(uint64(2)))
+		Expect(j.GetResumeComplete()).To(BeFalse())
+		Expect(j.GetOldestRetainedSeq()).To(BeEquivalentTo(16))
+		Expect(j.GetReplayFrom()).To(BeEquivalentTo(16))
+		Expect(j.GetHeadSeq()).To(BeEquivalentTo(25))
+		Expect(j.GetMembers()).To(ConsistOf("alice", "bob"))
+		Eventually(ctx, func() int { return len(old.messages("lobby")) }).Should(Equal(10))
+		Expect(gapless(old.messages("lobby"), 16)).To(Succeed())
+
+		recent := connect(cc, "carol")
+		j = recent.joinFrom("lobby", ptr(uint64(20)))
+		Expect(j.GetResumeComplete()).To(BeTrue())
+		Expect(j.GetReplayFrom()).To(BeEquivalentTo(21))
+		Eventually(ctx, func() int { return len(recent.messages("lobby")) }).Should(Equal(5))
+		Expect(recent.messages("lobby")[0].GetReplay()).To(BeTrue())
+
+		live := connect(cc, "dave")
+		j = live.join("lobby")
+		Expect(j.GetResumeComplete()).To(BeTrue())
+		Expect(j.GetReplayFrom()).To(BeZero())
+		Expect(j.GetHeadSeq()).To(BeEquivalentTo(25))
+
+		upToDate := connect(cc, "erin")
+		j = upToDate.joinFrom("lobby", ptr(uint64(25)))
+		Expect(j.GetResumeComplete()).To(BeTrue())
+		Expect(j.GetReplayFrom()).To(BeZero())
+
+		a.send(sendEv("lobby", "26", 26, "live"))
+		for _, c := range []*tclient{old, recent, live, upToDate} {
+			Eventually(ctx, func() []*chatv1.Message { return c.messages("lobby") }).Should(ContainElement(SatisfyAll(
+				WithTransform((*chatv1.Message).GetSeq, BeEquivalentTo(26)),
+				WithTransform((*chatv1.Message).GetReplay, BeFalse()))))
+		}
+		for _, c := range []*tclient{a, old, recent, live, upToDate} {
+			Expect(c.closeAndWait()).To(Succeed())
+		}
+	}, SpecTimeout(30*time.Second))
+
+	It("reports presence and relays typing, throttled per user per room", func(ctx SpecContext) {
+		cfg := testConfig()
+		cfg.TypingInterval = time.Hour
+		ts := startServer(cfg, nil, nil)
+		cc := dial(ts.addr)
+		a, b := connect(cc, "alice"), connect(cc, "bob")
+		Expect(a.join("lobby").GetMembers()).To(Equal([]string{"alice"}))
+		Expect(b.join("lobby").GetMembers()).To(Equal([]string{"alice", "bob"}))
+		Eventually(ctx, a.presences).Should(ConsistOf(SatisfyAll(
+			WithTransform((*chatv1.Presence).GetUser, Equal("bob")),
+			WithTransform((*chatv1.Presence).GetKind, Equal(chatv1.Presence_KIND_JOINED)))))
+
+		for i := 0; i < 5; i++ {
+			b.send(typingEv("lobby", true))
+		}
+		b.send(sendEv("lobby", "marker", 1, "after typing"))
+		Eventually(ctx, func() int { return len(a.messages("lobby")) }).Should(Equal(1))
+		// everything bob's typings caused was queued before the marker
+		Expect(a.typings()).To(ConsistOf(SatisfyAll(
+			WithTransform((*chatv1.TypingNotice).GetUser, Equal("bob")),
+			WithTransform((*chatv1.TypingNotice).GetActive, BeTrue()))))
+		Eventually(ctx, func() int { return len(b.messages("lobby")) }).Should(Equal(1))
+		Expect(b.typings()).To(BeEmpty(), "typing is relayed to others only")
+
+		// a second stream of bob arriving is not news; bob leaving on both is
+		b2 := connect(cc, "bob")
+		b2.join("lobby")
+		b2.send(leaveEv("lobby"))
+		b.send(leaveEv("lobby"))
+		Eventually(ctx, func() int { return len(a.presences()) }).Should(Equal(2))
+		Expect(a.presences()[1].GetKind()).To(Equal(chatv1.Presence_KIND_LEFT))
+		Eventually(ctx, func() []*chatv1.ServerEvent { return b.events() }).Should(ContainElement(
+			WithTransform((*chatv1.ServerEvent).GetLeft, Not(BeNil()))))
+		for _, c := range []*tclient{a, b, b2} {
+			Expect(c.closeAndWait()).To(Succeed())
+		}
+	}, SpecTimeout(30*time.Second))
+
+	DescribeTable("answers bad input with an Error event naming the field, and keeps the stream open",
+		func(ctx SpecContext, setup []*chatv1.ClientEvent, bad []byte, code codes.Code, field string) {
+			cfg := testConfig()
+			cfg.MaxBodyBytes = 16
+			ts := startServer(cfg, nil, nil)
+			cc := dial(ts.addr)
+			rs, err := openRaw(ctx, cc, "alice")
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(rs.cancel)
+			for _, ev := range setup {
+				Expect(rs.send(mustMarshal(ev))).To(Succeed())
+			}
+			Expect(rs.send(bad)).To(Succeed())
+			Expect(rs.send(mustMarshal(joinEv("probe")))).To(Succeed())
+			var got *chatv1.Error
+			for {
+				ev, err := rs.recv()
+				Expect(err).NotTo(HaveOccurred())
+				if e := ev.GetError(); e != nil {
+					Expect(got).To(BeNil(), "only one Error expected, second: %v", e)
+					got = e
+				}
+				if j := ev.GetJoined(); j != nil && j.GetRoom() == "probe" {
+					break // the stream survived the bad event
+				}
+			}
+			Expect(got).NotTo(BeNil())
+			Expect(codes.Code(got.GetCode())).To(Equal(code))
+			Expect(got.GetField()).To(Equal(field))
+			Expect(got.GetMessage()).NotTo(BeEmpty())
+			Expect(rs.cs.CloseSend()).To(Succeed())
+			_, err = rs.recv()
+			Expect(err).To(MatchError(ContainSubstring("EOF")))
+		},
+		Entry("empty event", nil, []byte{}, codes.InvalidArgument, "event"),
+		Entry("unknown event field", nil, []byte{0x4a, 0x01, 'x'}, codes.InvalidArgument, "event"),
+		Entry("empty join room", nil, mustMarshal(joinEv("")), codes.InvalidArgument, "join.room"),
+		Entry("bad join room", nil, mustMarshal(joinEv("a b")), codes.InvalidArgument, "join.room"),
+		Entry("long join room", nil, mustMarshal(joinEv(strings.Repeat("a", 65))), codes.InvalidArgument, "join.room"),
+		Entry("join twice", []*chatv1.ClientEvent{joinEv("r")}, mustMarshal(joinEv("r")), codes.FailedPrecondition, "join.room"),
+		Entry("leave not joined", nil, mustMarshal(leaveEv("r")), codes.FailedPrecondition, "leave.room"),
+		Entry("bad leave room", nil, mustMarshal(leaveEv("r/")), codes.InvalidArgument, "leave.room"),
+		Entry("typing not joined", nil, mustMarshal(typingEv("r", true)), codes.FailedPrecondition, "typing.room"),
+		Entry("send not joined", nil, mustMarshal(sendEv("r", "1", 1, "hi")), codes.FailedPrecondition, "send.room"),
+		Entry("send bad room", nil, mustMarshal(sendEv("", "1", 1, "hi")), codes.InvalidArgument, "send.room"),
+		Entry("send empty id", []*chatv1.ClientEvent{joinEv("r")}, mustMarshal(sendEv("r", "", 1, "hi")), codes.InvalidArgument, "send.client_msg_id"),
+		Entry("send long id", []*chatv1.ClientEvent{joinEv("r")}, mustMarshal(sendEv("r", strings.Repeat("i", 129), 1, "hi")), codes.InvalidArgument, "send.client_msg_id"),
+		Entry("send empty body", []*chatv1.ClientEvent{joinEv("r")}, mustMarshal(sendEv("r", "1", 1, "")), codes.InvalidArgument, "send.body"),
+		Entry("send oversized body", []*chatv1.ClientEvent{joinEv("r")}, mustMarshal(sendEv("r", "1", 1, strings.Repeat("b", 17))), codes.InvalidArgument, "send.body"),
+	)
+
+	DescribeTable("ends the stream with INVALID_ARGUMENT on undecodable bytes, never INTERNAL",
+		func(ctx SpecContext, bad []byte) {
+			ts := startServer(testConfig(), nil, nil)
+			rs, err := openRaw(ctx, dial(ts.addr), "alice")
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(rs.cancel)
+			Expect(rs.send(mustMarshal(joinEv("r")))).To(Succeed())
+			Expect(rs.send(bad)).To(Succeed())
+			for {
+				_, err = rs.recv()
+				if err != nil {
+					break
+				}
+			}
+			Expect(codeOf(err)).To(Equal(codes.InvalidArgument), "%v", err)
+			Expect(err.Error()).To(ContainSubstring("malformed message"))
+		},
+		Entry("garbage", []byte{0xff, 0xff, 0xff, 0xff}),
+		Entry("truncated field", []byte{0x1a, 0x10, 0x0a}),
+		Entry("invalid UTF-8 in a string", []byte{0x1a, 0x07, 0x0a, 0x01, 'r', 0x22, 0x02, 0xc3, 0x28}),
+	)
+
+	It("bounds rooms per stream", func(ctx SpecContext) {
+		cfg := testConfig()
+		cfg.MaxRoomsPerStream = 3
+		ts := startServer(cfg, nil, nil)
+		a := connect(dial(ts.addr), "alice")
+		for _, r := range []string{"a", "b", "c"} {
+			a.join(r)
+		}
+		a.send(joinEv("d"))
+		Eventually(ctx, a.errs).Should(ConsistOf(SatisfyAll(
+			WithTransform((*chatv1.Error).GetCode, BeEquivalentTo(codes.ResourceExhausted)),
+			WithTransform((*chatv1.Error).GetField, Equal("join.room")),
+			WithTransform((*chatv1.Error).GetRoom, Equal("d")))))
+		a.send(leaveEv("a"))
+		Expect(a.join("d").GetRoom()).To(Equal("d"))
+		Expect(a.closeAndWait()).To(Succeed())
+	}, SpecTimeout(30*time.Second))
+
+	It("refuses Sends over the rate limit with an Error event and keeps the stream", func(ctx SpecContext) {
+		cfg := testConfig()
+		cfg.SendRate, cfg.SendBurst, cfg.FloodFactor = 0.001, 3, 0
+		ts := startServer(cfg, nil, nil)
+		a := connect(dial(ts.addr), "alice")
+		a.join("lobby")
+		for i := 1; i <= 10; i++ {
+			a.send(sendEv("lobby", fmt.Sprint(i), uint64(i), "x"))
+		}
+		Eventually(ctx, func() int { return len(a.acks()) + len(a.errs()) }).Should(Equal(10))
+		Expect(a.acks()).To(HaveLen(3))
+		for _, e := range a.errs() {
+			Expect(e.GetCode()).To(BeEquivalentTo(codes.ResourceExhausted))
+			Expect(e.GetField()).To(Equal("send"))
+			Expect(e.GetClientMsgId()).NotTo(BeEmpty())
+			Expect(e.GetMessage()).To(ContainSubstring("rate limit"))
+		}
+		Expect(metricSum(ts.m.RateLimited)).To(BeEquivalentTo(7))
+		Expect(a.closeAndWait()).To(Succeed())
+	}, SpecTimeout(30*time.Second))
+
+	It("ends a stream that keeps sending far over the limit with RESOURCE_EXHAUSTED", func(ctx SpecContext) {
+		cfg := testConfig()
+		cfg.SendRate, cfg.SendBurst, cfg.FloodFactor, cfg.FloodWindow = 0.001, 2, 5, time.Hour
+		ts := startServer(cfg, nil, nil)
+		cc := dial(ts.addr)
+		a := connect(cc, "flood")
+		a.join("lobby")
+		for i := 1; i <= 20 && !a.ended(); i++ {
+			_ = a.st.Send(sendEv("lobby", fmt.Sprint(i), uint64(i), "x"))
+		}
+		Eventually(ctx, a.done).Should(BeClosed())
+		Expect(codeOf(a.final())).To(Equal(codes.ResourceExhausted))
+		Expect(a.final().Error()).To(ContainSubstring("far over the rate limit"))
+		// 2 x 5 refusals tolerated; the 11th is answered, then the stream ends
+		Expect(a.errs()).To(HaveLen(11))
+	}, SpecTimeout(30*time.Second))
+
+	It("cuts a reader that never reads with RESOURCE_EXHAUSTED while the others receive everything", func(ctx SpecContext) {
+		cfg := testConfig()
+		cfg.QueueMessages = 256
+		ts := startServer(cfg, nil, nil)
+		cc := dial(ts.addr)
+		// a fixed 64 KiB window, so the transport cannot absorb the backlog
+		slowCC := dial(ts.addr, grpc.WithInitialWindowSize(1<<16), grpc.WithInitialConnWindowSize(1<<16))
+		slow := open(slowCC, "slow")
+		slow.send(joinEv("lobby"))
+		Eventually(ctx, func() float64 { return metricSum(ts.m.Members) }).Should(BeEquivalentTo(1))
+		fast := []*tclient{connect(cc, "f1"), connect(cc, "f2")}
+		for _, f := range fast {
+			f.join("lobby")
+		}
+		sender := connect(cc, "sender")
+		sender.join("lobby")
+		const n = 1500
+		body := strings.Repeat("z", 400)
+		for i := 1; i <= n; i++ {
+			sender.send(sendEv("lobby", fmt.Sprint(i), uint64(i), body))
+			if i%50 == 0 {
+				// honest readers keep up (a closed loop, so that they never
+				// fall 256 behind even under -race); the slow one does not
+				for _, c := range append(fast, sender) {
+					Eventually(ctx, func() int { return len(c.messages("lobby")) }).Should(BeNumerically(">=", i-50))
+				}
+			}
+		}
+		for _, c := range append(fast, sender) {
+			Eventually(ctx, func() int { return len(c.messages("lobby")) }).Should(Equal(n))
+			Expect(gapless(c.messages("lobby"), 1)).To(Succeed())
+		}
+		Eventually(ctx, func() float64 { return metricSum(ts.m.SlowConsumerCuts) }).Should(BeEquivalentTo(1))
+		// the slow reader finally reads: what was sent, then the status
+		slow.startReading()
+		Eventually(ctx, slow.done).Should(BeClosed())
+		err := slow.final()
+		Expect(codeOf(err)).To(Equal(codes.ResourceExhausted), "%v", err)
+		Expect(err.Error()).To(SatisfyAll(ContainSubstring("slow consumer"),
+			ContainSubstring("256 messages"), ContainSubstring("resume from seq")))
+		got := slow.messages("lobby")
+		Expect(len(got)).To(BeNumerically("<", n))
+		Expect(gapless(got, 1)).To(Succeed())
+		var resumeAt int
+		_, scanErr := fmt.Sscanf(err.Error()[strings.Index(err.Error(), "resume from seq"):], "resume from seq %d", &resumeAt)
+		Expect(scanErr).NotTo(HaveOccurred())
+		Expect(resumeAt).To(SatisfyAll(BeNumerically(">", 0), BeNumerically("<=", len(got))),
+			"resuming after the position the status names loses nothing")
+		Eventually(ctx, func() float64 { return metricSum(ts.m.Members) }).Should(BeEquivalentTo(3))
+		for _, c := range append(fast, sender) {
+			Expect(c.closeAndWait()).To(Succeed())
+		}
+	}, SpecTimeout(60*time.Second))
+
+	It("denies a Join the ACL refuses with PERMISSION_DENIED", func(ctx SpecContext) {
+		ts := startServer(testConfig(), nil, denyACL{})
+		cc := dial(ts.addr)
+		bob := connect(cc, "bob")
+		bob.send(joinEv("secret"))
+		Eventually(ctx, bob.errs).Should(ConsistOf(SatisfyAll(
+			WithTransform((*chatv1.Error).GetCode, BeEquivalentTo(codes.PermissionDenied)),
+			WithTransform((*chatv1.Error).GetField, Equal("join.room")))))
+		bob.send(sendEv("secret", "1", 1, "let me in"))
+		Eventually(ctx, func() int { return len(bob.errs()) }).Should(Equal(2))
+		Expect(bob.errs()[1].GetCode()).To(BeEquivalentTo(codes.FailedPrecondition))
+		alice := connect(cc, "alice")
+		Expect(alice.join("secret").GetMembers()).To(Equal([]string{"alice"}))
+		Expect(bob.join("public").GetRoom()).To(Equal("public"))
+		Expect(alice.closeAndWait()).To(Succeed())
+		Expect(bob.closeAndWait()).To(Succeed())
+	}, SpecTimeout(30*time.Second))
+
+	It("drains: refuses new streams, acks in-flight commits, then ends streams with UNAVAILABLE", func(ctx SpecContext) {
+		gs := newGatedStore()
+		ts := startServer(testConfig(), gs, nil)
+		cc := dial(ts.addr)
+		a, b := connect(cc, "alice"), connect(cc, "bob")
+		a.join("lobby")
+		b.join("lobby")
+		a.send(sendEv("lobby", "m1", 1, "in flight"))
+		Eventually(ctx, gs.pending).Should(Equal(1))
+		drained := make(chan error, 1)
+		go func() { drained <- ts.svc.Drain(ctx) }()
+		Eventually(ctx, func() float64 { return metricSum(ts.m.ShuttingDown) }).Should(BeEquivalentTo(1))
+		late := connect(cc, "late")
+		Eventually(ctx, late.done).Should(BeClosed())
+		Expect(codeOf(late.final())).To(Equal(codes.Unavailable))
+		Consistently(a.done).WithTimeout(100 * time.Millisecond).ShouldNot(BeClosed())
+		gs.release()
+		Eventually(ctx, drained).Should(Receive(BeNil()))
+		for _, c := range []*tclient{a, b} {
+			Eventually(ctx, c.done).Should(BeClosed())
+			Expect(codeOf(c.final())).To(Equal(codes.Unavailable))
+			Expect(c.final().Error()).To(ContainSubstring("server shutting down"))
+		}
+		Expect(a.acks()).To(HaveLen(1))
+		Expect(a.acks()[0].GetSeq()).To(BeEquivalentTo(1))
+	}, SpecTimeout(30*time.Second))
+
+	It("forces streams closed when the drain deadline passes", func(ctx SpecContext) {
+		gs := newGatedStore()
+		ts := startServer(testConfig(), gs, nil)
+		a := connect(dial(ts.addr), "alice")
+		a.join("lobby")
+		a.send(sendEv("lobby", "m1", 1, "never committed"))
+		Eventually(ctx, gs.pending).Should(Equal(1))
+		dctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		Expect(ts.svc.Drain(dctx)).To(MatchError(context.DeadlineExceeded))
+		Eventually(ctx, a.done).Should(BeClosed())
+		Expect(codeOf(a.final())).To(Equal(codes.Unavailable))
+	}, SpecTimeout(30*time.Second))
+
+	It("releases everything a stream held, however it ended", func(ctx SpecContext) {
+		cfg := testConfig()
+		cfg.SendRate = 1000
+		ts := startServer(cfg, nil, nil)
+		cc := dial(ts.addr)
+		eof := connect(cc, "eof")
+		canceled := connect(cc, "canceled")
+		bad, err := openRaw(ctx, cc, "bad")
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(bad.cancel)
+		for _, c := range []*tclient{eof, canceled} {
+			c.join("a")
+			c.join("b")
+			c.send(sendEv("a", "1", 1, "x"))
+		}
+		Expect(bad.send(mustMarshal(joinEv("a")))).To(Succeed())
+		Eventually(ctx, func() float64 { return metricSum(ts.m.Members) }).Should(BeEquivalentTo(5))
+		Expect(ts.svc.rooms.count()).To(Equal(2))
+		Expect(ts.svc.lim.Keys()).To(Equal(3))
+
+		Expect(eof.closeAndWait()).To(Succeed())
+		canceled.cancel()
+		Expect(bad.send([]byte{0xff})).To(Succeed())
+		Eventually(ctx, canceled.done).Should(BeClosed())
+		Expect(codeOf(canceled.final())).To(Equal(codes.Canceled))
+
+		Eventually(ctx, func() float64 { return metricSum(ts.m.Members) }).Should(BeZero())
+		Eventually(ctx, func() float64 { return metricSum(ts.m.ActiveStreams) }).Should(BeZero())
+		Eventually(ctx, ts.svc.rooms.count).Should(BeZero())
+		Eventually(ctx, ts.svc.lim.Keys).Should(BeZero())
+		Expect(metricSum(ts.m.QueueDepth)).To(BeZero())
+	}, SpecTimeout(30*time.Second))
+
+	It("refuses a stream without an authenticated user", func(ctx SpecContext) {
+		svc, err := New(testConfig(), store.NewMemory(0), metrics.Discard(), nil, nil)
+		Expect(err).NotTo(HaveOccurred())
+		err = svc.connect(noUserStream{})
+		Expect(codeOf(err)).To(Equal(codes.Unauthenticated))
+	})
+})

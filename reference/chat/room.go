@@ -1,0 +1,216 @@
+package chat
+
+import (
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	chatv1 "github.com/bidikit/bidikit/proto/bidikit/chat/v1"
+)
+
+// roomShards is the number of independently locked parts of the room table.
+const roomShards = 64
+
+// roomTable maps room names to live rooms, sharded by name hash. A room stays
+// in the table while it has references (memberships, in-flight commits,
+// joins in progress) and is dropped at zero; the next use reloads its head
+// from the store.
+type roomTable struct {
+	shards [roomShards]roomShard
+}
+
+type roomShard struct {
+	mu    sync.Mutex // guards rooms and every room's refs; taken last
+	rooms map[string]*room
+}
+
+func newRoomTable() *roomTable {
+	t := &roomTable{}
+	for i := range t.shards {
+		t.shards[i].rooms = map[string]*room{}
+	}
+	return t
+}
+
+func (t *roomTable) shard(name string) *roomShard {
+	h := uint32(2166136261) // FNV-1a
+	for i := 0; i < len(name); i++ {
+		h ^= uint32(name[i])
+		h *= 16777619
+	}
+	return &t.shards[h%roomShards]
+}
+
+// acquire returns the room called name with one more reference, creating it
+// (not yet loaded) when absent.
+func (t *roomTable) acquire(name string) *room {
+	sh := t.shard(name)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	r := sh.rooms[name]
+	if r == nil {
+		r = &room{
+			name:     name,
+			stream:   "chat/" + name,
+			shard:    sh,
+			users:    map[string]int{},
+			typing:   map[string]time.Time{},
+			inflight: map[string]*pending{},
+		}
+		sh.rooms[name] = r
+	}
+	r.refs++
+	return r
+}
+
+// retain adds a reference to a room the caller already holds one on.
+func (t *roomTable) retain(r *room) {
+	r.shard.mu.Lock()
+	r.refs++
+	r.shard.mu.Unlock()
+}
+
+// release drops one reference and forgets the room at zero.
+func (t *roomTable) release(r *room) {
+	sh := r.shard
+	sh.mu.Lock()
+	r.refs--
+	if r.refs <= 0 && sh.rooms[r.name] == r {
+		delete(sh.rooms, r.name)
+	}
+	sh.mu.Unlock()
+}
+
+// count returns how many rooms are in memory (for tests).
+func (t *roomTable) count() int {
+	n := 0
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		n += len(sh.rooms)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// room is one chat room's in-memory state.
+//
+// Lock order: seqMu, then mu, then the shard's mu. The store's commit
+// callback takes mu (and the shard's mu) but never seqMu, because with the
+// memory store it runs inside Append, under seqMu.
+type room struct {
+	name   string
+	stream string // store stream name, "chat/<name>"
+	shard  *roomShard
+	refs   int // guarded by shard.mu
+
+	// seqMu orders Sends: loading the head, assigning seq and calling
+	// store.Append happen under it, so commits arrive in seq order.
+	seqMu  sync.Mutex
+	loaded bool   // guarded by seqMu
+	next   uint64 // last assigned seq; guarded by seqMu
+	// failed is set when a commit failed: seqs after it may have been
+	// assigned but not stored, so the room refuses Sends until it is dropped
+	// from memory and reloaded from the store.
+	failed atomic.Bool
+
+	// mu guards everything below: membership, the committed head and the
+	// in-flight table. Broadcasts happen under it, so a member registered
+	// under mu sees exactly the messages with seq > committed at that time.
+	mu        sync.Mutex
+	committed uint64
+	members   []*membership
+	users     map[string]int       // user -> streams of that user in the room
+	typing    map[string]time.Time // user -> last relayed typing indicator
+	inflight  map[string]*pending  // dedup key -> not yet committed Send
+}
+
+// membership is one stream's presence in one room.
+type membership struct {
+	sess *session
+	room *room
+	idx  int // position in room.members; guarded by room.mu
+}
+
+// pending is a Send whose store commit has not been reported yet.
+type pending struct {
+	key         string
+	clientMsgID string
+	seq         uint64
+	sender      *session
+	dups        []*session // resends that arrived before the commit
+}
+
+// replayJob asks a session's writer to replay [from, to] of m's room from
+// the store.
+type replayJob struct {
+	m        *membership
+	from, to uint64 // inclusive
+}
+
+// deliver queues it to m's stream. Caller holds m.room.mu. Never blocks.
+//
+// A resuming membership needs no buffer: its Joined and replay job were
+// queued under the same lock that registered it, so every live message (seq
+// > the replay's end) lands behind the job in the FIFO queue, and the writer
+// replays before it sends them: no gap, no duplicate at the seam.
+func (m *membership) deliver(it item, size int) { m.sess.push(it, size) }
+
+// addMember registers m (caller holds r.mu) and tells the other members when
+// m's user was not present before.
+func (r *room) addMember(m *membership) {
+	user := m.sess.user
+	r.users[user]++
+	if r.users[user] == 1 {
+		r.broadcastEvent(presenceEvent(r.name, user, chatv1.Presence_KIND_JOINED), nil)
+	}
+	m.idx = len(r.members)
+	r.members = append(r.members, m)
+}
+
+// removeMember unregisters m (caller holds r.mu) and tells the others when m
+// was its user's last stream in the room.
+func (r *room) removeMember(m *membership) {
+	last := len(r.members) - 1
+	if m.idx > last || r.members[m.idx] != m {
+		return
+	}
+	r.members[m.idx] = r.members[last]
+	r.members[m.idx].idx = m.idx
+	r.members[last] = nil
+	r.members = r.members[:last]
+	user := m.sess.user
+	r.users[user]--
+	if r.users[user] <= 0 {
+		delete(r.users, user)
+		delete(r.typing, user)
+		r.broadcastEvent(presenceEvent(r.name, user, chatv1.Presence_KIND_LEFT), nil)
+	}
+}
+
+// broadcastEvent queues ev to every member except those for which skip
+// returns true. Caller holds r.mu.
+func (r *room) broadcastEvent(ev *chatv1.ServerEvent, skip func(*membership) bool) {
+	it := item{ev: ev}
+	for _, m := range r.members {
+		if skip == nil || !skip(m) {
+			m.deliver(it, controlItemBytes)
+		}
+	}
+}
+
+// memberList returns the distinct users present, sorted. Caller holds r.mu.
+func (r *room) memberList() []string {
+	out := make([]string, 0, len(r.users))
+	for u := range r.users {
+		out = append(out, u)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func presenceEvent(room, user string, kind chatv1.Presence_Kind) *chatv1.ServerEvent {
+	return &chatv1.ServerEvent{Event: &chatv1.ServerEvent_Presence{Presence: &chatv1.Presence{
+		Room: room, User: user, Kind: kind}}}
+}

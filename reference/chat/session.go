@@ -1,0 +1,543 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	chatv1 "github.com/bidikit/bidikit/proto/bidikit/chat/v1"
+	"github.com/bidikit/bidikit/reference/sendq"
+	"github.com/bidikit/bidikit/reference/store"
+)
+
+// maxClientMsgIDBytes bounds Send.client_msg_id (the contract says 1-128).
+const maxClientMsgIDBytes = 128
+
+// replayChunk is how many records one store.Range call of a replay reads.
+const replayChunk = 256
+
+// session is one Connect stream.
+//
+// Ownership: rooms, refusals and windowStart belong to the processor
+// (readLoop) goroutine while the stream runs and to cleanup afterwards; the
+// writer goroutine alone calls stream.Send and writes sent (under sentMu, as
+// the supervisor reads it for the slow-consumer message); q is pushed to by
+// anyone and popped by the writer.
+type session struct {
+	svc    *Service
+	user   string
+	stream chatv1.ChatService_ConnectServer
+	q      *sendq.Queue[item]
+	lim    *rate.Limiter
+
+	rooms       map[string]*membership
+	refusals    int
+	windowStart time.Time
+
+	inflight     atomic.Int64 // this stream's Sends not yet committed
+	inflightZero chan struct{}
+	qClosed      atomic.Bool // set before q.Close: a failed Push is then not an overflow
+	draining     atomic.Bool
+
+	cutOnce   sync.Once
+	cutCh     chan struct{} // closed when the stream is cut as a slow consumer
+	drainOnce sync.Once
+	drainCh   chan struct{} // closed when the service drains
+	forceOnce sync.Once
+	forceCh   chan struct{} // closed when the stream must end now
+
+	sentMu sync.Mutex
+	sent   map[string]uint64 // room -> last seq handed to the transport
+}
+
+func newSession(s *Service, user string, stream chatv1.ChatService_ConnectServer) *session {
+	return &session{
+		svc:          s,
+		user:         user,
+		stream:       stream,
+		q:            sendq.New[item](s.cfg.QueueMessages, s.cfg.QueueBytes),
+		lim:          s.lim.Acquire(user),
+		rooms:        map[string]*membership{},
+		inflightZero: make(chan struct{}, 1),
+		cutCh:        make(chan struct{}),
+		drainCh:      make(chan struct{}),
+		forceCh:      make(chan struct{}),
+		sent:         map[string]uint64{},
+	}
+}
+
+// push queues it for the writer without blocking. A refused push on a queue
+// that was not closed on purpose is an overflow: the stream is cut.
+func (ss *session) push(it item, size int) {
+	if !ss.q.Push(it, size) && !ss.qClosed.Load() {
+		ss.cut()
+	}
+}
+
+func (ss *session) pushEvent(ev *chatv1.ServerEvent) { ss.push(item{ev: ev}, controlItemBytes) }
+
+func (ss *session) closeQueue() {
+	ss.qClosed.Store(true)
+	ss.q.Close()
+}
+
+// cut marks the stream as a slow consumer; the supervisor ends it.
+func (ss *session) cut() {
+	ss.cutOnce.Do(func() {
+		ss.svc.mCuts.Inc()
+		close(ss.cutCh)
+		ss.svc.log.Info("slow consumer cut", "user", ss.user)
+	})
+}
+
+func (ss *session) startDrain() {
+	ss.drainOnce.Do(func() {
+		ss.draining.Store(true)
+		close(ss.drainCh)
+	})
+}
+
+func (ss *session) force() { ss.forceOnce.Do(func() { close(ss.forceCh) }) }
+
+// slowStatus is the final status of a cut stream, naming the bound and where
+// to resume each joined room.
+func (ss *session) slowStatus() error {
+	cfg := &ss.svc.cfg
+	var b strings.Builder
+	fmt.Fprintf(&b, "slow consumer: send queue over %d messages / %d bytes", cfg.QueueMessages, cfg.QueueBytes)
+	ss.sentMu.Lock()
+	rooms := make([]string, 0, len(ss.sent))
+	for r := range ss.sent {
+		rooms = append(rooms, r)
+	}
+	slices.Sort(rooms)
+	for i, r := range rooms {
+		if i == 0 {
+			b.WriteString("; resume from ")
+		} else {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "seq %d in room %q", ss.sent[r], r)
+	}
+	ss.sentMu.Unlock()
+	return status.Error(codes.ResourceExhausted, b.String())
+}
+
+func (ss *session) noteSent(room string, seq uint64) {
+	ss.sentMu.Lock()
+	ss.sent[room] = seq
+	ss.sentMu.Unlock()
+}
+
+func (ss *session) inflightDone() {
+	if ss.inflight.Add(-1) == 0 {
+		select {
+		case ss.inflightZero <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (ss *session) waitInflight(ctx context.Context) error {
+	for ss.inflight.Load() > 0 {
+		select {
+		case <-ss.inflightZero:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// pump turns Recv into a channel so that the processor can also watch for
+// cancellation and drain. It exits after the first Recv error or once ctx
+// (the handler's) is done.
+func (ss *session) pump(ctx context.Context, out chan<- recvResult) {
+	var frame rawFrame
+	for {
+		ev, err := ss.recv(&frame)
+		select {
+		case out <- recvResult{ev: ev, err: err}:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// recv reads one ClientEvent. It takes the message's bytes through frame
+// and decodes them itself, because grpc-go answers a codec failure with
+// INTERNAL on its own; bad client bytes must end the stream with
+// INVALID_ARGUMENT.
+func (ss *session) recv(frame *rawFrame) (*chatv1.ClientEvent, error) {
+	if err := ss.stream.RecvMsg(frame); err != nil {
+		return nil, err
+	}
+	ev := &chatv1.ClientEvent{}
+	if err := proto.Unmarshal(frame.b, ev); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "malformed message: %v", err)
+	}
+	return ev, nil
+}
+
+// readLoop is the processor: it handles client events one at a time, in
+// order. On EOF or drain it waits for this stream's in-flight commits, closes
+// the queue (the writer flushes it) and returns nil; a fatal client error
+// returns its status.
+func (ss *session) readLoop(ctx context.Context, recv <-chan recvResult) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ss.drainCh:
+			return ss.finish(ctx)
+		case r := <-recv:
+			if r.err != nil {
+				if errors.Is(r.err, io.EOF) {
+					return ss.finish(ctx)
+				}
+				ss.closeQueue() // the writer flushes what is queued
+				return recvError(r.err)
+			}
+			if err := ss.handle(r.ev); err != nil {
+				ss.closeQueue()
+				return err
+			}
+		}
+	}
+}
+
+func (ss *session) finish(ctx context.Context) error {
+	if err := ss.waitInflight(ctx); err != nil {
+		return err
+	}
+	ss.closeQueue()
+	return nil
+}
+
+// cleanup releases what the stream holds. It runs once, after both loops
+// ended.
+func (ss *session) cleanup() {
+	for name, m := range ss.rooms {
+		ss.svc.leave(m, false)
+		delete(ss.rooms, name)
+	}
+	ss.closeQueue()
+	ss.svc.lim.Release(ss.user)
+	ss.svc.mStreams.Dec()
+}
+
+// handle answers one client event. Only a fatal problem returns an error.
+// A panic (a server bug, never client input) ends this stream with INTERNAL
+// instead of the whole process.
+func (ss *session) handle(ev *chatv1.ClientEvent) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			ss.svc.log.Error("panic handling a client event", "user", ss.user, "panic", p, "stack", string(debug.Stack()))
+			err = status.Error(codes.Internal, "internal error while handling the event")
+		}
+	}()
+	switch e := ev.GetEvent().(type) {
+	case *chatv1.ClientEvent_Join:
+		ss.onJoin(e.Join)
+	case *chatv1.ClientEvent_Leave:
+		ss.onLeave(e.Leave)
+	case *chatv1.ClientEvent_Send:
+		return ss.onSend(e.Send)
+	case *chatv1.ClientEvent_Typing:
+		ss.onTyping(e.Typing)
+	default:
+		why := "empty ClientEvent: set exactly one of join, leave, send, typing"
+		if len(ev.ProtoReflect().GetUnknown()) > 0 {
+			why = "unknown ClientEvent: no known event field is set (this server speaks bidikit.chat.v1: join, leave, send, typing)"
+		}
+		ss.reject(codes.InvalidArgument, "event", "", "", why)
+	}
+	return nil
+}
+
+// reject answers with an Error event; the stream stays open.
+func (ss *session) reject(code codes.Code, field, room, msgID, why string) {
+	if code == codes.InvalidArgument || code == codes.FailedPrecondition {
+		ss.svc.mRejected.WithLabelValues(field).Inc()
+	}
+	ss.pushEvent(&chatv1.ServerEvent{Event: &chatv1.ServerEvent_Error{Error: &chatv1.Error{
+		Code: uint32(code), Message: why, Field: field, Room: room, ClientMsgId: msgID}}})
+}
+
+// rejectErr answers a validation error (a *validate.FieldError).
+func (ss *session) rejectErr(field string, err error, room, msgID string) {
+	ss.reject(codes.InvalidArgument, field, room, msgID, err.Error())
+}
+
+func (ss *session) onJoin(j *chatv1.Join) {
+	name := j.GetRoom()
+	if err := validName("join.room", name); err != nil {
+		ss.rejectErr("join.room", err, name, "")
+		return
+	}
+	if _, ok := ss.rooms[name]; ok {
+		ss.reject(codes.FailedPrecondition, "join.room", name, "",
+			fmt.Sprintf("room %q is already joined on this stream; Leave it first to join again", name))
+		return
+	}
+	if len(ss.rooms) >= ss.svc.cfg.MaxRoomsPerStream {
+		ss.reject(codes.ResourceExhausted, "join.room", name, "",
+			fmt.Sprintf("this stream has joined %d rooms, the limit (--chat-max-rooms-per-stream); Leave one first", len(ss.rooms)))
+		return
+	}
+	if ss.svc.acl != nil && !ss.svc.acl.Allowed(name, ss.user) {
+		ss.reject(codes.PermissionDenied, "join.room", name, "",
+			fmt.Sprintf("user %q may not join room %q", ss.user, name))
+		return
+	}
+	var after *uint64
+	if j != nil {
+		after = j.ResumeAfter
+	}
+	if m := ss.svc.join(ss, name, after); m != nil {
+		ss.rooms[name] = m
+	}
+}
+
+func (ss *session) onLeave(l *chatv1.Leave) {
+	name := l.GetRoom()
+	if err := validName("leave.room", name); err != nil {
+		ss.rejectErr("leave.room", err, name, "")
+		return
+	}
+	m := ss.rooms[name]
+	if m == nil {
+		ss.reject(codes.FailedPrecondition, "leave.room", name, "",
+			fmt.Sprintf("room %q is not joined on this stream", name))
+		return
+	}
+	delete(ss.rooms, name)
+	ss.svc.leave(m, true)
+}
+
+func (ss *session) onTyping(t *chatv1.Typing) {
+	name := t.GetRoom()
+	if err := validName("typing.room", name); err != nil {
+		ss.rejectErr("typing.room", err, name, "")
+		return
+	}
+	m := ss.rooms[name]
+	if m == nil {
+		ss.reject(codes.FailedPrecondition, "typing.room", name, "",
+			fmt.Sprintf("room %q is not joined on this stream; send Join first", name))
+		return
+	}
+	ss.svc.typing(m, t.GetActive())
+}
+
+func (ss *session) onSend(snd *chatv1.Send) error {
+	name, id := snd.GetRoom(), snd.GetClientMsgId()
+	if err := validName("send.room", name); err != nil {
+		ss.rejectErr("send.room", err, name, id)
+		return nil
+	}
+	m := ss.rooms[name]
+	if m == nil {
+		ss.reject(codes.FailedPrecondition, "send.room", name, id,
+			fmt.Sprintf("room %q is not joined on this stream; send Join first", name))
+		return nil
+	}
+	if err := validID("send.client_msg_id", id); err != nil {
+		ss.rejectErr("send.client_msg_id", err, name, id)
+		return nil
+	}
+	if err := validBody("send.body", snd.GetBody(), ss.svc.cfg.MaxBodyBytes); err != nil {
+		ss.rejectErr("send.body", err, name, id)
+		return nil
+	}
+	if !ss.lim.Allow() {
+		return ss.refuse(name, id)
+	}
+	ss.svc.send(ss, m, snd)
+	return nil
+}
+
+// refuse answers a rate-limited Send, and ends the stream when the sender
+// keeps going far over its rate: more than FloodFactor x SendBurst refusals
+// within one FloodWindow.
+func (ss *session) refuse(room, id string) error {
+	cfg := &ss.svc.cfg
+	ss.svc.mRateLimited.Inc()
+	ss.reject(codes.ResourceExhausted, "send", room, id,
+		fmt.Sprintf("rate limit: at most %g messages/s per user with bursts of %d; slow down and resend this client_msg_id", cfg.SendRate, cfg.SendBurst))
+	if cfg.FloodFactor <= 0 {
+		return nil
+	}
+	now := time.Now()
+	if ss.refusals == 0 || now.Sub(ss.windowStart) > cfg.FloodWindow {
+		ss.refusals, ss.windowStart = 0, now
+	}
+	ss.refusals++
+	if limit := cfg.FloodFactor * cfg.SendBurst; ss.refusals > limit {
+		ss.svc.log.Info("flooder cut", "user", ss.user, "refusals", ss.refusals)
+		return status.Errorf(codes.ResourceExhausted,
+			"sending far over the rate limit: %d sends refused within %v (limit %g messages/s, burst %d)",
+			ss.refusals, cfg.FloodWindow, cfg.SendRate, cfg.SendBurst)
+	}
+	return nil
+}
+
+// writeLoop is the stream's only sender: it pops batches from the queue and
+// writes them, turning runs of messages for one room into one MessageBatch.
+func (ss *session) writeLoop(ctx context.Context) error {
+	var batch []item
+	var msgs [][]byte
+	// depth is this stream's share of the queue-depth gauge: the batch being
+	// written, then what queued up meanwhile. One update per batch.
+	depth := 0
+	setDepth := func(n int) {
+		if n != depth {
+			ss.svc.mQueue.Add(float64(n - depth))
+			depth = n
+		}
+	}
+	defer setDepth(0)
+	for {
+		var err error
+		batch, err = ss.q.Pop(ctx, batch[:0])
+		if err != nil {
+			switch {
+			case errors.Is(err, sendq.ErrOverflow):
+				ss.cut()
+				return ss.slowStatus()
+			case errors.Is(err, sendq.ErrClosed):
+				if ss.draining.Load() {
+					return errShuttingDown
+				}
+				return nil
+			default:
+				return err
+			}
+		}
+		setDepth(len(batch))
+		delivered, err := ss.sendItems(ctx, batch, &msgs)
+		waiting, _ := ss.q.Len()
+		setDepth(waiting)
+		ss.svc.mDelivered.Add(float64(delivered))
+		clear(batch)
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// sendItems writes items in order and returns how many events (messages
+// counted one by one) it wrote.
+func (ss *session) sendItems(ctx context.Context, items []item, msgs *[][]byte) (int, error) {
+	delivered := 0
+	for i := 0; i < len(items); {
+		it := &items[i]
+		switch {
+		case it.job != nil:
+			n, err := ss.replay(ctx, it.job, msgs)
+			delivered += n
+			if err != nil {
+				return delivered, err
+			}
+			i++
+		case it.ev != nil:
+			if err := ss.stream.Send(it.ev); err != nil {
+				return delivered, err
+			}
+			ss.observe(it.ev)
+			delivered++
+			i++
+		default:
+			*msgs = (*msgs)[:0]
+			j, size := i, 0
+			for j < len(items) && items[j].raw != nil && items[j].room == it.room &&
+				(j == i || size+len(items[j].raw) <= maxEventBytes) {
+				size += len(items[j].raw) + 8
+				*msgs = append(*msgs, items[j].raw)
+				j++
+			}
+			if err := ss.stream.Send(rawEvent(encodeMessages(*msgs, false))); err != nil {
+				return delivered, err
+			}
+			ss.noteSent(it.room, items[j-1].seq)
+			clear(*msgs)
+			delivered += j - i
+			i = j
+		}
+	}
+	return delivered, nil
+}
+
+// observe keeps the resume positions of the slow-consumer message current.
+func (ss *session) observe(ev *chatv1.ServerEvent) {
+	switch e := ev.GetEvent().(type) {
+	case *chatv1.ServerEvent_Joined:
+		pos := e.Joined.GetHeadSeq()
+		if f := e.Joined.GetReplayFrom(); f > 0 {
+			pos = f - 1
+		}
+		ss.noteSent(e.Joined.GetRoom(), pos)
+	case *chatv1.ServerEvent_Left:
+		ss.sentMu.Lock()
+		delete(ss.sent, e.Left.GetRoom())
+		ss.sentMu.Unlock()
+	}
+}
+
+// replay writes job's history from the store in chunks, at the writer's own
+// pace (the stream's flow control is the back-pressure). Live messages of the
+// room wait behind the job in the queue.
+func (ss *session) replay(ctx context.Context, job *replayJob, msgs *[][]byte) (int, error) {
+	r := job.m.room
+	delivered := 0
+	var recs []store.Record
+	for next := job.from; next <= job.to; {
+		end := min(next+replayChunk-1, job.to)
+		recs = recs[:0]
+		err := ss.svc.st.Range(r.stream, next, end, func(rec store.Record) error {
+			recs = append(recs, rec)
+			return nil
+		})
+		if err != nil {
+			return delivered, status.Errorf(codes.Unavailable, "replay of room %q from seq %d failed: %v", r.name, next, err)
+		}
+		if len(recs) == 0 {
+			break
+		}
+		for k := 0; k < len(recs); {
+			*msgs = (*msgs)[:0]
+			k0, size := k, 0
+			for k < len(recs) && (k == k0 || size+len(recs[k].Payload) <= maxEventBytes) {
+				size += len(recs[k].Payload) + 8
+				*msgs = append(*msgs, recs[k].Payload)
+				k++
+			}
+			if err := ss.stream.Send(rawEvent(encodeMessages(*msgs, true))); err != nil {
+				return delivered, err
+			}
+			clear(*msgs)
+			ss.noteSent(r.name, recs[k-1].Seq)
+			delivered += k - k0
+		}
+		next = recs[len(recs)-1].Seq + 1
+		if err := ctx.Err(); err != nil {
+			return delivered, err
+		}
+	}
+	return delivered, nil
+}
