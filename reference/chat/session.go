@@ -12,10 +12,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bidikit/bidikit/reference/wire"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	chatv1 "github.com/bidikit/bidikit/proto/bidikit/chat/v1"
 	"github.com/bidikit/bidikit/reference/sendq"
@@ -165,7 +165,7 @@ func (ss *session) waitInflight(ctx context.Context) error {
 // cancellation and drain. It exits after the first Recv error or once ctx
 // (the handler's) is done.
 func (ss *session) pump(ctx context.Context, out chan<- recvResult) {
-	var frame rawFrame
+	var frame wire.Frame
 	for {
 		ev, err := ss.recv(&frame)
 		select {
@@ -183,13 +183,10 @@ func (ss *session) pump(ctx context.Context, out chan<- recvResult) {
 // and decodes them itself, because grpc-go answers a codec failure with
 // INTERNAL on its own; bad client bytes must end the stream with
 // INVALID_ARGUMENT.
-func (ss *session) recv(frame *rawFrame) (*chatv1.ClientEvent, error) {
-	if err := ss.stream.RecvMsg(frame); err != nil {
-		return nil, err
-	}
+func (ss *session) recv(frame *wire.Frame) (*chatv1.ClientEvent, error) {
 	ev := &chatv1.ClientEvent{}
-	if err := proto.Unmarshal(frame.b, ev); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "malformed message: %v", err)
+	if err := wire.Recv(ss.stream, frame, ev); err != nil {
+		return nil, err
 	}
 	return ev, nil
 }

@@ -90,24 +90,3 @@ func rawEvent(b []byte) *chatv1.ServerEvent {
 	ev.ProtoReflect().SetUnknown(b)
 	return ev
 }
-
-// rawFrame receives one gRPC message's bytes undecoded. It is a legacy
-// (APIv1-style) message with its own Unmarshal, which the protobuf runtime
-// calls with the raw bytes; the default gRPC codec therefore never fails on
-// it, and the service decodes (and reports) the bytes itself.
-type rawFrame struct {
-	b []byte
-}
-
-func (*rawFrame) Reset()         {}
-func (*rawFrame) String() string { return "chat.rawFrame" }
-func (*rawFrame) ProtoMessage()  {}
-
-// Unmarshal keeps a copy of b (the codec recycles its buffer).
-func (f *rawFrame) Unmarshal(b []byte) error {
-	f.b = append(f.b[:0], b...)
-	return nil
-}
-
-// Marshal returns the bytes (unused: frames are only received).
-func (f *rawFrame) Marshal() ([]byte, error) { return f.b, nil }

@@ -15,11 +15,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
+
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/bidikit/bidikit/reference/wire"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
@@ -302,8 +303,10 @@ func toStatus(err error) error {
 }
 
 func (c *conn) recvLoop(ctx context.Context) error {
+	var frame wire.Frame
 	for {
-		ev, err := c.stream.Recv()
+		ev := &collabv1.ClientEvent{}
+		err := wire.Recv(c.stream, &frame, ev)
 		if errors.Is(err, io.EOF) {
 			// Clean half-close: let this stream's acks arrive, then flush.
 			c.waitInflight(ctx)
@@ -311,12 +314,8 @@ func (c *conn) recvLoop(ctx context.Context) error {
 			return nil
 		}
 		if err != nil {
-			if st, ok := status.FromError(err); ok && st.Code() == codes.Internal && strings.Contains(st.Message(), "unmarshal") {
-				// grpc-go has already written INTERNAL to the client by now
-				// (serverStream.RecvMsg does so for a decode failure); this
-				// status ends the handler and is what interceptors and logs see.
+			if status.Code(err) == codes.InvalidArgument {
 				c.svc.metrics.Rejected.WithLabelValues(serviceLabel, "message").Inc()
-				return status.Errorf(codes.InvalidArgument, "undecodable client event: %s", st.Message())
 			}
 			return err
 		}

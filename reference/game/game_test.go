@@ -512,7 +512,7 @@ var _ = Describe("Play", func() {
 			err = raw.RecvMsg(&out)
 		}
 		Expect(codeOf(err)).To(Equal(codes.InvalidArgument))
-		Expect(status.Convert(err).Message()).To(ContainSubstring("malformed ClientEvent"))
+		Expect(status.Convert(err).Message()).To(ContainSubstring("malformed message (4 bytes)"))
 		c.mustRecv() // others unaffected
 		Expect(c.closeAndDrain()).To(Succeed())
 	}, SpecTimeout(30*time.Second))

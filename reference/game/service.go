@@ -36,13 +36,13 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/bidikit/bidikit/reference/wire"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	gamev1 "github.com/bidikit/bidikit/proto/bidikit/game/v1"
@@ -518,17 +518,14 @@ func (ss *session) writeLoop(ctx context.Context, stream gamev1.GameService_Play
 // blocks on the match: inputs go into the player's bounded inbox.
 func (ss *session) readLoop(stream gamev1.GameService_PlayServer) error {
 	ctx := stream.Context()
-	var raw rawMessage
+	var frame wire.Frame
 	for {
-		if err := stream.RecvMsg(&raw); err != nil {
+		ev := &gamev1.ClientEvent{}
+		if err := wire.Recv(stream, &frame, ev); err != nil {
 			if err == io.EOF {
 				return nil
 			}
 			return err
-		}
-		ev := &gamev1.ClientEvent{}
-		if err := proto.Unmarshal(raw.b, ev); err != nil {
-			return status.Errorf(codes.InvalidArgument, "malformed ClientEvent (%d bytes): %v", len(raw.b), err)
 		}
 		switch e := ev.GetEvent().(type) {
 		case *gamev1.ClientEvent_Input:

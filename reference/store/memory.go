@@ -22,8 +22,8 @@ type memStream struct {
 	// before start are compacted away in bulk so Append stays O(1) amortised.
 	recs  []Record
 	start int
-	keys map[string]uint64
-	snap *Snapshot
+	keys  map[string]uint64
+	snap  *Snapshot
 }
 
 // NewMemory returns a Memory store retaining retain records per stream
