@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,6 +27,7 @@ import (
 	"github.com/bidikit/bidikit/harness/report"
 	"github.com/bidikit/bidikit/harness/result"
 	"github.com/bidikit/bidikit/harness/scenario"
+	"github.com/bidikit/bidikit/harness/shard"
 	"github.com/bidikit/bidikit/harness/spawn"
 	"github.com/bidikit/bidikit/reference"
 	"github.com/bidikit/bidikit/scenarios"
@@ -49,6 +51,10 @@ type runFlags struct {
 	spawnServer   bool
 	quiet         bool
 	dialTimeout   time.Duration
+	shard         string
+	shardIndexEnv string
+	shardCount    int
+	rawOut        string
 }
 
 // newRunCmd builds `bidikit run`: load scenarios, find or start the target,
@@ -72,12 +78,27 @@ Reports: --report text|json|junit|html, repeatable; the n-th --out FILE takes
 the n-th report, reports without an --out go to stdout. Default: text to
 stdout.
 
+Sharded runs (past one machine): --shard i/n runs the i-th of n disjoint
+shares of every scenario's clients (1-based: 1/3, 2/3, 3/3; the same seed
+gives every machine the same partition) against a shared --target, and
+--raw-out FILE writes the shard's raw results. 'bidikit report merge' judges
+all shards' files together. Stream faults act on this shard's share of the
+chosen clients; connection faults act in every shard (each has its own proxy
+for its own clients); server faults need --spawn-server, so a sharded run
+cannot use them. Kubernetes Indexed Jobs number pods from 0:
+--shard-index-env JOB_COMPLETION_INDEX --shard-count n reads the 0-based
+index from the environment instead (see deploy/kubernetes).
+
 Exit status: 0 every check passed, 1 a check failed or a scenario could not
-run (for example an unreachable target), 2 bad usage or a bad scenario file.`,
+run (for example an unreachable target), 2 bad usage or a bad scenario file.
+With --shard, a shard's own verdicts cover only its clients and do not set the
+exit status: 0 once it ran and wrote its results, 1 if a scenario could not
+run or the raw results could not be written.`,
 		Example: `  bidikit run
   bidikit run scenarios/ --report junit --out report.xml
   bidikit run chat.yaml --target 127.0.0.1:7070 --token "$TOKEN" --seed 7
-  bidikit run chat.yaml --report text --report html --out - --out report.html`,
+  bidikit run chat.yaml --report text --report html --out - --out report.html
+  bidikit run chat.yaml --target chat:7070 --shard 2/3 --raw-out shard-2.raw`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runScenarios(cmd, args, &f)
 		},
@@ -97,6 +118,10 @@ run (for example an unreachable target), 2 bad usage or a bad scenario file.`,
 	fl.BoolVar(&f.spawnServer, "spawn-server", false, "start 'bidikit serve' as a subprocess (memory-less: SQLite in a temp dir) so server faults can kill and restart it")
 	fl.BoolVar(&f.quiet, "quiet", false, "no progress line and no server logs")
 	fl.DurationVar(&f.dialTimeout, "dial-timeout", 5*time.Second, "how long to wait for the target to answer before giving up")
+	fl.StringVar(&f.shard, "shard", "", "run only shard i of n of every scenario's clients, 1-based (1/3 .. 3/3); needs --target")
+	fl.StringVar(&f.shardIndexEnv, "shard-index-env", "", "read this shard's 0-based index from environment variable NAME (Kubernetes: JOB_COMPLETION_INDEX); needs --shard-count")
+	fl.IntVar(&f.shardCount, "shard-count", 0, "number of shards, with --shard-index-env")
+	fl.StringVar(&f.rawOut, "raw-out", "", "write this run's raw results (events, histograms) to FILE for 'bidikit report merge'")
 	return cmd
 }
 
@@ -203,7 +228,7 @@ func loadScenarios(args []string) ([]*scenario.Scenario, error) {
 		if err != nil {
 			return nil, err
 		}
-		s, err := scenario.Parse("(built-in) "+name, data)
+		s, err := scenario.Parse(builtinPrefix+name, data)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -224,6 +249,14 @@ func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
 	}
 	if f.spawnServer && f.target != "" {
 		return usagef("--spawn-server and --target exclude each other: the spawned server is the target")
+	}
+	shardIndex, shardCount, err := f.shardFlags(os.Getenv)
+	if err != nil {
+		return err
+	}
+	sharded := shardCount > 1
+	if sharded && f.target == "" {
+		return usagef("--shard %d/%d needs --target: every shard must drive the same server", shardIndex+1, shardCount)
 	}
 	scs, err := loadScenarios(args)
 	if err != nil {
@@ -285,6 +318,21 @@ func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
 	}
 	opts = append(opts, engine.WithTarget(target), engine.WithServerEnv(adminURL))
 
+	var raw *shard.Writer
+	if f.rawOut != "" {
+		if raw, err = shard.Create(f.rawOut); err != nil {
+			return usagef("--raw-out: %v", err)
+		}
+		defer func() {
+			if raw != nil {
+				_ = raw.Close()
+			}
+		}()
+	}
+	if sharded {
+		opts = append(opts, engine.WithShard(shardIndex, shardCount))
+	}
+
 	run := &result.Run{Passed: true, Seed: scs[0].Seed, Target: target, StartedAt: time.Now().UTC()}
 	if cmd.Flags().Changed("seed") {
 		run.Seed = f.seed
@@ -293,13 +341,28 @@ func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
 	var fatal error
 	for _, s := range scs {
 		var res result.Scenario
+		sopts := opts
+		var sec *shard.Section // this scenario's raw results, with --raw-out
+		if raw != nil {
+			yaml, err := scenarioBytes(s)
+			if err != nil {
+				return err
+			}
+			sec = raw.Section(shard.HeaderFor(s, yaml, target, shardIndex, shardCount))
+			sopts = append(sopts[:len(sopts):len(sopts)], engine.WithTap(sec))
+		}
 		if fatal != nil {
 			res = result.Scenario{Name: s.Name, File: s.File, Service: s.Service, Seed: s.Seed, Errors: map[string]int{},
 				Failure: "not run: " + fatal.Error()}
 		} else {
-			res, err = runOne(ctx, cmd.ErrOrStderr(), s, opts, live)
+			res, err = runOne(ctx, cmd.ErrOrStderr(), s, sopts, live)
 			if err != nil && (errors.Is(err, engine.ErrUnreachable) || ctx.Err() != nil) {
 				fatal = err
+			}
+		}
+		if sec != nil {
+			if err := sec.Close(res); err != nil {
+				return err
 			}
 		}
 		if !res.Passed {
@@ -310,13 +373,102 @@ func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
 	if err := writeReports(cmd.OutOrStdout(), outs, run); err != nil {
 		return err
 	}
+	if raw != nil {
+		err := raw.Close()
+		raw = nil
+		if err != nil {
+			return err
+		}
+	}
 	if fatal != nil {
 		return fatal
+	}
+	if sharded {
+		// A shard's verdicts are partial: the merge decides the run.
+		fmt.Fprintf(cmd.ErrOrStderr(), "bidikit: shard %d/%d: its checks cover only this shard's clients; 'bidikit report merge' judges the run\n", shardIndex+1, shardCount)
+		for _, res := range run.Scenarios {
+			if res.Failure != "" {
+				return errChecksFailed
+			}
+		}
+		return nil
 	}
 	if !run.Passed {
 		return errChecksFailed
 	}
 	return nil
+}
+
+// shardFlags validates --shard, or --shard-index-env with --shard-count, and
+// returns the 0-based shard index and the count (0 of 1 when unsharded).
+func (f *runFlags) shardFlags(getenv func(string) string) (index, count int, err error) {
+	switch {
+	case f.shard != "" && (f.shardIndexEnv != "" || f.shardCount != 0):
+		return 0, 0, usagef("--shard i/n and --shard-index-env/--shard-count exclude each other")
+	case f.shard != "":
+		i, n, ok := parseShard(f.shard)
+		switch {
+		case !ok:
+			return 0, 0, usagef("--shard %q: want i/n with whole numbers, e.g. 2/3 (shards are numbered from 1)", f.shard)
+		case n < 1:
+			return 0, 0, usagef("--shard %q: the number of shards must be at least 1", f.shard)
+		case i < 1 || i > n:
+			return 0, 0, usagef("--shard %q: shard %d of %d does not exist; shards are numbered 1..%d", f.shard, i, n, n)
+		}
+		return i - 1, n, nil
+	case f.shardIndexEnv != "" || f.shardCount != 0:
+		if f.shardIndexEnv == "" || f.shardCount == 0 {
+			return 0, 0, usagef("--shard-index-env and --shard-count go together")
+		}
+		if f.shardCount < 1 {
+			return 0, 0, usagef("--shard-count %d: the number of shards must be at least 1", f.shardCount)
+		}
+		v := getenv(f.shardIndexEnv)
+		if v == "" {
+			return 0, 0, usagef("--shard-index-env %s: the environment variable is not set", f.shardIndexEnv)
+		}
+		i, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || i < 0 || i >= f.shardCount {
+			return 0, 0, usagef("--shard-index-env %s=%q: want a 0-based index in 0..%d", f.shardIndexEnv, v, f.shardCount-1)
+		}
+		return i, f.shardCount, nil
+	}
+	return 0, 1, nil
+}
+
+// parseShard reads "i/n".
+func parseShard(v string) (i, n int, ok bool) {
+	a, b, found := strings.Cut(strings.TrimSpace(v), "/")
+	if !found {
+		return 0, 0, false
+	}
+	i, err1 := strconv.Atoi(a)
+	n, err2 := strconv.Atoi(b)
+	return i, n, err1 == nil && err2 == nil
+}
+
+// builtinPrefix marks the File of scenarios read from the binary's own copy.
+const builtinPrefix = "(built-in) "
+
+// scenarioBytes is s's file as it was parsed, for the raw results: read again
+// (from the binary for built-in scenarios) and checked to parse to the same
+// scenario.
+func scenarioBytes(s *scenario.Scenario) ([]byte, error) {
+	var data []byte
+	var err error
+	if name, ok := strings.CutPrefix(s.File, builtinPrefix); ok {
+		data, err = fs.ReadFile(scenarios.Smoke, name)
+	} else {
+		data, err = os.ReadFile(s.File)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--raw-out: re-reading scenario %s: %w", s.File, err)
+	}
+	again, err := scenario.Parse(s.File, data)
+	if err != nil || again.Name != s.Name {
+		return nil, fmt.Errorf("--raw-out: scenario file %s changed while bidikit ran", s.File)
+	}
+	return data, nil
 }
 
 // runOne runs one scenario, with a live progress line on a terminal.

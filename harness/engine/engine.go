@@ -38,7 +38,8 @@ type run struct {
 	start time.Time
 
 	pool    *pool
-	clients []*vclient
+	clients []*vclient // this shard's clients (all of them when not sharded)
+	byIndex []*vclient // plan index -> client; nil for other shards' clients
 	events  chan []event.Event
 	runEm   emitter // run-wide events (Client -1), any goroutine
 
@@ -158,9 +159,26 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 	r.pool = newPool(r.addr, s.StreamsPerConn, &r.opts)
 	defer r.pool.closeAll()
 
+	// Sharded runs run their share of the clients; the rest belong to the
+	// other shards (WithShard).
+	mine := make([]bool, len(r.plan.Clients))
+	if o.shardCount > 1 {
+		for _, i := range r.plan.Shard(o.shardIndex, o.shardCount) {
+			mine[i] = true
+		}
+	} else {
+		for i := range mine {
+			mine[i] = true
+		}
+	}
 	roles := make([]metrics.RoleInfo, len(s.Roles))
 	for i, rl := range s.Roles {
-		roles[i] = metrics.RoleInfo{Name: rl.Name, Behaviour: rl.Behaviour, Clients: rl.Count}
+		roles[i] = metrics.RoleInfo{Name: rl.Name, Behaviour: rl.Behaviour}
+	}
+	for i, c := range r.plan.Clients {
+		if mine[i] {
+			roles[c.RoleIndex].Clients++
+		}
 	}
 	roleOf := make([]int, len(r.plan.Clients))
 	for i, c := range r.plan.Clients {
@@ -170,12 +188,17 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 	r.events = make(chan []event.Event, 1024)
 	r.runEm = emitter{out: r.events}
 	r.allFlushed = make(chan struct{})
+	r.byIndex = make([]*vclient, len(r.plan.Clients))
 	for i := range r.plan.Clients {
+		if !mine[i] {
+			continue
+		}
 		c, err := newClient(r, i)
 		if err != nil {
 			return fail(fmt.Errorf("%s: %w", s.File, err))
 		}
 		r.clients = append(r.clients, c)
+		r.byIndex[i] = c
 	}
 	if r.editors.Load() == 0 {
 		close(r.allFlushed)
@@ -196,6 +219,9 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 		r.dispatch()
 	}()
 	r.start = time.Now()
+	if o.tap != nil {
+		o.tap.Begin(r.start)
+	}
 	rctx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
 
@@ -252,6 +278,7 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 	r.col.AddError("harness:fault-failed", int(r.counters.faultFailed.Load()))
 	r.col.Finish(elapsed)
 	r.col.Fill(&res)
+	res.Clients = len(r.clients)
 	res.DurationS = elapsed.Seconds()
 	if err := ctx.Err(); err != nil {
 		return fail(fmt.Errorf("scenario %s interrupted: %w", s.Name, err))
@@ -261,8 +288,14 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 		return fail(fmt.Errorf("scenario %s interrupted while settling: %w", s.Name, ctx.Err()))
 	}
 	res.Passed = true
+	var venv check.Env = env
+	var hl *healthLog
+	if o.tap != nil {
+		hl = &healthLog{Env: env}
+		venv = hl
+	}
 	for i, ck := range r.checks {
-		v := ck.Verdict(ctx, env)
+		v := ck.Verdict(ctx, venv)
 		if v.Name == "" {
 			v.Name = r.names[i]
 		}
@@ -270,6 +303,9 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 			res.Passed = false
 		}
 		res.Checks = append(res.Checks, v)
+	}
+	if o.tap != nil {
+		o.tap.End(Final{Histograms: r.col.Export(), Health: hl.read()})
 	}
 	return res, nil
 }
@@ -302,6 +338,9 @@ func (r *run) dispatch() {
 			for _, ck := range r.checks {
 				ck.Observe(e)
 			}
+		}
+		if r.opts.tap != nil {
+			r.opts.tap.Events(b)
 		}
 		m := r.col.Messages()
 		r.prog.sent.Store(m.Sent)
@@ -364,19 +403,34 @@ func (r *run) schedule(ctx context.Context, wg *sync.WaitGroup) {
 			return
 		}
 		step := &r.s.Faults[f.Step]
+		var chosen []int
+		switch {
+		case step.Kind.Scope == fault.Stream:
+			// This shard's share of the chosen clients (all when not sharded).
+			for _, i := range f.Clients {
+				if r.byIndex[i] != nil {
+					chosen = append(chosen, i)
+				}
+			}
+			if len(chosen) == 0 && len(f.Clients) > 0 {
+				continue // all chosen clients run in other shards
+			}
+		case step.Kind.Scope == fault.ServerProcess && r.opts.shardIndex != 0:
+			continue // one server, one killer: shard 0
+		}
 		flt, err := step.New()
 		if err != nil {
 			r.counters.faultFailed.Add(1)
 			r.opts.log.Error("building fault", "fault", step.Fault, "line", step.Line, "err", err)
 			continue
 		}
-		targets := make([]fault.Client, 0, len(f.Clients))
-		for _, i := range f.Clients {
-			c := r.clients[i]
+		targets := make([]fault.Client, 0, len(chosen))
+		for _, i := range chosen {
+			c := r.byIndex[i]
 			targets = append(targets, c)
 			c.ev(&event.Event{Kind: event.Fault, Detail: step.Fault})
 		}
-		if len(f.Clients) == 0 {
+		if len(chosen) == 0 {
 			r.emitRun(&event.Event{Kind: event.Fault, Detail: step.Fault})
 		}
 		wg.Go(func() {

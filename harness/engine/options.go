@@ -40,6 +40,9 @@ type options struct {
 	stopGrace   time.Duration
 	log         *slog.Logger
 	flushEvery  time.Duration
+	// shardIndex of shardCount (0 of 1: the whole run); see WithShard.
+	shardIndex, shardCount int
+	tap                    Tap
 }
 
 func defaultOptions() options {
@@ -49,6 +52,7 @@ func defaultOptions() options {
 		stopGrace:   5 * time.Second,
 		log:         slog.Default(),
 		flushEvery:  20 * time.Millisecond,
+		shardCount:  1,
 	}
 }
 

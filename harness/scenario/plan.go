@@ -205,3 +205,38 @@ func choose(rng *rand.Rand, candidates []int, fraction float64, count int) []int
 	sort.Ints(out)
 	return out
 }
+
+// Shard lists the clients (indices into Clients, sorted) that shard index of
+// count runs, 0-based: index 0..count-1. The shares are disjoint and cover
+// every client; each role's clients are dealt out over the shards in a
+// seeded order, continuing round-robin from where the previous role ended,
+// so every role (and the total) is balanced to within one client per shard.
+// The same Seed gives the same partition for every index, so shards that
+// run on different machines agree without talking to each other. A count
+// below 1 or an index outside 0..count-1 gives nil.
+//
+// Shard draws from its own random stream: it never changes the plan's
+// other choices.
+func (p *Plan) Shard(index, count int) []int {
+	if count < 1 || index < 0 || index >= count {
+		return nil
+	}
+	rng := rand.New(rand.NewPCG(uint64(p.Seed), 0x73686172_64730000)) // "shards"
+	var out []int
+	dealt := 0
+	for lo := 0; lo < len(p.Clients); {
+		hi := lo
+		for hi < len(p.Clients) && p.Clients[hi].RoleIndex == p.Clients[lo].RoleIndex {
+			hi++
+		}
+		for k, j := range rng.Perm(hi - lo) {
+			if (dealt+k)%count == index {
+				out = append(out, p.Clients[lo+j].Index)
+			}
+		}
+		dealt += hi - lo
+		lo = hi
+	}
+	sort.Ints(out)
+	return out
+}
