@@ -13,6 +13,7 @@ import (
 	"github.com/bidikit/bidikit/reference/acl"
 	"github.com/bidikit/bidikit/reference/auth"
 	"github.com/bidikit/bidikit/reference/chat"
+	"github.com/bidikit/bidikit/reference/cluster"
 	"github.com/bidikit/bidikit/reference/collab"
 	"github.com/bidikit/bidikit/reference/game"
 	"github.com/bidikit/bidikit/reference/service"
@@ -39,6 +40,22 @@ type Config struct {
 	DevAuth bool
 	// ACLFile is an access list (package acl); "" leaves everything open.
 	ACLFile string
+	// NATS is the URL of a NATS server with JetStream: chat rooms then live
+	// there, shared by every instance connected to it (clustered mode). DB,
+	// if set, then holds collab documents only. Exclusive with NATSEmbed.
+	NATS string
+	// NATSEmbed starts a JetStream-enabled nats-server in this process,
+	// storing in this directory, and uses it as NATS does; other instances
+	// connect to it with --nats. Exclusive with NATS.
+	NATSEmbed string
+	// NATSListen is the embedded server's client address (port 0: a free
+	// one, printed at start).
+	NATSListen string
+	// NATSStorage is "file" (default) or "memory" for the room streams.
+	NATSStorage string
+	// NATSReplicas is the room streams' replication factor (1 for one NATS
+	// server, 3 for a JetStream cluster).
+	NATSReplicas int
 	// Chat configures the chat service.
 	Chat chat.Config
 	// Collab configures the collaborative-editing service.
@@ -62,10 +79,13 @@ func DefaultConfig() Config {
 			KeepalivePolicy:      keepalive.EnforcementPolicy{MinTime: DefaultKeepaliveMinTime, PermitWithoutStream: true},
 			GracePeriod:          DefaultGracePeriod,
 		},
-		DevAuth: true,
-		Chat:    chat.DefaultConfig(),
-		Collab:  collab.DefaultConfig(),
-		Game:    game.DefaultConfig(),
+		DevAuth:      true,
+		NATSListen:   "127.0.0.1:0",
+		NATSStorage:  "file",
+		NATSReplicas: 1,
+		Chat:         chat.DefaultConfig(),
+		Collab:       collab.DefaultConfig(),
+		Game:         game.DefaultConfig(),
 	}
 }
 
@@ -80,6 +100,11 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.TokensFile, "tokens", c.TokensFile, "file of \"TOKEN USER\" lines; only these bearer tokens are accepted, and --dev-auth is off (default none: --dev-auth)")
 	fs.BoolVar(&c.DevAuth, "dev-auth", c.DevAuth, "local development auth: any bearer token is accepted as the user id; on unless --tokens is given; never on a shared network")
 	fs.StringVar(&c.ACLFile, "acl", c.ACLFile, "YAML access list like 'rooms: {ops: [alice, bob]}'; unlisted rooms are open to every user (default none: every room open)")
+	fs.StringVar(&c.NATS, "nats", c.NATS, "clustered chat: URL of a NATS server with JetStream (nats://host:4222); chat rooms live in JetStream streams shared by every instance using it, and --db then holds collab documents only (collab and game are not clustered yet)")
+	fs.StringVar(&c.NATSEmbed, "nats-embed", c.NATSEmbed, "clustered chat: start an embedded NATS server with JetStream storing in this directory and use it (other instances connect with --nats); exclusive with --nats")
+	fs.StringVar(&c.NATSListen, "nats-listen", c.NATSListen, "client address of the --nats-embed server (port 0 picks a free one; the URL is printed as storage=jetstream:URL)")
+	fs.StringVar(&c.NATSStorage, "nats-storage", c.NATSStorage, "JetStream storage of chat room streams: file or memory")
+	fs.IntVar(&c.NATSReplicas, "nats-replicas", c.NATSReplicas, "replicas of each chat room stream (1 for one NATS server, 3 for a JetStream cluster)")
 	fs.Uint32Var(&o.MaxConcurrentStreams, "max-concurrent-streams", o.MaxConcurrentStreams, "most open streams per connection; further streams wait for a free slot")
 	fs.IntVar(&o.MaxConnections, "max-connections", o.MaxConnections, "most open client connections; one over the limit is closed at once and counted")
 	fs.IntVar(&o.MaxRecvMsgSize, "max-recv-msg-size", o.MaxRecvMsgSize, "largest message accepted, in bytes; a larger one ends its stream with RESOURCE_EXHAUSTED")
@@ -109,6 +134,12 @@ func (c *Config) Check() error {
 		return errors.New("--dev-auth and --tokens exclude each other: pick one")
 	case c.TokensFile == "" && !c.DevAuth:
 		return errors.New("no authentication: give --tokens FILE, or --dev-auth for local development")
+	case c.NATS != "" && c.NATSEmbed != "":
+		return errors.New("--nats and --nats-embed exclude each other: connect to a NATS server, or start one")
+	case c.NATSStorage != "file" && c.NATSStorage != "memory":
+		return fmt.Errorf("--nats-storage is %q, want file or memory", c.NATSStorage)
+	case c.NATSReplicas < 1 || c.NATSReplicas > 5:
+		return fmt.Errorf("--nats-replicas is %d, want 1..5", c.NATSReplicas)
 	case c.Options.Addr == "":
 		return errors.New("--addr is empty")
 	case c.Options.MaxConnections < 1:
@@ -174,11 +205,16 @@ func Build(cfg Config, log *slog.Logger) (*Server, error) {
 		log.Info("acl loaded", "file", cfg.ACLFile)
 	}
 
+	clustered := cfg.NATS != "" || cfg.NATSEmbed != ""
 	var st store.Store
 	storage := "memory"
 	if cfg.DB == "" {
 		st = store.NewMemory(cfg.Chat.History)
-		log.Warn("no --db: messages are kept in memory only and lost on exit", "retained_per_room", cfg.Chat.History)
+		if clustered {
+			log.Warn("no --db: collab documents are kept in memory only and lost on exit")
+		} else {
+			log.Warn("no --db: messages are kept in memory only and lost on exit", "retained_per_room", cfg.Chat.History)
+		}
 	} else {
 		db, err := store.OpenSQLite(cfg.DB, store.WithLogger(log))
 		if err != nil {
@@ -187,6 +223,29 @@ func Build(cfg Config, log *slog.Logger) (*Server, error) {
 		st, storage = db, "sqlite:"+cfg.DB
 		log.Info("storage: SQLite (durable)", "db", cfg.DB)
 	}
+	// closers release what Build opened, in order, after the services.
+	closers := []func() error{}
+	closeAll := func() {
+		for _, c := range closers {
+			_ = c()
+		}
+		_ = st.Close()
+	}
+	var shared chat.SharedLog
+	if clustered {
+		lg, url, cl, err := openCluster(cfg, log)
+		closers = append(closers, cl...)
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		shared = lg
+		if cfg.DB != "" {
+			storage = "jetstream:" + url + ",sqlite:" + cfg.DB
+		} else {
+			storage = "jetstream:" + url
+		}
+	}
 
 	opts.Registry, opts.Metrics = NewRegistry()
 	var services []service.Service
@@ -194,10 +253,16 @@ func Build(cfg Config, log *slog.Logger) (*Server, error) {
 		for _, svc := range services {
 			_ = svc.Close()
 		}
-		_ = st.Close()
+		closeAll()
 		return nil, err
 	}
-	chatSvc, err := chat.New(cfg.Chat, st, opts.Metrics, list.Rooms(), log)
+	var chatSvc *chat.Service
+	var err error
+	if shared != nil {
+		chatSvc, err = chat.NewShared(cfg.Chat, shared, opts.Metrics, list.Rooms(), log)
+	} else {
+		chatSvc, err = chat.New(cfg.Chat, st, opts.Metrics, list.Rooms(), log)
+	}
 	if err != nil {
 		return fail(&ConfigError{err})
 	}
@@ -217,8 +282,43 @@ func Build(cfg Config, log *slog.Logger) (*Server, error) {
 		return fail(err)
 	}
 	srv.storage = storage
+	srv.closers = append(srv.closers, closers...)
 	srv.closers = append(srv.closers, st.Close)
 	return srv, nil
+}
+
+// openCluster connects to (or starts, with --nats-embed) the NATS server
+// and opens the JetStream room log. It returns the closers of what it
+// opened, in closing order, even when it fails.
+func openCluster(cfg Config, log *slog.Logger) (*cluster.Log, string, []func() error, error) {
+	var closers []func() error
+	url := cfg.NATS
+	if cfg.NATSEmbed != "" {
+		e, err := cluster.StartEmbedded(cfg.NATSEmbed, cfg.NATSListen, log)
+		if err != nil {
+			return nil, "", nil, &ConfigError{err}
+		}
+		url = e.ClientURL()
+		closers = append(closers, e.Shutdown)
+		log.Info("embedded NATS server with JetStream started", "url", url, "store_dir", cfg.NATSEmbed)
+	}
+	nc, err := cluster.Connect(url, "bidikit serve", log)
+	if err != nil {
+		return nil, "", closers, fmt.Errorf("--nats: %w", err)
+	}
+	closeConn := func() error { nc.Close(); return nil }
+	closers = append([]func() error{closeConn}, closers...)
+	ccfg := cluster.DefaultConfig()
+	ccfg.Memory = cfg.NATSStorage == "memory"
+	ccfg.Replicas = cfg.NATSReplicas
+	lg, err := cluster.New(nc, ccfg, log.With("component", "cluster"))
+	if err != nil {
+		return nil, "", closers, fmt.Errorf("--nats: %w", err)
+	}
+	closers = append([]func() error{lg.Close}, closers...)
+	log.Info("storage: chat rooms in NATS JetStream, shared with every instance using it",
+		"url", url, "stream_storage", cfg.NATSStorage, "replicas", cfg.NATSReplicas)
+	return lg, url, closers, nil
 }
 
 // StartDefault starts the standard reference server in-process for `bidikit

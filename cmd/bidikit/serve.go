@@ -33,6 +33,16 @@ Storage: with --db PATH chat messages and collab operations are committed to
 a SQLite file before they are acknowledged and survive kill -9; without it
 they are kept in memory only and lost on exit.
 
+Clustered chat: with --nats URL (a NATS server with JetStream) or
+--nats-embed DIR (start one in this process, storing in DIR, listening on
+--nats-listen) several serve instances share chat rooms: each room is one
+JetStream stream whose sequence is the room's seq, so a member on any
+instance sees the same gapless order, an Ack means JetStream stored the
+message, and a member may resume on another instance. With --nats, --db
+holds collab documents only. Only chat rooms are clustered so far: collab
+documents and game matches stay per instance; presence, typing and
+Joined.members are per instance too.
+
 Auth: every call carries "authorization: Bearer <token>". With --tokens FILE
 only the listed tokens are accepted. Without --tokens the server runs in
 development auth (--dev-auth): any token is accepted as the user id, and a
@@ -40,12 +50,15 @@ warning is logged. Never use development auth on a shared network.
 
 On start it prints one line to stdout, for scripts to parse:
   bidikit serve: listening grpc=HOST:PORT admin=HOST:PORT storage=memory
-(admin=off when --admin-addr is "", storage=sqlite:PATH with --db).
+(admin=off when --admin-addr is "", storage=sqlite:PATH with --db,
+storage=jetstream:URL with --nats or --nats-embed).
 SIGINT or SIGTERM starts a graceful shutdown bounded by --grace; a second
 signal kills the process.`,
 		Example: `  bidikit serve
   bidikit serve --db chat.db --tokens tokens.txt --acl acl.yaml
-  bidikit serve --addr 127.0.0.1:0 --admin-addr "" --log-level debug`,
+  bidikit serve --addr 127.0.0.1:0 --admin-addr "" --log-level debug
+  bidikit serve --nats-embed /var/lib/bidikit/js --nats-listen 127.0.0.1:4222 --addr :7001
+  bidikit serve --nats nats://127.0.0.1:4222 --addr :7002 --admin-addr 127.0.0.1:9092`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newSlogLogger(cmd.ErrOrStderr(), logLevel, logFormat)

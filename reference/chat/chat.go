@@ -41,12 +41,14 @@ type ACL interface {
 // Service is the chat service. It implements service.Service. All methods
 // are safe for concurrent use.
 type Service struct {
-	cfg   Config
-	st    store.Store
-	acl   ACL
-	log   *slog.Logger
-	rooms *roomTable
-	lim   *ratelimit.Limiter
+	cfg Config
+	st  store.Store // nil in shared mode
+	// shared, when set, holds the rooms instead of st (NewShared).
+	shared SharedLog
+	acl    ACL
+	log    *slog.Logger
+	rooms  *roomTable
+	lim    *ratelimit.Limiter
 
 	// metric children, bound once
 	mStreams, mMembers, mQueue      prometheus.Gauge
@@ -66,11 +68,17 @@ type Service struct {
 // New returns a chat service storing messages in st and counting into m.
 // acl may be nil (every room open) and log may be nil (discard).
 func New(cfg Config, st store.Store, m *metrics.Set, acl ACL, log *slog.Logger) (*Service, error) {
-	if err := cfg.check(); err != nil {
-		return nil, err
-	}
 	if st == nil {
 		return nil, errors.New("chat: nil store")
+	}
+	return newService(cfg, st, nil, m, acl, log)
+}
+
+// newService builds a Service over st (local mode) or shared (shared mode):
+// exactly one of them is set.
+func newService(cfg Config, st store.Store, shared SharedLog, m *metrics.Set, acl ACL, log *slog.Logger) (*Service, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
 	}
 	if m == nil {
 		return nil, errors.New("chat: nil metrics set (use metrics.Discard() in tests)")
@@ -82,6 +90,7 @@ func New(cfg Config, st store.Store, m *metrics.Set, acl ACL, log *slog.Logger) 
 	return &Service{
 		cfg:          cfg,
 		st:           st,
+		shared:       shared,
 		acl:          acl,
 		log:          log.With("service", svc),
 		rooms:        newRoomTable(),

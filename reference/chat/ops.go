@@ -64,6 +64,11 @@ func (s *Service) join(ss *session, name string, resumeAfter *uint64) *membershi
 	r.mu.Lock()
 	head := r.committed
 	joined.HeadSeq = head
+	if s.shared != nil && resumeAfter != nil && *resumeAfter > head {
+		// This instance's feed lags the position the member saw on another
+		// instance: do not deliver what it saw again.
+		m.skip = *resumeAfter
+	}
 	if resumeAfter != nil && *resumeAfter < head {
 		from := *resumeAfter + 1
 		if h.Oldest == 0 || from < h.Oldest {
@@ -91,6 +96,9 @@ func (s *Service) join(ss *session, name string, resumeAfter *uint64) *membershi
 
 // headFor loads r and returns the store's view of its log (for Oldest).
 func (s *Service) headFor(r *room) (store.Head, error) {
+	if s.shared != nil {
+		return s.headShared(r)
+	}
 	if err := s.load(r); err != nil {
 		return store.Head{}, err
 	}
@@ -136,6 +144,10 @@ func ackEvent(room, id string, seq uint64, dup bool, nanos int64) *chatv1.Server
 // the store. The ack and the broadcast happen in commit, after the store
 // reported the commit.
 func (s *Service) send(ss *session, m *membership, snd *chatv1.Send) {
+	if s.shared != nil {
+		s.sendShared(ss, m, snd)
+		return
+	}
 	r := m.room
 	id := snd.GetClientMsgId()
 	key := ss.user + "\x00" + id

@@ -71,15 +71,21 @@ func (t *roomTable) retain(r *room) {
 	r.shard.mu.Unlock()
 }
 
-// release drops one reference and forgets the room at zero.
+// release drops one reference and forgets the room at zero, stopping its
+// shared-log feed (shared mode) outside the shard's lock.
 func (t *roomTable) release(r *room) {
 	sh := r.shard
+	var stop func()
 	sh.mu.Lock()
 	r.refs--
 	if r.refs <= 0 && sh.rooms[r.name] == r {
 		delete(sh.rooms, r.name)
+		stop, r.stopFeed = r.stopFeed, nil
 	}
 	sh.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
 }
 
 // count returns how many rooms are in memory (for tests).
@@ -110,6 +116,10 @@ type room struct {
 	seqMu  sync.Mutex
 	loaded bool   // guarded by seqMu
 	next   uint64 // last assigned seq; guarded by seqMu
+	// stopFeed ends the room's shared-log feed (shared mode). Written under
+	// seqMu by the loader while it holds a reference; taken under the
+	// shard's mu by the release that drops the room.
+	stopFeed func()
 	// failed is set when a commit failed: seqs after it may have been
 	// assigned but not stored, so the room refuses Sends until it is dropped
 	// from memory and reloaded from the store.
@@ -131,6 +141,10 @@ type membership struct {
 	sess *session
 	room *room
 	idx  int // position in room.members; guarded by room.mu
+	// skip (shared mode) is the resume position of a member that resumed
+	// after this instance's head: a lagging feed's messages up to it were
+	// seen already and are not delivered again. Set before registration.
+	skip uint64
 }
 
 // pending is a Send whose store commit has not been reported yet.

@@ -504,12 +504,8 @@ func (ss *session) replay(ctx context.Context, job *replayJob, msgs *[][]byte) (
 	delivered := 0
 	var recs []store.Record
 	for next := job.from; next <= job.to; {
-		end := min(next+replayChunk-1, job.to)
 		recs = recs[:0]
-		err := ss.svc.st.Range(r.stream, next, end, func(rec store.Record) error {
-			recs = append(recs, rec)
-			return nil
-		})
+		err := ss.svc.readLog(ctx, r, next, job.to, &recs)
 		if err != nil {
 			return delivered, status.Errorf(codes.Unavailable, "replay of room %q from seq %d failed: %v", r.name, next, err)
 		}

@@ -1,0 +1,183 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	chatv1 "github.com/bidikit/bidikit/proto/bidikit/chat/v1"
+	"github.com/bidikit/bidikit/reference/metrics"
+	"github.com/bidikit/bidikit/reference/store"
+)
+
+// SharedLog is a room log that several server instances share (package
+// cluster implements it over NATS JetStream). It, not the service, assigns
+// seqs, keeps messages and de-duplicates resends; every instance follows it
+// and relays what it delivers, so members on every instance see one order.
+//
+// Payloads are encoded chatv1.Messages without seq (the log's sequence is
+// added on delivery). Methods are safe for concurrent use.
+type SharedLog interface {
+	// Head returns the room's log bounds, creating the empty log on first use.
+	Head(ctx context.Context, room string) (store.Head, error)
+	// Follow delivers every message with seq > after, in seq order, one at
+	// a time on one goroutine, until stop is called. fn must not block.
+	// onErr hears about feed problems.
+	Follow(room string, after uint64, fn func(seq uint64, payload []byte), onErr func(error)) (stop func(), err error)
+	// Publish appends payload under the de-duplication key key; done is
+	// called exactly once (in Publish order, never blocking) with the seq,
+	// with duplicate and the first copy's seq for a known key, or with an
+	// error.
+	Publish(room, key string, payload []byte, done func(seq uint64, duplicate bool, err error))
+	// Range calls fn for the retained messages with from <= seq <= to, in
+	// order, stopping at fn's first error.
+	Range(ctx context.Context, room string, from, to uint64, fn func(seq uint64, payload []byte) error) error
+}
+
+// sharedReplayChunk is how many messages one SharedLog.Range call of a replay
+// reads (each call costs a consumer round trip, so chunks are larger than
+// with a local store).
+const sharedReplayChunk = 1024
+
+// NewShared returns a chat service whose rooms live in lg, shared with other
+// instances, counting into m. acl may be nil (every room open) and log may
+// be nil (discard). Presence, typing indicators and Joined.members are
+// per instance (they are not relayed through lg). The caller owns lg.
+func NewShared(cfg Config, lg SharedLog, m *metrics.Set, acl ACL, log *slog.Logger) (*Service, error) {
+	if lg == nil {
+		return nil, errors.New("chat: nil shared log")
+	}
+	return newService(cfg, nil, lg, m, acl, log)
+}
+
+// loadShared reads r's head from the shared log and starts r's feed after
+// it. Caller holds r.seqMu and r is not loaded.
+func (s *Service) loadShared(r *room) (store.Head, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	h, err := s.shared.Head(ctx, r.name)
+	if err != nil {
+		return store.Head{}, err
+	}
+	r.mu.Lock()
+	r.committed = h.Last
+	r.mu.Unlock()
+	stop, err := s.shared.Follow(r.name, h.Last,
+		func(seq uint64, payload []byte) { s.deliverShared(r, seq, payload) },
+		func(err error) { s.log.Warn("room feed problem", "room", r.name, "err", err) })
+	if err != nil {
+		return store.Head{}, err
+	}
+	r.stopFeed = stop
+	r.loaded = true
+	return h, nil
+}
+
+// headShared loads r (starting its feed) on first use and returns the
+// shared log's bounds.
+func (s *Service) headShared(r *room) (store.Head, error) {
+	r.seqMu.Lock()
+	if !r.loaded {
+		h, err := s.loadShared(r)
+		r.seqMu.Unlock()
+		return h, err
+	}
+	r.seqMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return s.shared.Head(ctx, r.name)
+}
+
+// withSeq returns payload (an encoded Message without seq) with seq set:
+// protobuf accepts fields in any order, so the field is appended.
+func withSeq(payload []byte, seq uint64) []byte {
+	b := make([]byte, 0, len(payload)+1+protowire.SizeVarint(seq))
+	b = append(b, payload...)
+	b = protowire.AppendTag(b, 2, protowire.VarintType) // Message.seq
+	return protowire.AppendVarint(b, seq)
+}
+
+// deliverShared relays one message of r's feed to r's local members. It runs
+// on the feed's goroutine and never blocks. Under r.mu it advances
+// r.committed, so a member registered under r.mu gets exactly the messages
+// after the head it was told.
+func (s *Service) deliverShared(r *room, seq uint64, payload []byte) {
+	raw := withSeq(payload, seq)
+	it := item{raw: raw, room: r.name, seq: seq}
+	size := len(raw) + rawItemOverhead
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if seq <= r.committed {
+		return
+	}
+	r.committed = seq
+	for _, m := range r.members {
+		if seq > m.skip {
+			m.deliver(it, size)
+		}
+	}
+}
+
+// sendShared publishes one validated Send to the shared log. The ack is
+// queued when the log confirmed the message is stored (its seq is the log's);
+// the message itself reaches every member, the sender included, through the
+// room's feed, so every instance delivers the same order. A sender's Sends
+// are published in order on one connection, so they are stored in order.
+func (s *Service) sendShared(ss *session, m *membership, snd *chatv1.Send) {
+	r := m.room
+	id := snd.GetClientMsgId()
+	now := time.Now().UnixNano()
+	raw, err := proto.Marshal(&chatv1.Message{
+		Room: r.name, Sender: ss.user, ClientMsgId: id, SenderSeq: snd.GetSenderSeq(),
+		Body: snd.GetBody(), ServerUnixNanos: now, ClientSentUnixNanos: snd.GetClientSentUnixNanos(),
+	})
+	if err != nil { // cannot happen for validated fields; never panic
+		ss.reject(codes.InvalidArgument, "send", r.name, id, fmt.Sprintf("message cannot be encoded: %v", err))
+		return
+	}
+	ss.inflight.Add(1)
+	s.rooms.retain(r)
+	s.shared.Publish(r.name, ss.user+"\x00"+id, raw, func(seq uint64, dup bool, err error) {
+		if err != nil {
+			s.log.Warn("message publish failed", "room", r.name, "user", ss.user, "client_msg_id", id, "err", err)
+			ss.pushEvent(&chatv1.ServerEvent{Event: &chatv1.ServerEvent_Error{Error: &chatv1.Error{
+				Code:        uint32(codes.Unavailable),
+				Message:     fmt.Sprintf("message not confirmed by the shared log (%v); resend it with the same client_msg_id", err),
+				Field:       "send",
+				Room:        r.name,
+				ClientMsgId: id,
+			}}})
+		} else {
+			nanos := now
+			if dup {
+				nanos = time.Now().UnixNano()
+			} else {
+				s.mCommitted.Inc()
+			}
+			ss.pushEvent(ackEvent(r.name, id, seq, dup, nanos))
+		}
+		ss.inflightDone()
+		s.rooms.release(r)
+	})
+}
+
+// readLog appends to recs the next chunk of r's log from seq from (at most
+// to), from the store or the shared log.
+func (s *Service) readLog(ctx context.Context, r *room, from, to uint64, recs *[]store.Record) error {
+	if s.shared == nil {
+		return s.st.Range(r.stream, from, min(from+replayChunk-1, to), func(rec store.Record) error {
+			*recs = append(*recs, rec)
+			return nil
+		})
+	}
+	return s.shared.Range(ctx, r.name, from, min(from+sharedReplayChunk-1, to), func(seq uint64, payload []byte) error {
+		*recs = append(*recs, store.Record{Stream: r.stream, Seq: seq, Payload: withSeq(payload, seq)})
+		return nil
+	})
+}

@@ -1,0 +1,203 @@
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	chatv1 "github.com/bidikit/bidikit/proto/bidikit/chat/v1"
+	"github.com/bidikit/bidikit/reference"
+	"github.com/bidikit/bidikit/reference/cluster"
+)
+
+// benchMode is one way to run the reference server for a benchmark.
+type benchMode struct {
+	name      string
+	instances int
+	nats      bool // false: the single-instance memory store
+}
+
+var benchModes = []benchMode{
+	{"memory-1-instance", 1, false},
+	{"jetstream-1-instance", 1, true},
+	{"jetstream-2-instances", 2, true},
+	{"jetstream-3-instances", 3, true},
+}
+
+// startBench starts the mode's servers (and a NATS server with file
+// storage when needed) and returns their gRPC addresses.
+func startBench(b *testing.B, mode benchMode) []string {
+	b.Helper()
+	url := ""
+	if mode.nats {
+		e, err := cluster.StartEmbedded(b.TempDir(), "127.0.0.1:0", nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = e.Shutdown() })
+		url = e.ClientURL()
+	}
+	addrs := make([]string, mode.instances)
+	for i := range addrs {
+		cfg := reference.DefaultConfig()
+		cfg.Options.Addr = "127.0.0.1:0"
+		cfg.Options.AdminAddr = ""
+		cfg.NATS = url
+		cfg.Chat.SendRate = 0
+		cfg.Chat.History = 1 << 20
+		srv, err := reference.Build(cfg, slog.New(slog.DiscardHandler))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		if err := srv.Start(ctx); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { cancel(); _ = srv.Wait() })
+		addrs[i] = srv.Addr()
+	}
+	return addrs
+}
+
+// benchStream is a joined chat stream whose reader counts messages and acks.
+type benchStream struct {
+	st     chatv1.ChatService_ConnectClient
+	msgs   atomic.Int64
+	acks   chan struct{} // one token per ack (sender only)
+	target int64
+	done   chan struct{} // closed when msgs reaches target
+}
+
+func openBench(b *testing.B, cc *grpc.ClientConn, user, room string, target int64, acks chan struct{}) *benchStream {
+	b.Helper()
+	ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+user))
+	b.Cleanup(cancel)
+	st, err := chatv1.NewChatServiceClient(cc).Connect(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := &benchStream{st: st, acks: acks, target: target, done: make(chan struct{})}
+	if err := st.Send(&chatv1.ClientEvent{Event: &chatv1.ClientEvent_Join{Join: &chatv1.Join{Room: room}}}); err != nil {
+		b.Fatal(err)
+	}
+	joined := make(chan struct{})
+	go func() {
+		var once bool
+		for {
+			ev, err := st.Recv()
+			if err != nil {
+				return
+			}
+			n := int64(0)
+			switch {
+			case ev.GetJoined() != nil && !once:
+				once = true
+				close(joined)
+			case ev.GetMessage() != nil:
+				n = 1
+			case ev.GetBatch() != nil:
+				n = int64(len(ev.GetBatch().GetMessages()))
+			case ev.GetAck() != nil && s.acks != nil:
+				s.acks <- struct{}{}
+			}
+			if n > 0 && s.msgs.Add(n) == s.target {
+				close(s.done)
+			}
+		}
+	}()
+	select {
+	case <-joined:
+	case <-time.After(10 * time.Second):
+		b.Fatal("no Joined within 10s")
+	}
+	return s
+}
+
+func benchConns(b *testing.B, addrs []string) []*grpc.ClientConn {
+	ccs := make([]*grpc.ClientConn, len(addrs))
+	for i, a := range addrs {
+		cc, err := grpc.NewClient(a, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = cc.Close() })
+		ccs[i] = cc
+	}
+	return ccs
+}
+
+// BenchmarkFanout: one sender (on instance 0) sends b.N messages to a room
+// with 30 members spread evenly over the instances, at most 256 unacked;
+// the op ends when every member has every message. Reports deliveries/s.
+//
+//	go test -run '^$' -bench Fanout -benchtime 20000x ./reference/cluster/
+func BenchmarkFanout(b *testing.B) {
+	const members, window = 30, 256
+	for _, mode := range benchModes {
+		b.Run(mode.name, func(b *testing.B) {
+			ccs := benchConns(b, startBench(b, mode))
+			room := "fanout"
+			ms := make([]*benchStream, members)
+			for i := range ms {
+				ms[i] = openBench(b, ccs[i%len(ccs)], fmt.Sprintf("m%d", i), room, int64(b.N), nil)
+			}
+			sem := make(chan struct{}, window)
+			sender := openBench(b, ccs[0], "sender", room, -1, make(chan struct{}, window))
+			go func() {
+				for range sender.acks {
+					<-sem
+				}
+			}()
+			b.ResetTimer()
+			start := time.Now()
+			for i := range b.N {
+				sem <- struct{}{}
+				if err := sender.st.Send(&chatv1.ClientEvent{Event: &chatv1.ClientEvent_Send{Send: &chatv1.Send{
+					Room: room, ClientMsgId: fmt.Sprint(i), SenderSeq: uint64(i + 1), Body: "0123456789abcdef0123456789abcdef"}}}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for _, m := range ms {
+				select {
+				case <-m.done:
+				case <-time.After(60 * time.Second):
+					b.Fatalf("member has %d of %d messages after 60s", m.msgs.Load(), b.N)
+				}
+			}
+			el := time.Since(start)
+			b.StopTimer()
+			b.ReportMetric(float64(b.N*members)/el.Seconds(), "deliveries/s")
+			b.ReportMetric(float64(b.N)/el.Seconds(), "msgs/s")
+		})
+	}
+}
+
+// BenchmarkAckRoundTrip: one message in flight at a time, Send to Ack, in a
+// room with one member (the sender); ns/op is the per-message latency, so
+// the JetStream modes minus the memory mode is the broker's overhead per
+// message.
+//
+//	go test -run '^$' -bench AckRoundTrip -benchtime 5000x ./reference/cluster/
+func BenchmarkAckRoundTrip(b *testing.B) {
+	for _, mode := range benchModes[:2] {
+		b.Run(mode.name, func(b *testing.B) {
+			ccs := benchConns(b, startBench(b, mode))
+			sender := openBench(b, ccs[0], "sender", "rtt", -1, make(chan struct{}, 1))
+			b.ResetTimer()
+			for i := range b.N {
+				if err := sender.st.Send(&chatv1.ClientEvent{Event: &chatv1.ClientEvent_Send{Send: &chatv1.Send{
+					Room: "rtt", ClientMsgId: fmt.Sprint(i), SenderSeq: uint64(i + 1), Body: "0123456789abcdef"}}}); err != nil {
+					b.Fatal(err)
+				}
+				<-sender.acks
+			}
+		})
+	}
+}

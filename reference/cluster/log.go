@@ -1,0 +1,455 @@
+// Package cluster keeps the reference server's room logs in NATS JetStream,
+// so that several server instances share them: one stream per room, whose
+// stream sequence IS the room's gapless sequence number. Ordering,
+// durability, replication and de-duplication all come from JetStream; this
+// package only names streams and subjects and adapts the calls.
+//
+// Layout for kind "chat" and room R (R escaped to a subject token, see
+// Token):
+//
+//	stream   CHAT_<R>                 file or memory storage, Duplicates window
+//	subject  bidikit.chat.<R>.<K>     one subject per de-duplication key
+//
+// K is a hash of the message's de-duplication key (sender + client message
+// id). A publish carries it twice: as Nats-Msg-Id (a resend inside the
+// Duplicates window is answered with PubAck.Duplicate and the original seq)
+// and as the expectation "no message on this subject yet"
+// (Nats-Expected-Last-Subject-Sequence: 0), which catches resends after the
+// window for as long as the stream retains the original; its seq is then read
+// back with a direct get of the subject's last message. The cost is one
+// subject per message in the stream's subject index.
+package cluster
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bidikit/bidikit/reference/store"
+)
+
+// Config describes how a Log lays out its streams. Start from DefaultConfig.
+type Config struct {
+	// Kind names the service: streams are UPPER(Kind)_<room>, subjects
+	// bidikit.<Kind>.<room>.<key>. Default "chat".
+	Kind string
+	// Memory keeps streams in memory instead of files (lost when the NATS
+	// server stops). Default false: file storage.
+	Memory bool
+	// Replicas is the stream replication factor (1 for a single NATS server,
+	// 3 for a JetStream cluster). Default 1.
+	Replicas int
+	// Duplicates is JetStream's de-duplication window for Nats-Msg-Id.
+	// Default 2m. Resends after it are still caught while the original is
+	// retained (see the package comment).
+	Duplicates time.Duration
+	// MaxMsgs bounds each room's stream (the oldest are dropped); 0 keeps
+	// everything. Default 0.
+	MaxMsgs int64
+	// Timeout bounds every JetStream API call and every publish acknowledgement.
+	// Default 5s.
+	Timeout time.Duration
+	// MaxPending bounds publishes awaiting their acknowledgement; Publish
+	// blocks (briefly) beyond it. Default 4096.
+	MaxPending int
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{Kind: "chat", Replicas: 1, Duplicates: 2 * time.Minute, Timeout: 5 * time.Second, MaxPending: 4096}
+}
+
+func (c Config) check() error {
+	switch {
+	case c.Kind == "" || strings.ContainsAny(c.Kind, ".*> \t"):
+		return fmt.Errorf("cluster config: kind %q must be a non-empty subject token", c.Kind)
+	case c.Replicas < 1 || c.Replicas > 5:
+		return fmt.Errorf("cluster config: replicas is %d, want 1..5", c.Replicas)
+	case c.Duplicates <= 0:
+		return fmt.Errorf("cluster config: duplicates window is %v, want > 0", c.Duplicates)
+	case c.Timeout <= 0:
+		return fmt.Errorf("cluster config: timeout is %v, want > 0", c.Timeout)
+	case c.MaxPending < 1:
+		return fmt.Errorf("cluster config: max pending is %d, want >= 1", c.MaxPending)
+	case c.MaxMsgs < 0:
+		return fmt.Errorf("cluster config: max msgs is %d, want >= 0", c.MaxMsgs)
+	}
+	return nil
+}
+
+// ErrClosed is passed to Publish callbacks after Close.
+var ErrClosed = errors.New("cluster log closed")
+
+// Log is a set of room logs in JetStream. Its methods are safe for
+// concurrent use. Publish callbacks run on the Log's acker goroutine, one at
+// a time, in Publish order.
+type Log struct {
+	js  jetstream.JetStream
+	cfg Config
+	log *slog.Logger
+
+	mu     sync.RWMutex // guards closed and sends on acks (Close closes acks under the write lock)
+	closed bool
+	acks   chan pendingPub
+	done   chan struct{} // closed when the acker returned
+
+	bg sync.WaitGroup // consumer deletions started by a Follow's stop
+}
+
+type pendingPub struct {
+	f       jetstream.PubAckFuture
+	stream  string
+	subject string
+	done    func(seq uint64, duplicate bool, err error)
+}
+
+// New returns a Log using the JetStream of nc. The caller owns nc and closes
+// it after Close. log may be nil (discard).
+func New(nc *nats.Conn, cfg Config, log *slog.Logger) (*Log, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	if nc == nil {
+		return nil, errors.New("cluster: nil NATS connection")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(cfg.MaxPending),
+		jetstream.WithPublishAsyncTimeout(cfg.Timeout),
+		jetstream.WithDefaultTimeout(cfg.Timeout))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: JetStream on %s: %w", nc.ConnectedUrlRedacted(), err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
+	defer cancel()
+	if _, err := js.AccountInfo(ctx); err != nil {
+		return nil, fmt.Errorf("cluster: JetStream is not available on %s (start nats-server with -js): %w", nc.ConnectedUrlRedacted(), err)
+	}
+	l := &Log{js: js, cfg: cfg, log: log, acks: make(chan pendingPub, cfg.MaxPending), done: make(chan struct{})}
+	go l.acker()
+	return l, nil
+}
+
+// Token escapes a room name ([A-Za-z0-9._-]) into one subject and stream
+// name token, injectively: '_' becomes "__" and '.' becomes "_d".
+func Token(room string) string {
+	if !strings.ContainsAny(room, "._") {
+		return room
+	}
+	var b strings.Builder
+	for i := 0; i < len(room); i++ {
+		switch c := room[i]; c {
+		case '_':
+			b.WriteString("__")
+		case '.':
+			b.WriteString("_d")
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// StreamName returns the stream holding room's log.
+func (l *Log) StreamName(room string) string { return strings.ToUpper(l.cfg.Kind) + "_" + Token(room) }
+
+func (l *Log) subjectRoot(room string) string { return "bidikit." + l.cfg.Kind + "." + Token(room) }
+
+// keyToken is the subject token and Nats-Msg-Id of a de-duplication key.
+func keyToken(key string) string {
+	h := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(h[:16])
+}
+
+func (l *Log) streamConfig(room string) jetstream.StreamConfig {
+	st := jetstream.FileStorage
+	if l.cfg.Memory {
+		st = jetstream.MemoryStorage
+	}
+	maxMsgs := l.cfg.MaxMsgs
+	if maxMsgs == 0 {
+		maxMsgs = -1
+	}
+	return jetstream.StreamConfig{
+		Name:        l.StreamName(room),
+		Description: "bidikit " + l.cfg.Kind + " room " + room,
+		Subjects:    []string{l.subjectRoot(room) + ".*"},
+		Storage:     st,
+		Replicas:    l.cfg.Replicas,
+		Duplicates:  l.cfg.Duplicates,
+		MaxMsgs:     maxMsgs,
+		Discard:     jetstream.DiscardOld,
+		Retention:   jetstream.LimitsPolicy,
+		AllowDirect: true,
+	}
+}
+
+// stream returns room's stream, creating it when missing. Instances racing
+// to create it all succeed: JetStream accepts an identical configuration.
+func (l *Log) stream(ctx context.Context, room string) (jetstream.Stream, error) {
+	name := l.StreamName(room)
+	s, err := l.js.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = l.js.CreateStream(ctx, l.streamConfig(room))
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			s, err = l.js.Stream(ctx, name)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("stream %s of room %q: %w", name, room, err)
+	}
+	return s, nil
+}
+
+// Head returns what room's log holds (creating the empty log on first use):
+// Last is the highest seq, Oldest the lowest retained one (0 when empty).
+func (l *Log) Head(ctx context.Context, room string) (store.Head, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
+	defer cancel()
+	s, err := l.stream(ctx, room)
+	if err != nil {
+		return store.Head{}, err
+	}
+	st := s.CachedInfo().State
+	h := store.Head{Last: st.LastSeq}
+	if st.Msgs > 0 {
+		h.Oldest = st.FirstSeq
+	}
+	return h, nil
+}
+
+// Follow delivers every message of room with seq > after to fn, in order,
+// one at a time on one goroutine, through an ordered consumer (which
+// re-creates itself after a lost connection without gap or duplicate).
+// Delivery goes on until stop is called; stop does not wait for a running fn.
+// onErr (may be nil) hears about consumer problems.
+func (l *Log) Follow(room string, after uint64, fn func(seq uint64, payload []byte), onErr func(error)) (stop func(), err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.Timeout)
+	defer cancel()
+	name := l.StreamName(room)
+	cons, err := l.js.OrderedConsumer(ctx, name, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   after + 1,
+		// A backstop: stop deletes the consumer, but one whose instance
+		// died goes away on its own.
+		InactiveThreshold: followInactive,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("follow room %q (stream %s) after seq %d: %w", room, name, after, err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		md, err := m.Metadata()
+		if err != nil {
+			l.log.Error("message without JetStream metadata", "stream", name, "err", err)
+			return
+		}
+		fn(md.Sequence.Stream, m.Data())
+	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		l.log.Warn("room feed", "stream", name, "err", err)
+		if onErr != nil {
+			onErr(err)
+		}
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("follow room %q (stream %s): %w", room, name, err)
+	}
+	stop = func() {
+		cc.Stop()
+		info := cons.CachedInfo()
+		if info == nil {
+			return
+		}
+		l.bg.Add(1)
+		go func() {
+			defer l.bg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), l.cfg.Timeout)
+			defer cancel()
+			_ = l.js.DeleteConsumer(ctx, name, info.Name)
+		}()
+	}
+	return stop, nil
+}
+
+// followInactive is how long JetStream keeps a Follow consumer nobody pulls
+// from (its instance died without stopping it).
+const followInactive = time.Minute
+
+// Publish appends payload to room's log with de-duplication key key and
+// returns without waiting. done is called exactly once, on the acker
+// goroutine, in Publish order: with the seq JetStream stored the message at,
+// or with duplicate set and the seq of the first copy when key was stored
+// before, or with an error (the message may or may not be stored: resend it
+// with the same key). done must not block.
+func (l *Log) Publish(room, key string, payload []byte, done func(seq uint64, duplicate bool, err error)) {
+	tok := keyToken(key)
+	subject := l.subjectRoot(room) + "." + tok
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		done(0, false, ErrClosed)
+		return
+	}
+	f, err := l.js.PublishMsgAsync(&nats.Msg{Subject: subject, Data: payload},
+		jetstream.WithMsgID(tok), jetstream.WithExpectLastSequencePerSubject(0))
+	if err != nil {
+		done(0, false, fmt.Errorf("publish to %s: %w", subject, err))
+		return
+	}
+	l.acks <- pendingPub{f: f, stream: l.StreamName(room), subject: subject, done: done}
+}
+
+// acker resolves publishes in order. It owns nothing but the channel's
+// receive side and returns when acks is closed and drained.
+func (l *Log) acker() {
+	defer close(l.done)
+	for p := range l.acks {
+		select {
+		case pa := <-p.f.Ok():
+			p.done(pa.Sequence, pa.Duplicate, nil)
+		case err := <-p.f.Err():
+			var apiErr *jetstream.APIError
+			if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+				apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+				// The key's subject already holds a message: a resend after the
+				// Duplicates window. Its seq is that message's.
+				seq, lerr := l.lastOnSubject(p.stream, p.subject)
+				if lerr != nil {
+					p.done(0, false, fmt.Errorf("resend detected on %s but its first copy could not be read: %w", p.subject, lerr))
+				} else {
+					p.done(seq, true, nil)
+				}
+				continue
+			}
+			p.done(0, false, fmt.Errorf("publish to %s: %w", p.subject, err))
+		}
+	}
+}
+
+func (l *Log) lastOnSubject(stream, subject string) (uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.Timeout)
+	defer cancel()
+	s, err := l.js.Stream(ctx, stream)
+	if err != nil {
+		return 0, err
+	}
+	m, err := s.GetLastMsgForSubject(ctx, subject)
+	if err != nil {
+		return 0, err
+	}
+	return m.Sequence, nil
+}
+
+// rangeBatch is how many messages one fetch of a Range asks for.
+const rangeBatch = 256
+
+// Range calls fn for each retained message of room with from <= seq <= to,
+// in order, through a short-lived consumer that Range deletes before
+// returning. It stops at fn's first error and returns it. Messages below the
+// stream's first retained seq are skipped (Head.Oldest says where it is).
+func (l *Log) Range(ctx context.Context, room string, from, to uint64, fn func(seq uint64, payload []byte) error) error {
+	if from == 0 {
+		from = 1
+	}
+	if from > to {
+		return nil
+	}
+	name := l.StreamName(room)
+	cctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
+	cons, err := l.js.CreateConsumer(cctx, name, jetstream.ConsumerConfig{
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       from,
+		AckPolicy:         jetstream.AckNonePolicy,
+		InactiveThreshold: 30 * time.Second,
+		MemoryStorage:     true,
+		Replicas:          1,
+	})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("read room %q (stream %s) from seq %d: %w", room, name, from, err)
+	}
+	defer func() {
+		dctx, dcancel := context.WithTimeout(context.Background(), l.cfg.Timeout)
+		_ = l.js.DeleteConsumer(dctx, name, cons.CachedInfo().Name)
+		dcancel()
+	}()
+	var fnErr error
+	for next := from; next <= to && fnErr == nil; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		want := min(to-next+1, rangeBatch)
+		batch, err := cons.Fetch(int(want), jetstream.FetchMaxWait(l.cfg.Timeout))
+		if err != nil {
+			return fmt.Errorf("read room %q (stream %s) from seq %d: %w", room, name, next, err)
+		}
+		n := 0
+		for m := range batch.Messages() { // read to the end even after fn failed
+			n++
+			md, err := m.Metadata()
+			if err != nil || fnErr != nil {
+				continue
+			}
+			seq := md.Sequence.Stream
+			if seq < next || seq > to {
+				continue
+			}
+			next = seq + 1
+			fnErr = fn(seq, m.Data())
+		}
+		if err := batch.Error(); err != nil && fnErr == nil {
+			return fmt.Errorf("read room %q (stream %s) from seq %d: %w", room, name, next, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("read room %q (stream %s): no message at or after seq %d within %v", room, name, next, l.cfg.Timeout)
+		}
+	}
+	return fnErr
+}
+
+// Close refuses further publishes and waits (bounded by Timeout plus a
+// second) for the acknowledgements of those in flight, whose callbacks run
+// before Close returns, and for the deletion of stopped Follow consumers.
+// The NATS connection stays open: its owner closes it.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if !l.closed {
+		l.closed = true
+		close(l.acks)
+	}
+	l.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		<-l.done
+		l.bg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(l.cfg.Timeout + time.Second):
+		return errors.New("cluster log close: publish acknowledgements or consumer deletions still pending")
+	}
+}
+
+// Consumers returns how many consumers room's stream has (operations and
+// tests: each instance with members in the room holds one).
+func (l *Log) Consumers(ctx context.Context, room string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
+	defer cancel()
+	s, err := l.js.Stream(ctx, l.StreamName(room))
+	if err != nil {
+		return 0, err
+	}
+	return s.CachedInfo().State.Consumers, nil
+}
