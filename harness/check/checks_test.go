@@ -221,6 +221,8 @@ var _ = Describe("game-invariants", func() {
 	tick := func(tick, last uint64, x, y float64) ev.Event {
 		return ev.Event{Kind: ev.Tick, Client: 0, Scope: "m", Seq: tick, LastInput: last, X: x, Y: y}
 	}
+	dropped := func(e ev.Event, n uint64) ev.Event { e.Dropped = n; return e }
+	send := func(seq uint64) ev.Event { return ev.Event{Kind: ev.Send, Client: 0, Scope: "m", SenderSeq: seq} }
 	DescribeTable("judges player updates",
 		func(evs []ev.Event, status check.Status, detail string) {
 			v := run("game-invariants", noDecode, nil, evs)
@@ -235,7 +237,17 @@ var _ = Describe("game-invariants", func() {
 		Entry("outside the map", []ev.Event{tick(1, 0, 5, 5), tick(2, 1, -1, 5)}, check.Fail, "outside the 1000x1000 map"),
 		Entry("last input goes back", []ev.Event{tick(1, 5, 5, 5), tick(2, 3, 5, 5)}, check.Fail, "went back from 5 to 3"),
 		Entry("too many inputs in one tick", []ev.Event{tick(1, 0, 5, 5), tick(2, 9, 5, 5)}, check.Fail, "9 inputs processed over 1 tick(s)"),
-		Entry("speed hack", []ev.Event{tick(1, 0, 5, 5), tick(2, 1, 500, 5)}, check.Fail, "moved 495.00 over 1 input(s)"),
+		Entry("speed hack", []ev.Event{tick(1, 0, 5, 5), tick(2, 1, 500, 5)}, check.Fail, "moved 495.00 over 1 tick(s) and at most 1 input(s)"),
+		Entry("dropped inputs are not counted as processed", []ev.Event{tick(1, 0, 5, 5), dropped(tick(2, 1000, 15, 5), 997)}, check.Pass, ""),
+		Entry("a drop counter running ahead of last_input is not blamed", []ev.Event{tick(1, 0, 5, 5), dropped(tick(2, 4, 45, 5), 500)}, check.Pass, ""),
+		Entry("a move longer than the per-tick limit allows is caught", []ev.Event{tick(1, 0, 5, 5), dropped(tick(2, 1000, 60, 5), 996)}, check.Fail, "moved 55.00 over 1 tick(s) and at most 4 input(s)"),
+		Entry("inputs processed beyond the limit with drops reported are caught", []ev.Event{tick(1, 0, 5, 5), dropped(tick(2, 1000, 15, 5), 10)}, check.Fail, "at least 990 inputs processed over 1 tick(s)"),
+		Entry("a reconnected client's seq numbering gap is not counted as processed", []ev.Event{
+			tick(1, 0, 5, 5), {Kind: ev.Send, Client: 0, Scope: "m", SenderSeq: 354}, tick(2, 354, 10, 5)}, check.Pass, ""),
+		Entry("inputs counted from what the client sent", []ev.Event{
+			tick(1, 0, 5, 5), send(1), send(2), send(3), send(4), send(5), send(6), tick(2, 6, 10, 5)}, check.Fail, "at least 6 inputs processed over 1 tick(s)"),
+		Entry("over-limit drops reported one update early belong to the next gap", []ev.Event{
+			dropped(tick(1, 4, 5, 5), 0), dropped(tick(2, 8, 5, 5), 66), dropped(tick(3, 78, 5, 5), 82)}, check.Pass, ""),
 		Entry("moved with no input", []ev.Event{tick(1, 2, 5, 5), tick(2, 2, 9, 5)}, check.Fail, "with no input processed"),
 		Entry("no ticks", []ev.Event{}, check.NotMeasurable, ""),
 	)

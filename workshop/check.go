@@ -1,0 +1,118 @@
+package workshop
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+
+	"github.com/bidikit/bidikit/harness/engine"
+	"github.com/bidikit/bidikit/harness/result"
+)
+
+// CheckOptions say what Check runs the suite against. The zero value starts
+// the exercise's broken server in-process.
+type CheckOptions struct {
+	// Target is the student's server (host:port); "" starts a server
+	// in-process: the broken one, or the reference with Reference.
+	Target string
+	// AdminURL is the target's admin HTTP base URL (for the leaks check);
+	// ignored when Check starts the server itself.
+	AdminURL string
+	// Reference runs the suite against the reference server instead of the
+	// broken one (Target must be empty).
+	Reference bool
+	// Log receives harness-side and in-process server logs; nil discards.
+	Log *slog.Logger
+	// Progress, when set, is called about every 250 ms while a scenario runs.
+	Progress func(engine.Progress)
+}
+
+// Outcome is one run of an exercise's suite.
+type Outcome struct {
+	// Target is what the suite ran against ("in-process broken server
+	// 127.0.0.1:PORT", the student's address, ...).
+	Target    string
+	Scenarios []result.Scenario
+}
+
+// Failed returns the names of the checks that did not pass (failed or not
+// measurable) in any scenario, sorted and without repeats; a scenario that
+// could not run at all counts as "run".
+func (o Outcome) Failed() []string {
+	seen := map[string]bool{}
+	for _, s := range o.Scenarios {
+		if s.Failure != "" {
+			seen["run"] = true
+		}
+		for _, v := range s.Checks {
+			if !v.Passed() {
+				seen[v.Name] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for n := range seen {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Green reports whether every check of every scenario passed.
+func (o Outcome) Green() bool { return len(o.Scenarios) > 0 && len(o.Failed()) == 0 }
+
+// Check runs ex's suite through the harness engine and returns the
+// outcome. It blocks for the suite's duration (each scenario's duration,
+// settle and checks' settle times). An error means the suite could not run
+// (bad options, a server that would not start, ctx cancelled); failed
+// checks are not errors.
+func Check(ctx context.Context, ex Exercise, o CheckOptions) (Outcome, error) {
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	scenarios, err := ex.Scenarios()
+	if err != nil {
+		return Outcome{}, err
+	}
+	var out Outcome
+	target, admin := o.Target, o.AdminURL
+	switch {
+	case target != "" && o.Reference:
+		return Outcome{}, fmt.Errorf("--reference runs the reference server in-process: leave out --target")
+	case target != "":
+		out.Target = target
+	case o.Reference:
+		srv, err := StartReference(ex.Service, log)
+		if err != nil {
+			return Outcome{}, fmt.Errorf("starting the reference %s server: %w", ex.Service, err)
+		}
+		defer srv.Stop()
+		target, admin = srv.Addr, srv.AdminURL
+		out.Target = "in-process reference server " + target
+	default:
+		srv, err := Start(ex, "127.0.0.1:0", "")
+		if err != nil {
+			return Outcome{}, err
+		}
+		defer srv.Stop()
+		target, admin = srv.Addr, srv.AdminURL
+		out.Target = fmt.Sprintf("in-process broken server of exercise %d, %s", ex.Number, target)
+	}
+	for _, s := range scenarios {
+		opts := []engine.Option{engine.WithTarget(target), engine.WithLogger(log)}
+		if admin != "" {
+			opts = append(opts, engine.WithServerEnv(admin))
+		}
+		if o.Progress != nil {
+			opts = append(opts, engine.WithProgress(o.Progress, 0))
+		}
+		res, err := engine.Run(ctx, s, opts...)
+		out.Scenarios = append(out.Scenarios, res)
+		if err != nil && ctx.Err() != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}

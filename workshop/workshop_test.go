@@ -1,0 +1,216 @@
+package workshop_test
+
+import (
+	"bufio"
+	"bytes"
+	"io/fs"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/bidikit/bidikit/harness/check"
+	"github.com/bidikit/bidikit/harness/result"
+	"github.com/bidikit/bidikit/workshop"
+)
+
+// noLeaks takes a goroutine baseline and, after the spec, waits for the
+// process to return to it (broken servers leak on purpose, but only until
+// their stop function runs).
+func noLeaks() {
+	base := gleak.Goroutines()
+	DeferCleanup(func() {
+		Eventually(gleak.Goroutines).WithTimeout(30 * time.Second).WithPolling(200 * time.Millisecond).
+			ShouldNot(gleak.HaveLeaked(base))
+	})
+}
+
+var _ = Describe("the catalogue", func() {
+	It("numbers the exercises 1..n, each with a server, two sheets and a suite", func() {
+		all := workshop.All()
+		Expect(len(all)).To(BeNumerically(">=", 5))
+		for i, ex := range all {
+			Expect(ex.Number).To(Equal(i + 1))
+			Expect(ex.Dir).To(HavePrefix("ex0"))
+			Expect(ex.Service).To(BeElementOf("chat", "collab", "game"))
+			Expect(ex.Fails).NotTo(BeEmpty(), "exercise %d promises no failing check", ex.Number)
+			src, err := fs.ReadFile(ex.Files, "server.go")
+			Expect(err).NotTo(HaveOccurred())
+			lines := bytes.Count(src, []byte("\n"))
+			Expect(lines).To(BeNumerically("<=", 230), "exercise %d: server.go should read in a few minutes", ex.Number)
+			Expect(string(src)).To(ContainSubstring("package " + ex.Package + "\n"))
+			Expect(string(src)).To(ContainSubstring("func Register(s *grpc.Server) (stop func())"))
+
+			scs, err := ex.Scenarios()
+			Expect(err).NotTo(HaveOccurred(), "exercise %d suite", ex.Number)
+			checks := map[string]bool{}
+			for _, s := range scs {
+				Expect(s.Service).To(Equal(ex.Service))
+				for _, c := range s.Checks {
+					checks[c.Name] = true
+				}
+			}
+			for _, f := range ex.Fails {
+				Expect(checks).To(HaveKey(f), "exercise %d promises %s fails but its suite does not run it", ex.Number, f)
+			}
+			for _, lang := range []string{"en", "ja"} {
+				sheet, err := ex.Sheet(lang)
+				Expect(err).NotTo(HaveOccurred())
+				Expect(len(ex.Hints(lang))).To(BeNumerically(">=", 3), "exercise %d %s hints", ex.Number, lang)
+				for _, f := range ex.Fails {
+					Expect(sheet).To(ContainSubstring("`"+f+"`"), "exercise %d %s sheet names the failing check %s", ex.Number, lang, f)
+				}
+			}
+			Expect(ex.Hints("en")).To(HaveLen(len(ex.Hints("ja"))), "exercise %d: both sheets have the same hints", ex.Number)
+		}
+	})
+
+	It("refuses unknown numbers", func() {
+		_, err := workshop.Get(99)
+		Expect(err).To(MatchError(ContainSubstring("no exercise 99")))
+	})
+})
+
+var _ = Describe("Start", func() {
+	It("serves a broken server with health and an admin endpoint for pprof", func(ctx SpecContext) {
+		noLeaks()
+		ex, err := workshop.Get(1)
+		Expect(err).NotTo(HaveOccurred())
+		srv, err := workshop.Start(ex, "127.0.0.1:0", "")
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(srv.Stop)
+
+		cc, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(cc.Close)
+		resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(resp.Status).To(Equal(healthpb.HealthCheckResponse_SERVING))
+
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.AdminURL+"/debug/pprof/goroutine?debug=1", nil)
+		Expect(err).NotTo(HaveOccurred())
+		hr, err := http.DefaultClient.Do(req)
+		Expect(err).NotTo(HaveOccurred())
+		defer hr.Body.Close()
+		line, _ := bufio.NewReader(hr.Body).ReadString('\n')
+		Expect(line).To(HavePrefix("goroutine profile: total "))
+	}, SpecTimeout(20*time.Second))
+})
+
+// The promises: against its broken server each suite fails on exactly the
+// checks its sheet names, and the reference server passes the same suite.
+// Runs are sequential: the leaks check counts this whole process's
+// goroutines, so two runs at once would disturb each other.
+var _ = Describe("the suites", func() {
+	entries := []TableEntry{}
+	for _, ex := range workshop.All() {
+		entries = append(entries, Entry(ex.Dir, ex.Number, SpecTimeout(2*time.Minute)))
+	}
+	DescribeTable("fail on the promised checks against the broken server and pass against the reference",
+		func(ctx SpecContext, n int) {
+			noLeaks()
+			ex, err := workshop.Get(n)
+			Expect(err).NotTo(HaveOccurred())
+
+			broken, err := workshop.Check(ctx, ex, workshop.CheckOptions{})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(broken.Failed()).To(Equal(ex.Fails), "broken server of exercise %d:\n%s", n, explain(ex, broken))
+
+			ref, err := workshop.Check(ctx, ex, workshop.CheckOptions{Reference: true})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(ref.Green()).To(BeTrue(), "reference server on exercise %d:\n%s", n, explain(ex, ref))
+		}, entries)
+})
+
+// failing is a scenario result with one failed check.
+func failing(name, detail string) result.Scenario {
+	v := check.Verdict{Name: name, Status: check.Fail, Summary: "1 violation"}
+	v.Add(check.Evidence{Detail: detail})
+	return result.Scenario{Name: "s", Checks: []check.Verdict{v}}
+}
+
+func explain(ex workshop.Exercise, out workshop.Outcome) string {
+	var b strings.Builder
+	_ = workshop.Explain(&b, ex, out, "en", 1)
+	return b.String()
+}
+
+var _ = Describe("Explain", func() {
+	It("teaches from the evidence and escalates hints, ending RED or GREEN", func() {
+		ex, err := workshop.Get(1)
+		Expect(err).NotTo(HaveOccurred())
+		hints := ex.Hints("en")
+		red := workshop.Outcome{Target: "t"}
+		red.Scenarios = append(red.Scenarios, failing("leaks", "goroutines 140 vs baseline 16"))
+		var b strings.Builder
+		Expect(workshop.Explain(&b, ex, red, "en", 2)).To(Succeed())
+		Expect(b.String()).To(ContainSubstring("goroutines 140 vs baseline 16"))
+		Expect(b.String()).To(ContainSubstring("Hint 2 of"))
+		Expect(b.String()).To(ContainSubstring(hints[1]))
+		Expect(b.String()).To(ContainSubstring("RED: 1 check(s) failed: leaks"))
+
+		b.Reset()
+		Expect(workshop.Explain(&b, ex, red, "ja", 99)).To(Succeed())
+		Expect(b.String()).To(ContainSubstring(ex.Hints("ja")[len(hints)-1]))
+	})
+})
+
+var _ = Describe("Init", func() {
+	root := workshop.FindModuleRoot(".")
+
+	It("finds the bidikit checkout above the package", func() {
+		Expect(root).NotTo(BeEmpty())
+		Expect(filepath.Join(root, "workshop")).To(BeADirectory())
+	})
+
+	It("refuses a folder that is not empty, writing nothing", func() {
+		ex, _ := workshop.Get(1)
+		dir := GinkgoT().TempDir()
+		Expect(os.WriteFile(filepath.Join(dir, "mine.txt"), []byte("x"), 0o644)).To(Succeed())
+		Expect(workshop.Init(ex, dir, workshop.InitOptions{Root: root})).To(MatchError(ContainSubstring("not empty")))
+		entries, _ := os.ReadDir(dir)
+		Expect(entries).To(HaveLen(1))
+	})
+
+	It("explains the replace directive when no checkout is known", func() {
+		ex, _ := workshop.Get(2)
+		dir := filepath.Join(GinkgoT().TempDir(), "ex02")
+		Expect(workshop.Init(ex, dir, workshop.InitOptions{})).To(Succeed())
+		gomod, _ := os.ReadFile(filepath.Join(dir, "go.mod"))
+		Expect(string(gomod)).NotTo(ContainSubstring("replace"))
+		readme, _ := os.ReadFile(filepath.Join(dir, "README.md"))
+		Expect(string(readme)).To(ContainSubstring("go mod edit -replace github.com/bidikit/bidikit="))
+	})
+
+	entries := []TableEntry{}
+	for _, ex := range workshop.All() {
+		entries = append(entries, Entry(ex.Dir, ex.Number, SpecTimeout(3*time.Minute)))
+	}
+	DescribeTable("writes a student module that builds and vets against the checkout",
+		func(ctx SpecContext, n int) {
+			ex, _ := workshop.Get(n)
+			dir := filepath.Join(GinkgoT().TempDir(), "student")
+			Expect(workshop.Init(ex, dir, workshop.InitOptions{Root: root})).To(Succeed())
+			for _, f := range []string{"go.mod", "go.sum", "main.go", "Makefile", "README.md", "README.ja.md", ex.Package + "/server.go"} {
+				Expect(filepath.Join(dir, f)).To(BeAnExistingFile())
+			}
+			gomod, _ := os.ReadFile(filepath.Join(dir, "go.mod"))
+			Expect(string(gomod)).To(ContainSubstring("replace github.com/bidikit/bidikit => " + root))
+			for _, args := range [][]string{{"build", "./..."}, {"vet", "./..."}} {
+				cmd := exec.CommandContext(ctx, "go", args...)
+				cmd.Dir = dir
+				cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
+				out, err := cmd.CombinedOutput()
+				Expect(err).NotTo(HaveOccurred(), "go %v in the student module: %s", args, out)
+			}
+		}, entries)
+})
