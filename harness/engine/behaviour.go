@@ -103,7 +103,7 @@ func serviceDriver(c *vclient, service string, bodyBytes int, flood bool) (drive
 	case scenario.Collab:
 		return newCollabDriver(c, nil, flood)
 	case scenario.Game:
-		return newGameDriver(c, 1), nil
+		return newGameDriver(c, 0.999), nil // just under max_step: full steps can round above it
 	}
 	return nil, fmt.Errorf("unknown service %q", service)
 }

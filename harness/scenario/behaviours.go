@@ -57,7 +57,8 @@ type EditorParams struct {
 
 // PlayerParams: joins a match and sends movement inputs at the role's rate.
 type PlayerParams struct {
-	// StepFraction is the move length as a fraction of the match's max step.
+	// StepFraction is the move length as a fraction of the match's max step;
+	// above 1 every move is a speed hack that a careful server rejects.
 	StepFraction float64 `yaml:"step_fraction"`
 }
 

@@ -726,8 +726,8 @@ func (w *walker) validateParams(params any, path string, r Role, node ast.Node) 
 			}
 		}
 	case *PlayerParams:
-		if !(p.StepFraction > 0 && p.StepFraction <= 1) {
-			bad("step_fraction", "must be more than 0 and at most 1, got %v", p.StepFraction)
+		if !(p.StepFraction > 0 && p.StepFraction <= 100) {
+			bad("step_fraction", "must be more than 0 and at most 100 (above 1 is a speed hack the server must reject), got %v", p.StepFraction)
 		}
 	case *FlooderParams:
 		body(p.BodyBytes)

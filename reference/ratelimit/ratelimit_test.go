@@ -1,6 +1,9 @@
 package ratelimit_test
 
 import (
+	"strconv"
+	"time"
+
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
@@ -8,7 +11,7 @@ import (
 )
 
 var _ = Describe("Limiter", func() {
-	It("shares one bucket among a key's streams and forgets it after the last release", func() {
+	It("shares one bucket among a key's streams", func() {
 		l := ratelimit.New(0.001, 3)
 		a := l.Acquire("ann")
 		b := l.Acquire("ann")
@@ -20,12 +23,33 @@ var _ = Describe("Limiter", func() {
 			}
 		}
 		Expect(allowed).To(Equal(3), "the burst is shared, not per stream")
-		Expect(l.Keys()).To(Equal(1))
-		l.Release("ann")
-		Expect(l.Keys()).To(Equal(1))
+		l.Release("nobody") // harmless
+	})
+	It("does not give a fresh burst to a key that reconnects before its bucket refilled", func() {
+		l := ratelimit.New(0.001, 3)
+		a := l.Acquire("flooder")
+		for a.Allow() {
+		}
+		l.Release("flooder")
+		Expect(l.Keys()).To(Equal(1), "a spent bucket outlives its last stream")
+		Expect(l.Acquire("flooder").Allow()).To(BeFalse(), "reconnecting must not reset the limit")
+	})
+	It("forgets a key once no stream holds it and its bucket is full", func() {
+		l := ratelimit.New(1000, 2)
+		b := l.Acquire("ann")
+		Expect(b.Allow()).To(BeTrue())
+		Eventually(func() float64 { return b.Tokens() }).WithTimeout(time.Second).Should(BeNumerically(">=", 2))
 		l.Release("ann")
 		Expect(l.Keys()).To(BeZero())
-		l.Release("nobody") // harmless
+	})
+	It("sweeps refilled idle buckets so memory stays bounded", func() {
+		l := ratelimit.New(1e9, 1)
+		for i := 0; i < 1000; i++ {
+			k := strconv.Itoa(i)
+			l.Acquire(k).Allow() // spend: the bucket stays after Release
+			l.Release(k)
+		}
+		Expect(l.Keys()).To(BeNumerically("<", 200), "refilled idle buckets are swept")
 	})
 	It("keeps users apart", func() {
 		l := ratelimit.New(0.001, 1)
@@ -34,9 +58,12 @@ var _ = Describe("Limiter", func() {
 		Expect(l.Acquire("ann").Allow()).To(BeFalse())
 	})
 	It("treats a rate <= 0 as unlimited", func() {
-		b := ratelimit.New(0, 1).Acquire("x")
+		l := ratelimit.New(0, 1)
+		b := l.Acquire("x")
 		for i := 0; i < 1000; i++ {
 			Expect(b.Allow()).To(BeTrue())
 		}
+		l.Release("x")
+		Expect(l.Keys()).To(BeZero())
 	})
 })
