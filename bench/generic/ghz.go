@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/bojand/ghz/protodesc"
 	"github.com/bojand/ghz/runner"
 	"github.com/jhump/protoreflect/desc"
@@ -156,19 +157,19 @@ func execute(ctx context.Context, c Config, host string, opts []runner.Option) (
 	return rep, elapsed, err
 }
 
-// run is one hooked round: every stream gets a msgTimer.
+// run is one hooked round: every call gets a msgTimer recording into its
+// worker's recorder; the recorders are summed once ghz has returned.
 func (h *hookedRun) run(ctx context.Context, host string) (round, error) {
-	hist := bench.NewShardedHist()
-	var sent atomic.Int64
-	var streams atomic.Int64
+	rec := newRoundRecorder()
 	opts := append(baseOptions(h.c), runner.WithStreamInterceptorProviderFunc(func(cd *runner.CallData) runner.StreamInterceptor {
-		return &msgTimer{h: h, hist: hist, shard: int(streams.Add(1)), sent: &sent}
+		return rec.timer(h, cd.WorkerID)
 	}))
 	rep, elapsed, err := execute(ctx, h.c, host, opts)
 	if err != nil {
 		return round{}, err
 	}
-	return round{messages: sent.Load(), elapsed: elapsed, hist: hist.Merged(), errors: reportErrors(rep)}, nil
+	sent, hist := rec.merged()
+	return round{messages: sent, elapsed: elapsed, hist: hist, errors: reportErrors(rep)}, nil
 }
 
 // runPlain is one round of plain ghz: no hooks. Its message count is the
@@ -215,19 +216,86 @@ func reportErrors(rep *runner.Report) map[string]int64 {
 	return out
 }
 
-// msgTimer is one stream's per-message latency hook. ghz calls Send from
-// the stream's send goroutine and Recv from its receive goroutine; mu
-// guards the queue of send times. Responses are matched to requests in
-// order, one response per request (FullDuplexCall-style echo).
-type msgTimer struct {
-	h     *hookedRun
-	hist  *bench.ShardedHist
-	shard int
-	sent  *atomic.Int64
+// roundRecorder is one hooked round's per-message bookkeeping, kept per
+// ghz worker so that nothing is shared between streams per message: no
+// lock, no shared counter, no shared histogram on the per-message path.
+// ghz runs each worker's calls one after another (baseOptions never turns
+// on its async mode), and a call's send and receive goroutines have both
+// ended before its worker starts the next call; so a worker's histogram is
+// owned by the receive goroutine of the worker's current call, and the
+// worker's message count is brought up to date on the worker's goroutine
+// when its next call starts. requester.Run returns only after every worker
+// has stopped, which orders all of them before merged.
+type roundRecorder struct {
+	epoch time.Time // send and receive times are monotonic offsets from it
 
-	mu    sync.Mutex
-	times []int64 // send times not yet answered, from head
-	head  int
+	mu      sync.Mutex // guards workers; taken once per call
+	workers map[string]*workerRec
+}
+
+// workerRec is one ghz worker's figures: hist its calls' latencies, sent
+// the messages of its finished calls, last its current call.
+type workerRec struct {
+	_    [cacheLine]byte // the histogram's counters off other workers' cache lines
+	hist hdrhistogram.Histogram
+	sent int64
+	last *msgTimer
+	_    [cacheLine]byte
+}
+
+const cacheLine = 64
+
+func newRoundRecorder() *roundRecorder {
+	return &roundRecorder{epoch: time.Now(), workers: map[string]*workerRec{}}
+}
+
+// timer returns the interceptor of a new call on worker id. Called by ghz
+// on the worker's goroutine, once the worker's previous call has ended.
+func (r *roundRecorder) timer(h *hookedRun, worker string) *msgTimer {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w := r.workers[worker]
+	if w == nil {
+		w = &workerRec{hist: *bench.NewHistogram()}
+		r.workers[worker] = w
+	}
+	if w.last != nil {
+		w.sent += w.last.times.wrote
+	}
+	t := &msgTimer{h: h, epoch: r.epoch, hist: &w.hist}
+	w.last = t
+	return t
+}
+
+// merged sums the workers: messages sent and one latency histogram. Call
+// it after ghz's Run has returned.
+func (r *roundRecorder) merged() (int64, *hdrhistogram.Histogram) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h := bench.NewHistogram()
+	var sent int64
+	for _, w := range r.workers {
+		sent += w.sent
+		if w.last != nil {
+			sent += w.last.times.wrote
+		}
+		h.Merge(&w.hist)
+	}
+	return sent, h
+}
+
+// msgTimer is one call's per-message latency hook. ghz calls Send from the
+// call's send goroutine and Recv from its receive goroutine; the send times
+// pass between them through times (single producer, single consumer), and
+// times.wrote is the number of messages the call sent. Responses are
+// matched to requests in order, one response per request
+// (FullDuplexCall-style echo).
+type msgTimer struct {
+	// read-only after creation
+	h     *hookedRun
+	epoch time.Time
+	hist  *hdrhistogram.Histogram // written only by the receive goroutine
+	times sendTimes
 }
 
 func (t *msgTimer) Send(cd *runner.CallData) (*dynamic.Message, error) {
@@ -243,15 +311,7 @@ func (t *msgTimer) Send(cd *runner.CallData) (*dynamic.Message, error) {
 		}
 		msg = m
 	}
-	now := time.Now().UnixNano()
-	t.mu.Lock()
-	if t.head > 1024 && t.head*2 > len(t.times) { // compact the answered prefix
-		t.times = append(t.times[:0], t.times[t.head:]...)
-		t.head = 0
-	}
-	t.times = append(t.times, now)
-	t.mu.Unlock()
-	t.sent.Add(1)
+	t.times.push(int64(time.Since(t.epoch))) // monotonic clock only: one clock read
 	return msg, nil
 }
 
@@ -259,18 +319,70 @@ func (t *msgTimer) Recv(m *dynamic.Message, err error) error {
 	if err != nil || m == nil {
 		return nil
 	}
-	now := time.Now().UnixNano()
-	t.mu.Lock()
-	if t.head >= len(t.times) {
-		t.mu.Unlock()
+	at, ok := t.times.pop()
+	if !ok {
 		return nil // more responses than requests: not an echo method
 	}
-	at := t.times[t.head]
-	t.head++
-	if t.head == len(t.times) {
-		t.times, t.head = t.times[:0], 0
-	}
-	t.mu.Unlock()
-	t.hist.Record(t.shard, time.Duration(now-at))
+	us := max((int64(time.Since(t.epoch))-at)/1e3, 1)
+	_ = t.hist.RecordValue(min(us, t.hist.HighestTrackableValue()))
 	return nil
+}
+
+// sendTimes is an unbounded FIFO of int64 for exactly one producer and one
+// consumer goroutine, without locks: the producer fills fixed-size segments
+// and publishes how many values it has written with one atomic store; the
+// consumer reads only values below the published count, which orders the
+// writes (of the value and of a segment's next link) before its reads.
+// A segment no longer referenced by either side is garbage. The two sides'
+// fields sit on separate cache lines, and off the read-only fields before.
+type sendTimes struct {
+	_ [cacheLine]byte
+	// producer side; published is read by the consumer
+	tail      *timeSeg
+	wrote     int64
+	published atomic.Int64
+	_         [cacheLine - 24]byte
+	// consumer side
+	head *timeSeg
+	read int64
+	_    [cacheLine - 16]byte
+}
+
+const timeSegLen = 128
+
+type timeSeg struct {
+	v    [timeSegLen]int64
+	next *timeSeg
+}
+
+// push appends v. Producer only.
+func (q *sendTimes) push(v int64) {
+	i := q.wrote % timeSegLen
+	switch {
+	case q.tail == nil:
+		q.tail = &timeSeg{}
+		q.head = q.tail // published below, before the consumer looks at head
+	case i == 0:
+		s := &timeSeg{}
+		q.tail.next = s
+		q.tail = s
+	}
+	q.tail.v[i] = v
+	q.wrote++
+	q.published.Store(q.wrote)
+}
+
+// pop removes the oldest value; false when none is published. Consumer
+// only.
+func (q *sendTimes) pop() (int64, bool) {
+	if q.read >= q.published.Load() {
+		return 0, false
+	}
+	i := q.read % timeSegLen
+	if i == 0 && q.read > 0 {
+		q.head = q.head.next
+	}
+	v := q.head.v[i]
+	q.read++
+	return v, true
 }

@@ -20,25 +20,27 @@ import (
 )
 
 // replayTrace replays the first limit patches of a sequential trace through
-// a fresh in-process server by one editor and returns the server's text and
-// version (Gomega flavour for specs).
+// a fresh in-process server by one editor, pipelined without bound, and
+// returns the server's text and version (Gomega flavour for specs).
 func replayTrace(ctx context.Context, tr *trace.Trace, limit int) (string, uint64) {
 	GinkgoHelper()
-	text, v, err := replayTraceErr(ctx, tr, limit)
+	text, v, err := replayTraceErr(ctx, tr, limit, 0)
 	Expect(err).NotTo(HaveOccurred())
 	return text, v
 }
 
 // replayTraceErr pipelines the submits: the editor is alone on the
 // document, so op n is sent against version n-1 (its own previous op,
-// assumed committed) without waiting for acks; a reader goroutine takes the
-// acks and stops at the last one. Any Error event fails the replay.
-func replayTraceErr(ctx context.Context, tr *trace.Trace, limit int) (string, uint64, error) {
+// assumed committed) with at most window ops unacknowledged (0 = without
+// waiting for acks at all); a reader goroutine takes the acks and stops at
+// the last one. Any Error event fails the replay.
+func replayTraceErr(ctx context.Context, tr *trace.Trace, limit, window int) (string, uint64, error) {
 	cfg := testConfig()
 	cfg.QueueEvents, cfg.QueueBytes = 1<<20, 1<<30
-	// Retain the whole log: Memory copies its ring on every append once
-	// past its retention, which would dominate this replay.
-	srv, stop, err := newServer(cfg, store.NewMemory(1<<20), io.Discard)
+	// The store's default retention (10,000 records, as `bidikit bench`
+	// and `bidikit serve` use), so the replay runs far past it: appending
+	// past retention must stay O(1), which this benchmark would expose.
+	srv, stop, err := newServer(cfg, store.NewMemory(0), io.Discard)
 	if err != nil {
 		return "", 0, err
 	}
@@ -62,7 +64,13 @@ func replayTraceErr(ctx context.Context, tr *trace.Trace, limit int) (string, ui
 	}
 	total := uint64(min(limit, tr.Patches()))
 	acked := make(chan error, 1)
+	var slots chan struct{} // one per unacknowledged op; nil = no window
+	if window > 0 {
+		slots = make(chan struct{}, window)
+	}
+	readerDone := make(chan struct{})
 	go func() {
+		defer close(readerDone)
 		for {
 			ev, err := st.Recv()
 			if err != nil {
@@ -73,9 +81,14 @@ func replayTraceErr(ctx context.Context, tr *trace.Trace, limit int) (string, ui
 				acked <- fmt.Errorf("error event: %v", e)
 				return
 			}
-			if ev.GetAck().GetVersion() == total {
-				acked <- nil
-				return
+			if ack := ev.GetAck(); ack != nil {
+				if ack.GetVersion() == total {
+					acked <- nil
+					return
+				}
+				if slots != nil {
+					<-slots
+				}
 			}
 		}
 	}()
@@ -93,6 +106,15 @@ send:
 			}
 			if err := rope.Apply(o); err != nil {
 				return "", 0, err
+			}
+			if slots != nil {
+				select {
+				case slots <- struct{}{}:
+				case <-readerDone: // failed or, impossibly, done early
+					break send
+				case <-ctx.Done():
+					return "", 0, ctx.Err()
+				}
 			}
 			if err := st.Send(submitEvent("trace", "t1", n+1, n, o)); err != nil {
 				return "", 0, fmt.Errorf("send %d: %w", n+1, err)
@@ -126,10 +148,21 @@ send:
 
 // BenchmarkAutomergePaperGRPC replays the whole automerge-paper trace
 // (259,778 edits) through gRPC by one editor, checking endContent. One
-// iteration is the whole trace; target <= 10 s.
+// iteration is the whole trace; target <= 10 s. window=64 is the workload
+// of `bidikit bench collab-trace` (its default --window); unbounded sends
+// without waiting for acks.
 //
 //	go test -run '^$' -bench AutomergePaperGRPC -benchtime 1x ./reference/collab/
 func BenchmarkAutomergePaperGRPC(b *testing.B) {
+	for _, w := range []struct {
+		name   string
+		window int
+	}{{"window=64", 64}, {"window=unbounded", 0}} {
+		b.Run(w.name, func(b *testing.B) { benchmarkAutomergePaper(b, w.window) })
+	}
+}
+
+func benchmarkAutomergePaper(b *testing.B, window int) {
 	path, err := trace.Path("automerge-paper.json.gz")
 	if err != nil {
 		b.Skip("automerge-paper trace absent: " + err.Error())
@@ -142,7 +175,7 @@ func BenchmarkAutomergePaperGRPC(b *testing.B) {
 	defer cancel()
 	b.ResetTimer()
 	for b.Loop() {
-		text, v, err := replayTraceErr(ctx, tr, tr.Patches())
+		text, v, err := replayTraceErr(ctx, tr, tr.Patches(), window)
 		if err != nil {
 			b.Fatal(err)
 		}
