@@ -193,7 +193,7 @@ func chatClient(ctx context.Context, target, user, room, body string, p Params, 
 		end := time.Unix(0, measureEnd.Load())
 		wctx, wcancel := context.WithDeadline(ctx, end)
 		defer wcancel()
-		pc := newPacer(p.Rate, time.Duration(i)*time.Microsecond*37)
+		pc := newPacer(p.Rate, i, p.Clients)
 		var seq uint64
 		for pc.wait(wctx) {
 			seq++

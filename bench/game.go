@@ -144,7 +144,7 @@ func gamePlayer(ctx context.Context, target, user, match string, p Params, i int
 		}
 		wctx, wcancel := context.WithDeadline(ctx, time.Unix(0, measureEnd.Load()))
 		defer wcancel()
-		pc := newPacer(p.Rate, time.Duration(i)*53*time.Microsecond)
+		pc := newPacer(p.Rate, i, p.Clients)
 		var seq uint64
 		for pc.wait(wctx) {
 			seq++

@@ -313,9 +313,14 @@ type pacer struct {
 	skipped  int64
 }
 
-func newPacer(rate float64, offset time.Duration) *pacer {
+// newPacer returns the pacer of client i of n: the n clients' phases are
+// spread evenly over one interval, so that they never send in lockstep
+// (lockstep turns a steady rate into bursts that measure queueing, not the
+// server).
+func newPacer(rate float64, i, n int) *pacer {
 	iv := time.Duration(float64(time.Second) / rate)
-	return &pacer{start: time.Now().Add(offset % max(iv, 1)), interval: iv}
+	offset := time.Duration(float64(iv) * float64(i) / float64(max(n, 1)))
+	return &pacer{start: time.Now().Add(offset), interval: iv}
 }
 
 // wait blocks until the next slot or ctx is done; it reports false when ctx

@@ -167,7 +167,11 @@ func (s *Service) send(ss *session, m *membership, snd *chatv1.Send) {
 		return
 	}
 	r.mu.Unlock()
-	if seq, ok, err := s.st.FindKey(r.stream, key); err != nil {
+	sseq := snd.GetSenderSeq()
+	top, seen := r.newest[ss.user]
+	if seen && sseq > top {
+		// Newer than anything this sender has stored: not a resend.
+	} else if seq, ok, err := s.st.FindKey(r.stream, key); err != nil {
 		ss.reject(codes.Unavailable, "send", r.name, id,
 			fmt.Sprintf("could not check client_msg_id %q for a resend: %v", id, err))
 		return
@@ -187,6 +191,10 @@ func (s *Service) send(ss *session, m *membership, snd *chatv1.Send) {
 		ss.reject(codes.InvalidArgument, "send", r.name, id, fmt.Sprintf("message cannot be encoded: %v", err))
 		return
 	}
+	if r.newest == nil {
+		r.newest = map[string]uint64{}
+	}
+	r.newest[ss.user] = max(top, sseq)
 	p := &pending{key: key, clientMsgID: id, seq: r.next, sender: ss}
 	r.mu.Lock()
 	r.inflight[key] = p

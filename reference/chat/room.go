@@ -116,6 +116,12 @@ type room struct {
 	seqMu  sync.Mutex
 	loaded bool   // guarded by seqMu
 	next   uint64 // last assigned seq; guarded by seqMu
+	// newest maps a sender to the highest sender_seq it has had ordered in
+	// this room since the room was loaded (guarded by seqMu). A Send with a
+	// higher sender_seq cannot be a resend of anything stored (sender seqs
+	// increase, per the contract), so it skips the store lookup; the first
+	// Send of each sender after a load, and any lower one, looks it up.
+	newest map[string]uint64
 	// stopFeed ends the room's shared-log feed (shared mode). Written under
 	// seqMu by the loader while it holds a reference; taken under the
 	// shard's mu by the release that drops the room.
