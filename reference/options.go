@@ -21,6 +21,7 @@ const (
 	DefaultMaxConnections       = 10_000
 	DefaultMaxRecvMsgSize       = 64 << 10
 	DefaultMaxHeaderListSize    = 16 << 10
+	DefaultReadBufferSize       = 8 << 10
 	DefaultKeepaliveTime        = 5 * time.Second
 	DefaultKeepaliveTimeout     = 5 * time.Second
 	DefaultKeepaliveMinTime     = 5 * time.Second
@@ -62,6 +63,11 @@ type Options struct {
 	// client that sends anyway gets INTERNAL "header list size exceeds limit".
 	// Default 16 KiB.
 	MaxHeaderListSize uint32
+	// ReadBufferSize is each connection's read buffer in bytes (grpc-go's
+	// default is 32 KiB). Idle members dominate a chat server's memory, so
+	// the default is 8 KiB; write buffers are shared between connections
+	// (grpc.SharedWriteBuffer) and held only while writing. Default 8 KiB.
+	ReadBufferSize int
 
 	// Keepalive makes the server ping a connection idle for Time and close it
 	// when the ack does not come within Timeout, so a client that vanished
@@ -128,6 +134,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxHeaderListSize == 0 {
 		o.MaxHeaderListSize = DefaultMaxHeaderListSize
+	}
+	if o.ReadBufferSize == 0 {
+		o.ReadBufferSize = DefaultReadBufferSize
+	}
+	if o.ReadBufferSize < 0 {
+		return o, fmt.Errorf("reference: Options.ReadBufferSize %d is negative", o.ReadBufferSize)
 	}
 	if o.Keepalive.Time == 0 {
 		o.Keepalive.Time = DefaultKeepaliveTime

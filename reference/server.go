@@ -113,6 +113,8 @@ func New(opts Options, services ...service.Service) (*Server, error) {
 		grpc.MaxConcurrentStreams(opts.MaxConcurrentStreams),
 		grpc.MaxRecvMsgSize(opts.MaxRecvMsgSize),
 		grpc.MaxHeaderListSize(opts.MaxHeaderListSize),
+		grpc.ReadBufferSize(opts.ReadBufferSize),
+		grpc.SharedWriteBuffer(true),
 		grpc.KeepaliveParams(opts.Keepalive),
 		grpc.KeepaliveEnforcementPolicy(opts.KeepalivePolicy),
 		grpc.ChainStreamInterceptor(
