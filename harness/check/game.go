@@ -35,12 +35,12 @@ type playerState struct {
 	// covered yet (increasing; pruned at every update), so gaps in a
 	// client's numbering — a reconnect keeps counting — are not mistaken
 	// for processed inputs. nil until the first Send is observed.
-	sent      []uint64
-	sends     bool
-	dropped   uint64 // dropped_inputs at the last update
-	prevDrop  uint64 // dropped_inputs at the update before it
-	x, y      float64
-	seen      bool
+	sent     []uint64
+	sends    bool
+	dropped  uint64 // dropped_inputs at the last update
+	prevDrop uint64 // dropped_inputs at the update before it
+	x, y     float64
+	seen     bool
 }
 
 func init() {
