@@ -62,6 +62,9 @@ func (c *conn) closeRaw() {
 	}
 }
 
+// clientReadBuffer is each virtual client connection's read buffer.
+const clientReadBuffer = 8 << 10
+
 // dial returns a new conn to addr (lazy: TCP is opened by the first stream).
 func dial(addr string, o *options) (*conn, error) {
 	c := &conn{}
@@ -82,6 +85,11 @@ func dial(addr string, o *options) (*conn, error) {
 			return nc, nil
 		}),
 		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(newPassCodec())),
+		// Thousands of mostly idle connections: small read buffers and
+		// write buffers shared between connections (held only while
+		// writing) instead of grpc-go's 32 KiB + 32 KiB per connection.
+		grpc.WithReadBufferSize(clientReadBuffer),
+		grpc.WithSharedWriteBuffer(true),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", addr, err)
