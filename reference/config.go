@@ -38,7 +38,9 @@ type Config struct {
 	// local development only. DefaultConfig sets it; Finish clears it when
 	// --tokens is given without --dev-auth.
 	DevAuth bool
-	// ACLFile is an access list (package acl); "" leaves everything open.
+	// ACLFile is an access list (package acl) guarding chat rooms, collab
+	// documents and game matches; "" leaves everything open. When set, Build
+	// replaces Collab.Access and Game.Access with the file's lists.
 	ACLFile string
 	// NATS is the URL of a NATS server with JetStream: chat rooms then live
 	// there, shared by every instance connected to it (clustered mode). DB,
@@ -100,9 +102,9 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.DB, "db", c.DB, "SQLite file for durable storage, created if missing (default none: messages are kept in memory only and lost on exit)")
 	fs.StringVar(&c.TokensFile, "tokens", c.TokensFile, "file of \"TOKEN USER\" lines; only these bearer tokens are accepted, and --dev-auth is off (default none: --dev-auth)")
 	fs.BoolVar(&c.DevAuth, "dev-auth", c.DevAuth, "local development auth: any bearer token is accepted as the user id; on unless --tokens is given; never on a shared network")
-	fs.StringVar(&c.ACLFile, "acl", c.ACLFile, "YAML access list like 'rooms: {ops: [alice, bob]}'; unlisted rooms are open to every user (default none: every room open)")
-	fs.StringVar(&c.NATS, "nats", c.NATS, "clustered chat: URL of a NATS server with JetStream (nats://host:4222); chat rooms live in JetStream streams shared by every instance using it, and --db then holds collab documents only (collab and game are not clustered yet)")
-	fs.StringVar(&c.NATSEmbed, "nats-embed", c.NATSEmbed, "clustered chat: start an embedded NATS server with JetStream storing in this directory and use it (other instances connect with --nats); exclusive with --nats")
+	fs.StringVar(&c.ACLFile, "acl", c.ACLFile, "YAML access list of who may enter chat rooms, collab documents and game matches, like 'rooms: {ops: [alice, bob]}', 'documents: {plan: [alice]}', 'matches: {final: [carol]}'; a refused join/open gets an Error event PERMISSION_DENIED and the stream stays open; unlisted names are open to every user (default none: everything open)")
+	fs.StringVar(&c.NATS, "nats", c.NATS, "clustered chat: URL of a NATS server with JetStream (nats://host:4222); chat rooms live in JetStream streams shared by every instance using it, and --db then holds collab documents only (collab and game are not clustered yet) (default none: single instance)")
+	fs.StringVar(&c.NATSEmbed, "nats-embed", c.NATSEmbed, "clustered chat: start an embedded NATS server with JetStream storing in this directory and use it (other instances connect with --nats); exclusive with --nats (default none)")
 	fs.StringVar(&c.NATSListen, "nats-listen", c.NATSListen, "client address of the --nats-embed server (port 0 picks a free one; the URL is printed as storage=jetstream:URL)")
 	fs.StringVar(&c.NATSStorage, "nats-storage", c.NATSStorage, "JetStream storage of chat room streams: file or memory")
 	fs.IntVar(&c.NATSReplicas, "nats-replicas", c.NATSReplicas, "replicas of each chat room stream (1 for one NATS server, 3 for a JetStream cluster)")
@@ -269,6 +271,12 @@ func Build(cfg Config, log *slog.Logger) (*Server, error) {
 		return fail(&ConfigError{err})
 	}
 	services = append(services, chatSvc)
+	if list != nil {
+		// --acl guards documents and matches as it does rooms; it replaces
+		// any Access hook set in cfg.
+		cfg.Collab.Access = list.Documents()
+		cfg.Game.Access = list.Matches()
+	}
 	collabSvc, err := collab.New(cfg.Collab, st, opts.Metrics, log.With("service", "collab"))
 	if err != nil {
 		return fail(&ConfigError{err})

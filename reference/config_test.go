@@ -3,6 +3,7 @@ package reference_test
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,10 +13,13 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/gleak"
 	"github.com/spf13/pflag"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	chatv1 "github.com/bidikit/bidikit/proto/bidikit/chat/v1"
+	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
+	gamev1 "github.com/bidikit/bidikit/proto/bidikit/game/v1"
 	"github.com/bidikit/bidikit/reference"
 )
 
@@ -77,6 +81,42 @@ var _ = Describe("Config and Build", func() {
 		Expect(err).NotTo(HaveOccurred())
 	}, SpecTimeout(30*time.Second))
 
+	It("enforces an --acl file on chat rooms, collab documents and game matches", func(ctx SpecContext) {
+		file := filepath.Join(GinkgoT().TempDir(), "acl.yaml")
+		Expect(os.WriteFile(file, []byte("rooms:\n  ops: [alice]\ndocuments:\n  plan: [alice]\nmatches:\n  final: [alice]\n"), 0o600)).To(Succeed())
+		cfg, err := parse("--addr", "127.0.0.1:0", "--admin-addr", "", "--acl", file)
+		Expect(err).NotTo(HaveOccurred())
+		srv, err := reference.Build(cfg, slog.New(slog.NewTextHandler(GinkgoWriter, nil)))
+		Expect(err).NotTo(HaveOccurred())
+		sctx, cancel := context.WithCancel(ctx)
+		Expect(srv.Start(sctx)).To(Succeed())
+		DeferCleanup(func() { cancel(); _ = srv.Wait() })
+		conn := dial(srv.Addr())
+
+		for _, k := range []struct {
+			kind, restricted, field string
+			open                    func(ctx context.Context, user string) *entrant
+		}{
+			{"chat room", "ops", "join.room", func(ctx context.Context, user string) *entrant { return chatEntrant(ctx, conn, user) }},
+			{"collab document", "plan", "open.document", func(ctx context.Context, user string) *entrant { return collabEntrant(ctx, conn, user) }},
+			{"game match", "final", "join.match", func(ctx context.Context, user string) *entrant { return gameEntrant(ctx, conn, user) }},
+		} {
+			bob := k.open(ctx, "bob")
+			e := bob.enter(k.restricted)
+			Expect(e).NotTo(BeNil(), "bob enters %s %q", k.kind, k.restricted)
+			Expect(e.code).To(Equal(uint32(codes.PermissionDenied)), "%s: %s", k.kind, e.message)
+			Expect(e.field).To(Equal(k.field), k.kind)
+			// bob's stream stays open: an unlisted name is his to enter.
+			Expect(bob.enter("open")).To(BeNil(), "bob enters unlisted %s %q after a refusal", k.kind, "open")
+			alice := k.open(ctx, "alice")
+			Expect(alice.enter(k.restricted)).To(BeNil(), "alice enters %s %q", k.kind, k.restricted)
+			Expect(bob.finish()).To(Succeed(), k.kind)
+			Expect(alice.finish()).To(Succeed(), k.kind)
+		}
+		cancel()
+		Expect(srv.Wait()).To(Succeed())
+	}, SpecTimeout(30*time.Second))
+
 	It("StartDefault serves chat in memory on free ports", func(ctx SpecContext) {
 		sctx, cancel := context.WithCancel(ctx)
 		srv, err := reference.StartDefault(sctx, slog.New(slog.NewTextHandler(GinkgoWriter, nil)))
@@ -109,3 +149,117 @@ var _ = Describe("Config and Build", func() {
 		Expect(srv.Wait()).To(Succeed())
 	}, SpecTimeout(30*time.Second))
 })
+
+// entrant is one stream of some service, entering rooms, documents or
+// matches by name. The spec's goroutine owns it.
+type entrant struct {
+	// send sends the join/open of name.
+	send func(name string) error
+	// next reads one event: entered for Joined/Opened, refused for an Error
+	// event, neither for anything else.
+	next func() (entered bool, refused *refusal, err error)
+	// closeSend half-closes the stream; recv reads until it ends.
+	closeSend func() error
+	recv      func() error
+}
+
+// refusal is a service's Error event, reduced to what the spec checks.
+type refusal struct {
+	code           uint32
+	field, message string
+}
+
+// enter joins or opens name and returns nil when it was entered or the
+// Error event that refused it.
+func (e *entrant) enter(name string) *refusal {
+	GinkgoHelper()
+	Expect(e.send(name)).To(Succeed())
+	for range 1000 {
+		entered, refused, err := e.next()
+		Expect(err).NotTo(HaveOccurred())
+		if entered {
+			return nil
+		}
+		if refused != nil {
+			return refused
+		}
+	}
+	Fail("neither entered nor refused within 1000 events")
+	return nil
+}
+
+// finish ends the stream the interop way: CloseSend, read to io.EOF.
+func (e *entrant) finish() error {
+	if err := e.closeSend(); err != nil {
+		return err
+	}
+	for range 100_000 {
+		if err := e.recv(); err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+	}
+	return errors.New("stream did not end")
+}
+
+func chatEntrant(ctx context.Context, conn *grpc.ClientConn, user string) *entrant {
+	GinkgoHelper()
+	st, err := chatv1.NewChatServiceClient(conn).Connect(withToken(ctx, user))
+	Expect(err).NotTo(HaveOccurred())
+	return &entrant{
+		send: func(name string) error {
+			return st.Send(&chatv1.ClientEvent{Event: &chatv1.ClientEvent_Join{Join: &chatv1.Join{Room: name}}})
+		},
+		next: func() (bool, *refusal, error) {
+			ev, err := st.Recv()
+			if e := ev.GetError(); e != nil {
+				return false, &refusal{e.GetCode(), e.GetField(), e.GetMessage()}, err
+			}
+			return ev.GetJoined() != nil, nil, err
+		},
+		closeSend: st.CloseSend,
+		recv:      func() error { _, err := st.Recv(); return err },
+	}
+}
+
+func collabEntrant(ctx context.Context, conn *grpc.ClientConn, user string) *entrant {
+	GinkgoHelper()
+	st, err := collabv1.NewCollabServiceClient(conn).Edit(withToken(ctx, user))
+	Expect(err).NotTo(HaveOccurred())
+	return &entrant{
+		send: func(name string) error {
+			return st.Send(&collabv1.ClientEvent{Event: &collabv1.ClientEvent_Open{Open: &collabv1.Open{Document: name, ClientId: user + "-1"}}})
+		},
+		next: func() (bool, *refusal, error) {
+			ev, err := st.Recv()
+			if e := ev.GetError(); e != nil {
+				return false, &refusal{e.GetCode(), e.GetField(), e.GetMessage()}, err
+			}
+			return ev.GetOpened() != nil, nil, err
+		},
+		closeSend: st.CloseSend,
+		recv:      func() error { _, err := st.Recv(); return err },
+	}
+}
+
+func gameEntrant(ctx context.Context, conn *grpc.ClientConn, user string) *entrant {
+	GinkgoHelper()
+	st, err := gamev1.NewGameServiceClient(conn).Play(withToken(ctx, user))
+	Expect(err).NotTo(HaveOccurred())
+	return &entrant{
+		send: func(name string) error {
+			return st.Send(&gamev1.ClientEvent{Event: &gamev1.ClientEvent_Join{Join: &gamev1.JoinMatch{Match: name}}})
+		},
+		next: func() (bool, *refusal, error) {
+			ev, err := st.Recv()
+			if e := ev.GetError(); e != nil {
+				return false, &refusal{e.GetCode(), e.GetField(), e.GetMessage()}, err
+			}
+			return ev.GetJoined() != nil, nil, err
+		},
+		closeSend: st.CloseSend,
+		recv:      func() error { _, err := st.Recv(); return err },
+	}
+}

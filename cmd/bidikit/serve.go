@@ -48,6 +48,12 @@ only the listed tokens are accepted. Without --tokens the server runs in
 development auth (--dev-auth): any token is accepted as the user id, and a
 warning is logged. Never use development auth on a shared network.
 
+Access: --acl FILE lists who may enter chat rooms (rooms:), collab documents
+(documents:) and game matches (matches:); names not listed are open to every
+user, a name listed with [] is closed to everyone. A Join, Open or JoinMatch
+the file refuses is answered with an Error event PERMISSION_DENIED (code 7,
+field join.room, open.document or join.match) and the stream stays open.
+
 On start it prints one line to stdout, for scripts to parse:
   bidikit serve: listening grpc=HOST:PORT admin=HOST:PORT storage=memory
 (admin=off when --admin-addr is "", storage=sqlite:PATH with --db,

@@ -188,7 +188,8 @@ var _ = Describe("bidikit serve", func() {
 			n++
 			var line string
 			for l := range strings.SplitSeq(out, "\n") {
-				if strings.Contains(l, "--"+f.Name+" ") {
+				t := strings.TrimSpace(l)
+				if strings.HasPrefix(t, "--"+f.Name+" ") || strings.Contains(t, ", --"+f.Name+" ") {
 					line = l
 				}
 			}

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
+	"github.com/bidikit/bidikit/reference/acl"
 	"github.com/bidikit/bidikit/reference/collab"
 	"github.com/bidikit/bidikit/reference/collab/ot"
 	"github.com/bidikit/bidikit/reference/collab/trace"
@@ -268,6 +269,39 @@ var _ = Describe("Edit", func() {
 			return &collabv1.ClientEvent{Event: &collabv1.ClientEvent_Open{Open: &collabv1.Open{Document: "doc2", ClientId: "a1", FromVersion: u64(3)}}}
 		}, codes.FailedPrecondition, "open.from_version", "ahead"),
 	)
+
+	It("refuses an Open the ACL denies with PERMISSION_DENIED, keeping the stream open; listed users edit", func(ctx SpecContext) {
+		list, err := acl.Parse("acl.yaml", []byte("documents:\n  plan: [alice]\n  sealed: []\n"))
+		Expect(err).NotTo(HaveOccurred())
+		cfg := testConfig()
+		cfg.Access = list.Documents()
+		srv, stop := startServer(cfg, store.NewMemory(0))
+		DeferCleanup(stop)
+		cc := dial(srv.addr)
+		a, b := openStream(ctx, cc, "alice"), openStream(ctx, cc, "bob")
+		for _, doc := range []string{"plan", "sealed"} {
+			b.open(doc, "b1", nil)
+			Expect(b.recv().GetError()).To(SatisfyAll(HaveField("Code", uint32(codes.PermissionDenied)),
+				HaveField("Field", "open.document"), HaveField("Document", doc),
+				HaveField("Message", ContainSubstring(`"bob"`))), "bob opens %q", doc)
+		}
+		a.open("sealed", "a1", nil)
+		Expect(a.recv().GetError().GetCode()).To(Equal(uint32(codes.PermissionDenied)))
+
+		// The listed user opens and edits; bob never sees the edit, and his
+		// stream stays usable for an unlisted document.
+		a.open("plan", "a1", nil)
+		Expect(a.recv().GetOpened().GetVersion()).To(Equal(uint64(0)))
+		a.submit("plan", "a1", 1, 0, ot.Op{}.Insert("secret"))
+		Expect(a.recv().GetAck().GetVersion()).To(Equal(uint64(1)))
+		b.open("notes", "b1", nil)
+		Expect(b.recv().GetOpened().GetDocument()).To(Equal("notes"))
+		text, _, err := srv.svc.Text("plan")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(text).To(Equal("secret"))
+		Expect(a.finish()).To(Succeed())
+		Expect(b.finish()).To(Succeed())
+	}, SpecTimeout(20*time.Second))
 
 	It("rate-limits submits with Error RESOURCE_EXHAUSTED and ends a flooding stream", func(ctx SpecContext) {
 		cfg := testConfig()

@@ -64,6 +64,18 @@ type Config struct {
 	QueueMessages int
 	// QueueBytes: see QueueMessages.
 	QueueBytes int
+	// Access, when set, decides who may join a match (acl.Scoped from
+	// acl.ACL.Matches fits). A refused JoinMatch gets an Error event
+	// PERMISSION_DENIED (field "join.match") and the stream stays open. Nil
+	// leaves every match open. It is called from streams' reader goroutines
+	// concurrently, so it must be safe for concurrent use.
+	Access ACL
+}
+
+// ACL decides who may join a match: Allowed reports whether user may join the
+// match called name. It must be safe for concurrent use.
+type ACL interface {
+	Allowed(name, user string) bool
 }
 
 // DefaultConfig returns the documented defaults.

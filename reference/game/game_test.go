@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	gamev1 "github.com/bidikit/bidikit/proto/bidikit/game/v1"
+	"github.com/bidikit/bidikit/reference/acl"
 	"github.com/bidikit/bidikit/reference/game"
 	"github.com/bidikit/bidikit/reference/metrics"
 )
@@ -424,6 +425,39 @@ var _ = Describe("Play", func() {
 		for _, cl := range []*client{a, b, c, d} {
 			Expect(cl.closeAndDrain()).To(Succeed())
 		}
+	}, SpecTimeout(30*time.Second))
+
+	It("refuses a join the ACL denies with PERMISSION_DENIED, keeping the stream open; listed users play", func(ctx SpecContext) {
+		list, err := acl.Parse("acl.yaml", []byte("matches:\n  final: [carol]\n  closed: []\n"))
+		Expect(err).NotTo(HaveOccurred())
+		cfg := testConfig()
+		cfg.Access = list.Matches()
+		ts := startServer(cfg)
+		conn := ts.dial()
+		carol, dave := play(ctx, conn, "carol"), play(ctx, conn, "dave")
+
+		for _, m := range []string{"final", "closed"} {
+			e := dave.joinErr(m)
+			Expect(e.GetCode()).To(Equal(uint32(codes.PermissionDenied)), "dave joins %q", m)
+			Expect(e.GetField()).To(Equal("join.match"))
+			Expect(e.GetMatch()).To(Equal(m))
+			Expect(e.GetMessage()).To(ContainSubstring(`"dave"`))
+		}
+		Expect(carol.joinErr("closed").GetCode()).To(Equal(uint32(codes.PermissionDenied)))
+
+		// The listed user joins and plays; the refused stream stays usable
+		// for an unlisted match.
+		jc := carol.join("final")
+		Expect(carol.input(1, move, 3, 4)).To(Succeed())
+		carol.readUntil(300, func(*gamev1.ServerEvent) bool {
+			p := carol.v.players[jc.GetPlayerId()]
+			return p != nil && p.GetLastInput() == 1
+		})
+		Expect(carol.v.players).To(HaveLen(1), "dave never entered the match")
+		dave.join("lobby")
+		Expect(ts.svc.Stats().Players).To(Equal(int64(2)))
+		Expect(carol.closeAndDrain()).To(Succeed())
+		Expect(dave.closeAndDrain()).To(Succeed())
 	}, SpecTimeout(30*time.Second))
 
 	It("answers misplaced events with Error events", func(ctx SpecContext) {

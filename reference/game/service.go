@@ -20,9 +20,11 @@
 // Choices where the contract leaves room: a JoinMatch while in a match is
 // refused with an Error event FAILED_PRECONDITION (field "join.match"); leave
 // first. A full match or the match limit is answered with an Error event
-// RESOURCE_EXHAUSTED (field "join.match") and the stream stays open. Error
-// events for rejected inputs are best effort: at most one per player per tick
-// and none while an earlier event is unsent; dropped_inputs counts them all.
+// RESOURCE_EXHAUSTED (field "join.match"), a match Config.Access refuses
+// with an Error event PERMISSION_DENIED (same field), and the stream stays
+// open. Error events for rejected inputs are best effort: at most one per
+// player per tick and none while an earlier event is unsent; dropped_inputs
+// counts them all.
 package game
 
 import (
@@ -567,6 +569,11 @@ func (ss *session) joinMatch(ctx context.Context, j *gamev1.JoinMatch) {
 	name := j.GetMatch()
 	if err := validate.Name("join.match", name); err != nil {
 		ss.reply(&gamev1.Error{Code: uint32(codes.InvalidArgument), Message: err.Error(), Field: "join.match", Match: name})
+		return
+	}
+	if a := ss.s.cfg.Access; a != nil && !a.Allowed(name, ss.user) {
+		ss.s.rejected("join.match")
+		ss.reply(&gamev1.Error{Code: uint32(codes.PermissionDenied), Message: fmt.Sprintf("user %q may not join match %q", ss.user, name), Field: "join.match", Match: name})
 		return
 	}
 	ss.mu.Lock()

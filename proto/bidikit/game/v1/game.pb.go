@@ -1010,7 +1010,7 @@ func (x *Kick) GetMessage() string {
 type Error struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// code is a gRPC status code number: 3 INVALID_ARGUMENT,
-	// 8 RESOURCE_EXHAUSTED, 9 FAILED_PRECONDITION.
+	// 7 PERMISSION_DENIED, 8 RESOURCE_EXHAUSTED, 9 FAILED_PRECONDITION.
 	Code    uint32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
 	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	// field names the offending field, e.g. "input.dx".
