@@ -331,6 +331,16 @@ var _ = Describe("fairness", func() {
 		Expect(v.Status).To(Equal(check.Fail))
 		Expect(v.Evidence[0].Detail).To(ContainSubstring("Jain's fairness index"))
 	})
+	It("does not blame the server for an error the harness's own fault caused", func() {
+		evs := history(2*time.Millisecond, 5, false)
+		evs = append(evs, ev.Event{Kind: ev.Fault, Client: 1, Role: "honest", At: 1600 * time.Millisecond, Detail: "abrupt-close"},
+			ev.Event{Kind: ev.Disconnect, Client: 1, Role: "honest", At: 1601 * time.Millisecond, Code: codes.Unavailable})
+		Expect(run("fairness", params, nil, evs).Status).To(Equal(check.Pass))
+		evs = append(evs, ev.Event{Kind: ev.Disconnect, Client: 2, Role: "honest", At: 1700 * time.Millisecond, Code: codes.Unavailable})
+		v := run("fairness", params, nil, evs)
+		Expect(v.Status).To(Equal(check.Fail))
+		Expect(v.Evidence[0].Detail).To(ContainSubstring("honest #2"))
+	})
 	It("computes Jain's index", func() {
 		Expect(check.Jain([]float64{1, 1, 1, 1})).To(BeNumerically("~", 1, 1e-9))
 		Expect(check.Jain([]float64{1, 0, 0, 0})).To(BeNumerically("~", 0.25, 1e-9))

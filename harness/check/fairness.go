@@ -28,7 +28,10 @@ type fairness struct {
 	honestAcks  map[int]int64 // honest client -> acks during the attack
 	honestSeen  map[int]bool
 	attackers   map[int]*attackerStats
-	v           Verdict
+	// faulted marks clients the harness injected a fault into: their
+	// stream errors are the fault's doing, not the server's.
+	faulted map[int]bool
+	v       Verdict
 }
 
 type attackerStats struct {
@@ -76,7 +79,8 @@ func init() {
 			calm:       hdrhistogram.New(1, int64(60*time.Second/time.Microsecond), 3),
 			under:      hdrhistogram.New(1, int64(60*time.Second/time.Microsecond), 3),
 			honestAcks: map[int]int64{}, honestSeen: map[int]bool{}, attackers: map[int]*attackerStats{},
-			v: Verdict{Name: "fairness"}}, nil
+			faulted: map[int]bool{},
+			v:       Verdict{Name: "fairness"}}, nil
 	})
 }
 
@@ -90,6 +94,10 @@ func (f *fairness) attacker(e *event.Event) *attackerStats {
 }
 
 func (f *fairness) Observe(e *event.Event) {
+	if e.Kind == event.Fault {
+		f.faulted[e.Client] = true
+		return
+	}
 	switch e.Role {
 	case f.p.Attackers:
 		a := f.attacker(e)
@@ -130,7 +138,7 @@ func (f *fairness) Observe(e *event.Event) {
 				f.honestAcks[e.Client]++
 			}
 		case event.Error, event.Disconnect, event.Kick:
-			if e.Code != codes.OK && e.Code != codes.Canceled {
+			if e.Code != codes.OK && e.Code != codes.Canceled && !f.faulted[e.Client] {
 				f.v.Add(Evidence{Scope: e.Scope, Client: clientName(e), At: e.At,
 					Detail: fmt.Sprintf("honest %s got %s: %s", clientName(e), codeName(e.Code), e.Detail)})
 			}
