@@ -176,6 +176,22 @@ var _ = Describe("resume-complete", func() {
 		Expect(v.Evidence[0].Seq).To(Equal(uint64(3)))
 		Expect(v.Evidence[0].Detail).To(ContainSubstring("skipped seqs 3..3"))
 	})
+	It("does not judge a replay cut short by a broken stream (Leave comes before Disconnect)", func() {
+		c := &chat{}
+		c.resume(0, 1, 4, 2, true).deliver(0, 2, 1, "b1", 1)
+		c.evs = append(c.evs, ev.Event{Kind: ev.Leave, Client: 0, Scope: "r"})
+		c.disconnect(0, codes.Unavailable)
+		Expect(run("resume-complete", noDecode, nil, c.evs).Status).To(Equal(check.Pass))
+	})
+	It("still judges a member that leaves mid-replay on a healthy stream", func() {
+		c := &chat{}
+		c.resume(0, 1, 4, 2, true).deliver(0, 2, 1, "b1", 1)
+		c.evs = append(c.evs, ev.Event{Kind: ev.Leave, Client: 0, Scope: "r"})
+		c.disconnect(0, codes.OK)
+		v := run("resume-complete", noDecode, nil, c.evs)
+		Expect(v.Status).To(Equal(check.Fail))
+		Expect(v.Evidence[0].Detail).To(ContainSubstring("replay stopped before seq 3"))
+	})
 	It("catches a replay that starts late while claiming completeness", func() {
 		c := &chat{}
 		c.resume(0, 1, 4, 3, true)

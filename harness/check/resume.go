@@ -12,7 +12,11 @@ import (
 // live, or say it could not (Complete=false). Claiming completeness while
 // skipping part of the range, or replaying from elsewhere, is a violation.
 type resume struct {
-	open    map[memberKey]*resumeState
+	open map[memberKey]*resumeState
+	// leaving holds replays whose member left: a stream that breaks emits
+	// Leave for its rooms before its Disconnect, so a Leave is judged only
+	// once the client's next event shows the stream did not break.
+	leaving map[memberKey]*resumeState
 	resumes int
 	v       Verdict
 }
@@ -32,7 +36,8 @@ func init() {
 		if err := noParams(decode); err != nil {
 			return nil, err
 		}
-		return &resume{open: map[memberKey]*resumeState{}, v: Verdict{Name: "resume-complete"}}, nil
+		return &resume{open: map[memberKey]*resumeState{}, leaving: map[memberKey]*resumeState{},
+			v: Verdict{Name: "resume-complete"}}, nil
 	})
 }
 
@@ -42,6 +47,21 @@ func (r *resume) finish(k memberKey) {
 		return
 	}
 	delete(r.open, k)
+	r.judge(k, s)
+}
+
+// judgeLeaving judges the replays of client c whose member left, now that
+// the client's stream is known not to have broken.
+func (r *resume) judgeLeaving(c int) {
+	for k, s := range r.leaving {
+		if k.client == c {
+			delete(r.leaving, k)
+			r.judge(k, s)
+		}
+	}
+}
+
+func (r *resume) judge(k memberKey, s *resumeState) {
 	if s.complete && s.next <= s.head {
 		r.v.Add(Evidence{Scope: k.scope, Seq: s.next, Client: s.client, At: s.at.At,
 			Detail: fmt.Sprintf("resume after seq %d claimed complete but replay stopped before seq %d (head was %d)", s.after, s.next, s.head)})
@@ -50,6 +70,9 @@ func (r *resume) finish(k memberKey) {
 
 func (r *resume) Observe(e *event.Event) {
 	k := memberKey{e.Client, e.Scope}
+	if e.Kind != event.Leave && e.Kind != event.Disconnect {
+		r.judgeLeaving(e.Client)
+	}
 	switch e.Kind {
 	case event.Join:
 		r.finish(k)
@@ -88,14 +111,21 @@ func (r *resume) Observe(e *event.Event) {
 			delete(r.open, k)
 		}
 	case event.Leave:
-		r.finish(k)
+		if s := r.open[k]; s != nil {
+			delete(r.open, k)
+			r.leaving[k] = s
+		}
 	case event.Disconnect:
-		for mk, s := range r.open {
-			if mk.client == e.Client {
-				// A stream that broke mid-replay is not the server's lie;
-				// drop it without judging.
-				_ = s
-				delete(r.open, mk)
+		if e.Code == 0 {
+			r.judgeLeaving(e.Client)
+		}
+		// A stream that broke mid-replay is not the server's lie: drop
+		// its unfinished replays without judging.
+		for _, m := range []map[memberKey]*resumeState{r.open, r.leaving} {
+			for mk := range m {
+				if mk.client == e.Client {
+					delete(m, mk)
+				}
 			}
 		}
 	}
@@ -104,6 +134,10 @@ func (r *resume) Observe(e *event.Event) {
 func (r *resume) Verdict(context.Context, Env) Verdict {
 	for k := range r.open {
 		r.finish(k)
+	}
+	for k, s := range r.leaving {
+		delete(r.leaving, k)
+		r.judge(k, s)
 	}
 	if r.resumes == 0 {
 		r.v.Status = NotMeasurable
