@@ -88,20 +88,8 @@ func chatLoop(ctx context.Context, workload, target string, p Params) (Result, e
 			}
 		})
 	}
-	// Start once everyone joined (or failed), bounded.
-	deadline := time.NewTimer(30*time.Second + time.Duration(p.Clients)*time.Millisecond)
-	defer deadline.Stop()
-	for n := 0; n < p.Clients; n++ {
-		select {
-		case <-joined:
-		case <-deadline.C:
-			cancel()
-			wg.Wait()
-			return Result{}, fmt.Errorf("chat loop: only %d of %d clients joined within the setup bound", n, p.Clients)
-		case <-ctx.Done():
-			wg.Wait()
-			return Result{}, ctx.Err()
-		}
+	if err := awaitJoined(ctx, joined, p.Clients, "chat loop", "clients", cancel, &wg); err != nil {
+		return Result{}, err
 	}
 	measureEnd.Store(time.Now().Add(p.Duration).UnixNano())
 	began := time.Now()

@@ -45,19 +45,8 @@ func runGame(ctx context.Context, target string, p Params) (Result, error) {
 			}
 		})
 	}
-	deadline := time.NewTimer(30*time.Second + time.Duration(p.Clients)*time.Millisecond)
-	defer deadline.Stop()
-	for n := 0; n < p.Clients; n++ {
-		select {
-		case <-joined:
-		case <-deadline.C:
-			cancel()
-			wg.Wait()
-			return Result{}, fmt.Errorf("game-ticks: only %d of %d players joined within the setup bound", n, p.Clients)
-		case <-ctx.Done():
-			wg.Wait()
-			return Result{}, ctx.Err()
-		}
+	if err := awaitJoined(ctx, joined, p.Clients, "game-ticks", "players", cancel, &wg); err != nil {
+		return Result{}, err
 	}
 	measureEnd.Store(time.Now().Add(p.Duration).UnixNano())
 	began := time.Now()

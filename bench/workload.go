@@ -343,3 +343,25 @@ func (p *pacer) wait(ctx context.Context) bool {
 	p.next++
 	return ctx.Err() == nil
 }
+
+// awaitJoined waits until n clients have signalled on joined (or failed
+// before joining), bounded by 30 s plus 1 ms per client. On timeout it
+// cancels the run and waits for the clients (wg) before returning an error
+// naming what (e.g. "chat loop") and how many joined; on ctx's end likewise.
+func awaitJoined(ctx context.Context, joined <-chan struct{}, n int, what, noun string, cancel context.CancelFunc, wg *sync.WaitGroup) error {
+	deadline := time.NewTimer(30*time.Second + time.Duration(n)*time.Millisecond)
+	defer deadline.Stop()
+	for i := 0; i < n; i++ {
+		select {
+		case <-joined:
+		case <-deadline.C:
+			cancel()
+			wg.Wait()
+			return fmt.Errorf("%s: only %d of %d %s joined within the setup bound", what, i, n, noun)
+		case <-ctx.Done():
+			wg.Wait()
+			return ctx.Err()
+		}
+	}
+	return nil
+}
