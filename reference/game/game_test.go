@@ -376,6 +376,7 @@ var _ = Describe("Play", func() {
 			Should(BeNumerically(">=", t0+240))
 		Eventually(func() uint64 { return ts.svc.Stats().Resyncs - resyncs0 }).WithTimeout(30 * time.Second).
 			Should(BeNumerically(">=", 30))
+		Expect(ts.queueDepth()).To(BeNumerically(">", 0), "the unread stream's queue shows in bidikit_send_queue_depth")
 		tResume := maxTick.Load()
 		fullsBefore := slow.v.fulls
 
@@ -392,6 +393,8 @@ var _ = Describe("Play", func() {
 		Expect(slow.v.jumps).To(BeNumerically(">=", 1), "stale ticks were skipped")
 		Expect(slow.v.players).To(HaveLen(bots + 1))
 		Expect(slow.closeAndDrain()).To(Succeed())
+		ts.svc.Close()
+		Expect(ts.queueDepth()).To(BeZero(), "a stopped match gives back its share of the queue-depth gauge")
 	}, SpecTimeout(120*time.Second))
 
 	It("refuses joins over the match capacity and the match limit, keeping the stream open", func(ctx SpecContext) {

@@ -3,6 +3,7 @@ package game_test
 import (
 	"context"
 	"fmt"
+	dto "github.com/prometheus/client_model/go"
 	"io"
 	"log/slog"
 	"math"
@@ -23,13 +24,22 @@ import (
 // testServer is a game.Service on an in-process gRPC server on 127.0.0.1:0.
 type testServer struct {
 	svc  *game.Service
+	m    *metrics.Set
 	addr string
+}
+
+// queueDepth reads the service's bidikit_send_queue_depth gauge.
+func (ts *testServer) queueDepth() float64 {
+	var d dto.Metric
+	Expect(ts.m.QueueDepth.WithLabelValues("game").Write(&d)).To(Succeed())
+	return d.GetGauge().GetValue()
 }
 
 // startServer starts cfg's service and registers its shutdown with
 // DeferCleanup.
 func startServer(cfg game.Config) *testServer {
-	svc, err := game.New(cfg, metrics.Discard(), slog.New(slog.DiscardHandler))
+	m := metrics.Discard()
+	svc, err := game.New(cfg, m, slog.New(slog.DiscardHandler))
 	Expect(err).NotTo(HaveOccurred())
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	Expect(err).NotTo(HaveOccurred())
@@ -45,7 +55,7 @@ func startServer(cfg game.Config) *testServer {
 		<-served
 		Expect(svc.Close()).To(Succeed())
 	})
-	return &testServer{svc: svc, addr: lis.Addr().String()}
+	return &testServer{svc: svc, m: m, addr: lis.Addr().String()}
 }
 
 // dial opens a client connection closed by DeferCleanup.

@@ -108,6 +108,7 @@ type match struct {
 	players    []*player // join order
 	removed    []string  // ids removed since the last delta
 	emptySince time.Time
+	queued     int               // this match's share of the queue-depth gauge, last tick
 	tu         gamev1.TickUpdate // reused for encoding
 	changedBuf []*gamev1.PlayerState
 	leak       float64 // flood bucket leak per tick
@@ -133,6 +134,7 @@ func newMatch(s *Service, name string) *match {
 func (m *match) run() {
 	defer m.s.loops.Done()
 	defer close(m.done)
+	defer func() { m.s.queueDepth.Sub(float64(m.queued)) }()
 	t := time.NewTicker(time.Second / time.Duration(m.s.cfg.TickRate))
 	defer t.Stop()
 	for {
@@ -257,9 +259,14 @@ func (m *match) step() {
 			p.out.pushTick(delta, fullFn, p.personal())
 		}
 	}
+	queued := 0
 	for _, p := range m.players {
 		p.changed = false
+		n, _ := p.out.q.Len()
+		queued += n
 	}
+	m.s.queueDepth.Add(float64(queued - m.queued))
+	m.queued = queued
 	clear(m.removed)
 	m.removed = m.removed[:0]
 	m.hist.record(time.Since(start))

@@ -80,6 +80,9 @@ type Service struct {
 	limited       prometheus.Counter
 	rejectedVec   *prometheus.CounterVec
 	shuttingDown  prometheus.Gauge
+	// queueDepth is the items waiting in players' send queues, summed by
+	// each match loop once per tick (see match.queued).
+	queueDepth prometheus.Gauge
 
 	stop  chan struct{}  // closed by Close: every match loop ends
 	loops sync.WaitGroup // one per running match loop
@@ -124,6 +127,7 @@ func New(cfg Config, m *metrics.Set, log *slog.Logger) (*Service, error) {
 		limited:       m.RateLimited.WithLabelValues(metricLabel, "input"),
 		rejectedVec:   m.Rejected,
 		shuttingDown:  m.ShuttingDown,
+		queueDepth:    m.QueueDepth.WithLabelValues(metricLabel),
 		stop:          make(chan struct{}),
 		matches:       map[string]*match{},
 		sessions:      map[*session]struct{}{},
