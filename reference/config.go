@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -146,6 +148,12 @@ func (c *Config) Check() error {
 		return fmt.Errorf("--nats-replicas is %d, want 1..5", c.NATSReplicas)
 	case c.Options.Addr == "":
 		return errors.New("--addr is empty")
+	case !isHostPort(c.Options.Addr):
+		return fmt.Errorf("--addr is %q, want host:port (e.g. 127.0.0.1:7070)", c.Options.Addr)
+	case c.Options.AdminAddr != "" && !isHostPort(c.Options.AdminAddr):
+		return fmt.Errorf("--admin-addr is %q, want host:port (e.g. 127.0.0.1:7071), or \"\" to disable it", c.Options.AdminAddr)
+	case c.Options.ReadBufferSize < 1:
+		return fmt.Errorf("--read-buffer-size is %d, want >= 1", c.Options.ReadBufferSize)
 	case c.Options.MaxConnections < 1:
 		return fmt.Errorf("--max-connections is %d, want >= 1", c.Options.MaxConnections)
 	case c.Options.MaxRecvMsgSize < 1:
@@ -347,4 +355,14 @@ func StartDefault(ctx context.Context, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	return srv, nil
+}
+
+// isHostPort reports whether addr splits into a host and a numeric port.
+func isHostPort(addr string) bool {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	_, err = strconv.ParseUint(port, 10, 16)
+	return err == nil
 }

@@ -208,6 +208,8 @@ var _ = Describe("bidikit serve", func() {
 			Expect(out).To(ContainSubstring(want))
 		},
 		Entry("unknown flag", []string{"--bogus"}, "unknown flag: --bogus", SpecTimeout(40*time.Second)),
+		Entry("--addr without a port", []string{"--addr", "nope"}, `--addr is "nope", want host:port`, SpecTimeout(40*time.Second)),
+		Entry("--admin-addr with a bad port", []string{"--admin-addr", "127.0.0.1:x"}, `--admin-addr is "127.0.0.1:x", want host:port`, SpecTimeout(40*time.Second)),
 		Entry("not a number", []string{"--max-connections", "many"}, `"--max-connections"`, SpecTimeout(40*time.Second)),
 		Entry("bad log format", []string{"--log-format", "xml"}, "--log-format", SpecTimeout(40*time.Second)),
 		Entry("bad log level", []string{"--log-level", "loud"}, "--log-level", SpecTimeout(40*time.Second)),
