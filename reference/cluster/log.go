@@ -109,8 +109,15 @@ type pendingPub struct {
 	f       jetstream.PubAckFuture
 	stream  string
 	subject string
+	expect  bool // an Append: a wrong last sequence that is no resend is ErrConflict
 	done    func(seq uint64, duplicate bool, err error)
 }
+
+// ErrConflict is passed to an Append callback when the log had grown past
+// the expected last seq: another writer appended first. Nothing was stored;
+// catch up with the log and append again.
+// It wraps store.ErrConflict.
+var ErrConflict = fmt.Errorf("the log has grown past the expected last seq: %w", store.ErrConflict)
 
 // New returns a Log using the JetStream of nc. The caller owns nc and closes
 // it after Close. log may be nil (discard).
@@ -140,6 +147,23 @@ func New(nc *nats.Conn, cfg Config, log *slog.Logger) (*Log, error) {
 	go l.acker()
 	return l, nil
 }
+
+// ForKind returns a Log over the same JetStream connection for another
+// service kind (its own streams, subjects and acker goroutine), configured
+// as l otherwise. Close it separately, before the connection.
+func (l *Log) ForKind(kind string) (*Log, error) {
+	cfg := l.cfg
+	cfg.Kind = kind
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	k := &Log{js: l.js, cfg: cfg, log: l.log, acks: make(chan pendingPub, cfg.MaxPending), done: make(chan struct{})}
+	go k.acker()
+	return k, nil
+}
+
+// Conn is the NATS connection the Log uses (its owner closes it).
+func (l *Log) Conn() *nats.Conn { return l.js.Conn() }
 
 // Token escapes a room name ([A-Za-z0-9._-]) into one subject and stream
 // name token, injectively: '_' becomes "__" and '.' becomes "_d".
@@ -309,6 +333,51 @@ func (l *Log) Publish(room, key string, payload []byte, done func(seq uint64, du
 	l.acks <- pendingPub{f: f, stream: l.StreamName(room), subject: subject, done: done}
 }
 
+// Append is Publish with optimistic concurrency: payload is stored only if
+// room's log ends at seq expectLast (0: empty), so it lands at expectLast+1.
+// done is called as for Publish, with ErrConflict when the log had grown
+// past expectLast (nothing stored) and with duplicate set when key was
+// stored before, wherever the log ended. This is how a writer whose entry
+// depends on everything before it (an OT operation transformed against the
+// document's history) lets JetStream assign its seq without a second
+// sequencer of ours.
+func (l *Log) Append(room, key string, payload []byte, expectLast uint64, done func(seq uint64, duplicate bool, err error)) {
+	tok := keyToken(key)
+	subject := l.subjectRoot(room) + "." + tok
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		done(0, false, ErrClosed)
+		return
+	}
+	f, err := l.js.PublishMsgAsync(&nats.Msg{Subject: subject, Data: payload},
+		jetstream.WithMsgID(tok), jetstream.WithExpectLastSequencePerSubject(0), jetstream.WithExpectLastSequence(expectLast))
+	if err != nil {
+		done(0, false, fmt.Errorf("publish to %s: %w", subject, err))
+		return
+	}
+	l.acks <- pendingPub{f: f, stream: l.StreamName(room), subject: subject, expect: true, done: done}
+}
+
+// Lookup returns the seq at which key was stored in room's log, if the log
+// still retains it.
+func (l *Log) Lookup(ctx context.Context, room, key string) (seq uint64, found bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
+	defer cancel()
+	s, err := l.stream(ctx, room)
+	if err != nil {
+		return 0, false, err
+	}
+	m, err := s.GetLastMsgForSubject(ctx, l.subjectRoot(room)+"."+keyToken(key))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("look up a key in room %q (stream %s): %w", room, l.StreamName(room), err)
+	}
+	return m.Sequence, true, nil
+}
+
 // acker resolves publishes in order. It owns nothing but the channel's
 // receive side and returns when acks is closed and drained.
 func (l *Log) acker() {
@@ -321,9 +390,14 @@ func (l *Log) acker() {
 			var apiErr *jetstream.APIError
 			if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 				apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-				// The key's subject already holds a message: a resend after the
-				// Duplicates window. Its seq is that message's.
+				// The key's subject already holds a message (a resend after
+				// the Duplicates window: its seq is that message's), or, for an
+				// Append, the log has grown past the expected seq.
 				seq, lerr := l.lastOnSubject(p.stream, p.subject)
+				if p.expect && errors.Is(lerr, jetstream.ErrMsgNotFound) {
+					p.done(0, false, ErrConflict)
+					continue
+				}
 				if lerr != nil {
 					p.done(0, false, fmt.Errorf("resend detected on %s but its first copy could not be read: %w", p.subject, lerr))
 				} else {

@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
-	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"github.com/spf13/pflag"
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/mem"
@@ -409,78 +407,7 @@ var _ = Describe("Edit", func() {
 		st := store.NewMemory(100_000)
 		srv, stop := startServer(testConfig(), st)
 		DeferCleanup(stop)
-		cc := dial(srv.addr)
-		const editors, edits = 4, 120
-		eds := make([]*editor, editors)
-		for i := range eds {
-			eds[i] = newEditor(cc, fmt.Sprintf("user%d", i), fmt.Sprintf("client%d", i), "shared")
-			Expect(eds[i].connect(ctx, nil)).To(Succeed())
-		}
-		g, gctx := errgroup.WithContext(ctx)
-		for i, e := range eds {
-			r := rand.New(rand.NewPCG(seed, uint64(i)))
-			g.Go(func() (err error) {
-				step := 0
-				defer func() {
-					if err != nil {
-						err = fmt.Errorf("editor %d step %d: %w", i, step, err)
-					}
-				}()
-				for ; step < edits; step++ {
-					if err := e.edit(randEdit(r, e.rope.Len())); err != nil {
-						return err
-					}
-					// Take in whatever arrived within a short random delay.
-					deadline := time.After(time.Duration(r.IntN(3000)) * time.Microsecond)
-				drain:
-					for {
-						select {
-						case ev, ok := <-e.events:
-							if !ok {
-								return fmt.Errorf("editor %s: stream ended: %w", e.id, <-e.readErr)
-							}
-							if err := e.handle(ev); err != nil {
-								return err
-							}
-						case <-deadline:
-							break drain
-						case <-gctx.Done():
-							return gctx.Err()
-						}
-					}
-					if r.IntN(25) == 0 { // drop the connection and come back
-						e.disconnect()
-						if err := e.connect(ctx, u64(e.version)); err != nil {
-							return err
-						}
-						if err := e.resend(); err != nil {
-							return err
-						}
-					}
-				}
-				return e.settle(gctx, 0)
-			})
-		}
-		Expect(g.Wait()).To(Succeed(), "seed %d", seed)
-		text, version, err := srv.svc.Text("shared")
-		Expect(err).NotTo(HaveOccurred())
-		var wg sync.WaitGroup
-		errs := make([]error, editors)
-		for i, e := range eds {
-			wg.Go(func() { errs[i] = e.settle(ctx, version) })
-		}
-		wg.Wait()
-		acked := 0
-		for _, e := range eds {
-			acked += e.acked
-		}
-		Expect(version).To(Equal(uint64(acked)), "every op committed exactly once")
-		for i, e := range eds {
-			Expect(errs[i]).NotTo(HaveOccurred())
-			Expect(e.text()).To(Equal(text), "editor %d, seed %d", i, seed)
-			Expect(e.version).To(Equal(version))
-			Expect(e.close()).To(Succeed())
-		}
+		text, version := convergeEditors(ctx, seed, []*grpc.ClientConn{dial(srv.addr)}, srv.svc, nil)
 		logText, logVersion := replayStore(st, "shared")
 		Expect(logVersion).To(Equal(version))
 		Expect(logText).To(Equal(text), "seed %d", seed)

@@ -1,6 +1,7 @@
 package collab
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -83,6 +84,11 @@ type doc struct {
 	dupWait   map[uint64][]dupAck
 
 	refs int // streams holding the doc; guarded by svc.mu
+
+	// Shared mode only (Service.shared set; see shared.go), guarded by mu.
+	stopFeed func()       // stops the log feed; nil when not following
+	queue    []*pendingOp // accepted submits waiting for their turn to be appended
+	inflight *pendingOp   // the submit being appended, until the feed delivers it
 }
 
 func newDoc(s *Service, name string) *doc {
@@ -107,6 +113,9 @@ func errorf(code codes.Code, field string, format string, args ...any) *collabv1
 func (d *doc) load() error {
 	if d.loaded {
 		return nil
+	}
+	if d.svc.shared != nil {
+		return d.loadShared()
 	}
 	st := d.svc.store
 	head, err := st.Head(d.stream)
@@ -285,6 +294,9 @@ func (d *doc) unsubscribe(s *sub) {
 func (d *doc) pending() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.svc.shared != nil {
+		return d.inflight != nil || len(d.queue) > 0
+	}
 	d.subMu.Lock()
 	defer d.subMu.Unlock()
 	return d.version != d.committed
@@ -306,7 +318,7 @@ func (d *doc) submit(s *sub, m *collabv1.Submit, o ot.Op) *collabv1.Error {
 		return nil
 	}
 	if known, ok := d.clients[cid]; !ok || seq <= known {
-		v, found, err := d.svc.store.FindKey(d.stream, key)
+		v, found, err := d.findKey(key)
 		if err != nil {
 			return errorf(codes.Unavailable, "submit.client_seq", "checking for a resend failed: %v", err)
 		}
@@ -328,14 +340,15 @@ func (d *doc) submit(s *sub, m *collabv1.Submit, o ot.Op) *collabv1.Error {
 	if n := o.InsertLen(); n > d.svc.cfg.MaxInsertRunes {
 		return errorf(codes.InvalidArgument, "submit.op", "op inserts %d code points, more than the limit of %d", n, d.svc.cfg.MaxInsertRunes)
 	}
-	for _, e := range d.win[base-d.winBase:] {
-		var err error
-		if o, _, err = ot.Transform(o, e.op, ot.Right); err != nil {
-			return errorf(codes.Internal, "submit.op", "transforming against version %d: %v", e.version, err)
-		}
+	if d.svc.shared != nil {
+		return d.enqueue(s, m, o, key) // transformed when its turn comes
 	}
-	if newLen := d.rope.Len() + o.TargetLen() - o.BaseLen(); newLen > d.svc.cfg.MaxDocRunes && newLen > d.rope.Len() {
-		return errorf(codes.InvalidArgument, "submit.op", "the document would grow to %d code points, more than the limit of %d", newLen, d.svc.cfg.MaxDocRunes)
+	o, e := d.transformFrom(base, o)
+	if e != nil {
+		return e
+	}
+	if e := d.checkGrowth(o); e != nil {
+		return e
 	}
 	if err := d.rope.Apply(o); err != nil {
 		return errorf(codes.Internal, "submit.op", "applying the transformed op: %v", err)
@@ -375,6 +388,37 @@ func (d *doc) submit(s *sub, m *collabv1.Submit, o ot.Op) *collabv1.Error {
 		})
 	}
 	return nil
+}
+
+// transformFrom transforms o, based on version base (winBase <= base <=
+// version), over every op after base. Called with mu held.
+func (d *doc) transformFrom(base uint64, o ot.Op) (ot.Op, *collabv1.Error) {
+	for _, e := range d.win[base-d.winBase:] {
+		var err error
+		if o, _, err = ot.Transform(o, e.op, ot.Right); err != nil {
+			return o, errorf(codes.Internal, "submit.op", "transforming against version %d: %v", e.version, err)
+		}
+	}
+	return o, nil
+}
+
+// checkGrowth refuses o (transformed to the newest version) when it would
+// grow the document past MaxDocRunes. Called with mu held.
+func (d *doc) checkGrowth(o ot.Op) *collabv1.Error {
+	if newLen := d.rope.Len() + o.TargetLen() - o.BaseLen(); newLen > d.svc.cfg.MaxDocRunes && newLen > d.rope.Len() {
+		return errorf(codes.InvalidArgument, "submit.op", "the document would grow to %d code points, more than the limit of %d", newLen, d.svc.cfg.MaxDocRunes)
+	}
+	return nil
+}
+
+// findKey looks a de-duplication key up in the durable log.
+func (d *doc) findKey(key string) (uint64, bool, error) {
+	if d.svc.shared != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), sharedCallTimeout)
+		defer cancel()
+		return d.svc.shared.Lookup(ctx, d.name, key)
+	}
+	return d.svc.store.FindKey(d.stream, key)
 }
 
 // ackDuplicate acks a resend of version v, at once if v is committed, else
@@ -419,8 +463,15 @@ func (d *doc) commit(v uint64, ev *collabv1.ServerEvent, author *conn, ack *coll
 		author.fail(codes.Unavailable, fmt.Sprintf("document %q is unavailable after a storage failure; reopen", d.name))
 		return
 	}
-	d.committed = v
 	d.svc.metrics.Committed.WithLabelValues(serviceLabel).Inc()
+	d.publish(v, ev, author, ack)
+}
+
+// publish makes version v committed: every subscriber but the author gets
+// ev, the author gets ack (when not nil), and acks of resends waiting for v
+// go out. Called with subMu held; never blocks.
+func (d *doc) publish(v uint64, ev *collabv1.ServerEvent, author *conn, ack *collabv1.ServerEvent) {
+	d.committed = v
 	for s := range d.subs {
 		if s.opened != nil && v >= s.openAt {
 			s.c.push(s.opened)
@@ -430,7 +481,9 @@ func (d *doc) commit(v uint64, ev *collabv1.ServerEvent, author *conn, ack *coll
 			s.c.push(ev)
 		}
 	}
-	author.push(ack)
+	if ack != nil {
+		author.push(ack)
+	}
 	if w, ok := d.dupWait[v]; ok {
 		for _, a := range w {
 			a.c.push(a.ev)

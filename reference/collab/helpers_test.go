@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
+	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
@@ -47,6 +50,28 @@ func newServer(cfg collab.Config, st store.Store, logw io.Writer) (*server, func
 	if err != nil {
 		return nil, nil, err
 	}
+	srv, stop, err := serve(svc)
+	if srv != nil {
+		srv.st = st
+	}
+	return srv, stop, err
+}
+
+// startShared starts a collab server whose documents live in lg; stopped
+// (drained, closed) at cleanup.
+func startShared(cfg collab.Config, lg collab.SharedLog) *server {
+	GinkgoHelper()
+	svc, err := collab.NewShared(cfg, lg, metrics.Discard(), slog.New(slog.NewTextHandler(GinkgoWriter, nil)))
+	Expect(err).NotTo(HaveOccurred())
+	srv, stop, err := serve(svc)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func() { Expect(stop()).To(Succeed()) })
+	return srv
+}
+
+// serve runs svc behind a gRPC server on 127.0.0.1:0 with development
+// auth; stop drains it, stops the server and closes svc (idempotent).
+func serve(svc *collab.Service) (*server, func() error, error) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, nil, err
@@ -71,7 +96,7 @@ func newServer(cfg collab.Config, st store.Store, logw io.Writer) (*server, func
 		<-served
 		return errors.Join(derr, svc.Close())
 	}
-	return &server{svc: svc, st: st, addr: lis.Addr().String(), gs: gs}, stop, nil
+	return &server{svc: svc, addr: lis.Addr().String(), gs: gs}, stop, nil
 }
 
 // testConfig is DefaultConfig without a rate limit.
@@ -370,7 +395,9 @@ func (e *editor) handle(ev *collabv1.ServerEvent) error {
 			return fmt.Errorf("editor %s: remote op %d after version %d", e.id, r.GetVersion(), e.version)
 		}
 		if r.GetClientId() == e.id {
-			// Our own op seen in a replay after a reconnect: it is acked.
+			// Our own op, sent on an earlier stream, seen in a replay or
+			// live after a reconnect (committed through the old stream or
+			// instance): it is acked.
 			if len(e.seqs) == 0 || r.GetClientSeq() != e.seqs[0] {
 				return fmt.Errorf("editor %s: own op seq %d replayed, pending %v", e.id, r.GetClientSeq(), e.seqs)
 			}
@@ -378,7 +405,7 @@ func (e *editor) handle(ev *collabv1.ServerEvent) error {
 			e.acked++
 			e.version = r.GetVersion()
 			e.inFlight = false
-			return nil
+			return e.flush()
 		}
 		o, err := collab.FromProto(r.GetOp())
 		if err != nil {
@@ -408,11 +435,108 @@ func (e *editor) settle(ctx context.Context, want uint64) error {
 	for len(e.pending) > 0 || e.version < want {
 		ev, err := e.next(ctx)
 		if err != nil {
-			return err
+			return fmt.Errorf("editor %s settling at version %d with ops %v pending (want version %d): %w", e.id, e.version, e.seqs, want, err)
 		}
 		if err := e.handle(ev); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// convergeEditors runs four Jupiter editors of document "shared", 120
+// random edits each with random delays, each now and then dropping its
+// connection and resending after reconnecting. Editor i starts on ccs[i mod
+// n] and every reconnect moves it to the next conn (another instance when
+// the conns reach several). It checks every op committed exactly once and
+// every replica equals svc's text, and returns that text and version. head,
+// when not nil, is the newest version anywhere (the shared log's), which svc
+// is waited for.
+func convergeEditors(ctx context.Context, seed uint64, ccs []*grpc.ClientConn, svc *collab.Service, head func() uint64) (string, uint64) {
+	GinkgoHelper()
+	const editors, edits = 4, 120
+	eds := make([]*editor, editors)
+	for i := range eds {
+		eds[i] = newEditor(ccs[i%len(ccs)], fmt.Sprintf("user%d", i), fmt.Sprintf("client%d", i), "shared")
+		Expect(eds[i].connect(ctx, nil)).To(Succeed())
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for i, e := range eds {
+		r := rand.New(rand.NewPCG(seed, uint64(i)))
+		g.Go(func() (err error) {
+			step, hop := 0, i
+			defer func() {
+				if err != nil {
+					err = fmt.Errorf("editor %d step %d: %w", i, step, err)
+				}
+			}()
+			for ; step < edits; step++ {
+				if err := e.edit(randEdit(r, e.rope.Len())); err != nil {
+					return err
+				}
+				// Take in whatever arrived within a short random delay.
+				deadline := time.After(time.Duration(r.IntN(3000)) * time.Microsecond)
+			drain:
+				for {
+					select {
+					case ev, ok := <-e.events:
+						if !ok {
+							return fmt.Errorf("editor %s: stream ended: %w", e.id, <-e.readErr)
+						}
+						if err := e.handle(ev); err != nil {
+							return err
+						}
+					case <-deadline:
+						break drain
+					case <-gctx.Done():
+						return gctx.Err()
+					}
+				}
+				if r.IntN(25) == 0 { // drop the connection and come back, elsewhere if there is one
+					e.disconnect()
+					hop++
+					e.cc = ccs[hop%len(ccs)]
+					if err := e.connect(ctx, u64(e.version)); err != nil {
+						return err
+					}
+					if err := e.resend(); err != nil {
+						return err
+					}
+				}
+			}
+			sctx, cancel := context.WithTimeout(gctx, 20*time.Second)
+			defer cancel()
+			return e.settle(sctx, 0)
+		})
+	}
+	Expect(g.Wait()).To(Succeed(), "seed %d", seed)
+	var text string
+	var version uint64
+	last := uint64(0)
+	if head != nil {
+		last = head()
+	}
+	Eventually(func() (uint64, error) { // svc may still be applying the others' last ops
+		var err error
+		text, version, err = svc.Text("shared")
+		return version, err
+	}).WithContext(ctx).Should(BeNumerically(">=", last))
+	var wg sync.WaitGroup
+	errs := make([]error, editors)
+	for i, e := range eds {
+		wg.Go(func() { errs[i] = e.settle(ctx, version) })
+	}
+	wg.Wait()
+	acked := 0
+	for _, e := range eds {
+		acked += e.acked
+	}
+	Expect(version).To(Equal(uint64(acked)), "every op committed exactly once")
+	for i, e := range eds {
+		Expect(errs[i]).NotTo(HaveOccurred())
+		Expect(e.text()).To(Equal(text), "editor %d, seed %d", i, seed)
+		Expect(e.version).To(Equal(version))
+		Expect(e.close()).To(Succeed())
+	}
+	return text, version
 }

@@ -60,6 +60,12 @@ type Service struct {
 	conns    map[*conn]struct{}
 	draining bool
 	streams  sync.WaitGroup // one per running Edit handler
+
+	// shared, when set, holds the documents instead of store (NewShared).
+	shared SharedLog
+	// appends counts the goroutines that hand SharedLog.Append outcomes to
+	// their documents (see doc.appendShared); Close waits for them.
+	appends sync.WaitGroup
 }
 
 var _ service.Service = (*Service)(nil)
@@ -73,6 +79,13 @@ func New(cfg Config, st store.Store, m *metrics.Set, log *slog.Logger) (*Service
 	if st == nil {
 		return nil, errors.New("collab: a store is required")
 	}
+	return newService(cfg, st, nil, m, log)
+}
+
+func newService(cfg Config, st store.Store, lg SharedLog, m *metrics.Set, log *slog.Logger) (*Service, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
 	if m == nil {
 		m = metrics.Discard()
 	}
@@ -80,7 +93,7 @@ func New(cfg Config, st store.Store, m *metrics.Set, log *slog.Logger) (*Service
 		log = slog.Default()
 	}
 	return &Service{
-		cfg: cfg, store: st, metrics: m, log: log,
+		cfg: cfg, store: st, shared: lg, metrics: m, log: log,
 		limiter: ratelimit.New(cfg.SubmitRate, cfg.SubmitBurst),
 		docs:    map[string]*doc{}, conns: map[*conn]struct{}{},
 	}, nil
@@ -129,12 +142,18 @@ func (s *Service) Drain(ctx context.Context) error {
 	return err
 }
 
-// Close implements service.Service. The store belongs to the caller.
+// Close implements service.Service: documents are forgotten and their
+// shared-log feeds stopped. The store or shared log belongs to the caller.
 func (s *Service) Close() error {
 	s.mu.Lock()
 	s.draining = true
+	docs := s.docs
 	s.docs = map[string]*doc{}
 	s.mu.Unlock()
+	for _, d := range docs {
+		d.stopSharedFeed()
+	}
+	s.appends.Wait()
 	return nil
 }
 
@@ -177,6 +196,7 @@ func (s *Service) release(d *doc) {
 	d.refs--
 	if d.refs <= 0 && s.docs[d.name] == d && (d.failed.Load() || !d.pending()) {
 		delete(s.docs, d.name)
+		d.stopSharedFeed()
 	}
 }
 
@@ -441,6 +461,9 @@ func (c *conn) handleOpen(m *collabv1.Open) {
 	if m.FromVersion != nil {
 		f := m.GetFromVersion()
 		from = &f
+	}
+	if from != nil && c.svc.shared != nil {
+		d.awaitVersion(*from)
 	}
 	if e := d.open(s, from); e != nil {
 		c.svc.release(d)
