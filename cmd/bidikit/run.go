@@ -74,6 +74,16 @@ Without --target the reference server is started in-process on loopback, so
 the command works on a fresh clone. With --spawn-server it is started as a
 'bidikit serve' subprocess instead, which server faults (kill-server) need.
 
+--target may list several instances of one clustered service, comma-separated
+(--target 10.0.0.1:7070,10.0.0.2:7070,10.0.0.3:7070). Clients spread over them
+and fail over: client i (its connection, with streams_per_conn) prefers the
+(i mod n)-th instance and, when that one does not answer, tries the following
+ones in list order, wrapping around, so the clients of an instance that dies
+reconnect to the next live one. The run starts when at least one instance
+answers; the silent ones are named in a warning. Health and leak checks ask
+every instance that answered. Connection faults (latency, reset, ...) need a
+single target.
+
 Reports: --report text|json|junit|html, repeatable; the n-th --out FILE takes
 the n-th report, reports without an --out go to stdout. Default: text to
 stdout.
@@ -97,6 +107,7 @@ run or the raw results could not be written.`,
 		Example: `  bidikit run
   bidikit run scenarios/ --report junit --out report.xml
   bidikit run chat.yaml --target 127.0.0.1:7070 --token "$TOKEN" --seed 7
+  bidikit run chat.yaml --target 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
   bidikit run chat.yaml --report text --report html --out - --out report.html
   bidikit run chat.yaml --target chat:7070 --shard 2/3 --raw-out shard-2.raw`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -104,7 +115,7 @@ run or the raw results could not be written.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.target, "target", "", "gRPC address (host:port) of the server under test; empty starts the reference server in-process")
+	fl.StringVar(&f.target, "target", "", "gRPC address (host:port) of the server under test, or a comma-separated failover list of a cluster's instances (client i prefers the (i mod n)-th); empty starts the reference server in-process")
 	fl.BoolVar(&f.insecure, "insecure", false, "dial without TLS (the default unless a --tls-* flag is given)")
 	fl.StringVar(&f.tlsCA, "tls-ca", "", "PEM file of CA certificates to verify the server with (enables TLS)")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "PEM client certificate for mutual TLS (with --tls-key)")
@@ -250,6 +261,12 @@ func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
 	if f.spawnServer && f.target != "" {
 		return usagef("--spawn-server and --target exclude each other: the spawned server is the target")
 	}
+	var targets []string // empty: the spawned or in-process server
+	if f.target != "" {
+		if targets, err = engine.ParseTargets(f.target); err != nil {
+			return usagef("--target: %v", err)
+		}
+	}
 	shardIndex, shardCount, err := f.shardFlags(os.Getenv)
 	if err != nil {
 		return err
@@ -279,7 +296,7 @@ func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
 	log := slog.New(slog.NewTextHandler(logW, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	opts = append(opts, engine.WithLogger(log))
 
-	target, adminURL := f.target, f.adminURL
+	target, adminURL := strings.Join(targets, ","), f.adminURL
 	switch {
 	case f.spawnServer:
 		dir, err := os.MkdirTemp("", "bidikit-spawn-")
@@ -292,7 +309,7 @@ func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
 			return fmt.Errorf("--spawn-server: %w", err)
 		}
 		defer srv.Stop()
-		target = srv.Addr()
+		target, targets = srv.Addr(), []string{srv.Addr()}
 		if adminURL == "" {
 			adminURL = "http://" + srv.AdminAddr()
 		}
@@ -311,12 +328,12 @@ func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
 			cancel()
 			_ = srv.Wait()
 		}()
-		target = srv.Addr()
+		target, targets = srv.Addr(), []string{srv.Addr()}
 		if adminURL == "" && srv.AdminAddr() != "" {
 			adminURL = "http://" + srv.AdminAddr()
 		}
 	}
-	opts = append(opts, engine.WithTarget(target), engine.WithServerEnv(adminURL))
+	opts = append(opts, engine.WithTargets(targets...), engine.WithServerEnv(adminURL))
 
 	var raw *shard.Writer
 	if f.rawOut != "" {

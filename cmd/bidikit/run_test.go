@@ -60,6 +60,8 @@ var _ = Describe("bidikit run", func() {
 		Entry("a missing scenario file", []string{"missing.yaml"}, "missing.yaml", SpecTimeout(time.Minute)),
 		Entry("an unknown report format", []string{"--report", "pdf"}, `--report "pdf"`, SpecTimeout(time.Minute)),
 		Entry("--out without --report", []string{"--out", "x.json"}, "--out", SpecTimeout(time.Minute)),
+		Entry("an empty element in a --target list", []string{"--target", "127.0.0.1:1,,127.0.0.1:2"}, `--target: element 2 of "127.0.0.1:1,,127.0.0.1:2" is empty`, SpecTimeout(time.Minute)),
+		Entry("a --target without a port", []string{"--target", "127.0.0.1"}, `--target: "127.0.0.1": missing port`, SpecTimeout(time.Minute)),
 	)
 
 	It("exits 2 on a bad scenario file, naming file and line", func(ctx SpecContext) {

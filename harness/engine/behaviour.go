@@ -157,7 +157,7 @@ func (c *vclient) reconnectStorm(ctx context.Context) {
 		abrupt = p.Abrupt
 	}
 	c.paced(ctx, func() {
-		cn, err := dial(c.r.addr, &c.r.opts)
+		cn, err := dial(c.r.pool.targetsFor(c.plan.Index), &c.r.opts)
 		if err != nil {
 			c.ev(&event.Event{Kind: event.Disconnect, Code: codes.Unavailable, Detail: err.Error()})
 			return
@@ -174,7 +174,7 @@ func (c *vclient) reconnectStorm(ctx context.Context) {
 			c.ev(&event.Event{Kind: event.Disconnect, Code: s.Code(), Detail: s.Message()})
 			return
 		}
-		c.ev(&event.Event{Kind: event.Connect, Latency: time.Since(t0)})
+		c.ev(&event.Event{Kind: event.Connect, Latency: time.Since(t0), Detail: cn.target()})
 		w := &writer{c: c, st: st}
 		if err := c.d.start(w); err == nil {
 			m := c.d.recvMsg()
@@ -213,7 +213,7 @@ func (c *vclient) openCancel(ctx context.Context) {
 			c.ev(&event.Event{Kind: event.Disconnect, Code: s.Code(), Detail: s.Message()})
 			return
 		}
-		c.ev(&event.Event{Kind: event.Connect, Latency: time.Since(t0)})
+		c.ev(&event.Event{Kind: event.Connect, Latency: time.Since(t0), Detail: cn.target()})
 		c.ev(&event.Event{Kind: event.Disconnect, Code: codes.Canceled, Detail: "open-cancel"})
 	})
 }

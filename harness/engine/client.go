@@ -245,7 +245,8 @@ func (c *vclient) runStream(ctx context.Context, cn *conn) (clean, reconnectNow 
 		c.ev(&event.Event{Kind: event.Disconnect, Code: s.Code(), Detail: s.Message()})
 		return false, false
 	}
-	c.ev(&event.Event{Kind: event.Connect, Latency: time.Since(t0)})
+	// Detail names the target reached (pick_first: the first that answered).
+	c.ev(&event.Event{Kind: event.Connect, Latency: time.Since(t0), Detail: cn.target()})
 	w := &writer{c: c, st: st}
 	recvDone := make(chan struct{})
 	var deliberate atomic.Bool

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -11,6 +13,8 @@ import (
 	"google.golang.org/grpc/encoding"
 	_ "google.golang.org/grpc/encoding/proto" // registers the proto codec passCodec wraps
 	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 )
 
 // rawMessage is sent as is, bypassing protobuf marshalling: how the
@@ -38,51 +42,105 @@ func (passCodec) Name() string                                  { return "proto"
 // that claims 16 bytes and carries 1.
 var malformedBytes = []byte{0x0a, 0x10, 'x'}
 
-// conn is one TCP connection shared by up to StreamsPerConn clients. The
-// dialer keeps the net.Conn it made last, so AbruptClose can close it under
-// gRPC's feet. Fields after mu are guarded by it.
+// conn is one gRPC channel shared by up to StreamsPerConn clients: a
+// manual resolver holding the targets in this conn's order and grpc-go's
+// pick_first policy, so at most one TCP connection is in use and a lost one
+// is replaced by the first target that answers. The dialer records every
+// TCP connection it made until gRPC closes it, so AbruptClose can close it
+// under gRPC's feet and Connect events can name the target reached. Fields
+// after mu are guarded by it.
 type conn struct {
 	cc *grpc.ClientConn
 
 	mu   sync.Mutex
-	raw  net.Conn
+	live []*trackedConn // open TCP connections, oldest first
 	refs int
 }
 
-// closeRaw closes the current TCP connection without any gRPC goodbye.
+// trackedConn is one TCP connection a conn's dialer made to target; Close
+// removes it from the conn's live list.
+type trackedConn struct {
+	net.Conn
+	c      *conn
+	target string
+	once   sync.Once
+}
+
+func (t *trackedConn) Close() error {
+	t.once.Do(func() {
+		t.c.mu.Lock()
+		t.c.live = slices.DeleteFunc(t.c.live, func(x *trackedConn) bool { return x == t })
+		t.c.mu.Unlock()
+	})
+	return t.Conn.Close()
+}
+
+// closeRaw closes the open TCP connections without any gRPC goodbye.
 func (c *conn) closeRaw() {
 	c.mu.Lock()
-	raw := c.raw
+	live := slices.Clone(c.live)
 	c.mu.Unlock()
-	if raw != nil {
-		if tc, ok := raw.(*net.TCPConn); ok {
+	for _, raw := range live {
+		if tc, ok := raw.Conn.(*net.TCPConn); ok {
 			_ = tc.SetLinger(0) // RST, not FIN: the peer gets no goodbye at all
 		}
 		_ = raw.Close()
 	}
 }
 
+// target is the address of the conn's newest open TCP connection ("" when
+// none is open): the one pick_first uses, as it keeps one at a time.
+func (c *conn) target() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.live) == 0 {
+		return ""
+	}
+	return c.live[len(c.live)-1].target
+}
+
 // clientReadBuffer is each virtual client connection's read buffer.
 const clientReadBuffer = 8 << 10
 
-// dial returns a new conn to addr (lazy: TCP is opened by the first stream).
-func dial(addr string, o *options) (*conn, error) {
+// resolverScheme names the per-conn manual resolver (registered on each
+// ClientConn only, through grpc.WithResolvers).
+const resolverScheme = "bidikit"
+
+// pickFirst is the service config every conn uses: grpc-go's pick_first
+// tries the addresses in order and uses the first that connects.
+const pickFirst = `{"loadBalancingConfig":[{"pick_first":{}}]}`
+
+// dial returns a new conn to targets, in failover order (lazy: TCP is
+// opened by the first stream).
+func dial(targets []string, o *options) (*conn, error) {
 	c := &conn{}
 	var d net.Dialer
 	creds := grpc.WithTransportCredentials(insecure.NewCredentials())
 	if o.creds != nil {
 		creds = grpc.WithTransportCredentials(o.creds)
 	}
-	cc, err := grpc.NewClient("passthrough:///"+addr, creds,
+	eps := make([]resolver.Endpoint, len(targets))
+	for i, t := range targets {
+		// ServerName = the address, as the passthrough resolver would
+		// give: it is each connection's :authority and TLS server name
+		// (unless the TLS config names one).
+		eps[i] = resolver.Endpoint{Addresses: []resolver.Address{{Addr: t, ServerName: t}}}
+	}
+	res := manual.NewBuilderWithScheme(resolverScheme)
+	res.InitialState(resolver.State{Endpoints: eps})
+	cc, err := grpc.NewClient(resolverScheme+":///"+targets[0], creds,
+		grpc.WithResolvers(res),
+		grpc.WithDefaultServiceConfig(pickFirst),
 		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
 			nc, err := d.DialContext(ctx, "tcp", a)
 			if err != nil {
 				return nil, err
 			}
+			t := &trackedConn{Conn: nc, c: c, target: a}
 			c.mu.Lock()
-			c.raw = nc
+			c.live = append(c.live, t)
 			c.mu.Unlock()
-			return nc, nil
+			return t, nil
 		}),
 		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(newPassCodec())),
 		// Thousands of mostly idle connections: small read buffers and
@@ -92,26 +150,39 @@ func dial(addr string, o *options) (*conn, error) {
 		grpc.WithSharedWriteBuffer(true),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", addr, err)
+		return nil, fmt.Errorf("connecting to %s: %w", strings.Join(targets, ","), err)
 	}
 	c.cc = cc
 	return c, nil
 }
 
+// rotate returns targets starting at element k mod len(targets), wrapping
+// around (a new slice; targets is not modified).
+func rotate(targets []string, k int) []string {
+	n := len(targets)
+	k %= n
+	return append(slices.Clone(targets[k:]), targets[:k]...)
+}
+
 // pool hands out shared conns: clients i*k .. i*k+k-1 share conn i when
-// StreamsPerConn is k. A conn is closed when its last client releases it.
+// StreamsPerConn is k, and conn i dials the targets rotated by i (one
+// rotation per conn, so conns spread evenly over the targets). A conn is
+// closed when its last client releases it.
 type pool struct {
-	addr string
-	opts *options
-	per  int
+	targets []string
+	opts    *options
+	per     int
 
 	mu    sync.Mutex
 	conns map[int]*conn
 }
 
-func newPool(addr string, per int, o *options) *pool {
-	return &pool{addr: addr, opts: o, per: max(per, 1), conns: map[int]*conn{}}
+func newPool(targets []string, per int, o *options) *pool {
+	return &pool{targets: targets, opts: o, per: max(per, 1), conns: map[int]*conn{}}
 }
+
+// targetsFor is client idx's target list: its conn's rotation.
+func (p *pool) targetsFor(idx int) []string { return rotate(p.targets, idx/p.per) }
 
 // get returns client idx's shared conn, dialling it on first use.
 func (p *pool) get(idx int) (*conn, error) {
@@ -122,7 +193,7 @@ func (p *pool) get(idx int) (*conn, error) {
 		c.refs++
 		return c, nil
 	}
-	c, err := dial(p.addr, p.opts)
+	c, err := dial(p.targetsFor(idx), p.opts)
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,7 +35,7 @@ type run struct {
 	s     *scenario.Scenario
 	plan  *scenario.Plan
 	opts  options
-	addr  string // what clients dial: the target or the proxy in front of it
+	addrs []string // what clients dial: the targets, or the proxy in front of the one target
 	start time.Time
 
 	pool    *pool
@@ -111,11 +112,11 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 			return fail(err)
 		}
 	}
-	if o.target == "" {
-		return fail(errors.New("engine: no target (use WithTarget)"))
+	if len(o.targets) == 0 {
+		return fail(errors.New("engine: no target (use WithTarget or WithTargets)"))
 	}
 	s = withDefaults(s)
-	r := &run{s: s, plan: scenario.NewPlan(s), opts: o, addr: o.target}
+	r := &run{s: s, plan: scenario.NewPlan(s), opts: o, addrs: o.targets}
 
 	// Checkers first: a bad check spec fails before touching the network.
 	for _, cs := range s.Checks {
@@ -130,6 +131,10 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 	for _, f := range s.Faults {
 		switch f.Kind.Scope {
 		case fault.Connection:
+			// One toxiproxy proxy (fault.Env.Proxy) fronts one upstream.
+			if len(o.targets) > 1 {
+				return fail(fmt.Errorf("%s:%d: fault %q acts on connections through one proxy in front of one target; this run has %d targets (%s): give a single target", s.File, f.Line, f.Fault, len(o.targets), strings.Join(o.targets, ",")))
+			}
 			needProxy = true
 		case fault.ServerProcess:
 			if o.faultServer == nil {
@@ -148,15 +153,15 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 		return fail(err)
 	}
 	if needProxy {
-		p, stop, err := fault.StartProxy(ctx, o.target)
+		p, stop, err := fault.StartProxy(ctx, o.targets[0])
 		if err != nil {
 			return fail(err)
 		}
 		defer stop()
 		r.proxy = p
-		r.addr = p.Listen
+		r.addrs = []string{p.Listen}
 	}
-	r.pool = newPool(r.addr, s.StreamsPerConn, &r.opts)
+	r.pool = newPool(r.addrs, s.StreamsPerConn, &r.opts)
 	defer r.pool.closeAll()
 
 	// Sharded runs run their share of the clients; the rest belong to the

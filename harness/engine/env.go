@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -21,53 +22,141 @@ import (
 )
 
 // env is what checkers may consult besides events (check.Env): the admin
-// URL and a connection of its own to the target for health and channelz,
-// never through the fault proxy.
+// URL and one connection of its own to each target (no failover: each
+// asks exactly its instance) for health and channelz, never through the
+// fault proxy. live, set by preflight before any checker runs and read-only
+// after, marks the targets that answered; health and channelz cover those.
 type env struct {
-	opts *options
-	c    *conn
+	opts  *options
+	conns []*conn // conns[i] reaches opts.targets[i] only
+	live  []bool
 }
 
 var _ check.Env = (*env)(nil)
 
 func newEnv(ctx context.Context, o *options) (*env, error) {
-	c, err := dial(o.target, o)
-	if err != nil {
-		return nil, err
+	e := &env{opts: o, live: make([]bool, len(o.targets))}
+	for _, t := range o.targets {
+		c, err := dial([]string{t}, o)
+		if err != nil {
+			e.close()
+			return nil, err
+		}
+		e.conns = append(e.conns, c)
 	}
-	return &env{opts: o, c: c}, nil
+	return e, nil
 }
 
-func (e *env) close() { _ = e.c.cc.Close() }
+func (e *env) close() {
+	for _, c := range e.conns {
+		_ = c.cc.Close()
+	}
+}
 
 // AdminURL implements check.Env.
 func (e *env) AdminURL() string { return e.opts.adminURL }
 
-// Healthy implements check.Env: the target's overall gRPC health.
+// Healthy implements check.Env: the overall gRPC health of every target
+// that answered preflight. One instance NOT_SERVING or gone makes the
+// cluster unhealthy: a dead instance after an attack is what the checks
+// asking this are for (a scenario that kills an instance on purpose should
+// not ask them).
 func (e *env) Healthy(ctx context.Context) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.opts.dialTimeout)
 	defer cancel()
-	resp, err := healthpb.NewHealthClient(e.c.cc).Check(ctx, &healthpb.HealthCheckRequest{})
-	if err != nil {
-		return false, err
+	for i, c := range e.conns {
+		if !e.live[i] {
+			continue
+		}
+		resp, err := healthpb.NewHealthClient(c.cc).Check(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil {
+			if len(e.conns) > 1 {
+				return false, fmt.Errorf("target %s: %w", e.opts.targets[i], err)
+			}
+			return false, err
+		}
+		if resp.Status != healthpb.HealthCheckResponse_SERVING {
+			return false, nil
+		}
 	}
-	return resp.Status == healthpb.HealthCheckResponse_SERVING, nil
+	return true, nil
 }
 
-// ErrUnreachable is wrapped by Run's error when the target does not answer
-// gRPC within the dial timeout; no later scenario can do better.
+// ErrUnreachable is wrapped by Run's error when no target answers gRPC
+// within the dial timeout; no later scenario can do better.
 var ErrUnreachable = errors.New("target unreachable")
 
-// preflight fails within the dial timeout when the target does not answer
-// gRPC at all: a health check, retried while the connection is refused.
-// Any answer (even UNIMPLEMENTED: no health service) proves a gRPC server.
+// preflightGrace is how long preflight still waits for the other targets
+// once one has answered.
+const preflightGrace = time.Second
+
+// preflight fails within the dial timeout when no target answers gRPC at
+// all: a health check per target, in parallel, retried while the
+// connection is refused. Any answer (even UNIMPLEMENTED: no health
+// service) proves a gRPC server. Once one target has answered, the others
+// get preflightGrace more; those that stay silent are logged by name and
+// left out of Healthy and Channelz (clients still try them in turn).
 func (e *env) preflight(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, e.opts.dialTimeout)
 	defer cancel()
+	type answer struct {
+		i   int
+		err error // nil: answered
+	}
+	answers := make(chan answer, len(e.conns))
+	for i, c := range e.conns {
+		go func() { answers <- answer{i, probe(ctx, c, e.opts.dialTimeout)} }()
+	}
+	var grace <-chan time.Time
+	errs := make([]error, len(e.conns))
+	for range e.conns {
+		var a answer
+		select {
+		case a = <-answers:
+		case <-grace:
+			cancel() // the silent ones now return ctx's error
+			a = <-answers
+		}
+		errs[a.i] = a.err
+		if a.err == nil {
+			e.live[a.i] = true
+			if grace == nil {
+				t := time.NewTimer(preflightGrace)
+				defer t.Stop()
+				grace = t.C
+			}
+		}
+	}
+	var silent []string
+	answered := false
+	for i, err := range errs {
+		if err == nil {
+			answered = true
+			continue
+		}
+		silent = append(silent, fmt.Sprintf("%s (%s)", e.opts.targets[i], err))
+	}
+	if answered {
+		if len(silent) > 0 {
+			e.opts.log.Warn("targets not answering gRPC; clients will fail over past them", "targets", strings.Join(silent, "; "))
+		}
+		return nil
+	}
+	if errors.Is(context.Cause(ctx), context.Canceled) {
+		return ctx.Err() // the caller's ctx ended, not the dial timeout
+	}
+	if len(e.conns) == 1 {
+		return fmt.Errorf("%w: %s did not answer gRPC within %v: %s", ErrUnreachable, e.opts.targets[0], e.opts.dialTimeout, errs[0])
+	}
+	return fmt.Errorf("%w: none of the %d targets answered gRPC within %v: %s", ErrUnreachable, len(e.conns), e.opts.dialTimeout, strings.Join(silent, "; "))
+}
+
+// probe checks c's health until it answers or ctx ends; nil = answered.
+func probe(ctx context.Context, c *conn, limit time.Duration) error {
 	var last error
 	for {
-		cctx, ccancel := context.WithTimeout(ctx, e.opts.dialTimeout)
-		_, err := healthpb.NewHealthClient(e.c.cc).Check(cctx, &healthpb.HealthCheckRequest{})
+		cctx, ccancel := context.WithTimeout(ctx, limit)
+		_, err := healthpb.NewHealthClient(c.cc).Check(cctx, &healthpb.HealthCheckRequest{})
 		ccancel()
 		switch status.Code(err) {
 		case codes.OK, codes.Unimplemented, codes.NotFound, codes.Unauthenticated, codes.PermissionDenied:
@@ -76,22 +165,44 @@ func (e *env) preflight(ctx context.Context) error {
 		last = err
 		select {
 		case <-ctx.Done():
-			if errors.Is(context.Cause(ctx), context.Canceled) {
-				return ctx.Err()
-			}
-			return fmt.Errorf("%w: %s did not answer gRPC within %v: %s", ErrUnreachable, e.opts.target, e.opts.dialTimeout, status.Convert(last).Message())
+			return errors.New(status.Convert(last).Message())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }
 
-// Channelz implements check.Env: open sockets and streams over all of the
-// target's servers, through the channelz service (ok=false when it does not
-// serve it). The count includes this env's own connection.
+// Channelz implements check.Env: open sockets and streams over all the
+// servers of every target that answered preflight, through the channelz
+// service (ok=false when none serves it). A target that no longer answers
+// (UNAVAILABLE: an instance that died) is skipped: what it held is gone.
+// The count includes this env's own connection to each target.
 func (e *env) Channelz(ctx context.Context) (sockets, streams int, ok bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, e.opts.dialTimeout)
 	defer cancel()
-	cz := channelzpb.NewChannelzClient(e.c.cc)
+	for i, c := range e.conns {
+		if !e.live[i] {
+			continue
+		}
+		so, st, served, err := channelz(ctx, c)
+		if status.Code(err) == codes.Unavailable && len(e.conns) > 1 {
+			continue
+		}
+		if err != nil {
+			if len(e.conns) > 1 {
+				return 0, 0, false, fmt.Errorf("target %s: %w", e.opts.targets[i], err)
+			}
+			return 0, 0, false, err
+		}
+		if served {
+			sockets, streams, ok = sockets+so, streams+st, true
+		}
+	}
+	return sockets, streams, ok, nil
+}
+
+// channelz counts one target's open sockets and streams.
+func channelz(ctx context.Context, c *conn) (sockets, streams int, ok bool, err error) {
+	cz := channelzpb.NewChannelzClient(c.cc)
 	srvs, err := cz.GetServers(ctx, &channelzpb.GetServersRequest{})
 	if status.Code(err) == codes.Unimplemented {
 		return 0, 0, false, nil
@@ -140,7 +251,7 @@ func (r *run) serverState(ctx context.Context) {
 		names = append(names, d)
 	}
 	sort.Strings(names)
-	cn, err := dial(r.opts.target, &r.opts)
+	cn, err := dial(r.opts.targets, &r.opts) // failover: the first that answers
 	if err != nil {
 		return
 	}

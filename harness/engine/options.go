@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/credentials"
@@ -29,7 +31,9 @@ type Progress struct {
 
 // options are Run's settings; defaults first (see defaultOptions).
 type options struct {
-	target      string
+	// targets are the server's gRPC addresses, in failover order (see
+	// WithTargets); never empty after Run's option pass.
+	targets     []string
 	creds       credentials.TransportCredentials // nil = insecure
 	token       string
 	progress    func(Progress)
@@ -59,17 +63,83 @@ func defaultOptions() options {
 // Option configures Run. Options that can fail return their error from Run.
 type Option func(*options) error
 
-// WithTarget sets the server's gRPC address (required).
+// WithTarget sets the server's gRPC address (host:port; required unless
+// WithTargets is given). A comma-separated list is the same as WithTargets.
 //
 //	engine.Run(ctx, s, engine.WithTarget("127.0.0.1:50051"))
 func WithTarget(addr string) Option {
 	return func(o *options) error {
-		if addr == "" {
-			return errors.New("engine: empty target address")
+		ts, err := ParseTargets(addr)
+		if err != nil {
+			return fmt.Errorf("engine: target: %w", err)
 		}
-		o.target = addr
+		o.targets = ts
 		return nil
 	}
+}
+
+// WithTargets sets several instances of one service (a cluster) as the
+// target. Virtual clients spread over them and fail over: the clients of
+// connection g (client i is on connection i/StreamsPerConn) dial the list
+// rotated to start at addrs[g mod n], through grpc-go's pick_first policy,
+// so each prefers its own instance and, when it does not answer, takes the
+// next one in the list (wrapping around). A broken stream's reconnect thus
+// lands on the next reachable instance. Run's preflight needs one instance
+// to answer; connection-level faults need a single target.
+//
+//	engine.Run(ctx, s, engine.WithTargets("10.0.0.1:7070", "10.0.0.2:7070"))
+func WithTargets(addrs ...string) Option {
+	return func(o *options) error {
+		if len(addrs) == 0 {
+			return errors.New("engine: WithTargets needs at least one address")
+		}
+		for i, a := range addrs {
+			if strings.Contains(a, ",") {
+				return fmt.Errorf("engine: WithTargets: address %d %q holds a comma; give one address per argument", i+1, a)
+			}
+		}
+		ts, err := ParseTargets(strings.Join(addrs, ","))
+		if err != nil {
+			return fmt.Errorf("engine: targets: %w", err)
+		}
+		o.targets = ts
+		return nil
+	}
+}
+
+// ParseTargets splits a comma-separated list of host:port addresses
+// (spaces around an element are ignored). The error names the bad element
+// (an empty one, one that is not host:port, one listed twice); callers
+// prefix what the list was (a flag, an option).
+func ParseTargets(list string) ([]string, error) {
+	if strings.TrimSpace(list) == "" {
+		return nil, errors.New("no address given; want host:port (e.g. 127.0.0.1:7070), or a comma-separated list of them")
+	}
+	parts := strings.Split(list, ",")
+	out := make([]string, 0, len(parts))
+	seen := map[string]bool{}
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			return nil, fmt.Errorf("element %d of %q is empty; want host:port[,host:port...]", i+1, list)
+		}
+		_, port, err := net.SplitHostPort(p)
+		if err == nil && port == "" {
+			err = errors.New("missing port")
+		}
+		if err != nil {
+			if ae, ok := err.(*net.AddrError); ok {
+				err = errors.New(ae.Err)
+			}
+			return nil, fmt.Errorf("%q: %v; want host:port (e.g. 127.0.0.1:7070)", p, err)
+		}
+		if seen[p] {
+			return nil, fmt.Errorf("%q is listed twice", p)
+		}
+		seen[p] = true
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // WithInsecure dials without TLS (the default).

@@ -36,6 +36,7 @@ type recorder struct {
 	lastPushAt map[int]time.Time
 	streams    int
 	connEnds   atomic.Int64
+	connBegins atomic.Int64
 }
 
 func (r *recorder) Connect(st grpc.BidiStreamingServer[chatv1.ClientEvent, chatv1.ServerEvent]) error {
@@ -43,11 +44,12 @@ func (r *recorder) Connect(st grpc.BidiStreamingServer[chatv1.ClientEvent, chatv
 	id := r.streams
 	r.streams++
 	r.mu.Unlock()
+	// The writer stops (cancel) before the handler waits for it.
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	ctx, cancel := context.WithCancel(st.Context())
 	defer cancel()
 	out := make(chan *chatv1.ServerEvent, 64)
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	wg.Go(func() {
 		var seq uint64 = 10
 		for {
@@ -136,6 +138,10 @@ func (r *recorder) MaxBody() int    { r.mu.Lock(); defer r.mu.Unlock(); return r
 func (r *recorder) Sends() int      { r.mu.Lock(); defer r.mu.Unlock(); return r.sends }
 func (r *recorder) ConnEnds() int64 { return r.connEnds.Load() }
 
+// ConnBegins is the number of connections accepted; Streams of streams.
+func (r *recorder) ConnBegins() int64 { return r.connBegins.Load() }
+func (r *recorder) Streams() int      { r.mu.Lock(); defer r.mu.Unlock(); return r.streams }
+
 // LongestStall is the longest time any pushing stream has not managed a write.
 func (r *recorder) LongestStall() time.Duration {
 	r.mu.Lock()
@@ -147,13 +153,16 @@ func (r *recorder) LongestStall() time.Duration {
 	return worst
 }
 
-// TagConn/HandleConn implement stats.Handler to count ended connections.
+// TagConn/HandleConn implement stats.Handler to count connections.
 func (r *recorder) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context   { return ctx }
 func (r *recorder) HandleRPC(context.Context, stats.RPCStats)                         {}
 func (r *recorder) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
 func (r *recorder) HandleConn(_ context.Context, s stats.ConnStats) {
-	if _, ok := s.(*stats.ConnEnd); ok {
+	switch s.(type) {
+	case *stats.ConnEnd:
 		r.connEnds.Add(1)
+	case *stats.ConnBegin:
+		r.connBegins.Add(1)
 	}
 }
 

@@ -14,7 +14,8 @@ import (
 type Kind uint8
 
 const (
-	// Connect: a client's stream opened. Latency = dial + stream setup time.
+	// Connect: a client's stream opened. Latency = dial + stream setup
+	// time, Detail = the target address the stream reached (engine).
 	Connect Kind = iota + 1
 	// Disconnect: a client's stream ended. Code = final gRPC status code
 	// (codes.OK for a clean io.EOF after CloseSend), Detail = status message.

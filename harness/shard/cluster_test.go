@@ -4,11 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -116,118 +115,16 @@ func (in *clusterInstance) kill() {
 	in.wait()
 }
 
-// forwarder is a TCP front (a virtual address, as a load balancer gives) for
-// one shard: each accepted connection is piped to the current upstream,
-// which failover switches. The accept goroutine owns the listener; each
-// pipe's two copy goroutines own their pair of connections. mu guards
-// upstream and conns.
-type forwarder struct {
-	lis net.Listener
-	wg  sync.WaitGroup
-
-	mu       sync.Mutex
-	upstream string
-	conns    map[net.Conn]bool
-	closed   bool
-}
-
-// startForwarder listens on 127.0.0.1:0 and forwards to upstream; closed
-// (listener and every pipe) at cleanup.
-func startForwarder(upstream string) *forwarder {
-	GinkgoHelper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	Expect(err).NotTo(HaveOccurred())
-	f := &forwarder{lis: lis, upstream: upstream, conns: map[net.Conn]bool{}}
-	f.wg.Go(f.accept)
-	DeferCleanup(f.close)
-	return f
-}
-
-func (f *forwarder) Addr() string { return f.lis.Addr().String() }
-
-// failover sends every later connection to upstream.
-func (f *forwarder) failover(upstream string) {
-	f.mu.Lock()
-	f.upstream = upstream
-	f.mu.Unlock()
-}
-
-func (f *forwarder) track(cs ...net.Conn) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
-		return false
-	}
-	for _, c := range cs {
-		f.conns[c] = true
-	}
-	return true
-}
-
-func (f *forwarder) accept() {
-	for {
-		down, err := f.lis.Accept()
-		if err != nil {
-			return
-		}
-		f.mu.Lock()
-		to := f.upstream
-		f.mu.Unlock()
-		up, err := net.DialTimeout("tcp", to, 2*time.Second)
-		if err != nil {
-			_ = down.Close()
-			continue
-		}
-		if !f.track(down, up) {
-			_ = down.Close()
-			_ = up.Close()
-			return
-		}
-		f.wg.Go(func() { f.pipe(down, up) })
-	}
-}
-
-// pipe copies both ways until either side ends, then closes both.
-func (f *forwarder) pipe(a, b net.Conn) {
-	var g sync.WaitGroup
-	cp := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src)
-		_ = dst.Close()
-		_ = src.Close()
-	}
-	g.Go(func() { cp(a, b) })
-	g.Go(func() { cp(b, a) })
-	g.Wait()
-	f.mu.Lock()
-	delete(f.conns, a)
-	delete(f.conns, b)
-	f.mu.Unlock()
-}
-
-func (f *forwarder) close() {
-	f.mu.Lock()
-	f.closed = true
-	for c := range f.conns {
-		_ = c.Close()
-	}
-	f.mu.Unlock()
-	_ = f.lis.Close()
-	f.wg.Wait()
-}
-
-// killer is the fault.Server that kill-server drives in shard 0: it points
-// shard 0's front at the survivor, then stops the victim hard.
+// killer is the fault.Server that kill-server drives in shard 0: it stops
+// the victim hard. Moving its clients elsewhere is the engine's failover.
 type killer struct {
-	front    *forwarder
-	victim   *clusterInstance
-	survivor string
-	killed   chan struct{}
+	victim *clusterInstance
+	killed chan struct{}
 }
 
 var _ fault.Server = (*killer)(nil)
 
 func (k *killer) Kill() error {
-	k.front.failover(k.survivor)
 	k.victim.kill()
 	close(k.killed)
 	return nil
@@ -245,9 +142,10 @@ type clusterRun struct {
 	merged  []shard.Scenario
 }
 
-// runClusterShards runs yaml as three shards, shard i against targets[i],
-// each writing its raw file, then merges the files.
-func runClusterShards(ctx context.Context, yaml string, targets []string, srv fault.Server, log *slog.Logger) clusterRun {
+// runClusterShards runs yaml as three shards, shard i against the list
+// targets[i] (engine.WithTargets: failover in list order), each writing its
+// raw file, then merges the files.
+func runClusterShards(ctx context.Context, yaml string, targets [][]string, srv fault.Server, log *slog.Logger) clusterRun {
 	GinkgoHelper()
 	dir := GinkgoT().TempDir()
 	file := filepath.Join(dir, "cluster.yaml")
@@ -261,8 +159,8 @@ func runClusterShards(ctx context.Context, yaml string, targets []string, srv fa
 		cr.paths[i] = filepath.Join(dir, fmt.Sprintf("shard-%d.raw", i))
 		w, err := shard.Create(cr.paths[i])
 		Expect(err).NotTo(HaveOccurred())
-		sec := w.Section(shard.HeaderFor(scs[0], []byte(yaml), targets[i], i, n))
-		opts := []engine.Option{engine.WithTarget(targets[i]), engine.WithShard(i, n), engine.WithTap(sec), engine.WithLogger(log)}
+		sec := w.Section(shard.HeaderFor(scs[0], []byte(yaml), strings.Join(targets[i], ","), i, n))
+		opts := []engine.Option{engine.WithTargets(targets[i]...), engine.WithShard(i, n), engine.WithTap(sec), engine.WithLogger(log)}
 		if srv != nil {
 			opts = append(opts, engine.WithFaultEnv(srv))
 		}
@@ -350,7 +248,8 @@ var _ = Describe("a three-shard run against three clustered reference instances"
 	})
 
 	It("passes every ordering and loss check across instances, with exact merged percentiles", func(ctx SpecContext) {
-		targets := []string{ins[0].srv.Addr(), ins[1].srv.Addr(), ins[2].srv.Addr()}
+		// One target per shard: each shard's clients stay on its instance.
+		targets := [][]string{{ins[0].srv.Addr()}, {ins[1].srv.Addr()}, {ins[2].srv.Addr()}}
 		cr := runClusterShards(ctx, fmt.Sprintf(clusterChat, ""), targets, nil, log)
 		res := cr.merged[0].Result
 		Expect(res).To(matchers.PassAllChecks(), describe(res))
@@ -390,77 +289,120 @@ var _ = Describe("a three-shard run against three clustered reference instances"
 		}
 	}, SpecTimeout(50*time.Second))
 
-	It("loses no acknowledged message when one instance is killed mid-run, and its shard's clients resume on another", func(ctx SpecContext) {
-		// Shard 0 dials a front that forwards to instance 0; kill-server
-		// (fired by shard 0 at 2 s) points the front at instance 1 and stops
-		// instance 0 hard. The engine reconnects to the same address, so
-		// the front is what moves the clients to another instance.
-		front := startForwarder(ins[0].srv.Addr())
-		k := &killer{front: front, victim: ins[0], survivor: ins[1].srv.Addr(), killed: make(chan struct{})}
-		targets := []string{front.Addr(), ins[1].srv.Addr(), ins[2].srv.Addr()}
+	It("loses no acknowledged message when one instance is killed mid-run, and its clients fail over to the next instance", func(ctx SpecContext) {
+		// Every shard gets all three instances, its own first
+		// (engine.WithTargets): client i prefers the (i mod 3)-th of its
+		// shard's list, so every instance serves clients of several
+		// shards. kill-server (fired by shard 0 at 2 s) stops instance 0
+		// hard; the engine's pick_first failover moves its clients on, to
+		// the instance after it in their lists: instance 1 in every
+		// rotation of (0, 1, 2).
+		addrs := []string{ins[0].srv.Addr(), ins[1].srv.Addr(), ins[2].srv.Addr()}
+		targets := make([][]string, 3)
+		for i := range 3 {
+			targets[i] = []string{addrs[i], addrs[(i+1)%3], addrs[(i+2)%3]}
+		}
+		k := &killer{victim: ins[0], killed: make(chan struct{})}
 		cr := runClusterShards(ctx, fmt.Sprintf(clusterChat, killAt), targets, k, log)
 		Expect(k.killed).To(BeClosed(), "the kill-server fault never fired")
 
 		res := cr.merged[0].Result
 		Expect(res).To(matchers.PassCheck("total-order", "no-gaps", "no-duplicates", "no-lost-acks", "sender-fifo"), describe(res))
-		overall, perRole, all := unionHistograms(cr.paths)
+		overall, perRole, _ := unionHistograms(cr.paths)
 		expectExactPercentiles(res, overall, perRole)
-		expectResumesCompleteOrKilled(res, all[0])
+		all := alignedEvents(cr.paths)
+		expectResumesCompleteOrKilled(res, all)
 
-		// Shard 0's clients were cut off by the kill and came back: each
-		// one connected and joined again after its broken stream, the
-		// resumers with a resume position, on the survivor.
-		var killedAt time.Duration
-		for _, e := range all[0] {
-			if e.Kind == event.Fault && e.Detail == "kill-server" {
-				killedAt = e.At
-			}
-		}
-		Expect(killedAt).To(BeNumerically(">", 0), "shard 0 recorded no kill-server fault")
-		broken := map[int]bool{}
-		back := map[int]bool{}
+		// Walk each shard's events in order, following every client's
+		// current stream's instance (Connect's Detail; plan indices are
+		// unique across shards).
+		victim := addrs[0]
+		onVictim := map[int]int{} // client -> its shard, for clients that had a stream on instance 0
+		movedTo := map[int]string{}
+		rejoined := map[int]bool{}
 		resumed := 0
-		for _, e := range all[0] {
-			switch {
-			case e.Kind == event.Disconnect && e.At >= killedAt && e.Code != 0 && !back[e.Client]:
-				broken[e.Client] = true
-			case e.Kind == event.Join && broken[e.Client]:
-				back[e.Client] = true
-				if e.HasResume {
-					resumed++
+		reached := make([]map[string]bool, 3) // per shard: the instances its clients reached
+		type msg struct{ sender, id string }
+		delivered := map[string]map[uint64]msg{} // room -> seq -> message, as the survivors delivered it
+		var ackedByVictim []event.Event
+		for i, evs := range all {
+			reached[i] = map[string]bool{}
+			cur := map[int]string{}
+			for _, e := range evs {
+				switch e.Kind {
+				case event.Connect:
+					Expect(e.Detail).To(BeElementOf(addrs), "client %d's Connect names no target", e.Client)
+					cur[e.Client] = e.Detail
+					reached[i][e.Detail] = true
+					if e.Detail == victim {
+						onVictim[e.Client] = i
+					} else if _, ok := onVictim[e.Client]; ok && movedTo[e.Client] == "" {
+						movedTo[e.Client] = e.Detail
+					}
+				case event.Join:
+					if movedTo[e.Client] != "" && cur[e.Client] == movedTo[e.Client] && !rejoined[e.Client] {
+						rejoined[e.Client] = true
+						if e.HasResume {
+							resumed++
+						}
+					}
+				case event.Ack:
+					if cur[e.Client] == victim && e.Seq > 0 && !e.Duplicate {
+						ackedByVictim = append(ackedByVictim, e)
+					}
+				case event.Deliver:
+					if cur[e.Client] != victim {
+						if delivered[e.Scope] == nil {
+							delivered[e.Scope] = map[uint64]msg{}
+						}
+						delivered[e.Scope][e.Seq] = msg{e.Sender, e.MsgID}
+					}
 				}
 			}
 		}
-		Expect(broken).NotTo(BeEmpty(), "no client of shard 0 lost its stream to the kill")
-		Expect(back).To(Equal(broken), "clients of shard 0 that did not rejoin after the kill")
-		Expect(resumed).To(BeNumerically(">", 0))
+		for i := range reached {
+			Expect(len(reached[i])).To(BeNumerically(">=", 2), "shard %d's clients did not spread over its targets: %v", i, reached[i])
+		}
+		Expect(len(onVictim)).To(BeNumerically(">=", 3), "clients on the killed instance")
+		for c, sh := range onVictim {
+			Expect(movedTo).To(HaveKeyWithValue(c, addrs[1]), "client %d (shard %d) did not fail over to the next instance", c, sh)
+			Expect(rejoined).To(HaveKey(c), "client %d (shard %d) never joined its rooms again after failing over", c, sh)
+		}
+		Expect(resumed).To(BeNumerically(">", 0), "no client resumed from its position after failing over")
+		AddReportEntry("failover", fmt.Sprintf("%d clients on the killed instance moved to %s, %d resumed; %d acks by the killed instance checked", len(onVictim), addrs[1], resumed, len(ackedByVictim)))
 
 		// No acknowledged message is lost: every message the killed
-		// instance acknowledged to shard 0 before the kill reached the
-		// members on the surviving instances, at the acked seq.
-		type msg struct{ sender, id string }
-		delivered := map[string]map[uint64]msg{}
-		for _, evs := range all[1:] {
-			for _, e := range evs {
-				if e.Kind == event.Deliver {
-					if delivered[e.Scope] == nil {
-						delivered[e.Scope] = map[uint64]msg{}
-					}
-					delivered[e.Scope][e.Seq] = msg{e.Sender, e.MsgID}
-				}
-			}
+		// instance acknowledged reached members on the surviving
+		// instances (live or replayed on resume), at the acked seq.
+		for _, e := range ackedByVictim {
+			Expect(delivered[e.Scope]).To(HaveKeyWithValue(e.Seq, msg{e.User, e.MsgID}),
+				"message %s/%s acked by the killed instance at seq %d of %s never reached the survivors", e.User, e.MsgID, e.Seq, e.Scope)
 		}
-		ackedBefore := 0
-		for _, e := range all[0] {
-			if e.Kind == event.Ack && e.Seq > 0 && !e.Duplicate && e.At < killedAt {
-				ackedBefore++
-				Expect(delivered[e.Scope]).To(HaveKeyWithValue(e.Seq, msg{e.User, e.MsgID}),
-					"message %s/%s acked by the killed instance at seq %d of %s never reached the survivors", e.User, e.MsgID, e.Seq, e.Scope)
-			}
-		}
-		Expect(ackedBefore).To(BeNumerically(">", 10))
+		Expect(len(ackedByVictim)).To(BeNumerically(">", 10))
 	}, SpecTimeout(55*time.Second))
 })
+
+// alignedEvents reads every shard's events, At shifted as shard.Merge
+// shifts them: by the shard's wall-clock start offset from the earliest.
+func alignedEvents(paths []string) [][]event.Event {
+	GinkgoHelper()
+	hs := make([]*shard.Header, len(paths))
+	out := make([][]event.Event, len(paths))
+	var base time.Time
+	for i, p := range paths {
+		hs[i], out[i] = readAll(p)
+		if base.IsZero() || hs[i].StartedAt.Before(base) {
+			base = hs[i].StartedAt
+		}
+	}
+	for i := range out {
+		off := hs[i].StartedAt.Sub(base)
+		for j := range out[i] {
+			out[i][j].At += off
+		}
+	}
+	return out
+}
 
 // expectResumesCompleteOrKilled asserts the merged resume-complete verdict,
 // excusing only what the kill explains. A resume whose replay the kill cut
@@ -468,8 +410,9 @@ var _ = Describe("a three-shard run against three clustered reference instances"
 // stream's Disconnect (engine runStream: d.ended() then Disconnect), and
 // check/resume judges an open replay at Leave, so its Disconnect leniency
 // never applies. Each excused violation must be a "replay stopped" at a
-// shard 0 client whose very next stream end after the join was broken.
-func expectResumesCompleteOrKilled(res result.Scenario, shard0 []event.Event) {
+// client whose very next stream end after the join was broken. shards are
+// every shard's events, aligned as the merge aligns them.
+func expectResumesCompleteOrKilled(res result.Scenario, shards [][]event.Event) {
 	GinkgoHelper()
 	var v *check.Verdict
 	for i := range res.Checks {
@@ -486,10 +429,13 @@ func expectResumesCompleteOrKilled(res result.Scenario, shard0 []event.Event) {
 	for _, ev := range v.Evidence {
 		Expect(ev.Detail).To(ContainSubstring("claimed complete but replay stopped"), describe(res))
 		cut := false
-		for _, e := range shard0 {
-			if e.Kind == event.Disconnect && e.At >= ev.At && fmt.Sprintf("#%d %s (%s)", e.Client, e.User, e.Role) == ev.Client {
-				cut = e.Code != 0
-				break
+	find:
+		for _, evs := range shards {
+			for _, e := range evs {
+				if e.Kind == event.Disconnect && e.At >= ev.At && fmt.Sprintf("#%d %s (%s)", e.Client, e.User, e.Role) == ev.Client {
+					cut = e.Code != 0
+					break find
+				}
 			}
 		}
 		Expect(cut).To(BeTrue(), "resume-complete violation not explained by the kill: %+v\n%s", ev, describe(res))
