@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	gamev1 "github.com/bidikit/bidikit/proto/bidikit/game/v1"
+	relayv1 "github.com/bidikit/bidikit/proto/bidikit/relay/v1"
 )
 
 // inputRec is the part of an Input the loop needs.
@@ -42,6 +43,17 @@ func (b *inbox) put(in inputRec) {
 	b.mu.Unlock()
 }
 
+// addOver counts n inputs dropped before they reached the inbox (by a relay
+// instance, over the same limit).
+func (b *inbox) addOver(n uint64) {
+	if n == 0 {
+		return
+	}
+	b.mu.Lock()
+	b.over += n
+	b.mu.Unlock()
+}
+
 // take appends the queued inputs to dst, empties the inbox and returns the
 // over-limit count.
 func (b *inbox) take(dst []inputRec) ([]inputRec, uint64) {
@@ -55,10 +67,16 @@ func (b *inbox) take(dst []inputRec) ([]inputRec, uint64) {
 }
 
 // player is one stream's membership in a match. The inbox is shared with the
-// stream's reader; every other field is owned by the match loop.
+// stream's reader; every other field is owned by the match loop (or, for a
+// player of a relaying node, by the node under its mutex).
+//
+// A player of a shared match whose stream is on another instance (a remote
+// player, seen by the owner) has rs set and no out: its events and personal
+// fields travel in the owner's Tick messages.
 type player struct {
 	in  inbox
-	out *outbox
+	out *outbox     // nil for a remote player
+	rs  *remoteSeat // non-nil for a remote player
 
 	state    *gamev1.PlayerState // id, position, last processed seq
 	lastSent int64               // client_sent_unix_nanos of the last processed input
@@ -67,6 +85,18 @@ type player struct {
 	changed  bool                // state changed since the last delta (or joined)
 	member   bool                // still in m.players
 	batch    []inputRec
+
+	joinedTick uint64 // relaying node: ticks up to this one are not forwarded
+}
+
+// remoteSeat is the owner's record of a remote player, owned by the loop.
+type remoteSeat struct {
+	relay    string    // the relay instance serving the player ("" until it claims it after a takeover)
+	claimed  bool      // the relay confirmed the player since this instance owns the match
+	lastSeen time.Time // last batch naming the player
+	events   []*gamev1.ServerEvent
+	endCode  codes.Code
+	endMsg   string
 }
 
 // reqKind says what a request to a match loop asks for.
@@ -75,6 +105,9 @@ type reqKind int
 const (
 	reqJoin reqKind = iota
 	reqLeave
+	reqRemoteJoin // shared: a player on a relay instance joins
+	reqInputs     // shared: a relay's batch of inputs
+	reqSync       // shared: publish the next Tick with a full frame
 )
 
 // request is a membership change handed to a match loop. The loop answers on
@@ -85,12 +118,16 @@ type request struct {
 	out    *outbox
 	p      *player // reqLeave
 	notify bool    // reqLeave: send Left
-	reply  chan reply
+	relay  string  // reqRemoteJoin: the relay instance
+	batch  *relayv1.Inputs
+	reply  chan reply // nil: no answer wanted
 }
 
 type reply struct {
-	p   *player
-	err *gamev1.Error // refused join
+	p      *player
+	err    *gamev1.Error // refused join
+	joined *gamev1.Joined
+	full   []byte // reqRemoteJoin: the full frame after the join
 }
 
 // match is one match: its loop goroutine owns every field below reqs/done
@@ -113,6 +150,12 @@ type match struct {
 	changedBuf []*gamev1.PlayerState
 	leak       float64 // flood bucket leak per tick
 	hist       *tickHist
+
+	// Shared matches only (link == nil for New): the loop owns these too.
+	link     *ownerLink
+	byID     map[string]*player
+	fullNext bool      // the next tick's frame is full (a relay asked, or a takeover)
+	departed []*player // remote players removed this tick with events to deliver
 }
 
 func newMatch(s *Service, name string) *match {
@@ -124,6 +167,7 @@ func newMatch(s *Service, name string) *match {
 		emptySince: time.Now(),
 		leak:       float64(s.cfg.FloodKickAfter) / (s.cfg.FloodWindow.Seconds() * float64(s.cfg.TickRate)),
 		hist:       &s.hists[s.nextShard.Add(1)%histShards],
+		byID:       map[string]*player{},
 	}
 }
 
@@ -135,12 +179,22 @@ func (m *match) run() {
 	defer m.s.loops.Done()
 	defer close(m.done)
 	defer func() { m.s.queueDepth.Sub(float64(m.queued)) }()
+	if m.link != nil {
+		defer m.link.ended(m)
+	}
 	t := time.NewTicker(time.Second / time.Duration(m.s.cfg.TickRate))
 	defer t.Stop()
+	var lost <-chan struct{}
+	if m.link != nil {
+		lost = m.link.lost
+	}
 	for {
 		select {
 		case <-m.s.stop:
 			m.shutdown()
+			return
+		case <-lost:
+			m.lostOwnership()
 			return
 		case r := <-m.reqs:
 			m.handle(r)
@@ -169,7 +223,7 @@ func (m *match) rules() *gamev1.Rules {
 
 func (m *match) handle(r request) {
 	switch r.kind {
-	case reqJoin:
+	case reqJoin, reqRemoteJoin:
 		if len(m.players) >= m.s.cfg.MaxPlayers {
 			r.reply <- reply{err: &gamev1.Error{
 				Code:    uint32(codes.ResourceExhausted),
@@ -191,18 +245,31 @@ func (m *match) handle(r request) {
 			member:  true,
 		}
 		p.in.buf = make([]inputRec, 0, m.s.cfg.MaxInputsPerTick)
+		if r.kind == reqRemoteJoin {
+			p.out = nil
+			p.rs = &remoteSeat{relay: r.relay, claimed: true, lastSeen: time.Now()}
+		}
 		m.players = append(m.players, p)
+		m.byID[p.state.PlayerId] = p
+		joined := &gamev1.Joined{Match: m.name, PlayerId: p.state.PlayerId, Rules: m.rules(), Tick: m.tick}
+		full := m.encode(true, time.Now().UnixNano())
+		if p.rs != nil {
+			r.reply <- reply{p: p, joined: joined, full: full.b}
+			return
+		}
 		m.s.memberJoined()
-		r.out.pushEvent(&gamev1.ServerEvent{Event: &gamev1.ServerEvent_Joined{Joined: &gamev1.Joined{
-			Match: m.name, PlayerId: p.state.PlayerId, Rules: m.rules(), Tick: m.tick,
-		}}}, nil)
-		r.out.pushFull(m.encode(true, time.Now().UnixNano()), p.personal())
+		r.out.pushEvent(&gamev1.ServerEvent{Event: &gamev1.ServerEvent_Joined{Joined: joined}}, nil)
+		r.out.pushFull(full, p.personal())
 		r.reply <- reply{p: p}
 	case reqLeave:
 		if m.remove(r.p) && r.notify {
 			r.out.pushEvent(&gamev1.ServerEvent{Event: &gamev1.ServerEvent_Left{Left: &gamev1.Left{Match: m.name}}}, nil)
 		}
 		r.reply <- reply{}
+	case reqInputs:
+		m.takeBatch(r.batch)
+	case reqSync:
+		m.fullNext = true
 	}
 }
 
@@ -219,11 +286,16 @@ func (m *match) remove(p *player) bool {
 			break
 		}
 	}
+	if m.byID[p.state.PlayerId] == p {
+		delete(m.byID, p.state.PlayerId)
+	}
 	m.removed = append(m.removed, p.state.PlayerId)
 	if len(m.players) == 0 {
 		m.emptySince = time.Now()
 	}
-	m.s.memberLeft()
+	if p.rs == nil {
+		m.s.memberLeft() // remote players are counted by their relay instance
+	}
 	return true
 }
 
@@ -237,6 +309,9 @@ func (m *match) step() {
 	start := time.Now()
 	now := start.UnixNano()
 	m.tick++
+	if m.link != nil {
+		m.expireRemote(start)
+	}
 	var kicked []*player
 	for _, p := range m.players {
 		if m.applyInputs(p) {
@@ -246,7 +321,7 @@ func (m *match) step() {
 	for _, p := range kicked {
 		m.kick(p)
 	}
-	if len(m.players) > 0 {
+	if len(m.players) > 0 || len(m.departed) > 0 {
 		delta := m.encode(false, now)
 		var full *frame
 		fullFn := func() *frame {
@@ -255,15 +330,29 @@ func (m *match) step() {
 			}
 			return full
 		}
+		if m.fullNext {
+			delta = fullFn()
+			m.fullNext = false
+		}
+		remote := len(m.departed) > 0
 		for _, p := range m.players {
-			p.out.pushTick(delta, fullFn, p.personal())
+			if p.out != nil {
+				p.out.pushTick(delta, fullFn, p.personal())
+			} else {
+				remote = true
+			}
+		}
+		if m.link != nil && remote { // relays follow a match only while they have players in it
+			m.publish(delta, false)
 		}
 	}
 	queued := 0
 	for _, p := range m.players {
 		p.changed = false
-		n, _ := p.out.q.Len()
-		queued += n
+		if p.out != nil {
+			n, _ := p.out.q.Len()
+			queued += n
+		}
 	}
 	m.s.queueDepth.Add(float64(queued - m.queued))
 	m.queued = queued
@@ -322,7 +411,7 @@ func (m *match) applyInputs(p *player) bool {
 		// At most one error event per player per tick, and none while an
 		// earlier event is still unsent: a cheater cannot make the server
 		// flood itself. dropped_inputs counts every drop.
-		p.out.pushEventIfIdle(&gamev1.ServerEvent{Event: &gamev1.ServerEvent_Error{Error: report}})
+		m.eventIfIdle(p, &gamev1.ServerEvent{Event: &gamev1.ServerEvent_Error{Error: report}})
 	}
 	p.flood = math.Max(0, p.flood-m.leak) + float64(drops)
 	return p.flood > float64(m.s.cfg.FloodKickAfter)
@@ -377,17 +466,60 @@ func (m *match) kick(p *player) {
 	m.remove(p)
 	m.s.kicked()
 	m.s.log.Info("game: player kicked", "match", m.name, "player", p.state.PlayerId, "reason", "input flood", "dropped", p.dropped)
-	p.out.pushEvent(&gamev1.ServerEvent{Event: &gamev1.ServerEvent_Kick{Kick: &gamev1.Kick{
+	m.event(p, &gamev1.ServerEvent{Event: &gamev1.ServerEvent_Kick{Kick: &gamev1.Kick{
 		Match: m.name, Reason: gamev1.Kick_REASON_INPUT_FLOOD, Message: msg,
 	}}}, status.Error(codes.ResourceExhausted, msg))
+	if p.rs != nil {
+		m.departed = append(m.departed, p)
+	}
 }
 
-// shutdown ends every player's stream because the service is closing.
+// event queues ev for p (ending its stream with end when end != nil): into
+// its outbox, or for a remote player into the next Tick message.
+func (m *match) event(p *player, ev *gamev1.ServerEvent, end error) {
+	if p.rs == nil {
+		p.out.pushEvent(ev, end)
+		return
+	}
+	p.rs.events = append(p.rs.events, ev)
+	if end != nil {
+		st := status.Convert(end)
+		p.rs.endCode, p.rs.endMsg = st.Code(), st.Message()
+	}
+}
+
+// eventIfIdle queues a best-effort event: not while an earlier one is unsent
+// (for a remote player: at most one per Tick message; its relay applies the
+// same rule to its own queue).
+func (m *match) eventIfIdle(p *player, ev *gamev1.ServerEvent) {
+	if p.rs == nil {
+		p.out.pushEventIfIdle(ev)
+		return
+	}
+	if len(p.rs.events) == 0 {
+		p.rs.events = append(p.rs.events, ev)
+	}
+}
+
+// shutdown ends every local player's stream because the service is closing.
+// Remote players of a shared match stay: the last Tick hands the match over
+// (its delta removes the local players) and the lease is then released.
 func (m *match) shutdown() {
-	for _, p := range m.players {
+	remote := false
+	for _, p := range slices.Clone(m.players) {
+		if p.rs != nil {
+			remote = true
+			continue
+		}
 		p.out.pushEvent(shutdownKick(m.name), errShuttingDown)
+		m.remove(p)
+	}
+	if remote && m.link != nil {
+		m.tick++
+		m.publish(m.encode(false, time.Now().UnixNano()), true)
+	}
+	for _, p := range m.players {
 		p.member = false
-		m.s.memberLeft()
 	}
 	m.players = nil
 }

@@ -25,6 +25,11 @@
 // open. Error events for rejected inputs are best effort: at most one per
 // player per tick and none while an earlier event is unsent; dropped_inputs
 // counts them all.
+//
+// NewShared shares matches between server instances through a MatchHub
+// (package gamehub: NATS): one instance owns each match and runs its loop;
+// the others relay their players' joins and inputs to it and its updates to
+// them (see shared.go). New serves matches of this instance only.
 package game
 
 import (
@@ -85,10 +90,17 @@ type Service struct {
 	queueDepth prometheus.Gauge
 
 	stop  chan struct{}  // closed by Close: every match loop ends
-	loops sync.WaitGroup // one per running match loop
+	loops sync.WaitGroup // one per running match loop (and, shared, per lease renewer and relay watchdog)
+
+	// hub is nil for New; NewShared's matches live in nodes instead of
+	// matches (see shared.go).
+	hub     MatchHub
+	claimMu sync.Mutex     // serialises creating nodes (a lease claim each)
+	bg      sync.WaitGroup // shared: background requests (resyncs)
 
 	mu       sync.Mutex // guards the fields below; never held while taking a session's mu
 	matches  map[string]*match
+	nodes    map[string]*node
 	sessions map[*session]struct{}
 	draining bool
 	closed   bool
@@ -108,6 +120,10 @@ type Service struct {
 
 // New returns a running Service (no match exists until a player joins).
 func New(cfg Config, m *metrics.Set, log *slog.Logger) (*Service, error) {
+	return newService(cfg, nil, m, log)
+}
+
+func newService(cfg Config, hub MatchHub, m *metrics.Set, log *slog.Logger) (*Service, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
@@ -130,7 +146,9 @@ func New(cfg Config, m *metrics.Set, log *slog.Logger) (*Service, error) {
 		queueDepth:    m.QueueDepth.WithLabelValues(metricLabel),
 		stop:          make(chan struct{}),
 		matches:       map[string]*match{},
+		nodes:         map[string]*node{},
 		sessions:      map[*session]struct{}{},
+		hub:           hub,
 	}, nil
 }
 
@@ -210,8 +228,10 @@ func (s *Service) Close() error {
 	close(s.stop)
 	s.mu.Unlock()
 	s.loops.Wait()
+	s.bg.Wait()
 	s.mu.Lock()
 	clear(s.matches)
+	clear(s.nodes)
 	s.mu.Unlock()
 	return nil
 }
@@ -270,7 +290,7 @@ type Stats struct {
 // Stats returns the current Stats.
 func (s *Service) Stats() Stats {
 	s.mu.Lock()
-	st := Stats{Matches: len(s.matches), Streams: len(s.sessions)}
+	st := Stats{Matches: len(s.matches) + len(s.nodes), Streams: len(s.sessions)}
 	s.mu.Unlock()
 	st.Players = s.players.Load()
 	st.Resyncs = s.resyncs.Load()
@@ -377,16 +397,30 @@ type session struct {
 	closed bool // set by the stream's clean-up: no more joins
 }
 
+// membership is a session's place in a match: m for a match of New, n for
+// a shared match's node on this instance (which may change from relaying to
+// owning under it; p stays the same player).
 type membership struct {
-	m *match
-	p *player
+	name string
+	m    *match
+	n    *node
+	p    *player
+}
+
+// leave takes the membership's player out of its match.
+func (c *membership) leave(notify bool) {
+	if c.n != nil {
+		c.n.leave(c.p, notify)
+		return
+	}
+	leave(c.m, c.p, notify)
 }
 
 func (ss *session) matchName() string {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.cur != nil {
-		return ss.cur.m.name
+		return ss.cur.name
 	}
 	return ""
 }
@@ -415,7 +449,7 @@ func (ss *session) finish() {
 	ss.closed = true
 	if c := ss.cur; c != nil {
 		ss.cur = nil
-		leave(c.m, c.p, false)
+		c.leave(false)
 	}
 	ss.mu.Unlock()
 	ss.out.q.Close()
@@ -562,8 +596,8 @@ func (ss *session) input(in *gamev1.Input) {
 		ss.reply(&gamev1.Error{Code: uint32(codes.FailedPrecondition), Message: "input outside a match: send JoinMatch first", Field: "input.match", Match: in.GetMatch(), Seq: in.GetSeq()})
 		return
 	}
-	if in.GetMatch() != "" && in.GetMatch() != c.m.name {
-		ss.reply(&gamev1.Error{Code: uint32(codes.FailedPrecondition), Message: fmt.Sprintf("input for match %q but this stream is in match %q", in.GetMatch(), c.m.name), Field: "input.match", Match: in.GetMatch(), Seq: in.GetSeq()})
+	if in.GetMatch() != "" && in.GetMatch() != c.name {
+		ss.reply(&gamev1.Error{Code: uint32(codes.FailedPrecondition), Message: fmt.Sprintf("input for match %q but this stream is in match %q", in.GetMatch(), c.name), Field: "input.match", Match: in.GetMatch(), Seq: in.GetSeq()})
 		return
 	}
 	c.p.in.put(inputRec{seq: in.GetSeq(), action: in.GetAction(), dx: in.GetDx(), dy: in.GetDy(), sent: in.GetClientSentUnixNanos()})
@@ -586,7 +620,16 @@ func (ss *session) joinMatch(ctx context.Context, j *gamev1.JoinMatch) {
 		return
 	}
 	if ss.cur != nil {
-		ss.reply(&gamev1.Error{Code: uint32(codes.FailedPrecondition), Message: fmt.Sprintf("already in match %q: send LeaveMatch first (one match per stream)", ss.cur.m.name), Field: "join.match", Match: name})
+		ss.reply(&gamev1.Error{Code: uint32(codes.FailedPrecondition), Message: fmt.Sprintf("already in match %q: send LeaveMatch first (one match per stream)", ss.cur.name), Field: "join.match", Match: name})
+		return
+	}
+	if ss.s.hub != nil {
+		c, e := ss.s.joinShared(ctx, ss, name)
+		if e != nil {
+			ss.reply(e)
+			return
+		}
+		ss.cur = c
 		return
 	}
 	m, p, e := ss.s.join(ctx, ss, name)
@@ -594,17 +637,17 @@ func (ss *session) joinMatch(ctx context.Context, j *gamev1.JoinMatch) {
 		ss.reply(e)
 		return
 	}
-	ss.cur = &membership{m: m, p: p}
+	ss.cur = &membership{name: name, m: m, p: p}
 }
 
 func (ss *session) leaveMatch(l *gamev1.LeaveMatch) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	c := ss.cur
-	if c == nil || l.GetMatch() != c.m.name {
+	if c == nil || l.GetMatch() != c.name {
 		ss.reply(&gamev1.Error{Code: uint32(codes.FailedPrecondition), Message: fmt.Sprintf("not in match %q", l.GetMatch()), Field: "leave.match", Match: l.GetMatch()})
 		return
 	}
 	ss.cur = nil
-	leave(c.m, c.p, true)
+	c.leave(true)
 }
