@@ -18,6 +18,7 @@ import (
 	"github.com/bidikit/bidikit/reference/cluster"
 	"github.com/bidikit/bidikit/reference/collab"
 	"github.com/bidikit/bidikit/reference/game"
+	"github.com/bidikit/bidikit/reference/gamehub"
 	"github.com/bidikit/bidikit/reference/service"
 	"github.com/bidikit/bidikit/reference/store"
 )
@@ -44,9 +45,10 @@ type Config struct {
 	// documents and game matches; "" leaves everything open. When set, Build
 	// replaces Collab.Access and Game.Access with the file's lists.
 	ACLFile string
-	// NATS is the URL of a NATS server with JetStream: chat rooms then live
-	// there, shared by every instance connected to it (clustered mode). DB,
-	// if set, then holds collab documents only. Exclusive with NATSEmbed.
+	// NATS is the URL of a NATS server with JetStream: chat rooms and collab
+	// documents then live in JetStream streams and game matches are owned
+	// through a JetStream KV lease, shared by every instance connected to it
+	// (clustered mode). Exclusive with NATSEmbed and with DB.
 	NATS string
 	// NATSEmbed starts a JetStream-enabled nats-server in this process,
 	// storing in this directory, and uses it as NATS does; other instances
@@ -55,6 +57,17 @@ type Config struct {
 	// NATSListen is the embedded server's client address (port 0: a free
 	// one, printed at start).
 	NATSListen string
+	// NATSServerName names the embedded server; unique in its cluster and
+	// stable across restarts ("": cluster.EmbedConfig's default).
+	NATSServerName string
+	// NATSClusterListen is the embedded server's route address (host:port):
+	// set, it joins the JetStream cluster of NATSRoutes; "" (default): no
+	// cluster, a standalone server.
+	NATSClusterListen string
+	// NATSRoutes are the embedded server's seed routes
+	// (nats-route://host:port), the same list on every member, its own
+	// address included. Required with NATSClusterListen.
+	NATSRoutes []string
 	// NATSStorage is "file" (default) or "memory" for the room streams.
 	NATSStorage string
 	// NATSReplicas is the room streams' replication factor (1 for one NATS
@@ -105,11 +118,14 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.TokensFile, "tokens", c.TokensFile, "file of \"TOKEN USER\" lines; only these bearer tokens are accepted, and --dev-auth is off (default none: --dev-auth)")
 	fs.BoolVar(&c.DevAuth, "dev-auth", c.DevAuth, "local development auth: any bearer token is accepted as the user id; on unless --tokens is given; never on a shared network")
 	fs.StringVar(&c.ACLFile, "acl", c.ACLFile, "YAML access list of who may enter chat rooms, collab documents and game matches, like 'rooms: {ops: [alice, bob]}', 'documents: {plan: [alice]}', 'matches: {final: [carol]}'; a refused join/open gets an Error event PERMISSION_DENIED and the stream stays open; unlisted names are open to every user (default none: everything open)")
-	fs.StringVar(&c.NATS, "nats", c.NATS, "clustered chat: URL of a NATS server with JetStream (nats://host:4222); chat rooms live in JetStream streams shared by every instance using it, and --db then holds collab documents only (collab and game are not clustered yet) (default none: single instance)")
-	fs.StringVar(&c.NATSEmbed, "nats-embed", c.NATSEmbed, "clustered chat: start an embedded NATS server with JetStream storing in this directory and use it (other instances connect with --nats); exclusive with --nats (default none)")
+	fs.StringVar(&c.NATS, "nats", c.NATS, "clustered mode: URL of a NATS server with JetStream (nats://host:4222); chat rooms and collab documents live in JetStream streams and each game match has one owner instance (a JetStream KV lease), shared by every instance using it; exclusive with --db (default none: single instance)")
+	fs.StringVar(&c.NATSEmbed, "nats-embed", c.NATSEmbed, "clustered mode: start an embedded NATS server with JetStream storing in this directory and use it as --nats does (other instances connect with --nats, or embed their own and join with --nats-cluster-listen/--nats-routes); exclusive with --nats and --db (default none)")
 	fs.StringVar(&c.NATSListen, "nats-listen", c.NATSListen, "client address of the --nats-embed server (port 0 picks a free one; the URL is printed as storage=jetstream:URL)")
-	fs.StringVar(&c.NATSStorage, "nats-storage", c.NATSStorage, "JetStream storage of chat room streams: file or memory")
-	fs.IntVar(&c.NATSReplicas, "nats-replicas", c.NATSReplicas, "replicas of each chat room stream (1 for one NATS server, 3 for a JetStream cluster)")
+	fs.StringVar(&c.NATSServerName, "nats-server-name", c.NATSServerName, "name of the --nats-embed server; unique in its cluster and the same at every restart (JetStream knows peers by it) (default bidikit-embedded, or bidikit-HOSTNAME-PORT with --nats-cluster-listen's port)")
+	fs.StringVar(&c.NATSClusterListen, "nats-cluster-listen", c.NATSClusterListen, "route address (host:port, e.g. 127.0.0.1:6222) of the --nats-embed server: with --nats-routes it joins a JetStream cluster of embedded servers, so that with --nats-replicas 3 losing one of three instances loses nothing (default none: a standalone server)")
+	fs.StringSliceVar(&c.NATSRoutes, "nats-routes", c.NATSRoutes, "comma-separated seed routes (nats-route://host:port) of the --nats-embed cluster; give every member the same list, its own address included; the cluster serves once a majority of them is up (default none; required with --nats-cluster-listen)")
+	fs.StringVar(&c.NATSStorage, "nats-storage", c.NATSStorage, "JetStream storage of chat room and collab document streams: file or memory")
+	fs.IntVar(&c.NATSReplicas, "nats-replicas", c.NATSReplicas, "replicas of each room and document stream and of the match-owner bucket (1 for one NATS server, 3 for a JetStream cluster)")
 	fs.Uint32Var(&o.MaxConcurrentStreams, "max-concurrent-streams", o.MaxConcurrentStreams, "most open streams per connection; further streams wait for a free slot")
 	fs.IntVar(&o.MaxConnections, "max-connections", o.MaxConnections, "most open client connections; one over the limit is closed at once and counted")
 	fs.IntVar(&o.MaxRecvMsgSize, "max-recv-msg-size", o.MaxRecvMsgSize, "largest message accepted, in bytes; a larger one ends its stream with RESOURCE_EXHAUSTED")
@@ -140,12 +156,20 @@ func (c *Config) Check() error {
 		return errors.New("--dev-auth and --tokens exclude each other: pick one")
 	case c.TokensFile == "" && !c.DevAuth:
 		return errors.New("no authentication: give --tokens FILE, or --dev-auth for local development")
+	case (c.NATS != "" || c.NATSEmbed != "") && c.DB != "":
+		return errors.New("--db and --nats/--nats-embed exclude each other: in clustered mode rooms and documents live in JetStream")
 	case c.NATS != "" && c.NATSEmbed != "":
 		return errors.New("--nats and --nats-embed exclude each other: connect to a NATS server, or start one")
 	case c.NATSStorage != "file" && c.NATSStorage != "memory":
 		return fmt.Errorf("--nats-storage is %q, want file or memory", c.NATSStorage)
 	case c.NATSReplicas < 1 || c.NATSReplicas > 5:
 		return fmt.Errorf("--nats-replicas is %d, want 1..5", c.NATSReplicas)
+	case c.NATSEmbed == "" && (c.NATSServerName != "" || c.NATSClusterListen != "" || len(c.NATSRoutes) > 0):
+		return errors.New("--nats-server-name, --nats-cluster-listen and --nats-routes configure the embedded NATS server: give --nats-embed DIR too")
+	case c.NATSEmbed != "" && c.embedConfig().Check() != nil:
+		return c.embedConfig().Check()
+	case c.NATSEmbed != "" && c.NATSClusterListen == "" && c.NATSReplicas > 1:
+		return fmt.Errorf("--nats-replicas is %d, but a standalone --nats-embed server holds 1 replica: add --nats-cluster-listen and --nats-routes to form a cluster", c.NATSReplicas)
 	case c.Options.Addr == "":
 		return errors.New("--addr is empty")
 	case !isHostPort(c.Options.Addr):
@@ -221,10 +245,8 @@ func Build(cfg Config, log *slog.Logger) (*Server, error) {
 	var st store.Store
 	storage := "memory"
 	if cfg.DB == "" {
-		st = store.NewMemory(cfg.Chat.History)
-		if clustered {
-			log.Warn("no --db: collab documents are kept in memory only and lost on exit")
-		} else {
+		st = store.NewMemory(cfg.Chat.History) // unused in clustered mode
+		if !clustered {
 			log.Warn("no --db: messages are kept in memory only and lost on exit", "retained_per_room", cfg.Chat.History)
 		}
 	} else {
@@ -243,7 +265,9 @@ func Build(cfg Config, log *slog.Logger) (*Server, error) {
 		}
 		_ = st.Close()
 	}
-	var shared chat.SharedLog
+	var shared *cluster.Log // chat rooms; docs holds collab documents
+	var docs *cluster.Log
+	var hub *gamehub.Hub // game matches
 	if clustered {
 		lg, url, cl, err := openCluster(cfg, log)
 		closers = append(closers, cl...)
@@ -252,11 +276,26 @@ func Build(cfg Config, log *slog.Logger) (*Server, error) {
 			return nil, err
 		}
 		shared = lg
-		if cfg.DB != "" {
-			storage = "jetstream:" + url + ",sqlite:" + cfg.DB
-		} else {
-			storage = "jetstream:" + url
+		if docs, err = lg.ForKind("collab"); err != nil {
+			closeAll()
+			return nil, err
 		}
+		closers = append([]func() error{docs.Close}, closers...)
+		// Matches travel on their own connection: per-tick traffic does not
+		// queue behind chat and collab appends.
+		gnc, err := cluster.Connect(url, "bidikit serve (game)", log)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("--nats: %w", err)
+		}
+		closers = append([]func() error{func() error { gnc.Close(); return nil }}, closers...)
+		hcfg := gamehub.DefaultConfig()
+		hcfg.Replicas = cfg.NATSReplicas
+		if hub, err = gamehub.New(gnc, hcfg, log.With("component", "gamehub")); err != nil {
+			closeAll()
+			return nil, fmt.Errorf("--nats: %w", err)
+		}
+		storage = "jetstream:" + url
 	}
 
 	opts.Registry, opts.Metrics = NewRegistry()
@@ -285,12 +324,22 @@ func Build(cfg Config, log *slog.Logger) (*Server, error) {
 		cfg.Collab.Access = list.Documents()
 		cfg.Game.Access = list.Matches()
 	}
-	collabSvc, err := collab.New(cfg.Collab, st, opts.Metrics, log.With("service", "collab"))
+	var collabSvc *collab.Service
+	if docs != nil {
+		collabSvc, err = collab.NewShared(cfg.Collab, docs, opts.Metrics, log.With("service", "collab"))
+	} else {
+		collabSvc, err = collab.New(cfg.Collab, st, opts.Metrics, log.With("service", "collab"))
+	}
 	if err != nil {
 		return fail(&ConfigError{err})
 	}
 	services = append(services, collabSvc)
-	gameSvc, err := game.New(cfg.Game, opts.Metrics, log.With("service", "game"))
+	var gameSvc *game.Service
+	if hub != nil {
+		gameSvc, err = game.NewShared(cfg.Game, hub, opts.Metrics, log.With("service", "game"))
+	} else {
+		gameSvc, err = game.New(cfg.Game, opts.Metrics, log.With("service", "game"))
+	}
 	if err != nil {
 		return fail(&ConfigError{err})
 	}
@@ -312,13 +361,26 @@ func openCluster(cfg Config, log *slog.Logger) (*cluster.Log, string, []func() e
 	var closers []func() error
 	url := cfg.NATS
 	if cfg.NATSEmbed != "" {
-		e, err := cluster.StartEmbedded(cfg.NATSEmbed, cfg.NATSListen, log)
+		e, err := cfg.embedConfig().Start(log)
 		if err != nil {
 			return nil, "", nil, &ConfigError{err}
 		}
 		url = e.ClientURL()
 		closers = append(closers, e.Shutdown)
-		log.Info("embedded NATS server with JetStream started", "url", url, "store_dir", cfg.NATSEmbed)
+		log.Info("embedded NATS server with JetStream started", "url", url, "store_dir", cfg.NATSEmbed,
+			"server_name", e.Name(), "cluster_listen", e.RouteURL(), "routes", cfg.NATSRoutes)
+		if e.Clustered() {
+			// A JetStream cluster answers once its meta group has a leader:
+			// a majority of the --nats-routes servers must be up.
+			log.Info("waiting for the JetStream cluster to elect a leader (start the other --nats-routes servers)", "bound", embedClusterWait)
+			ctx, cancel := context.WithTimeout(context.Background(), embedClusterWait)
+			err := e.WaitJetStreamReady(ctx)
+			cancel()
+			if err != nil {
+				return nil, "", closers, fmt.Errorf("--nats-routes: %w", err)
+			}
+			log.Info("JetStream cluster ready", "route_connections", e.Routes())
+		}
 	}
 	nc, err := cluster.Connect(url, "bidikit serve", log)
 	if err != nil {
@@ -334,9 +396,24 @@ func openCluster(cfg Config, log *slog.Logger) (*cluster.Log, string, []func() e
 		return nil, "", closers, fmt.Errorf("--nats: %w", err)
 	}
 	closers = append([]func() error{lg.Close}, closers...)
-	log.Info("storage: chat rooms in NATS JetStream, shared with every instance using it",
+	log.Info("storage: chat rooms and collab documents in NATS JetStream, game match owners in its KV, shared with every instance using it",
 		"url", url, "stream_storage", cfg.NATSStorage, "replicas", cfg.NATSReplicas)
 	return lg, url, closers, nil
+}
+
+// embedClusterWait bounds how long openCluster waits for the JetStream
+// cluster of --nats-routes to elect its meta leader.
+const embedClusterWait = 2 * time.Minute
+
+// embedConfig is the --nats-embed server's configuration.
+func (c *Config) embedConfig() cluster.EmbedConfig {
+	return cluster.EmbedConfig{
+		Dir:           c.NATSEmbed,
+		Listen:        c.NATSListen,
+		ServerName:    c.NATSServerName,
+		ClusterListen: c.NATSClusterListen,
+		Routes:        c.NATSRoutes,
+	}
 }
 
 // StartDefault starts the standard reference server in-process for `bidikit

@@ -52,7 +52,7 @@ type Server struct {
 	// closers run after the services' Close, in order (storage opened on the
 	// services' behalf by Build). Set before Start, read only by shutdown.
 	closers []func() error
-	storage string // "memory", "sqlite:PATH", "jetstream:URL[,sqlite:PATH]", or "" when not built by Build
+	storage string // "memory", "sqlite:PATH", "jetstream:URL", or "" when not built by Build
 
 	serving atomic.Bool // true from Start until shutdown begins (/healthz)
 
@@ -168,8 +168,8 @@ func (s *Server) Registry() *prometheus.Registry { return s.opts.Registry }
 func (s *Server) GRPC() *grpc.Server { return s.grpc }
 
 // Storage describes where the services keep their logs when the server was
-// made by Build: "memory", "sqlite:PATH", "jetstream:URL" (clustered chat,
-// collab in memory) or "jetstream:URL,sqlite:PATH"; "" otherwise.
+// made by Build: "memory", "sqlite:PATH" or "jetstream:URL" (clustered
+// mode); "" otherwise.
 func (s *Server) Storage() string { return s.storage }
 
 // Addr returns the bound gRPC address, "" before Start.

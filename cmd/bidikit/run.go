@@ -52,6 +52,7 @@ type runFlags struct {
 	quiet         bool
 	dialTimeout   time.Duration
 	shard         string
+	runID         string
 	shardIndexEnv string
 	shardCount    int
 	rawOut        string
@@ -129,6 +130,7 @@ run or the raw results could not be written.`,
 	fl.BoolVar(&f.spawnServer, "spawn-server", false, "start 'bidikit serve' as a subprocess (memory-less: SQLite in a temp dir) so server faults can kill and restart it")
 	fl.BoolVar(&f.quiet, "quiet", false, "no progress line and no server logs")
 	fl.DurationVar(&f.dialTimeout, "dial-timeout", 5*time.Second, "how long to wait for the target to answer before giving up")
+	fl.StringVar(&f.runID, "run-id", "", "id carried by every chat client_msg_id and collab client_id, so a server that keeps state between runs never takes this run's messages for resends of an earlier run's (default: random per scenario; give shards of one run the same one to trace them)")
 	fl.StringVar(&f.shard, "shard", "", "run only shard i of n of every scenario's clients, 1-based (1/3 .. 3/3); needs --target")
 	fl.StringVar(&f.shardIndexEnv, "shard-index-env", "", "read this shard's 0-based index from environment variable NAME (Kubernetes: JOB_COMPLETION_INDEX); needs --shard-count")
 	fl.IntVar(&f.shardCount, "shard-count", 0, "number of shards, with --shard-index-env")
@@ -282,6 +284,11 @@ func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
 	if len(scs) == 0 {
 		return usagef("no scenarios to run")
 	}
+	if f.runID != "" {
+		if err := engine.CheckRunID(f.runID); err != nil {
+			return usagef("--run-id: %v", err)
+		}
+	}
 	if cmd.Flags().Changed("seed") {
 		for _, s := range scs {
 			s.Seed = f.seed
@@ -348,6 +355,9 @@ func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
 	}
 	if sharded {
 		opts = append(opts, engine.WithShard(shardIndex, shardCount))
+	}
+	if f.runID != "" {
+		opts = append(opts, engine.WithRunID(f.runID))
 	}
 
 	run := &result.Run{Passed: true, Seed: scs[0].Seed, Target: target, StartedAt: time.Now().UTC()}

@@ -61,6 +61,7 @@ var _ = Describe("bidikit run", func() {
 		Entry("an unknown report format", []string{"--report", "pdf"}, `--report "pdf"`, SpecTimeout(time.Minute)),
 		Entry("--out without --report", []string{"--out", "x.json"}, "--out", SpecTimeout(time.Minute)),
 		Entry("an empty element in a --target list", []string{"--target", "127.0.0.1:1,,127.0.0.1:2"}, `--target: element 2 of "127.0.0.1:1,,127.0.0.1:2" is empty`, SpecTimeout(time.Minute)),
+		Entry("a --run-id with a space", []string{"--run-id", "a b"}, `--run-id: run id "a b": want 1-32 characters`, SpecTimeout(time.Minute)),
 		Entry("a --target without a port", []string{"--target", "127.0.0.1"}, `--target: "127.0.0.1": missing port`, SpecTimeout(time.Minute)),
 	)
 

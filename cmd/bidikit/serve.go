@@ -33,15 +33,26 @@ Storage: with --db PATH chat messages and collab operations are committed to
 a SQLite file before they are acknowledged and survive kill -9; without it
 they are kept in memory only and lost on exit.
 
-Clustered chat: with --nats URL (a NATS server with JetStream) or
+Clustered mode: with --nats URL (a NATS server with JetStream) or
 --nats-embed DIR (start one in this process, storing in DIR, listening on
---nats-listen) several serve instances share chat rooms: each room is one
-JetStream stream whose sequence is the room's seq, so a member on any
-instance sees the same gapless order, an Ack means JetStream stored the
-message, and a member may resume on another instance. With --nats, --db
-holds collab documents only. Only chat rooms are clustered so far: collab
-documents and game matches stay per instance; presence, typing and
-Joined.members are per instance too.
+--nats-listen) several serve instances share everything (exclusive with --db):
+  chat    each room is one JetStream stream whose sequence is the room's seq:
+          a member on any instance sees the same gapless order, an Ack means
+          JetStream stored the message, and a member may resume on another
+          instance. Presence, typing and Joined.members are per instance.
+  collab  each document is one stream whose sequence is the version: an
+          instance appends an op only if the stream still ends at the version
+          it transformed against (JetStream decides who was first; the loser
+          transforms again), so every instance replays the same text; an
+          editor may reopen from its version on another instance.
+  game    each match has one owner instance, holder of a JetStream KV lease;
+          the others relay their players' joins and inputs to it and its
+          ticks to their players. When the owner dies another instance takes
+          the lease and the match goes on with increasing ticks.
+Several --nats-embed instances form one JetStream cluster with
+--nats-cluster-listen and the same --nats-routes list on every member (its own
+route address included); with --nats-replicas 3, losing one of three
+instances loses nothing.
 
 Auth: every call carries "authorization: Bearer <token>". With --tokens FILE
 only the listed tokens are accepted. Without --tokens the server runs in
@@ -64,7 +75,12 @@ signal kills the process.`,
   bidikit serve --db chat.db --tokens tokens.txt --acl acl.yaml
   bidikit serve --addr 127.0.0.1:0 --admin-addr "" --log-level debug
   bidikit serve --nats-embed /var/lib/bidikit/js --nats-listen 127.0.0.1:4222 --addr :7001
-  bidikit serve --nats nats://127.0.0.1:4222 --addr :7002 --admin-addr 127.0.0.1:9092`,
+  bidikit serve --nats nats://127.0.0.1:4222 --addr :7002 --admin-addr 127.0.0.1:9092
+  # three instances, each embedding a member of one JetStream cluster (repeat with 2 and 3):
+  bidikit serve --addr 127.0.0.1:7071 --admin-addr 127.0.0.1:9071 --nats-embed /tmp/js1 \
+    --nats-listen 127.0.0.1:4221 --nats-server-name n1 --nats-cluster-listen 127.0.0.1:6221 \
+    --nats-routes nats-route://127.0.0.1:6221,nats-route://127.0.0.1:6222,nats-route://127.0.0.1:6223 \
+    --nats-replicas 3`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newSlogLogger(cmd.ErrOrStderr(), logLevel, logFormat)

@@ -146,7 +146,7 @@ func (d *chatDriver) act(w *writer, n int) error {
 
 func (d *chatDriver) sendBody(w *writer, room, body string) error {
 	d.senderSeq++
-	id := d.c.plan.User + "." + strconv.FormatUint(d.senderSeq, 10)
+	id := d.c.plan.User + "." + d.c.r.opts.runID + "." + strconv.FormatUint(d.senderSeq, 10)
 	now := time.Now()
 	d.mu.Lock()
 	if len(d.pending) < maxPending {

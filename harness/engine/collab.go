@@ -55,7 +55,7 @@ type collabDriver struct {
 }
 
 func newCollabDriver(c *vclient, p *scenario.EditorParams, flood bool) (*collabDriver, error) {
-	d := &collabDriver{c: c, doc: c.plan.Scopes[0], clientID: c.plan.User, params: p, flood: flood,
+	d := &collabDriver{c: c, doc: c.plan.Scopes[0], clientID: c.plan.User + "." + c.r.opts.runID, params: p, flood: flood,
 		wakeC: make(chan struct{}, 1), pending: map[uint64]time.Time{}}
 	if p == nil {
 		d.params = &scenario.EditorParams{MaxInsert: 8, DeleteRatio: 0.3}

@@ -75,3 +75,30 @@ var _ = Describe("the smoke suite against the reference server", func() {
 		}
 	}, SpecTimeout(3*time.Minute))
 })
+
+var _ = Describe("run ids", func() {
+	It("keep a second run against a server that kept the first run's messages from being taken for resends", func(ctx SpecContext) {
+		srv := startReference()
+		scs, err := scenario.Load(filepath.Join("..", "..", "scenarios", "smoke", "chat-rooms.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		s := scs[0]
+		run := func(opts ...engine.Option) result.Scenario {
+			res, err := engine.Run(ctx, s, append([]engine.Option{engine.WithTarget(srv.Addr())}, opts...)...)
+			Expect(err).NotTo(HaveOccurred(), describe(res))
+			return res
+		}
+		first := run(engine.WithRunID("same"))
+		Expect(first.RunID).To(Equal("same"))
+		Expect(first.Messages.Delivered).To(BeNumerically(">", 0))
+
+		By("the same run id again: the server de-duplicates, so little is delivered (what the random default avoids)")
+		again := run(engine.WithRunID("same"))
+		Expect(again.Messages.Delivered).To(BeNumerically("<", first.Messages.Delivered/2), describe(again))
+
+		By("the default: a fresh random run id, everything delivered again")
+		fresh := run()
+		Expect(fresh.RunID).To(MatchRegexp(`^[0-9a-f]{12}$`))
+		Expect(fresh.Passed).To(BeTrue(), describe(fresh))
+		Expect(fresh.Messages.Delivered).To(BeNumerically(">", first.Messages.Delivered/2), describe(fresh))
+	}, SpecTimeout(3*time.Minute))
+})

@@ -12,6 +12,8 @@ package engine
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -115,6 +117,10 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 	if len(o.targets) == 0 {
 		return fail(errors.New("engine: no target (use WithTarget or WithTargets)"))
 	}
+	if o.runID == "" {
+		o.runID = newRunID()
+	}
+	res.RunID = o.runID
 	s = withDefaults(s)
 	r := &run{s: s, plan: scenario.NewPlan(s), opts: o, addrs: o.targets}
 
@@ -452,3 +458,10 @@ func (r *run) Proxy() *toxiproxy.Proxy { return r.proxy }
 
 // Server implements fault.Env.
 func (r *run) Server() fault.Server { return r.opts.faultServer }
+
+// newRunID returns 12 random hex digits (see WithRunID).
+func newRunID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
+}

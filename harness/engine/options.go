@@ -34,6 +34,7 @@ type options struct {
 	// targets are the server's gRPC addresses, in failover order (see
 	// WithTargets); never empty after Run's option pass.
 	targets     []string
+	runID       string                           // see WithRunID; set by Run when empty
 	creds       credentials.TransportCredentials // nil = insecure
 	token       string
 	progress    func(Progress)
@@ -62,6 +63,31 @@ func defaultOptions() options {
 
 // Option configures Run. Options that can fail return their error from Run.
 type Option func(*options) error
+
+// WithRunID sets the run's id, which every chat client_msg_id and collab
+// client_id carries, so that a server which keeps state between runs (a
+// durable or clustered one) never takes this run's messages for resends of
+// an earlier run's. Default: 12 random hex digits per Run. Shards of one
+// run may share it or not: their clients differ anyway.
+//
+//	engine.Run(ctx, s, engine.WithTarget(addr), engine.WithRunID("ci-1234"))
+func WithRunID(id string) Option {
+	return func(o *options) error {
+		if err := CheckRunID(id); err != nil {
+			return fmt.Errorf("engine: %w", err)
+		}
+		o.runID = id
+		return nil
+	}
+}
+
+// CheckRunID says what is wrong with a run id (see WithRunID), if anything.
+func CheckRunID(id string) error {
+	if id == "" || len(id) > 32 || strings.ContainsAny(id, " \t\n/") {
+		return fmt.Errorf("run id %q: want 1-32 characters without spaces or '/'", id)
+	}
+	return nil
+}
 
 // WithTarget sets the server's gRPC address (host:port; required unless
 // WithTargets is given). A comma-separated list is the same as WithTargets.

@@ -20,10 +20,13 @@ type Run struct {
 
 // Scenario is one scenario's outcome.
 type Scenario struct {
-	Name      string          `json:"name"`
-	File      string          `json:"file"`
-	Service   string          `json:"service"`
-	Seed      int64           `json:"seed"`
+	Name    string `json:"name"`
+	File    string `json:"file"`
+	Service string `json:"service"`
+	Seed    int64  `json:"seed"`
+	// RunID tells this run's messages from earlier runs' against the same
+	// server: it is part of every chat client_msg_id and collab client_id.
+	RunID     string          `json:"run_id,omitempty"`
 	Passed    bool            `json:"passed"`
 	DurationS float64         `json:"duration_s"`
 	Clients   int             `json:"clients"`
