@@ -69,6 +69,42 @@ checks:
   - resume-complete
 `
 
+// clusterCollab and clusterGame put clients of every shard (and so of
+// every instance) into the same two documents and matches.
+const clusterCollab = `name: cluster-collab
+service: collab
+seed: 5
+duration: 4s
+ramp: 500ms
+settle: 1s
+roles:
+  - name: editor
+    count: 9
+    behaviour: editor
+    documents: 2
+    rate: 4/s
+checks:
+  - convergence
+  - status-codes
+`
+
+const clusterGame = `name: cluster-game
+service: game
+seed: 5
+duration: 4s
+ramp: 500ms
+settle: 1s
+roles:
+  - name: player
+    count: 9
+    behaviour: player
+    matches: 2
+    rate: 10/s
+checks:
+  - game-invariants
+  - status-codes
+`
+
 // killAt kills instance 0 (shard 0's target) 2 s into the run; the fault
 // fires in shard 0 only (engine.WithShard: server-process faults).
 const killAt = `faults:
@@ -288,6 +324,48 @@ var _ = Describe("a three-shard run against three clustered reference instances"
 			Expect(resumed).To(BeNumerically(">", 0), "shard %d: no resumer rejoined", i)
 		}
 	}, SpecTimeout(50*time.Second))
+
+	DescribeTable("shares documents and matches across instances: merged checks pass",
+		func(ctx SpecContext, yaml string, checks int, bySender bool) {
+			targets := [][]string{{ins[0].srv.Addr()}, {ins[1].srv.Addr()}, {ins[2].srv.Addr()}}
+			cr := runClusterShards(ctx, yaml, targets, nil, log)
+			res := cr.merged[0].Result
+			Expect(res).To(matchers.PassAllChecks(), describe(res))
+			Expect(res.Checks).To(HaveLen(checks))
+			for _, v := range res.Checks {
+				Expect(v.Status).To(Equal(check.Pass), describe(res))
+			}
+			Expect(res.Messages.Sent).To(BeNumerically(">", 0))
+			if !bySender {
+				return // game updates name no sender: reference/cluster's game spec shows one match across instances
+			}
+			// Every shard received updates caused by clients of the other
+			// shards, which reached the scope only through another instance.
+			Expect(res.Messages.Delivered).To(BeNumerically(">", 0))
+			_, _, all := unionHistograms(cr.paths)
+			shardOf := map[string]int{}
+			for i, evs := range all {
+				for _, e := range evs {
+					if e.Kind == event.Connect {
+						shardOf[e.User] = i
+					}
+				}
+			}
+			for i, evs := range all {
+				from := map[int]bool{}
+				for _, e := range evs {
+					if e.Kind == event.Deliver && e.Sender != "" {
+						if j, ok := shardOf[e.Sender]; ok {
+							from[j] = true
+						}
+					}
+				}
+				Expect(len(from)).To(BeNumerically(">=", 2), "shard %d saw updates from shards %v only", i, from)
+			}
+		},
+		Entry("collab: editors of two documents converge", clusterCollab, 2, true, SpecTimeout(50*time.Second)),
+		Entry("game: players of two matches keep the game invariants", clusterGame, 2, false, SpecTimeout(50*time.Second)),
+	)
 
 	It("loses no acknowledged message when one instance is killed mid-run, and its clients fail over to the next instance", func(ctx SpecContext) {
 		// Every shard gets all three instances, its own first
