@@ -8,11 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
 	chatv1 "github.com/bidikit/bidikit/proto/bidikit/chat/v1"
+	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
 	"github.com/bidikit/bidikit/reference"
 	"github.com/bidikit/bidikit/reference/cluster"
 )
@@ -52,6 +54,7 @@ func startBench(b *testing.B, mode benchMode) []string {
 		cfg.NATS = url
 		cfg.Chat.SendRate = 0
 		cfg.Chat.History = 1 << 20
+		cfg.Collab.SubmitRate = 0 // unlimited
 		srv, err := reference.Build(cfg, slog.New(slog.DiscardHandler))
 		if err != nil {
 			b.Fatal(err)
@@ -198,6 +201,71 @@ func BenchmarkAckRoundTrip(b *testing.B) {
 				}
 				<-sender.acks
 			}
+		})
+	}
+}
+
+// BenchmarkCollabEditors: six editors, spread evenly over the instances,
+// edit one document with one op in flight each (an insert at the start,
+// based on the newest version the editor has seen, so instances contend for
+// every version); b.N ops in all. Reports committed ops/s.
+//
+//	go test -run '^$' -bench CollabEditors -benchtime 6000x ./reference/cluster/
+func BenchmarkCollabEditors(b *testing.B) {
+	const editors = 6
+	for _, mode := range benchModes {
+		b.Run(mode.name, func(b *testing.B) {
+			ccs := benchConns(b, startBench(b, mode))
+			streams := make([]collabv1.CollabService_EditClient, editors)
+			for i := range streams {
+				ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(context.Background(), "authorization", fmt.Sprintf("Bearer ed%d", i)))
+				b.Cleanup(cancel)
+				st, err := collabv1.NewCollabServiceClient(ccs[i%len(ccs)]).Edit(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := st.Send(&collabv1.ClientEvent{Event: &collabv1.ClientEvent_Open{Open: &collabv1.Open{Document: "bench", ClientId: fmt.Sprint("c", i)}}}); err != nil {
+					b.Fatal(err)
+				}
+				if ev, err := st.Recv(); err != nil || ev.GetOpened() == nil {
+					b.Fatalf("open: %v %v", ev, err)
+				}
+				streams[i] = st
+			}
+			per := max(b.N/editors, 1)
+			var g errgroup.Group
+			b.ResetTimer()
+			for i, st := range streams {
+				g.Go(func() error {
+					var known uint64 // every op inserts one character: version v is v long
+					for seq := uint64(1); seq <= uint64(per); seq++ {
+						if err := st.Send(&collabv1.ClientEvent{Event: &collabv1.ClientEvent_Submit{Submit: &collabv1.Submit{
+							Document: "bench", ClientId: fmt.Sprint("c", i), ClientSeq: seq, BaseVersion: known,
+							Op: insertAt(0, uint32(known), "x")}}}); err != nil {
+							return err
+						}
+						for acked := false; !acked; {
+							ev, err := st.Recv()
+							if err != nil {
+								return err
+							}
+							switch {
+							case ev.GetError() != nil:
+								return fmt.Errorf("editor %d: %v", i, ev.GetError())
+							case ev.GetAck() != nil:
+								known, acked = max(known, ev.GetAck().GetVersion()), true
+							case ev.GetOp() != nil:
+								known = max(known, ev.GetOp().GetVersion())
+							}
+						}
+					}
+					return nil
+				})
+			}
+			if err := g.Wait(); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(per*editors)/b.Elapsed().Seconds(), "ops/s")
 		})
 	}
 }
