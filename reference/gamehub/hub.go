@@ -99,20 +99,7 @@ func New(nc *nats.Conn, cfg Config, log *slog.Logger) (*Hub, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gamehub: JetStream on %s: %w", nc.ConnectedUrlRedacted(), err)
 	}
-	st := jetstream.MemoryStorage
-	if cfg.FileStorage {
-		st = jetstream.FileStorage
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
-	defer cancel()
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      cfg.Bucket,
-		Description: "bidikit game match owners (one key per match; TTL = ownership lease)",
-		History:     1,
-		TTL:         cfg.Lease,
-		Storage:     st,
-		Replicas:    cfg.Replicas,
-	})
+	kv, err := ownersBucket(js, cfg, log)
 	if err != nil {
 		return nil, fmt.Errorf("gamehub: owners bucket %q on %s (is JetStream enabled?): %w", cfg.Bucket, nc.ConnectedUrlRedacted(), err)
 	}
@@ -123,6 +110,57 @@ func New(nc *nats.Conn, cfg Config, log *slog.Logger) (*Hub, error) {
 		id = strings.NewReplacer(".", "_", " ", "_", "*", "_", ">", "_").Replace(name) + "-" + id
 	}
 	return &Hub{nc: nc, kv: kv, cfg: cfg, id: id, log: log}, nil
+}
+
+// setupWait bounds how long New keeps trying to create or open the owners
+// bucket: in a JetStream cluster that has just formed (every instance
+// starting at once), a replicated stream needs its own leader elected
+// before it answers, which can take several seconds.
+const setupWait = time.Minute
+
+// ownersBucket opens the owners bucket, creating it when missing and
+// updating it when its TTL (the lease) differs, retrying each step (bounded
+// by cfg.Timeout per call and setupWait in all).
+func ownersBucket(js jetstream.JetStream, cfg Config, log *slog.Logger) (jetstream.KeyValue, error) {
+	st := jetstream.MemoryStorage
+	if cfg.FileStorage {
+		st = jetstream.FileStorage
+	}
+	kvc := jetstream.KeyValueConfig{
+		Bucket:      cfg.Bucket,
+		Description: "bidikit game match owners (one key per match; TTL = ownership lease)",
+		History:     1,
+		TTL:         cfg.Lease,
+		Storage:     st,
+		Replicas:    cfg.Replicas,
+	}
+	deadline := time.Now().Add(setupWait)
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
+		kv, err := js.KeyValue(ctx, cfg.Bucket)
+		switch {
+		case errors.Is(err, jetstream.ErrBucketNotFound):
+			kv, err = js.CreateKeyValue(ctx, kvc)
+			if errors.Is(err, jetstream.ErrBucketExists) {
+				err = fmt.Errorf("created by another instance meanwhile: %w", err) // open it next round
+			}
+		case err == nil:
+			var status jetstream.KeyValueStatus
+			if status, err = kv.Status(ctx); err == nil && status.TTL() != cfg.Lease {
+				log.Info("gamehub: owners bucket lease changed", "bucket", cfg.Bucket, "from", status.TTL(), "to", cfg.Lease)
+				kv, err = js.UpdateKeyValue(ctx, kvc)
+			}
+		}
+		cancel()
+		if err == nil {
+			return kv, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("after %d attempts in %v: %w", attempt, setupWait, err)
+		}
+		log.Warn("gamehub: owners bucket not ready yet; retrying", "bucket", cfg.Bucket, "attempt", attempt, "err", err)
+		time.Sleep(500 * time.Millisecond)
+	}
 }
 
 // ID implements game.MatchHub: the connection's name plus a random suffix.
