@@ -218,8 +218,30 @@ func (l *leaks) Verdict(ctx context.Context, env Env) Verdict {
 	for _, o := range over {
 		l.v.Add(Evidence{Detail: fmt.Sprintf("after %s: %s", l.p.Settle, o)})
 	}
-	summarise(&l.v, fmt.Sprintf("back to baseline: goroutines %d (baseline %d), heap %d (baseline %d), sockets %d, streams %d",
-		last.goroutines, l.base.goroutines, last.heap, l.base.heap, last.sockets, last.streams),
+	summarise(&l.v, "back to baseline: "+describeSample(last, l.base),
 		"%d resources still above baseline after %s", l.v.Violations, l.p.Settle)
 	return l.v
+}
+
+// describeSample names the measured figures of s (with base's) and what
+// could not be measured, e.g. "sockets 3, streams 3 (goroutines and heap
+// not measured: give --admin-url)".
+func describeSample(s, base sample) string {
+	var got, missing []string
+	pair := func(name string, v, b int64) {
+		if v < 0 || b < 0 {
+			missing = append(missing, name)
+			return
+		}
+		got = append(got, fmt.Sprintf("%s %d (baseline %d)", name, v, b))
+	}
+	pair("goroutines", int64(s.goroutines), int64(base.goroutines))
+	pair("heap", s.heap, base.heap)
+	pair("sockets", int64(s.sockets), int64(base.sockets))
+	pair("streams", int64(s.streams), int64(base.streams))
+	out := strings.Join(got, ", ")
+	if len(missing) > 0 {
+		out += fmt.Sprintf(" (%s not measured: the target gives no --admin-url metrics or channelz for them)", strings.Join(missing, ", "))
+	}
+	return out
 }
