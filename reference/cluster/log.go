@@ -316,21 +316,7 @@ const followInactive = time.Minute
 // before, or with an error (the message may or may not be stored: resend it
 // with the same key). done must not block.
 func (l *Log) Publish(room, key string, payload []byte, done func(seq uint64, duplicate bool, err error)) {
-	tok := keyToken(key)
-	subject := l.subjectRoot(room) + "." + tok
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.closed {
-		done(0, false, ErrClosed)
-		return
-	}
-	f, err := l.js.PublishMsgAsync(&nats.Msg{Subject: subject, Data: payload},
-		jetstream.WithMsgID(tok), jetstream.WithExpectLastSequencePerSubject(0))
-	if err != nil {
-		done(0, false, fmt.Errorf("publish to %s: %w", subject, err))
-		return
-	}
-	l.acks <- pendingPub{f: f, stream: l.StreamName(room), subject: subject, done: done}
+	l.publish(room, key, payload, nil, done)
 }
 
 // Append is Publish with optimistic concurrency: payload is stored only if
@@ -342,21 +328,29 @@ func (l *Log) Publish(room, key string, payload []byte, done func(seq uint64, du
 // document's history) lets JetStream assign its seq without a second
 // sequencer of ours.
 func (l *Log) Append(room, key string, payload []byte, expectLast uint64, done func(seq uint64, duplicate bool, err error)) {
+	l.publish(room, key, payload, &expectLast, done)
+}
+
+// publish is Publish, and Append when expectLast is set.
+func (l *Log) publish(room, key string, payload []byte, expectLast *uint64, done func(seq uint64, duplicate bool, err error)) {
 	tok := keyToken(key)
 	subject := l.subjectRoot(room) + "." + tok
+	opts := []jetstream.PublishOpt{jetstream.WithMsgID(tok), jetstream.WithExpectLastSequencePerSubject(0)}
+	if expectLast != nil {
+		opts = append(opts, jetstream.WithExpectLastSequence(*expectLast))
+	}
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
 		done(0, false, ErrClosed)
 		return
 	}
-	f, err := l.js.PublishMsgAsync(&nats.Msg{Subject: subject, Data: payload},
-		jetstream.WithMsgID(tok), jetstream.WithExpectLastSequencePerSubject(0), jetstream.WithExpectLastSequence(expectLast))
+	f, err := l.js.PublishMsgAsync(&nats.Msg{Subject: subject, Data: payload}, opts...)
 	if err != nil {
 		done(0, false, fmt.Errorf("publish to %s: %w", subject, err))
 		return
 	}
-	l.acks <- pendingPub{f: f, stream: l.StreamName(room), subject: subject, expect: true, done: done}
+	l.acks <- pendingPub{f: f, stream: l.StreamName(room), subject: subject, expect: expectLast != nil, done: done}
 }
 
 // Lookup returns the seq at which key was stored in room's log, if the log

@@ -189,17 +189,32 @@ func (d *doc) load() error {
 		d.winBase, d.baseLen = snapSeq, rope.Len()
 	}
 	d.version = head.Last
-	for _, e := range win {
-		d.recent[e.key] = e.version
-		if cid := e.rop.GetClientId(); e.rop.GetClientSeq() > d.clients[cid] {
-			d.clients[cid] = e.rop.GetClientSeq()
-		}
-	}
-	d.subMu.Lock()
-	d.committed = head.Last
-	d.subMu.Unlock()
+	d.indexWindow()
 	d.loaded = true
 	return nil
+}
+
+// indexWindow fills recent and clients from the window and marks version
+// committed, at the end of a load. Called with mu held.
+func (d *doc) indexWindow() {
+	for _, e := range d.win {
+		d.remember(e)
+	}
+	d.subMu.Lock()
+	d.committed = d.version
+	d.subMu.Unlock()
+}
+
+// remember records e's de-duplication key and its client's highest seq.
+// Called with mu held.
+func (d *doc) remember(e entry) {
+	d.recent[e.key] = e.version
+	if len(d.clients) >= maxClients {
+		clear(d.clients)
+	}
+	if cid := e.rop.GetClientId(); e.rop.GetClientSeq() > d.clients[cid] {
+		d.clients[cid] = e.rop.GetClientSeq()
+	}
 }
 
 // lengthAt is the text length at version v (winBase <= v <= version).

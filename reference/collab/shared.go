@@ -154,15 +154,7 @@ func (d *doc) loadShared() error {
 		return fmt.Errorf("document %q: the shared log ends at version %d, want %d", d.name, next-1, head.Last)
 	}
 	d.rope, d.win, d.winBase, d.baseLen, d.version = rope, win, winFrom-1, baseLen, head.Last
-	for _, e := range win {
-		d.recent[e.key] = e.version
-		if cid := e.rop.GetClientId(); e.rop.GetClientSeq() > d.clients[cid] {
-			d.clients[cid] = e.rop.GetClientSeq()
-		}
-	}
-	d.subMu.Lock()
-	d.committed = head.Last
-	d.subMu.Unlock()
+	d.indexWindow()
 	stop, err := lg.Follow(d.name, head.Last, d.feed, func(err error) {
 		d.svc.log.Warn("collab: document feed problem", "document", d.name, "err", err)
 	})
@@ -326,13 +318,7 @@ func (d *doc) feed(seq uint64, payload []byte) {
 	d.version = seq
 	e.lenAfter = d.rope.Len()
 	d.win = append(d.win, e)
-	d.recent[e.key] = seq
-	if len(d.clients) >= maxClients {
-		clear(d.clients)
-	}
-	if cid := e.rop.GetClientId(); e.rop.GetClientSeq() > d.clients[cid] {
-		d.clients[cid] = e.rop.GetClientSeq()
-	}
+	d.remember(e)
 	d.trim()
 
 	ev := &collabv1.ServerEvent{Event: &collabv1.ServerEvent_Op{Op: e.rop}}
