@@ -10,6 +10,7 @@ import (
 
 	"github.com/bidikit/bidikit/harness/check"
 	ev "github.com/bidikit/bidikit/harness/event"
+	"github.com/bidikit/bidikit/harness/scenario"
 )
 
 // noDecode leaves a checker's parameters at their defaults.
@@ -150,6 +151,17 @@ var _ = Describe("chat ordering checkers", func() {
 		Expect(v.Status).To(Equal(check.Pass), v.Summary)
 	})
 
+	It("does not hold a member whose stream ended cleanly to what was acked after it left", func() {
+		c := &chat{}
+		c.join(0, 0).join(1, 0)
+		c.send(0, "a1", 1).ack(0, "a1", 1, 1).deliver(0, 1, 0, "a1", 1).deliver(1, 1, 0, "a1", 1)
+		c.disconnect(1, codes.OK) // bob's client ends at its own time
+		c.evs = append(c.evs, ev.Event{Kind: ev.Leave, Client: 1, User: user(1), Scope: "r"})
+		c.send(0, "a2", 2).ack(0, "a2", 2, 2).deliver(0, 2, 0, "a2", 2)
+		v := run("no-lost-acks", noDecode, nil, c.evs)
+		Expect(v.Status).To(Equal(check.Pass), "%s %v", v.Summary, v.Evidence)
+	})
+
 	It("is not measurable without traffic, never a pass", func() {
 		for _, name := range []string{"total-order", "no-gaps", "no-lost-acks", "sender-fifo", "realtime-order", "resume-complete"} {
 			Expect(run(name, noDecode, nil, nil).Status).To(Equal(check.NotMeasurable), name)
@@ -176,12 +188,23 @@ var _ = Describe("resume-complete", func() {
 		Expect(v.Evidence[0].Seq).To(Equal(uint64(3)))
 		Expect(v.Evidence[0].Detail).To(ContainSubstring("skipped seqs 3..3"))
 	})
-	It("does not judge a replay cut short by a broken stream (Leave comes before Disconnect)", func() {
+	It("does not judge a replay cut short by a broken stream (Disconnect, then the Leave it implies)", func() {
 		c := &chat{}
 		c.resume(0, 1, 4, 2, true).deliver(0, 2, 1, "b1", 1)
-		c.evs = append(c.evs, ev.Event{Kind: ev.Leave, Client: 0, Scope: "r"})
 		c.disconnect(0, codes.Unavailable)
+		c.evs = append(c.evs, ev.Event{Kind: ev.Leave, Client: 0, Scope: "r"})
 		Expect(run("resume-complete", noDecode, nil, c.evs).Status).To(Equal(check.Pass))
+	})
+	It("judges a replay whose stream ended cleanly before it completed", func() {
+		c := &chat{}
+		c.resume(0, 1, 4, 2, true).deliver(0, 2, 1, "b1", 1)
+		c.disconnect(0, codes.OK)
+		c.evs = append(c.evs, ev.Event{Kind: ev.Leave, Client: 0, Scope: "r"})
+		c.resume(0, 2, 4, 3, true).deliver(0, 3, 1, "b2", 2).deliver(0, 4, 1, "b3", 3)
+		v := run("resume-complete", noDecode, nil, c.evs)
+		Expect(v.Status).To(Equal(check.Fail))
+		Expect(v.Violations).To(Equal(1))
+		Expect(v.Evidence[0].Detail).To(ContainSubstring("resume after seq 1 claimed complete but replay stopped before seq 3"))
 	})
 	It("still judges a member that leaves mid-replay on a healthy stream", func() {
 		c := &chat{}
@@ -267,6 +290,151 @@ var _ = Describe("game-invariants", func() {
 		Entry("moved with no input", []ev.Event{tick(1, 2, 5, 5), tick(2, 2, 9, 5)}, check.Fail, "with no input processed"),
 		Entry("no ticks", []ev.Event{}, check.NotMeasurable, ""),
 	)
+})
+
+var _ = Describe("game-invariants judges each membership by the rules its server announced", func() {
+	// joined is player client's Joined in match m, announcing a map of w x h,
+	// max_step step and max_inputs_per_tick n (zeros: no rules).
+	joined := func(client int, m string, w, h, step float64, n uint32) ev.Event {
+		return ev.Event{Kind: ev.Join, Client: client, User: user(client), Role: "player", Scope: m, X: w, Y: h, MaxStep: step, MaxInputs: n}
+	}
+	tick := func(client int, m string, tick, last uint64, x, y float64) ev.Event {
+		return ev.Event{Kind: ev.Tick, Client: client, User: user(client), Role: "player", Scope: m, Seq: tick, LastInput: last, X: x, Y: y}
+	}
+	// walk: client walks 15 per input, one input per tick, from (1500, 1500)
+	// on match m: legal on a 2000x2000 map with max_step 20.
+	walk := func(client int, m string) []ev.Event {
+		return []ev.Event{tick(client, m, 1, 0, 1500, 1500), tick(client, m, 2, 1, 1515, 1500), tick(client, m, 3, 2, 1530, 1500)}
+	}
+	with := func(j ev.Event, rest ...ev.Event) []ev.Event { return append([]ev.Event{j}, rest...) }
+	f64 := func(v float64) *float64 { return &v }
+	u64 := func(v uint64) *uint64 { return &v }
+	params := func(set func(p *check.GameParams)) func(any) error {
+		return func(into any) error { set(into.(*check.GameParams)); return nil }
+	}
+
+	It("passes a player moving 15 per input on a 2000x2000 map whose Joined says max_step 20", func() {
+		v := run("game-invariants", noDecode, nil, with(joined(0, "m", 2000, 2000, 20, 4), walk(0, "m")...))
+		Expect(v.Status).To(Equal(check.Pass), "%s %v", v.Summary, v.Evidence)
+		Expect(v.Summary).NotTo(ContainSubstring("defaults"))
+	})
+
+	It("fails the same walk when the Joined says max_step 10, naming the player and the tick", func() {
+		v := run("game-invariants", noDecode, nil, with(joined(0, "m", 2000, 2000, 10, 4), walk(0, "m")...))
+		Expect(v.Status).To(Equal(check.Fail), v.Summary)
+		Expect(v.Violations).To(Equal(2))
+		Expect(v.Evidence[0].Client).To(Equal("#0 ann (player)"))
+		Expect(v.Evidence[0].Seq).To(Equal(uint64(2)))
+		Expect(v.Evidence[0].Scope).To(Equal("m"))
+		Expect(v.Evidence[0].Detail).To(And(ContainSubstring("#0 ann (player) moved 15.00"), ContainSubstring("by tick 2"),
+			ContainSubstring("max_step 10, announced by the server")))
+		Expect(v.Evidence[1].Seq).To(Equal(uint64(3)))
+	})
+
+	It("judges each match by its own Joined", func() {
+		evs := []ev.Event{joined(0, "big", 2000, 2000, 20, 4), joined(1, "small", 2000, 2000, 10, 4)}
+		evs = append(append(evs, walk(0, "big")...), walk(1, "small")...)
+		v := run("game-invariants", noDecode, nil, evs)
+		Expect(v.Status).To(Equal(check.Fail))
+		for _, e := range v.Evidence {
+			Expect(e.Scope).To(Equal("small"))
+			Expect(e.Client).To(HavePrefix("#1 bob"))
+		}
+	})
+
+	It("takes the new rules on a rejoin", func() {
+		evs := with(joined(0, "m", 2000, 2000, 10, 4), tick(0, "m", 1, 0, 1500, 1500),
+			ev.Event{Kind: ev.Leave, Client: 0, Scope: "m"}, joined(0, "m", 2000, 2000, 20, 4))
+		evs = append(evs, walk(0, "m")...)
+		Expect(run("game-invariants", noDecode, nil, evs).Status).To(Equal(check.Pass))
+	})
+
+	DescribeTable("explicit check parameters win over the announced rules",
+		func(set func(p *check.GameParams), detail string) {
+			v := run("game-invariants", params(set), nil, with(joined(0, "m", 2000, 2000, 20, 4), walk(0, "m")...))
+			Expect(v.Status).To(Equal(check.Fail), v.Summary)
+			Expect(v.Evidence[0].Detail).To(ContainSubstring(detail))
+		},
+		Entry("max_step 10", func(p *check.GameParams) { p.MaxStep = f64(10) }, "max_step 10, set in the check's parameters"),
+		Entry("a 1000x1000 map", func(p *check.GameParams) { p.Width, p.Height = f64(1000), f64(1000) },
+			"outside the 1000x1000 map at tick 1 (map size set in the check's parameters)"),
+		Entry("width only", func(p *check.GameParams) { p.Width = f64(1200) },
+			"outside the 1200x2000 map at tick 1 (width set in the check's parameters, height announced by the server)"),
+		Entry("max_step 1 with max_inputs_per_tick 1", func(p *check.GameParams) { p.MaxStep, p.MaxInputsPerTick = f64(1), u64(1) },
+			"max_step 1, set in the check's parameters"),
+	)
+
+	It("leaves the announced rules alone for what the parameters do not set", func() {
+		v := run("game-invariants", params(func(p *check.GameParams) { p.MaxInputsPerTick = u64(100) }), nil,
+			with(joined(0, "m", 2000, 2000, 20, 4), walk(0, "m")...))
+		Expect(v.Status).To(Equal(check.Pass), "%s %v", v.Summary, v.Evidence)
+	})
+
+	Context("when a Joined announced no rules", func() {
+		It("judges by the reference defaults and says so in the summary", func() {
+			v := run("game-invariants", noDecode, nil, with(joined(0, "m", 0, 0, 0, 0),
+				tick(0, "m", 1, 0, 500, 500), tick(0, "m", 2, 1, 510, 500)))
+			Expect(v.Status).To(Equal(check.Pass), v.Summary)
+			Expect(v.Summary).To(ContainSubstring("1 player membership(s) judged by the reference server's defaults " +
+				"(width 1000, height 1000, max_step 10, max_inputs_per_tick 4): their Joined announced no rules"))
+
+			v = run("game-invariants", noDecode, nil, with(joined(0, "m", 0, 0, 0, 0), walk(0, "m")...))
+			Expect(v.Status).To(Equal(check.Fail))
+			Expect(v.Evidence[0].Detail).To(ContainSubstring("outside the 1000x1000 map at tick 1 (map size the reference default"))
+			Expect(v.Summary).To(ContainSubstring("judged by the reference server's defaults"))
+		})
+		It("names only the rules that fell back, and none that the parameters set", func() {
+			v := run("game-invariants", params(func(p *check.GameParams) { p.MaxStep = f64(20) }), nil,
+				with(joined(0, "m", 2000, 0, 0, 4), tick(0, "m", 1, 0, 900, 900), tick(0, "m", 2, 1, 915, 900)))
+			Expect(v.Status).To(Equal(check.Pass), v.Summary)
+			Expect(v.Summary).To(HaveSuffix("defaults (height 1000): their Joined announced no rules"))
+		})
+		It("says nothing of defaults when the parameters set every rule", func() {
+			v := run("game-invariants", params(func(p *check.GameParams) {
+				p.Width, p.Height, p.MaxStep, p.MaxInputsPerTick = f64(2000), f64(2000), f64(20), u64(4)
+			}), nil, with(joined(0, "m", 0, 0, 0, 0), walk(0, "m")...))
+			Expect(v.Status).To(Equal(check.Pass), v.Summary)
+			Expect(v.Summary).NotTo(ContainSubstring("defaults"))
+		})
+	})
+
+	DescribeTable("rejects parameters that are not positive",
+		func(set func(p *check.GameParams), field string) {
+			_, err := check.New("game-invariants", params(set))
+			Expect(err).To(MatchError(ContainSubstring(field + " must be positive")))
+		},
+		Entry("width", func(p *check.GameParams) { p.Width = f64(0) }, "width"),
+		Entry("height", func(p *check.GameParams) { p.Height = f64(-3) }, "height"),
+		Entry("max_step", func(p *check.GameParams) { p.MaxStep = f64(0) }, "max_step"),
+		Entry("max_inputs_per_tick", func(p *check.GameParams) { p.MaxInputsPerTick = u64(0) }, "max_inputs_per_tick"),
+	)
+
+	It("reads explicit parameters from a scenario file", func() {
+		src := func(params string) []byte {
+			return []byte("name: g\nservice: game\nduration: 1s\nroles:\n  - name: player\n    count: 1\n    behaviour: player\n" +
+				"checks:\n  - game-invariants" + params + "\n")
+		}
+		s, err := scenario.Parse("g.yaml", src(": { max_step: 10 }"))
+		Expect(err).NotTo(HaveOccurred())
+		c, err := s.Checks[0].New()
+		Expect(err).NotTo(HaveOccurred())
+		for _, e := range with(joined(0, "m", 2000, 2000, 20, 4), walk(0, "m")...) {
+			c.Observe(&e)
+		}
+		Expect(c.Verdict(context.Background(), nil).Status).To(Equal(check.Fail))
+
+		s, err = scenario.Parse("g.yaml", src(""))
+		Expect(err).NotTo(HaveOccurred())
+		c, err = s.Checks[0].New()
+		Expect(err).NotTo(HaveOccurred())
+		for _, e := range with(joined(0, "m", 2000, 2000, 20, 4), walk(0, "m")...) {
+			c.Observe(&e)
+		}
+		Expect(c.Verdict(context.Background(), nil).Status).To(Equal(check.Pass))
+
+		_, err = scenario.Parse("g.yaml", src(": { width: 0 }"))
+		Expect(err).To(MatchError(ContainSubstring("width must be positive")))
+	})
 })
 
 var _ = Describe("status-codes", func() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/bidikit/bidikit/harness/event"
 )
@@ -11,24 +12,132 @@ import (
 // gameRules is the "game-invariants" checker: per player, ticks strictly
 // increase, positions stay within the map, the last processed input never
 // moves backwards, and no more inputs are processed than the per-tick limit
-// allows (so inputs beyond the allowed rate are never applied).
+// allows (so inputs beyond the allowed rate are never applied). Each
+// membership is judged by the rules its server announced in that player's
+// Joined (see GameParams for what wins over them).
 type gameRules struct {
 	p       GameParams
 	players map[memberKey]*playerState
 	ticks   int
-	v       Verdict
+	// defaulted counts the memberships with ticks judged, for at least one
+	// rule, by the reference defaults because their Joined announced none;
+	// defaultedRules marks which rules (bit i: limits.src[i]).
+	defaulted      int
+	defaultedRules uint8
+	v              Verdict
 }
 
-// GameParams are the map and limits the checker holds the server to. They
-// default to the reference server's defaults.
+// GameParams are rules a scenario sets explicitly for the checker. A field
+// left out takes, per membership, the value the server announced in that
+// player's Joined.rules, so a server is judged by the rules it announced (a
+// bigger map, a longer step). A field set here wins over what the server
+// announced: set it to hold a server to stricter (or different) rules than
+// it claims. A rule neither set here nor announced (zero in Joined.rules, or
+// no Joined observed) takes the reference server's default — 1000x1000 map,
+// max_step 10, max_inputs_per_tick 4 — and the verdict's summary says so.
 type GameParams struct {
-	Width            float64 `yaml:"width"`
-	Height           float64 `yaml:"height"`
-	MaxInputsPerTick uint64  `yaml:"max_inputs_per_tick"`
-	MaxStep          float64 `yaml:"max_step"`
+	Width            *float64 `yaml:"width"`
+	Height           *float64 `yaml:"height"`
+	MaxInputsPerTick *uint64  `yaml:"max_inputs_per_tick"`
+	MaxStep          *float64 `yaml:"max_step"`
+}
+
+// ruleSource says where a rule a membership is judged by came from.
+type ruleSource uint8
+
+const (
+	fromDefault ruleSource = iota
+	fromAnnounced
+	fromParams
+)
+
+func (s ruleSource) String() string {
+	switch s {
+	case fromAnnounced:
+		return "announced by the server"
+	case fromParams:
+		return "set in the check's parameters"
+	}
+	return "the reference default: the server announced none"
+}
+
+// limits are the rules one membership is judged by, each with its source.
+type limits struct {
+	width, height, maxStep float64
+	maxInputs              uint64
+	// src: width, height, max_step, max_inputs_per_tick
+	src [4]ruleSource
+}
+
+// defaultLimits are the reference server's defaults (reference/game).
+var defaultLimits = limits{width: 1000, height: 1000, maxStep: 10, maxInputs: 4}
+
+// resolve picks each rule: explicit parameter, else the announced value in
+// j (a Join event; nil: none observed) when positive, else the default.
+func (p *GameParams) resolve(j *event.Event) limits {
+	l := defaultLimits
+	var aw, ah, as float64
+	var ai uint64
+	if j != nil {
+		aw, ah, as, ai = j.X, j.Y, j.MaxStep, uint64(j.MaxInputs)
+	}
+	pickF := func(dst *float64, src *ruleSource, param *float64, announced float64) {
+		switch {
+		case param != nil:
+			*dst, *src = *param, fromParams
+		case announced > 0 && !math.IsInf(announced, 0):
+			*dst, *src = announced, fromAnnounced
+		}
+	}
+	pickF(&l.width, &l.src[0], p.Width, aw)
+	pickF(&l.height, &l.src[1], p.Height, ah)
+	pickF(&l.maxStep, &l.src[2], p.MaxStep, as)
+	switch {
+	case p.MaxInputsPerTick != nil:
+		l.maxInputs, l.src[3] = *p.MaxInputsPerTick, fromParams
+	case ai > 0:
+		l.maxInputs, l.src[3] = ai, fromAnnounced
+	}
+	return l
+}
+
+// ruleNames name limits.src's rules, in order.
+var ruleNames = [4]string{"width", "height", "max_step", "max_inputs_per_tick"}
+
+// defaulted returns a bit per rule that fell back to the reference default.
+func (l *limits) defaulted() uint8 {
+	var m uint8
+	for i, s := range l.src {
+		if s == fromDefault {
+			m |= 1 << i
+		}
+	}
+	return m
+}
+
+// mapSource says where the map's size came from.
+func (l *limits) mapSource() string {
+	if l.src[0] == l.src[1] {
+		return "map size " + l.src[0].String()
+	}
+	return fmt.Sprintf("width %s, height %s", l.src[0], l.src[1])
+}
+
+// value renders rule i of l.
+func (l *limits) value(i int) string {
+	switch i {
+	case 0:
+		return fmt.Sprint(l.width)
+	case 1:
+		return fmt.Sprint(l.height)
+	case 2:
+		return fmt.Sprint(l.maxStep)
+	}
+	return fmt.Sprint(l.maxInputs)
 }
 
 type playerState struct {
+	rules     limits
 	tick      uint64
 	lastInput uint64
 	// sent holds the input seqs this membership sent that no update has
@@ -45,12 +154,20 @@ type playerState struct {
 
 func init() {
 	Register("game-invariants", func(decode func(any) error) (Checker, error) {
-		p := GameParams{Width: 1000, Height: 1000, MaxInputsPerTick: 4, MaxStep: 10}
+		var p GameParams
 		if err := decode(&p); err != nil {
 			return nil, err
 		}
-		if p.Width <= 0 || p.Height <= 0 || p.MaxInputsPerTick == 0 || p.MaxStep <= 0 {
-			return nil, fmt.Errorf("game-invariants: width, height, max_inputs_per_tick and max_step must be positive")
+		for _, f := range []struct {
+			name string
+			v    *float64
+		}{{"width", p.Width}, {"height", p.Height}, {"max_step", p.MaxStep}} {
+			if f.v != nil && !(*f.v > 0) {
+				return nil, fmt.Errorf("game-invariants: %s must be positive, got %g (leave it out to use the rules the server announces)", f.name, *f.v)
+			}
+		}
+		if p.MaxInputsPerTick != nil && *p.MaxInputsPerTick == 0 {
+			return nil, fmt.Errorf("game-invariants: max_inputs_per_tick must be positive, got 0 (leave it out to use the rules the server announces)")
 		}
 		return &gameRules{p: p, players: map[memberKey]*playerState{}, v: Verdict{Name: "game-invariants"}}, nil
 	})
@@ -59,16 +176,16 @@ func init() {
 func (g *gameRules) Observe(e *event.Event) {
 	k := memberKey{e.Client, e.Scope}
 	switch e.Kind {
-	case event.Join, event.Disconnect, event.Leave:
-		if e.Kind == event.Disconnect {
-			for mk := range g.players {
-				if mk.client == e.Client {
-					delete(g.players, mk)
-				}
-			}
-			return
-		}
+	case event.Join:
+		g.players[k] = &playerState{rules: g.p.resolve(e)}
+	case event.Leave:
 		delete(g.players, k)
+	case event.Disconnect:
+		for mk := range g.players {
+			if mk.client == e.Client {
+				delete(g.players, mk)
+			}
+		}
 	case event.Send:
 		if e.SenderSeq == 0 {
 			return
@@ -79,10 +196,16 @@ func (g *gameRules) Observe(e *event.Event) {
 	case event.Tick:
 		g.ticks++
 		p := g.player(k)
+		r := &p.rules
 		who := clientName(e)
-		if e.X < 0 || e.Y < 0 || e.X > g.p.Width || e.Y > g.p.Height || math.IsNaN(e.X) || math.IsNaN(e.Y) {
+		if m := r.defaulted(); !p.seen && m != 0 {
+			g.defaulted++
+			g.defaultedRules |= m
+		}
+		if e.X < 0 || e.Y < 0 || e.X > r.width || e.Y > r.height || math.IsNaN(e.X) || math.IsNaN(e.Y) {
 			g.v.Add(Evidence{Scope: e.Scope, Seq: e.Seq, Client: who, At: e.At,
-				Detail: fmt.Sprintf("%s at (%.2f, %.2f) outside the %gx%g map at tick %d", who, e.X, e.Y, g.p.Width, g.p.Height, e.Seq)})
+				Detail: fmt.Sprintf("%s at (%.2f, %.2f) outside the %gx%g map at tick %d (%s)",
+					who, e.X, e.Y, r.width, r.height, e.Seq, r.mapSource())})
 		}
 		if p.seen {
 			if e.Seq <= p.tick {
@@ -99,7 +222,7 @@ func (g *gameRules) Observe(e *event.Event) {
 					jump = p.sentUpTo(e.LastInput)
 				}
 				ticks := e.Seq - p.tick
-				allowed := ticks * g.p.MaxInputsPerTick
+				allowed := ticks * r.maxInputs
 				// Input seqs that last_input skipped were processed or
 				// dropped. Drops reported in this update cover invalid
 				// inputs below last_input and over-limit inputs above it;
@@ -108,22 +231,23 @@ func (g *gameRules) Observe(e *event.Event) {
 				// inputs processed, so an honest server is never blamed.
 				if processed := jump - min(jump, e.Dropped-min(e.Dropped, p.prevDrop)); processed > allowed {
 					g.v.Add(Evidence{Scope: e.Scope, Seq: e.Seq, Client: who, At: e.At,
-						Detail: fmt.Sprintf("%s: at least %d inputs processed over %d tick(s) (last input %d -> %d, %d dropped), limit %d per tick",
-							who, processed, ticks, p.lastInput, e.LastInput, e.Dropped-min(e.Dropped, p.prevDrop), g.p.MaxInputsPerTick)})
+						Detail: fmt.Sprintf("%s: at least %d inputs processed over %d tick(s) by tick %d (last input %d -> %d, %d dropped), limit %d per tick (%s)",
+							who, processed, ticks, e.Seq, p.lastInput, e.LastInput, e.Dropped-min(e.Dropped, p.prevDrop), r.maxInputs, r.src[3])})
 				}
 				// At most min(jump, allowed) inputs moved the player, each at
 				// most max_step.
 				moved := math.Hypot(e.X-p.x, e.Y-p.y)
 				steps := min(jump, allowed)
-				if limit := float64(steps) * g.p.MaxStep; moved > limit+1e-6 {
+				if limit := float64(steps) * r.maxStep; moved > limit+1e-6 {
 					g.v.Add(Evidence{Scope: e.Scope, Seq: e.Seq, Client: who, At: e.At,
-						Detail: fmt.Sprintf("%s moved %.2f over %d tick(s) and at most %d input(s), at most %.2f allowed", who, moved, ticks, steps, limit)})
+						Detail: fmt.Sprintf("%s moved %.2f over %d tick(s) and at most %d input(s) by tick %d, at most %.2f allowed (max_step %g, %s)",
+							who, moved, ticks, steps, e.Seq, limit, r.maxStep, r.src[2])})
 				}
 			} else if e.LastInput == p.lastInput && e.Full {
 				// A full snapshot may correct a position; nothing moved by input.
 			} else if e.LastInput == p.lastInput && math.Hypot(e.X-p.x, e.Y-p.y) > 1e-6 {
 				g.v.Add(Evidence{Scope: e.Scope, Seq: e.Seq, Client: who, At: e.At,
-					Detail: fmt.Sprintf("%s moved from (%.2f, %.2f) to (%.2f, %.2f) with no input processed", who, p.x, p.y, e.X, e.Y)})
+					Detail: fmt.Sprintf("%s moved from (%.2f, %.2f) to (%.2f, %.2f) with no input processed at tick %d", who, p.x, p.y, e.X, e.Y, e.Seq)})
 			}
 		}
 		p.sentUpTo(e.LastInput)
@@ -135,11 +259,12 @@ func (g *gameRules) Observe(e *event.Event) {
 	}
 }
 
-// player returns k's state, creating it.
+// player returns k's state, creating it (judged by the parameters and the
+// defaults: no Joined was observed for it).
 func (g *gameRules) player(k memberKey) *playerState {
 	p := g.players[k]
 	if p == nil {
-		p = &playerState{}
+		p = &playerState{rules: g.p.resolve(nil)}
 		g.players[k] = p
 	}
 	return p
@@ -163,5 +288,15 @@ func (g *gameRules) Verdict(context.Context, Env) Verdict {
 	}
 	summarise(&g.v, fmt.Sprintf("%d player updates kept every rule", g.ticks),
 		"%d player updates broke the game's rules", g.v.Violations)
+	if g.defaulted > 0 {
+		var rules []string
+		for i, n := range ruleNames {
+			if g.defaultedRules&(1<<i) != 0 {
+				rules = append(rules, n+" "+defaultLimits.value(i))
+			}
+		}
+		g.v.Summary += fmt.Sprintf("; %d player membership(s) judged by the reference server's defaults (%s): their Joined announced no rules",
+			g.defaulted, strings.Join(rules, ", "))
+	}
 	return g.v
 }

@@ -12,10 +12,11 @@ import (
 // lostAcks is the "no-lost-acks" checker: a message acknowledged to its
 // sender must reach every member who was present over its sequence number.
 // A member is present from its first expected seq (join or resume point)
-// until it leaves; one still connected at the end, or whose stream ended
-// cleanly at the end without a fault, must have everything acked after its
-// join. One whose stream broke is held to what lies between its start and
-// the last seq it received.
+// until its membership ends (Leave, its stream's Disconnect, a new Join):
+// it is held to what lies between its start and the last seq it received,
+// whether the stream broke or ended cleanly (a client ends at its own time;
+// what was acked after is not its). One still present when the events end,
+// without a fault on its client, must have everything acked after its join.
 type lostAcks struct {
 	acked   map[string]map[uint64]ackInfo
 	members map[memberKey]*coverage
@@ -80,13 +81,15 @@ func init() {
 	})
 }
 
-func (l *lostAcks) close(k memberKey, clean bool) {
+// close ends k's membership; atEnd: it was still present when the events
+// ended.
+func (l *lostAcks) close(k memberKey, atEnd bool) {
 	c := l.members[k]
 	if c == nil {
 		return
 	}
 	delete(l.members, k)
-	if clean && !l.faulted[k.client] {
+	if atEnd && !l.faulted[k.client] {
 		c.end = math.MaxUint64
 	} else {
 		c.end = c.lastSeq()
@@ -107,7 +110,7 @@ func (l *lostAcks) Observe(e *event.Event) {
 	case event.Disconnect:
 		for mk := range l.members {
 			if mk.client == e.Client {
-				l.close(mk, e.Code == 0)
+				l.close(mk, false)
 			}
 		}
 	case event.Deliver:

@@ -11,12 +11,12 @@ import (
 // must replay exactly the missed range (resume_after+1 .. head) before going
 // live, or say it could not (Complete=false). Claiming completeness while
 // skipping part of the range, or replaying from elsewhere, is a violation.
+// A replay still open when its member leaves, or when its stream ends
+// cleanly, is judged then; one cut short by a broken stream is not (the
+// stream's Disconnect precedes the Leaves it implies, so the break is known
+// first).
 type resume struct {
-	open map[memberKey]*resumeState
-	// leaving holds replays whose member left: a stream that breaks emits
-	// Leave for its rooms before its Disconnect, so a Leave is judged only
-	// once the client's next event shows the stream did not break.
-	leaving map[memberKey]*resumeState
+	open    map[memberKey]*resumeState
 	resumes int
 	v       Verdict
 }
@@ -36,8 +36,7 @@ func init() {
 		if err := noParams(decode); err != nil {
 			return nil, err
 		}
-		return &resume{open: map[memberKey]*resumeState{}, leaving: map[memberKey]*resumeState{},
-			v: Verdict{Name: "resume-complete"}}, nil
+		return &resume{open: map[memberKey]*resumeState{}, v: Verdict{Name: "resume-complete"}}, nil
 	})
 }
 
@@ -50,17 +49,6 @@ func (r *resume) finish(k memberKey) {
 	r.judge(k, s)
 }
 
-// judgeLeaving judges the replays of client c whose member left, now that
-// the client's stream is known not to have broken.
-func (r *resume) judgeLeaving(c int) {
-	for k, s := range r.leaving {
-		if k.client == c {
-			delete(r.leaving, k)
-			r.judge(k, s)
-		}
-	}
-}
-
 func (r *resume) judge(k memberKey, s *resumeState) {
 	if s.complete && s.next <= s.head {
 		r.v.Add(Evidence{Scope: k.scope, Seq: s.next, Client: s.client, At: s.at.At,
@@ -70,9 +58,6 @@ func (r *resume) judge(k memberKey, s *resumeState) {
 
 func (r *resume) Observe(e *event.Event) {
 	k := memberKey{e.Client, e.Scope}
-	if e.Kind != event.Leave && e.Kind != event.Disconnect {
-		r.judgeLeaving(e.Client)
-	}
 	switch e.Kind {
 	case event.Join:
 		r.finish(k)
@@ -111,21 +96,18 @@ func (r *resume) Observe(e *event.Event) {
 			delete(r.open, k)
 		}
 	case event.Leave:
-		if s := r.open[k]; s != nil {
-			delete(r.open, k)
-			r.leaving[k] = s
-		}
+		r.finish(k)
 	case event.Disconnect:
-		if e.Code == 0 {
-			r.judgeLeaving(e.Client)
-		}
-		// A stream that broke mid-replay is not the server's lie: drop
-		// its unfinished replays without judging.
-		for _, m := range []map[memberKey]*resumeState{r.open, r.leaving} {
-			for mk := range m {
-				if mk.client == e.Client {
-					delete(m, mk)
-				}
+		// A stream that ended cleanly mid-replay is judged; one that broke
+		// is not the server's lie: its unfinished replays are dropped.
+		for mk := range r.open {
+			if mk.client != e.Client {
+				continue
+			}
+			if e.Code == 0 {
+				r.finish(mk)
+			} else {
+				delete(r.open, mk)
 			}
 		}
 	}
@@ -134,10 +116,6 @@ func (r *resume) Observe(e *event.Event) {
 func (r *resume) Verdict(context.Context, Env) Verdict {
 	for k := range r.open {
 		r.finish(k)
-	}
-	for k, s := range r.leaving {
-		delete(r.leaving, k)
-		r.judge(k, s)
 	}
 	if r.resumes == 0 {
 		r.v.Status = NotMeasurable

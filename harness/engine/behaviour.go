@@ -188,8 +188,8 @@ func (c *vclient) reconnectStorm(ctx context.Context) {
 			code = codes.Unavailable
 		}
 		cancel()
-		c.d.ended()
 		c.ev(&event.Event{Kind: event.Disconnect, Code: code, Detail: "reconnect-storm drop"})
+		c.d.ended()
 	})
 }
 

@@ -47,7 +47,8 @@ type driver interface {
 	finish(ctx context.Context, w *writer, recvDone <-chan struct{})
 	// stale moves resume positions back by back (0 = from the beginning).
 	stale(back uint64)
-	// ended runs when a stream has ended: Leave events, reset per-stream state.
+	// ended runs when a stream has ended, after its Disconnect event: Leave
+	// events for the memberships the end implied, reset per-stream state.
 	ended()
 }
 
@@ -260,7 +261,6 @@ func (c *vclient) runStream(ctx context.Context, cn *conn) (clean, reconnectNow 
 		return err
 	})
 	err = g.Wait()
-	c.d.ended()
 	code, detail := codes.OK, ""
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
@@ -270,7 +270,10 @@ func (c *vclient) runStream(ctx context.Context, cn *conn) (clean, reconnectNow 
 			code, detail = s.Code(), s.Message()
 		}
 	}
+	// The stream's end first, then the memberships it ended: a checker
+	// sees whether the stream broke before it sees the Leaves.
 	c.ev(&event.Event{Kind: event.Disconnect, Code: code, Detail: detail})
+	c.d.ended()
 	return code == codes.OK, deliberate.Load()
 }
 

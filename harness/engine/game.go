@@ -114,7 +114,11 @@ func (d *gameDriver) handle(m proto.Message) {
 		}
 		d.x, d.y = d.rules.Width/2, d.rules.Height/2
 		d.mu.Unlock()
-		d.c.ev(&event.Event{Kind: event.Join, Scope: j.Match, Seq: j.Tick})
+		// The event carries the rules as announced (zero when none), not the
+		// fallback the driver walks by: checkers judge by what was announced.
+		r := j.GetRules()
+		d.c.ev(&event.Event{Kind: event.Join, Scope: j.Match, Seq: j.Tick,
+			X: r.GetWidth(), Y: r.GetHeight(), MaxStep: r.GetMaxStep(), MaxInputs: r.GetMaxInputsPerTick()})
 	case *gamev1.ServerEvent_Tick:
 		t := ev.Tick
 		now := time.Now()

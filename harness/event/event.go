@@ -19,14 +19,19 @@ const (
 	Connect Kind = iota + 1
 	// Disconnect: a client's stream ended. Code = final gRPC status code
 	// (codes.OK for a clean io.EOF after CloseSend), Detail = status message.
+	// It precedes the Leave events of the memberships the end implied.
 	Disconnect
 	// Join: the server confirmed a room/document/match. Scope = its name;
 	// Seq = head (chat head_seq, collab version, game tick); ResumeAfter and
 	// HasResume = what the client asked for; ReplayFrom = first replayed
 	// position (0 = none); Complete = resume_complete (chat) or !not_retained
-	// (collab).
+	// (collab). Game: the rules the server announced in Joined.rules, X/Y =
+	// the map's width and height, MaxStep = max_step, MaxInputs =
+	// max_inputs_per_tick (all zero when the server announced none).
 	Join
-	// Leave: the client left Scope (or the stream ended while in it).
+	// Leave: the client left Scope, or the stream ended while in it: then it
+	// follows that stream's Disconnect (the stream's end comes first, then the
+	// memberships it ended).
 	Leave
 	// Send: the client sent a message/op/input. Scope, MsgID (chat client
 	// message id; collab "clientid/seq"; game ""), SenderSeq (sender seq,
@@ -98,9 +103,12 @@ type Event struct {
 	Replay      bool
 	Duplicate   bool
 	Full        bool
-	LastInput   uint64
-	Dropped     uint64
-	X, Y        float64
+	// MaxInputs sits in Full's padding: it does not grow the event.
+	MaxInputs uint32
+	LastInput uint64
+	Dropped   uint64
+	X, Y      float64
+	MaxStep   float64
 
 	Latency time.Duration
 	Code    codes.Code
