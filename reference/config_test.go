@@ -23,21 +23,28 @@ import (
 	"github.com/bidikit/bidikit/reference"
 )
 
-var _ = Describe("Config and Build", func() {
-	BeforeEach(func() {
-		baseline := gleak.Goroutines()
-		DeferCleanup(func() {
-			Eventually(gleak.Goroutines).WithTimeout(15 * time.Second).ShouldNot(gleak.HaveLeaked(baseline))
-		})
+// noLeaks is a BeforeEach body: after the spec, the goroutines must return
+// to those running before it (within 15 s).
+func noLeaks() {
+	baseline := gleak.Goroutines()
+	DeferCleanup(func() {
+		Eventually(gleak.Goroutines).WithTimeout(15 * time.Second).ShouldNot(gleak.HaveLeaked(baseline))
 	})
+}
 
-	parse := func(args ...string) (reference.Config, error) {
-		cfg := reference.DefaultConfig()
-		fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
-		cfg.RegisterFlags(fs)
-		Expect(fs.Parse(args)).To(Succeed())
-		return cfg, cfg.Finish(fs)
-	}
+// parse parses args as `bidikit serve` flags over DefaultConfig and
+// returns the config with Finish's verdict on it.
+func parse(args ...string) (reference.Config, error) {
+	GinkgoHelper()
+	cfg := reference.DefaultConfig()
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	Expect(fs.Parse(args)).To(Succeed())
+	return cfg, cfg.Finish(fs)
+}
+
+var _ = Describe("Config and Build", func() {
+	BeforeEach(noLeaks)
 
 	DescribeTable("settles auth flags",
 		func(args []string, wantDev bool, wantErr string) {
@@ -204,62 +211,72 @@ func (e *entrant) finish() error {
 	return errors.New("stream did not end")
 }
 
-func chatEntrant(ctx context.Context, conn *grpc.ClientConn, user string) *entrant {
-	GinkgoHelper()
-	st, err := chatv1.NewChatServiceClient(conn).Connect(withToken(ctx, user))
-	Expect(err).NotTo(HaveOccurred())
+// entrantStream is the part of a generated bidi client stream (client
+// events C, server events S) an entrant drives.
+type entrantStream[C, S any] interface {
+	Send(C) error
+	Recv() (S, error)
+	CloseSend() error
+}
+
+// newEntrant makes an entrant of st: enter(name) sends the event that joins
+// or opens name; judge tells whether a server event (nil after an error)
+// says entered, or refused it.
+func newEntrant[C, S any](st entrantStream[C, S], enter func(name string) C, judge func(S) (bool, *refusal)) *entrant {
 	return &entrant{
-		send: func(name string) error {
-			return st.Send(&chatv1.ClientEvent{Event: &chatv1.ClientEvent_Join{Join: &chatv1.Join{Room: name}}})
-		},
+		send: func(name string) error { return st.Send(enter(name)) },
 		next: func() (bool, *refusal, error) {
 			ev, err := st.Recv()
-			if e := ev.GetError(); e != nil {
-				return false, &refusal{e.GetCode(), e.GetField(), e.GetMessage()}, err
+			entered, refused := judge(ev)
+			if refused != nil {
+				return false, refused, err
 			}
-			return ev.GetJoined() != nil, nil, err
+			return entered, nil, err
 		},
 		closeSend: st.CloseSend,
 		recv:      func() error { _, err := st.Recv(); return err },
 	}
+}
+
+// refusalOf is a service's Error event as a refusal; nil for none.
+func refusalOf[E interface {
+	comparable
+	GetCode() uint32
+	GetField() string
+	GetMessage() string
+}](e E) *refusal {
+	var none E
+	if e == none {
+		return nil
+	}
+	return &refusal{e.GetCode(), e.GetField(), e.GetMessage()}
+}
+
+func chatEntrant(ctx context.Context, conn *grpc.ClientConn, user string) *entrant {
+	GinkgoHelper()
+	st, err := chatv1.NewChatServiceClient(conn).Connect(withToken(ctx, user))
+	Expect(err).NotTo(HaveOccurred())
+	return newEntrant(st, func(name string) *chatv1.ClientEvent {
+		return &chatv1.ClientEvent{Event: &chatv1.ClientEvent_Join{Join: &chatv1.Join{Room: name}}}
+	}, func(ev *chatv1.ServerEvent) (bool, *refusal) { return ev.GetJoined() != nil, refusalOf(ev.GetError()) })
 }
 
 func collabEntrant(ctx context.Context, conn *grpc.ClientConn, user string) *entrant {
 	GinkgoHelper()
 	st, err := collabv1.NewCollabServiceClient(conn).Edit(withToken(ctx, user))
 	Expect(err).NotTo(HaveOccurred())
-	return &entrant{
-		send: func(name string) error {
-			return st.Send(&collabv1.ClientEvent{Event: &collabv1.ClientEvent_Open{Open: &collabv1.Open{Document: name, ClientId: user + "-1"}}})
-		},
-		next: func() (bool, *refusal, error) {
-			ev, err := st.Recv()
-			if e := ev.GetError(); e != nil {
-				return false, &refusal{e.GetCode(), e.GetField(), e.GetMessage()}, err
-			}
-			return ev.GetOpened() != nil, nil, err
-		},
-		closeSend: st.CloseSend,
-		recv:      func() error { _, err := st.Recv(); return err },
-	}
+	return newEntrant(st, func(name string) *collabv1.ClientEvent {
+		return &collabv1.ClientEvent{Event: &collabv1.ClientEvent_Open{Open: &collabv1.Open{Document: name, ClientId: user + "-1"}}}
+	}, func(ev *collabv1.ServerEvent) (bool, *refusal) {
+		return ev.GetOpened() != nil, refusalOf(ev.GetError())
+	})
 }
 
 func gameEntrant(ctx context.Context, conn *grpc.ClientConn, user string) *entrant {
 	GinkgoHelper()
 	st, err := gamev1.NewGameServiceClient(conn).Play(withToken(ctx, user))
 	Expect(err).NotTo(HaveOccurred())
-	return &entrant{
-		send: func(name string) error {
-			return st.Send(&gamev1.ClientEvent{Event: &gamev1.ClientEvent_Join{Join: &gamev1.JoinMatch{Match: name}}})
-		},
-		next: func() (bool, *refusal, error) {
-			ev, err := st.Recv()
-			if e := ev.GetError(); e != nil {
-				return false, &refusal{e.GetCode(), e.GetField(), e.GetMessage()}, err
-			}
-			return ev.GetJoined() != nil, nil, err
-		},
-		closeSend: st.CloseSend,
-		recv:      func() error { _, err := st.Recv(); return err },
-	}
+	return newEntrant(st, func(name string) *gamev1.ClientEvent {
+		return &gamev1.ClientEvent{Event: &gamev1.ClientEvent_Join{Join: &gamev1.JoinMatch{Match: name}}}
+	}, func(ev *gamev1.ServerEvent) (bool, *refusal) { return ev.GetJoined() != nil, refusalOf(ev.GetError()) })
 }

@@ -1,31 +1,13 @@
 package reference_test
 
 import (
-	"time"
-
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	"github.com/onsi/gomega/gleak"
-	"github.com/spf13/pflag"
-
-	"github.com/bidikit/bidikit/reference"
 )
 
 var _ = Describe("Embedded NATS cluster flags", func() {
-	BeforeEach(func() {
-		baseline := gleak.Goroutines()
-		DeferCleanup(func() {
-			Eventually(gleak.Goroutines).WithTimeout(15 * time.Second).ShouldNot(gleak.HaveLeaked(baseline))
-		})
-	})
+	BeforeEach(noLeaks)
 
-	parse := func(args ...string) (reference.Config, error) {
-		cfg := reference.DefaultConfig()
-		fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
-		cfg.RegisterFlags(fs)
-		Expect(fs.Parse(args)).To(Succeed())
-		return cfg, cfg.Finish(fs)
-	}
 	cluster := []string{"--nats-embed", "/tmp/js1", "--nats-cluster-listen", "127.0.0.1:6222",
 		"--nats-routes", "nats-route://127.0.0.1:6222,nats-route://127.0.0.1:6223,nats-route://127.0.0.1:6224"}
 	with := func(extra ...string) []string { return append(append([]string(nil), cluster...), extra...) }

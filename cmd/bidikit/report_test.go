@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -95,20 +93,3 @@ var _ = Describe("sharded runs: bidikit run --shard and bidikit report merge", f
 		Expect(strings.Contains(stderr, "missing shard 2/2")).To(BeTrue(), stderr)
 	}, SpecTimeout(2*time.Minute))
 })
-
-// runBidikitEnv is runBidikit with extra environment variables.
-func runBidikitEnv(ctx SpecContext, dir string, env []string, args ...string) (int, string, string) {
-	cmd := exec.CommandContext(ctx, bidikitBin, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else {
-		Expect(err).NotTo(HaveOccurred())
-	}
-	return code, out.String(), errOut.String()
-}

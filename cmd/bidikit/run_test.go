@@ -15,8 +15,14 @@ import (
 // runBidikit runs the built binary in dir and returns its exit code and
 // output.
 func runBidikit(ctx SpecContext, dir string, args ...string) (int, string, string) {
+	return runBidikitEnv(ctx, dir, nil, args...)
+}
+
+// runBidikitEnv is runBidikit with extra environment variables.
+func runBidikitEnv(ctx SpecContext, dir string, env []string, args ...string) (int, string, string) {
 	cmd := exec.CommandContext(ctx, bidikitBin, args...)
 	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
 	var out, errOut bytes.Buffer // exec copies into them; Run waits for the copies
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()

@@ -1,8 +1,6 @@
 package engine_test
 
 import (
-	"context"
-	"errors"
 	"log/slog"
 	"net"
 	"sync"
@@ -16,8 +14,7 @@ import (
 	"github.com/bidikit/bidikit/harness/event"
 	"github.com/bidikit/bidikit/harness/fault"
 	"github.com/bidikit/bidikit/harness/scenario"
-	"github.com/bidikit/bidikit/reference"
-	"github.com/bidikit/bidikit/reference/cluster"
+	"github.com/bidikit/bidikit/internal/refcluster"
 )
 
 // eventLog is a Tap that keeps a copy of every event, in order.
@@ -70,46 +67,6 @@ func lurkers(n, perConn int, d time.Duration) *scenario.Scenario {
 		Roles:          []scenario.Role{{Name: "lurk", Count: n, Behaviour: "lurker", Scopes: 1}}}
 }
 
-// instanceKiller is the fault.Server kill-server drives: it stops one
-// reference instance hard (every connection closes at once, no drain).
-type instanceKiller struct {
-	srv    *reference.Server
-	killed chan struct{}
-}
-
-var _ fault.Server = (*instanceKiller)(nil)
-
-func (k *instanceKiller) Kill() error {
-	k.srv.GRPC().Stop()
-	close(k.killed)
-	return nil
-}
-
-func (k *instanceKiller) Restart(context.Context) error {
-	return errors.New("failover spec: a killed instance is not restarted")
-}
-
-// startInstance starts a reference server on 127.0.0.1:0 that keeps chat
-// rooms in the NATS server at url (no admin server); stopped at cleanup.
-func startInstance(url string, log *slog.Logger) *reference.Server {
-	GinkgoHelper()
-	cfg := reference.DefaultConfig()
-	cfg.Options.Addr = "127.0.0.1:0"
-	cfg.Options.AdminAddr = ""
-	cfg.Options.GracePeriod = 2 * time.Second
-	cfg.NATS = url
-	cfg.Chat.SendRate = 0 // unlimited
-	srv, err := reference.Build(cfg, log)
-	Expect(err).NotTo(HaveOccurred())
-	ctx, cancel := context.WithCancel(context.Background())
-	Expect(srv.Start(ctx)).To(Succeed())
-	DeferCleanup(func() {
-		cancel()
-		_ = srv.Wait()
-	})
-	return srv
-}
-
 // failoverChat: chatters and lurkers in two rooms; instance A is killed
 // at 1.2 s. Client i prefers target i mod 2, so the even clients start on A.
 const failoverChat = `name: failover
@@ -150,19 +107,16 @@ var _ = Describe("several targets", func() {
 
 	It("moves the clients of a killed instance to the next target, and the run passes its checks", func(ctx SpecContext) {
 		log := slog.New(slog.NewTextHandler(GinkgoWriter, &slog.HandlerOptions{Level: slog.LevelError}))
-		nats, err := cluster.StartEmbedded(GinkgoT().TempDir(), "127.0.0.1:0", nil)
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(nats.Shutdown)
-		a := startInstance(nats.ClientURL(), log)
-		b := startInstance(nats.ClientURL(), log)
+		ins := refcluster.StartN(GinkgoT(), 2, refcluster.StartNATS(GinkgoT()).ClientURL(), log)
+		a, b := ins[0], ins[1]
 		s, err := scenario.Parse("failover.yaml", []byte(failoverChat))
 		Expect(err).NotTo(HaveOccurred())
-		k := &instanceKiller{srv: a, killed: make(chan struct{})}
+		k := refcluster.NewKiller(a)
 		var tap eventLog
 		res, err := engine.Run(ctx, s, engine.WithTargets(a.Addr(), b.Addr()), engine.WithFaultEnv(k),
 			engine.WithTap(&tap), engine.WithLogger(log))
 		Expect(err).NotTo(HaveOccurred(), describe(res))
-		Expect(k.killed).To(BeClosed(), "the kill-server fault never fired")
+		Expect(k.Killed()).To(BeClosed(), "the kill-server fault never fired")
 		Expect(res.Passed).To(BeTrue(), describe(res))
 		Expect(res.Checks).To(HaveLen(5))
 		Expect(res.Messages.Acked).To(BeNumerically(">", 0))

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"sort"
 	"time"
 
@@ -14,14 +12,11 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/gleak"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/bidikit/bidikit/harness/check"
 	"github.com/bidikit/bidikit/harness/engine"
 	"github.com/bidikit/bidikit/harness/event"
-	"github.com/bidikit/bidikit/harness/metrics"
 	"github.com/bidikit/bidikit/harness/result"
-	"github.com/bidikit/bidikit/harness/scenario"
 	"github.com/bidikit/bidikit/harness/shard"
 	"github.com/bidikit/bidikit/reference"
 )
@@ -112,45 +107,15 @@ var _ = Describe("a three-shard run against one reference server", func() {
 			_ = srv.Wait()
 		})
 
-		dir := GinkgoT().TempDir()
-		file := filepath.Join(dir, "three.yaml")
-		Expect(os.WriteFile(file, []byte(threeShards), 0o644)).To(Succeed())
 		const n = 3
-		paths := make([]string, n)
-		results := make([]result.Scenario, n)
-		var g errgroup.Group
-		for i := range n {
-			scs, err := scenario.Load(file) // one copy per shard, as on separate machines
-			Expect(err).NotTo(HaveOccurred())
-			paths[i] = filepath.Join(dir, fmt.Sprintf("shard-%d.raw", i))
-			w, err := shard.Create(paths[i])
-			Expect(err).NotTo(HaveOccurred())
-			sec := w.Section(shard.HeaderFor(scs[0], []byte(threeShards), srv.Addr(), i, n))
-			g.Go(func() error {
-				res, err := engine.Run(ctx, scs[0], engine.WithTarget(srv.Addr()), engine.WithServerEnv("http://"+srv.AdminAddr()),
-					engine.WithShard(i, n), engine.WithTap(sec), engine.WithLogger(log))
-				results[i] = res
-				if err != nil {
-					return err
-				}
-				if err := sec.Close(res); err != nil {
-					return err
-				}
-				return w.Close()
-			})
-		}
-		Expect(g.Wait()).To(Succeed())
-
-		s, err := scenario.Parse(file, []byte(threeShards))
-		Expect(err).NotTo(HaveOccurred())
-		plan := scenario.NewPlan(s)
+		targets := [][]string{{srv.Addr()}, {srv.Addr()}, {srv.Addr()}}
+		sr := runShards(ctx, threeShards, targets, log, engine.WithServerEnv("http://"+srv.AdminAddr()))
+		paths, results, plan := sr.paths, sr.results, sr.plan
 
 		// Each shard ran its own share, and the shares cover every client;
 		// the fault hit exactly the plan's choice, each client in its shard.
 		connected := map[int]int{}
 		faulted := map[int]int{}
-		overall := metrics.NewHistogram()
-		perRole := map[string]*hdrhistogram.Histogram{}
 		sent := int64(0)
 		for i, p := range paths {
 			h, evs := readAll(p)
@@ -174,16 +139,6 @@ var _ = Describe("a three-shard run against one reference server", func() {
 					}
 				case event.Send:
 					sent++
-				case event.Deliver, event.Tick:
-					if e.Latency > 0 {
-						record(overall, e.Latency)
-						if e.Kind == event.Deliver {
-							if perRole[e.Role] == nil {
-								perRole[e.Role] = metrics.NewHistogram()
-							}
-							record(perRole[e.Role], e.Latency)
-						}
-					}
 				}
 			}
 		}
@@ -204,20 +159,14 @@ var _ = Describe("a three-shard run against one reference server", func() {
 		Expect(res.Clients).To(Equal(len(plan.Clients)))
 		Expect(res.Messages.Sent).To(Equal(sent))
 		Expect(res.Messages.Sent).To(Equal(results[0].Messages.Sent + results[1].Messages.Sent + results[2].Messages.Sent))
-		Expect(res.Checks).To(HaveLen(len(s.Checks)))
+		Expect(res.Checks).To(HaveLen(len(sr.scen.Checks)))
 		leaks := res.Checks[len(res.Checks)-1]
 		Expect(leaks.Summary).To(And(ContainSubstring("shard 1/3:"), ContainSubstring("shard 3/3:")))
 
 		// Exact: the merged percentiles are those of one histogram fed every
 		// shard's samples, overall and per role.
-		Expect(overall.TotalCount()).To(BeNumerically(">", 100))
-		Expect(res.LatencyMS).To(Equal(metrics.Summary(overall)))
-		for _, r := range res.Roles {
-			if h := perRole[r.Name]; h != nil {
-				Expect(r.LatencyMS).To(Equal(metrics.Summary(h)), "role %s", r.Name)
-				Expect(r.Distribution).To(Equal(metrics.Distribution(h)), "role %s", r.Name)
-			}
-		}
+		overall, perRole, _ := unionHistograms(paths)
+		expectExactPercentiles(res, overall, perRole)
 		Expect(res.LatencyMS.Count).To(Equal(results[0].LatencyMS.Count + results[1].LatencyMS.Count + results[2].LatencyMS.Count))
 
 		run := shard.Report(merged)

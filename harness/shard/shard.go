@@ -37,7 +37,10 @@ import (
 )
 
 // Format is the raw file format version this package writes and reads.
-const Format = 1
+//
+// 2: a stream's Disconnect precedes the Leaves it implies (checkers rely on
+// that order), and game Joins carry the announced rules.
+const Format = 2
 
 // Header identifies one scenario of one shard.
 type Header struct {

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/bidikit/bidikit/internal/chattest"
 	chatv1 "github.com/bidikit/bidikit/proto/bidikit/chat/v1"
 )
 
@@ -52,7 +53,7 @@ func BenchmarkFanout(b *testing.B) {
 	joined := make(chan struct{}, members)
 	var readers sync.WaitGroup
 	for i := 0; i < members; i++ {
-		st, err := chatv1.NewChatServiceClient(ccs[i%conns]).Connect(userCtx(ctx, fmt.Sprintf("m%d", i)))
+		st, err := chatv1.NewChatServiceClient(ccs[i%conns]).Connect(chattest.WithUser(ctx, fmt.Sprintf("m%d", i)))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -88,7 +89,7 @@ func BenchmarkFanout(b *testing.B) {
 				}
 			}
 		}()
-		if err := st.Send(joinEv(fmt.Sprintf("room%d", i%rooms))); err != nil {
+		if err := st.Send(chattest.JoinEv(fmt.Sprintf("room%d", i%rooms))); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -106,7 +107,7 @@ func BenchmarkFanout(b *testing.B) {
 			st := streams[r]
 			for k := 1; k <= b.N; k++ {
 				credits[r] <- struct{}{}
-				if err := st.Send(sendEv(fmt.Sprintf("room%d", r), fmt.Sprint(k), uint64(k), body)); err != nil {
+				if err := st.Send(chattest.SendEv(fmt.Sprintf("room%d", r), fmt.Sprint(k), uint64(k), body)); err != nil {
 					return
 				}
 			}

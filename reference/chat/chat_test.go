@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/bidikit/bidikit/internal/chattest"
 	chatv1 "github.com/bidikit/bidikit/proto/bidikit/chat/v1"
 	"github.com/bidikit/bidikit/reference/metrics"
 	"github.com/bidikit/bidikit/reference/store"
@@ -66,14 +67,14 @@ var _ = Describe("Service", func() {
 				st = a
 			}
 			ts := startServer(testConfig(), st, nil)
-			cc := dial(ts.addr)
+			cc := chattest.Dial(GinkgoT(), ts.addr)
 			rooms := []string{"r1", "r2", "r3"}
 			const clients, perRoom = 6, 40
-			cs := make([]*tclient, clients)
+			cs := make([]*chattest.Client, clients)
 			for i := range cs {
-				cs[i] = connect(cc, fmt.Sprintf("u%d", i))
+				cs[i] = chattest.Connect(GinkgoT(), cc, fmt.Sprintf("u%d", i))
 				for _, r := range rooms {
-					cs[i].join(r)
+					cs[i].Join(r)
 				}
 			}
 			var wg sync.WaitGroup
@@ -85,7 +86,7 @@ var _ = Describe("Service", func() {
 					for k := 1; k <= perRoom; k++ {
 						for _, r := range rooms {
 							id := fmt.Sprintf("%s-%d", r, k)
-							Expect(c.st.Send(sendEv(r, id, uint64(k), fmt.Sprintf("hello %d from %d", k, i)))).To(Succeed())
+							Expect(c.Stream.Send(chattest.SendEv(r, id, uint64(k), fmt.Sprintf("hello %d from %d", k, i)))).To(Succeed())
 						}
 					}
 				}()
@@ -93,16 +94,16 @@ var _ = Describe("Service", func() {
 			wg.Wait()
 			total := clients * perRoom
 			for _, c := range cs {
-				Eventually(ctx, func() int { return len(c.acks()) }).Should(Equal(perRoom * len(rooms)))
+				Eventually(ctx, func() int { return len(c.Acks()) }).Should(Equal(perRoom * len(rooms)))
 				for _, r := range rooms {
-					Eventually(ctx, func() int { return len(c.messages(r)) }).Should(Equal(total))
+					Eventually(ctx, func() int { return len(c.Messages(r)) }).Should(Equal(total))
 				}
 			}
 			for _, r := range rooms {
-				ref := cs[0].messages(r)
-				Expect(gapless(ref, 1)).To(Succeed())
+				ref := cs[0].Messages(r)
+				Expect(chattest.Gapless(ref, 1)).To(Succeed())
 				for _, c := range cs[1:] {
-					got := c.messages(r)
+					got := c.Messages(r)
 					for i := range ref {
 						Expect(got[i].GetSeq()).To(Equal(ref[i].GetSeq()))
 						Expect(got[i].GetClientMsgId()).To(Equal(ref[i].GetClientMsgId()))
@@ -121,20 +122,20 @@ var _ = Describe("Service", func() {
 			for _, c := range cs {
 				seqs := map[string]uint64{}
 				for _, r := range rooms {
-					for _, m := range c.messages(r) {
-						if m.GetSender() == c.user {
+					for _, m := range c.Messages(r) {
+						if m.GetSender() == c.User {
 							seqs[r+"/"+m.GetClientMsgId()] = m.GetSeq()
 						}
 					}
 				}
-				for _, a := range c.acks() {
+				for _, a := range c.Acks() {
 					Expect(a.GetDuplicate()).To(BeFalse())
 					Expect(a.GetSeq()).To(Equal(seqs[a.GetRoom()+"/"+a.GetClientMsgId()]))
 				}
 			}
 			Expect(metricSum(ts.m.Committed)).To(BeEquivalentTo(total * len(rooms)))
 			for _, c := range cs {
-				Expect(c.closeAndWait()).To(Succeed())
+				Expect(c.CloseAndWait()).To(Succeed())
 			}
 		},
 		Entry("memory store (commit inside Append)", false, SpecTimeout(60*time.Second)),
@@ -144,96 +145,96 @@ var _ = Describe("Service", func() {
 	It("acks and broadcasts only after the store commit, and catches a resend still in flight", func(ctx SpecContext) {
 		gs := newGatedStore()
 		ts := startServer(testConfig(), gs, nil)
-		cc := dial(ts.addr)
-		a, b := connect(cc, "alice"), connect(cc, "bob")
-		a.join("lobby")
-		b.join("lobby")
-		a.send(sendEv("lobby", "m1", 1, "hi"))
-		a.send(sendEv("lobby", "m1", 1, "hi")) // resend before commit
+		cc := chattest.Dial(GinkgoT(), ts.addr)
+		a, b := chattest.Connect(GinkgoT(), cc, "alice"), chattest.Connect(GinkgoT(), cc, "bob")
+		a.Join("lobby")
+		b.Join("lobby")
+		a.Send(chattest.SendEv("lobby", "m1", 1, "hi"))
+		a.Send(chattest.SendEv("lobby", "m1", 1, "hi")) // resend before commit
 		Eventually(ctx, gs.pending).Should(Equal(1))
 		// A marker on another room shows the stream processed both sends.
-		a.join("other")
-		Consistently(func() int { return len(a.acks()) + len(b.messages("lobby")) }).
+		a.Join("other")
+		Consistently(func() int { return len(a.Acks()) + len(b.Messages("lobby")) }).
 			WithTimeout(200 * time.Millisecond).Should(BeZero())
 		gs.release()
-		Eventually(ctx, func() int { return len(a.acks()) }).Should(Equal(2))
-		acks := a.acks()
+		Eventually(ctx, func() int { return len(a.Acks()) }).Should(Equal(2))
+		acks := a.Acks()
 		Expect(acks[0]).To(SatisfyAll(
 			WithTransform((*chatv1.Ack).GetSeq, BeEquivalentTo(1)),
 			WithTransform((*chatv1.Ack).GetDuplicate, BeFalse())))
 		Expect(acks[1]).To(SatisfyAll(
 			WithTransform((*chatv1.Ack).GetSeq, BeEquivalentTo(1)),
 			WithTransform((*chatv1.Ack).GetDuplicate, BeTrue())))
-		Eventually(ctx, func() int { return len(b.messages("lobby")) }).Should(Equal(1))
+		Eventually(ctx, func() int { return len(b.Messages("lobby")) }).Should(Equal(1))
 		// later sends go through the open gate as usual
-		a.send(sendEv("lobby", "m2", 2, "again"))
-		Eventually(ctx, func() int { return len(b.messages("lobby")) }).Should(Equal(2))
-		Expect(gapless(b.messages("lobby"), 1)).To(Succeed())
-		Expect(a.closeAndWait()).To(Succeed())
-		Expect(b.closeAndWait()).To(Succeed())
+		a.Send(chattest.SendEv("lobby", "m2", 2, "again"))
+		Eventually(ctx, func() int { return len(b.Messages("lobby")) }).Should(Equal(2))
+		Expect(chattest.Gapless(b.Messages("lobby"), 1)).To(Succeed())
+		Expect(a.CloseAndWait()).To(Succeed())
+		Expect(b.CloseAndWait()).To(Succeed())
 	}, SpecTimeout(30*time.Second))
 
 	It("does not store a committed resend twice: duplicate ack with the original seq", func(ctx SpecContext) {
 		ts := startServer(testConfig(), nil, nil)
-		cc := dial(ts.addr)
-		a, b := connect(cc, "alice"), connect(cc, "bob")
-		a.join("lobby")
-		b.join("lobby")
-		a.send(sendEv("lobby", "x", 1, "one"))
-		b.send(sendEv("lobby", "y", 1, "two"))
-		Eventually(ctx, func() int { return len(a.messages("lobby")) }).Should(Equal(2))
-		first := a.acks()[0].GetSeq()
-		a.send(sendEv("lobby", "x", 1, "one"))
+		cc := chattest.Dial(GinkgoT(), ts.addr)
+		a, b := chattest.Connect(GinkgoT(), cc, "alice"), chattest.Connect(GinkgoT(), cc, "bob")
+		a.Join("lobby")
+		b.Join("lobby")
+		a.Send(chattest.SendEv("lobby", "x", 1, "one"))
+		b.Send(chattest.SendEv("lobby", "y", 1, "two"))
+		Eventually(ctx, func() int { return len(a.Messages("lobby")) }).Should(Equal(2))
+		first := a.Acks()[0].GetSeq()
+		a.Send(chattest.SendEv("lobby", "x", 1, "one"))
 		// the same id from another sender is a different message
-		b.send(sendEv("lobby", "x", 2, "three"))
-		Eventually(ctx, func() int { return len(a.acks()) }).Should(Equal(2))
-		Expect(a.acks()[1].GetDuplicate()).To(BeTrue())
-		Expect(a.acks()[1].GetSeq()).To(Equal(first))
-		Eventually(ctx, func() int { return len(a.messages("lobby")) }).Should(Equal(3))
-		Consistently(func() int { return len(a.messages("lobby")) }).WithTimeout(100 * time.Millisecond).Should(Equal(3))
-		Expect(gapless(a.messages("lobby"), 1)).To(Succeed())
+		b.Send(chattest.SendEv("lobby", "x", 2, "three"))
+		Eventually(ctx, func() int { return len(a.Acks()) }).Should(Equal(2))
+		Expect(a.Acks()[1].GetDuplicate()).To(BeTrue())
+		Expect(a.Acks()[1].GetSeq()).To(Equal(first))
+		Eventually(ctx, func() int { return len(a.Messages("lobby")) }).Should(Equal(3))
+		Consistently(func() int { return len(a.Messages("lobby")) }).WithTimeout(100 * time.Millisecond).Should(Equal(3))
+		Expect(chattest.Gapless(a.Messages("lobby"), 1)).To(Succeed())
 		// a new stream of the same user resending (reconnect) is caught too
-		a2 := connect(cc, "alice")
-		a2.join("lobby")
-		a2.send(sendEv("lobby", "x", 1, "one"))
-		Eventually(ctx, func() int { return len(a2.acks()) }).Should(Equal(1))
-		Expect(a2.acks()[0].GetDuplicate()).To(BeTrue())
-		Expect(a2.acks()[0].GetSeq()).To(Equal(first))
-		for _, c := range []*tclient{a, a2, b} {
-			Expect(c.closeAndWait()).To(Succeed())
+		a2 := chattest.Connect(GinkgoT(), cc, "alice")
+		a2.Join("lobby")
+		a2.Send(chattest.SendEv("lobby", "x", 1, "one"))
+		Eventually(ctx, func() int { return len(a2.Acks()) }).Should(Equal(1))
+		Expect(a2.Acks()[0].GetDuplicate()).To(BeTrue())
+		Expect(a2.Acks()[0].GetSeq()).To(Equal(first))
+		for _, c := range []*chattest.Client{a, a2, b} {
+			Expect(c.CloseAndWait()).To(Succeed())
 		}
 	}, SpecTimeout(30*time.Second))
 
 	It("continues seq after a restart over the same store", func(ctx SpecContext) {
 		st := store.NewMemory(0)
 		ts1 := newTestServer(testConfig(), st, nil)
-		cc1 := dial(ts1.addr)
-		a := connect(cc1, "alice")
-		a.join("lobby")
+		cc1 := chattest.Dial(GinkgoT(), ts1.addr)
+		a := chattest.Connect(GinkgoT(), cc1, "alice")
+		a.Join("lobby")
 		for i := 1; i <= 5; i++ {
-			a.send(sendEv("lobby", fmt.Sprint(i), uint64(i), "x"))
+			a.Send(chattest.SendEv("lobby", fmt.Sprint(i), uint64(i), "x"))
 		}
-		Eventually(ctx, func() int { return len(a.acks()) }).Should(Equal(5))
-		Expect(a.closeAndWait()).To(Succeed())
+		Eventually(ctx, func() int { return len(a.Acks()) }).Should(Equal(5))
+		Expect(a.CloseAndWait()).To(Succeed())
 		ts1.stop()
 
 		ts2 := startServer(testConfig(), st, nil)
-		b := connect(dial(ts2.addr), "bob")
-		Expect(b.join("lobby").GetHeadSeq()).To(BeEquivalentTo(5))
-		b.send(sendEv("lobby", "after", 1, "y"))
-		Eventually(ctx, func() []*chatv1.Ack { return b.acks() }).Should(ContainElement(
+		b := chattest.Connect(GinkgoT(), chattest.Dial(GinkgoT(), ts2.addr), "bob")
+		Expect(b.Join("lobby").GetHeadSeq()).To(BeEquivalentTo(5))
+		b.Send(chattest.SendEv("lobby", "after", 1, "y"))
+		Eventually(ctx, func() []*chatv1.Ack { return b.Acks() }).Should(ContainElement(
 			WithTransform((*chatv1.Ack).GetSeq, BeEquivalentTo(6))))
-		Expect(b.closeAndWait()).To(Succeed())
+		Expect(b.CloseAndWait()).To(Succeed())
 	}, SpecTimeout(30*time.Second))
 
 	It("resumes at the seam under concurrent sends: replay then live, no gap, no duplicate", func(ctx SpecContext) {
 		ts := startServer(testConfig(), nil, nil)
-		cc := dial(ts.addr)
+		cc := chattest.Dial(GinkgoT(), ts.addr)
 		const senders, each = 3, 300
-		ss := make([]*tclient, senders)
+		ss := make([]*chattest.Client, senders)
 		for i := range ss {
-			ss[i] = connect(cc, fmt.Sprintf("s%d", i))
-			ss[i].join("busy")
+			ss[i] = chattest.Connect(GinkgoT(), cc, fmt.Sprintf("s%d", i))
+			ss[i].Join("busy")
 		}
 		var wg sync.WaitGroup
 		for i, s := range ss {
@@ -242,7 +243,7 @@ var _ = Describe("Service", func() {
 				defer GinkgoRecover()
 				defer wg.Done()
 				for k := 1; k <= each; k++ {
-					Expect(s.st.Send(sendEv("busy", fmt.Sprint(k), uint64(k), fmt.Sprintf("s%d-%d", i, k)))).To(Succeed())
+					Expect(s.Stream.Send(chattest.SendEv("busy", fmt.Sprint(k), uint64(k), fmt.Sprintf("s%d-%d", i, k)))).To(Succeed())
 					if k%50 == 0 {
 						time.Sleep(time.Millisecond) // let resumers land mid-stream
 					}
@@ -250,13 +251,13 @@ var _ = Describe("Service", func() {
 			}()
 		}
 		// resumers join while the senders run, each from a different position
-		var resumers []*tclient
+		var resumers []*chattest.Client
 		var afters []uint64
 		for k := 0; k < 6; k++ {
-			Eventually(ctx, func() int { return len(ss[0].messages("busy")) }).Should(BeNumerically(">=", 40*(k+1)))
+			Eventually(ctx, func() int { return len(ss[0].Messages("busy")) }).Should(BeNumerically(">=", 40*(k+1)))
 			after := uint64(20 * k)
-			r := connect(cc, fmt.Sprintf("r%d", k))
-			j := r.joinFrom("busy", &after)
+			r := chattest.Connect(GinkgoT(), cc, fmt.Sprintf("r%d", k))
+			j := r.JoinFrom("busy", &after)
 			Expect(j.GetResumeComplete()).To(BeTrue())
 			Expect(j.GetHeadSeq()).To(BeNumerically(">=", after))
 			if j.GetHeadSeq() > after {
@@ -268,19 +269,19 @@ var _ = Describe("Service", func() {
 		wg.Wait()
 		total := senders * each
 		for i, r := range resumers {
-			Eventually(ctx, func() int { return len(r.messages("busy")) }).WithTimeout(10 * time.Second).Should(BeNumerically(">=", total-int(afters[i])))
-			msgs := r.messages("busy")
+			Eventually(ctx, func() int { return len(r.Messages("busy")) }).WithTimeout(10 * time.Second).Should(BeNumerically(">=", total-int(afters[i])))
+			msgs := r.Messages("busy")
 			Expect(msgs).To(HaveLen(total - int(afters[i])))
-			Expect(gapless(msgs, afters[i]+1)).To(Succeed())
-			head := r.joinedEvents()[0].GetHeadSeq()
+			Expect(chattest.Gapless(msgs, afters[i]+1)).To(Succeed())
+			head := r.Joined()[0].GetHeadSeq()
 			for _, m := range msgs {
 				Expect(m.GetReplay()).To(Equal(m.GetSeq() <= head), "seq %d head %d", m.GetSeq(), head)
 			}
 		}
-		Consistently(func() int { return len(resumers[0].messages("busy")) }).
+		Consistently(func() int { return len(resumers[0].Messages("busy")) }).
 			WithTimeout(100 * time.Millisecond).Should(Equal(total - int(afters[0])))
 		for _, c := range append(ss, resumers...) {
-			Expect(c.closeAndWait()).To(Succeed())
+			Expect(c.CloseAndWait()).To(Succeed())
 		}
 	}, SpecTimeout(60*time.Second))
 
@@ -288,50 +289,50 @@ var _ = Describe("Service", func() {
 		cfg := testConfig()
 		cfg.History = 10
 		ts := startServer(cfg, nil, nil)
-		cc := dial(ts.addr)
-		a := connect(cc, "alice")
-		a.join("lobby")
+		cc := chattest.Dial(GinkgoT(), ts.addr)
+		a := chattest.Connect(GinkgoT(), cc, "alice")
+		a.Join("lobby")
 		for i := 1; i <= 25; i++ {
-			a.send(sendEv("lobby", fmt.Sprint(i), uint64(i), "x"))
+			a.Send(chattest.SendEv("lobby", fmt.Sprint(i), uint64(i), "x"))
 		}
-		Eventually(ctx, func() int { return len(a.acks()) }).Should(Equal(25))
+		Eventually(ctx, func() int { return len(a.Acks()) }).Should(Equal(25))
 
-		old := connect(cc, "bob")
-		j := old.joinFrom("lobby", ptr(uint64(2)))
+		old := chattest.Connect(GinkgoT(), cc, "bob")
+		j := old.JoinFrom("lobby", chattest.Ptr(uint64(2)))
 		Expect(j.GetResumeComplete()).To(BeFalse())
 		Expect(j.GetOldestRetainedSeq()).To(BeEquivalentTo(16))
 		Expect(j.GetReplayFrom()).To(BeEquivalentTo(16))
 		Expect(j.GetHeadSeq()).To(BeEquivalentTo(25))
 		Expect(j.GetMembers()).To(ConsistOf("alice", "bob"))
-		Eventually(ctx, func() int { return len(old.messages("lobby")) }).Should(Equal(10))
-		Expect(gapless(old.messages("lobby"), 16)).To(Succeed())
+		Eventually(ctx, func() int { return len(old.Messages("lobby")) }).Should(Equal(10))
+		Expect(chattest.Gapless(old.Messages("lobby"), 16)).To(Succeed())
 
-		recent := connect(cc, "carol")
-		j = recent.joinFrom("lobby", ptr(uint64(20)))
+		recent := chattest.Connect(GinkgoT(), cc, "carol")
+		j = recent.JoinFrom("lobby", chattest.Ptr(uint64(20)))
 		Expect(j.GetResumeComplete()).To(BeTrue())
 		Expect(j.GetReplayFrom()).To(BeEquivalentTo(21))
-		Eventually(ctx, func() int { return len(recent.messages("lobby")) }).Should(Equal(5))
-		Expect(recent.messages("lobby")[0].GetReplay()).To(BeTrue())
+		Eventually(ctx, func() int { return len(recent.Messages("lobby")) }).Should(Equal(5))
+		Expect(recent.Messages("lobby")[0].GetReplay()).To(BeTrue())
 
-		live := connect(cc, "dave")
-		j = live.join("lobby")
+		live := chattest.Connect(GinkgoT(), cc, "dave")
+		j = live.Join("lobby")
 		Expect(j.GetResumeComplete()).To(BeTrue())
 		Expect(j.GetReplayFrom()).To(BeZero())
 		Expect(j.GetHeadSeq()).To(BeEquivalentTo(25))
 
-		upToDate := connect(cc, "erin")
-		j = upToDate.joinFrom("lobby", ptr(uint64(25)))
+		upToDate := chattest.Connect(GinkgoT(), cc, "erin")
+		j = upToDate.JoinFrom("lobby", chattest.Ptr(uint64(25)))
 		Expect(j.GetResumeComplete()).To(BeTrue())
 		Expect(j.GetReplayFrom()).To(BeZero())
 
-		a.send(sendEv("lobby", "26", 26, "live"))
-		for _, c := range []*tclient{old, recent, live, upToDate} {
-			Eventually(ctx, func() []*chatv1.Message { return c.messages("lobby") }).Should(ContainElement(SatisfyAll(
+		a.Send(chattest.SendEv("lobby", "26", 26, "live"))
+		for _, c := range []*chattest.Client{old, recent, live, upToDate} {
+			Eventually(ctx, func() []*chatv1.Message { return c.Messages("lobby") }).Should(ContainElement(SatisfyAll(
 				WithTransform((*chatv1.Message).GetSeq, BeEquivalentTo(26)),
 				WithTransform((*chatv1.Message).GetReplay, BeFalse()))))
 		}
-		for _, c := range []*tclient{a, old, recent, live, upToDate} {
-			Expect(c.closeAndWait()).To(Succeed())
+		for _, c := range []*chattest.Client{a, old, recent, live, upToDate} {
+			Expect(c.CloseAndWait()).To(Succeed())
 		}
 	}, SpecTimeout(30*time.Second))
 
@@ -339,37 +340,37 @@ var _ = Describe("Service", func() {
 		cfg := testConfig()
 		cfg.TypingInterval = time.Hour
 		ts := startServer(cfg, nil, nil)
-		cc := dial(ts.addr)
-		a, b := connect(cc, "alice"), connect(cc, "bob")
-		Expect(a.join("lobby").GetMembers()).To(Equal([]string{"alice"}))
-		Expect(b.join("lobby").GetMembers()).To(Equal([]string{"alice", "bob"}))
-		Eventually(ctx, a.presences).Should(ConsistOf(SatisfyAll(
+		cc := chattest.Dial(GinkgoT(), ts.addr)
+		a, b := chattest.Connect(GinkgoT(), cc, "alice"), chattest.Connect(GinkgoT(), cc, "bob")
+		Expect(a.Join("lobby").GetMembers()).To(Equal([]string{"alice"}))
+		Expect(b.Join("lobby").GetMembers()).To(Equal([]string{"alice", "bob"}))
+		Eventually(ctx, a.Presences).Should(ConsistOf(SatisfyAll(
 			WithTransform((*chatv1.Presence).GetUser, Equal("bob")),
 			WithTransform((*chatv1.Presence).GetKind, Equal(chatv1.Presence_KIND_JOINED)))))
 
 		for i := 0; i < 5; i++ {
-			b.send(typingEv("lobby", true))
+			b.Send(chattest.TypingEv("lobby", true))
 		}
-		b.send(sendEv("lobby", "marker", 1, "after typing"))
-		Eventually(ctx, func() int { return len(a.messages("lobby")) }).Should(Equal(1))
+		b.Send(chattest.SendEv("lobby", "marker", 1, "after typing"))
+		Eventually(ctx, func() int { return len(a.Messages("lobby")) }).Should(Equal(1))
 		// everything bob's typings caused was queued before the marker
-		Expect(a.typings()).To(ConsistOf(SatisfyAll(
+		Expect(a.Typings()).To(ConsistOf(SatisfyAll(
 			WithTransform((*chatv1.TypingNotice).GetUser, Equal("bob")),
 			WithTransform((*chatv1.TypingNotice).GetActive, BeTrue()))))
-		Eventually(ctx, func() int { return len(b.messages("lobby")) }).Should(Equal(1))
-		Expect(b.typings()).To(BeEmpty(), "typing is relayed to others only")
+		Eventually(ctx, func() int { return len(b.Messages("lobby")) }).Should(Equal(1))
+		Expect(b.Typings()).To(BeEmpty(), "typing is relayed to others only")
 
 		// a second stream of bob arriving is not news; bob leaving on both is
-		b2 := connect(cc, "bob")
-		b2.join("lobby")
-		b2.send(leaveEv("lobby"))
-		b.send(leaveEv("lobby"))
-		Eventually(ctx, func() int { return len(a.presences()) }).Should(Equal(2))
-		Expect(a.presences()[1].GetKind()).To(Equal(chatv1.Presence_KIND_LEFT))
-		Eventually(ctx, func() []*chatv1.ServerEvent { return b.events() }).Should(ContainElement(
+		b2 := chattest.Connect(GinkgoT(), cc, "bob")
+		b2.Join("lobby")
+		b2.Send(chattest.LeaveEv("lobby"))
+		b.Send(chattest.LeaveEv("lobby"))
+		Eventually(ctx, func() int { return len(a.Presences()) }).Should(Equal(2))
+		Expect(a.Presences()[1].GetKind()).To(Equal(chatv1.Presence_KIND_LEFT))
+		Eventually(ctx, func() []*chatv1.ServerEvent { return b.Events() }).Should(ContainElement(
 			WithTransform((*chatv1.ServerEvent).GetLeft, Not(BeNil()))))
-		for _, c := range []*tclient{a, b, b2} {
-			Expect(c.closeAndWait()).To(Succeed())
+		for _, c := range []*chattest.Client{a, b, b2} {
+			Expect(c.CloseAndWait()).To(Succeed())
 		}
 	}, SpecTimeout(30*time.Second))
 
@@ -378,7 +379,7 @@ var _ = Describe("Service", func() {
 			cfg := testConfig()
 			cfg.MaxBodyBytes = 16
 			ts := startServer(cfg, nil, nil)
-			cc := dial(ts.addr)
+			cc := chattest.Dial(GinkgoT(), ts.addr)
 			rs, err := openRaw(ctx, cc, "alice")
 			Expect(err).NotTo(HaveOccurred())
 			DeferCleanup(rs.cancel)
@@ -386,7 +387,7 @@ var _ = Describe("Service", func() {
 				Expect(rs.send(mustMarshal(ev))).To(Succeed())
 			}
 			Expect(rs.send(bad)).To(Succeed())
-			Expect(rs.send(mustMarshal(joinEv("probe")))).To(Succeed())
+			Expect(rs.send(mustMarshal(chattest.JoinEv("probe")))).To(Succeed())
 			var got *chatv1.Error
 			for {
 				ev, err := rs.recv()
@@ -409,28 +410,28 @@ var _ = Describe("Service", func() {
 		},
 		Entry("empty event", nil, []byte{}, codes.InvalidArgument, "event"),
 		Entry("unknown event field", nil, []byte{0x4a, 0x01, 'x'}, codes.InvalidArgument, "event"),
-		Entry("empty join room", nil, mustMarshal(joinEv("")), codes.InvalidArgument, "join.room"),
-		Entry("bad join room", nil, mustMarshal(joinEv("a b")), codes.InvalidArgument, "join.room"),
-		Entry("long join room", nil, mustMarshal(joinEv(strings.Repeat("a", 65))), codes.InvalidArgument, "join.room"),
-		Entry("join twice", []*chatv1.ClientEvent{joinEv("r")}, mustMarshal(joinEv("r")), codes.FailedPrecondition, "join.room"),
-		Entry("leave not joined", nil, mustMarshal(leaveEv("r")), codes.FailedPrecondition, "leave.room"),
-		Entry("bad leave room", nil, mustMarshal(leaveEv("r/")), codes.InvalidArgument, "leave.room"),
-		Entry("typing not joined", nil, mustMarshal(typingEv("r", true)), codes.FailedPrecondition, "typing.room"),
-		Entry("send not joined", nil, mustMarshal(sendEv("r", "1", 1, "hi")), codes.FailedPrecondition, "send.room"),
-		Entry("send bad room", nil, mustMarshal(sendEv("", "1", 1, "hi")), codes.InvalidArgument, "send.room"),
-		Entry("send empty id", []*chatv1.ClientEvent{joinEv("r")}, mustMarshal(sendEv("r", "", 1, "hi")), codes.InvalidArgument, "send.client_msg_id"),
-		Entry("send long id", []*chatv1.ClientEvent{joinEv("r")}, mustMarshal(sendEv("r", strings.Repeat("i", 129), 1, "hi")), codes.InvalidArgument, "send.client_msg_id"),
-		Entry("send empty body", []*chatv1.ClientEvent{joinEv("r")}, mustMarshal(sendEv("r", "1", 1, "")), codes.InvalidArgument, "send.body"),
-		Entry("send oversized body", []*chatv1.ClientEvent{joinEv("r")}, mustMarshal(sendEv("r", "1", 1, strings.Repeat("b", 17))), codes.InvalidArgument, "send.body"),
+		Entry("empty join room", nil, mustMarshal(chattest.JoinEv("")), codes.InvalidArgument, "join.room"),
+		Entry("bad join room", nil, mustMarshal(chattest.JoinEv("a b")), codes.InvalidArgument, "join.room"),
+		Entry("long join room", nil, mustMarshal(chattest.JoinEv(strings.Repeat("a", 65))), codes.InvalidArgument, "join.room"),
+		Entry("join twice", []*chatv1.ClientEvent{chattest.JoinEv("r")}, mustMarshal(chattest.JoinEv("r")), codes.FailedPrecondition, "join.room"),
+		Entry("leave not joined", nil, mustMarshal(chattest.LeaveEv("r")), codes.FailedPrecondition, "leave.room"),
+		Entry("bad leave room", nil, mustMarshal(chattest.LeaveEv("r/")), codes.InvalidArgument, "leave.room"),
+		Entry("typing not joined", nil, mustMarshal(chattest.TypingEv("r", true)), codes.FailedPrecondition, "typing.room"),
+		Entry("send not joined", nil, mustMarshal(chattest.SendEv("r", "1", 1, "hi")), codes.FailedPrecondition, "send.room"),
+		Entry("send bad room", nil, mustMarshal(chattest.SendEv("", "1", 1, "hi")), codes.InvalidArgument, "send.room"),
+		Entry("send empty id", []*chatv1.ClientEvent{chattest.JoinEv("r")}, mustMarshal(chattest.SendEv("r", "", 1, "hi")), codes.InvalidArgument, "send.client_msg_id"),
+		Entry("send long id", []*chatv1.ClientEvent{chattest.JoinEv("r")}, mustMarshal(chattest.SendEv("r", strings.Repeat("i", 129), 1, "hi")), codes.InvalidArgument, "send.client_msg_id"),
+		Entry("send empty body", []*chatv1.ClientEvent{chattest.JoinEv("r")}, mustMarshal(chattest.SendEv("r", "1", 1, "")), codes.InvalidArgument, "send.body"),
+		Entry("send oversized body", []*chatv1.ClientEvent{chattest.JoinEv("r")}, mustMarshal(chattest.SendEv("r", "1", 1, strings.Repeat("b", 17))), codes.InvalidArgument, "send.body"),
 	)
 
 	DescribeTable("ends the stream with INVALID_ARGUMENT on undecodable bytes, never INTERNAL",
 		func(ctx SpecContext, bad []byte) {
 			ts := startServer(testConfig(), nil, nil)
-			rs, err := openRaw(ctx, dial(ts.addr), "alice")
+			rs, err := openRaw(ctx, chattest.Dial(GinkgoT(), ts.addr), "alice")
 			Expect(err).NotTo(HaveOccurred())
 			DeferCleanup(rs.cancel)
-			Expect(rs.send(mustMarshal(joinEv("r")))).To(Succeed())
+			Expect(rs.send(mustMarshal(chattest.JoinEv("r")))).To(Succeed())
 			Expect(rs.send(bad)).To(Succeed())
 			for {
 				_, err = rs.recv()
@@ -450,101 +451,101 @@ var _ = Describe("Service", func() {
 		cfg := testConfig()
 		cfg.MaxRoomsPerStream = 3
 		ts := startServer(cfg, nil, nil)
-		a := connect(dial(ts.addr), "alice")
+		a := chattest.Connect(GinkgoT(), chattest.Dial(GinkgoT(), ts.addr), "alice")
 		for _, r := range []string{"a", "b", "c"} {
-			a.join(r)
+			a.Join(r)
 		}
-		a.send(joinEv("d"))
-		Eventually(ctx, a.errs).Should(ConsistOf(SatisfyAll(
+		a.Send(chattest.JoinEv("d"))
+		Eventually(ctx, a.Errors).Should(ConsistOf(SatisfyAll(
 			WithTransform((*chatv1.Error).GetCode, BeEquivalentTo(codes.ResourceExhausted)),
 			WithTransform((*chatv1.Error).GetField, Equal("join.room")),
 			WithTransform((*chatv1.Error).GetRoom, Equal("d")))))
-		a.send(leaveEv("a"))
-		Expect(a.join("d").GetRoom()).To(Equal("d"))
-		Expect(a.closeAndWait()).To(Succeed())
+		a.Send(chattest.LeaveEv("a"))
+		Expect(a.Join("d").GetRoom()).To(Equal("d"))
+		Expect(a.CloseAndWait()).To(Succeed())
 	}, SpecTimeout(30*time.Second))
 
 	It("refuses Sends over the rate limit with an Error event and keeps the stream", func(ctx SpecContext) {
 		cfg := testConfig()
 		cfg.SendRate, cfg.SendBurst, cfg.FloodFactor = 0.001, 3, 0
 		ts := startServer(cfg, nil, nil)
-		a := connect(dial(ts.addr), "alice")
-		a.join("lobby")
+		a := chattest.Connect(GinkgoT(), chattest.Dial(GinkgoT(), ts.addr), "alice")
+		a.Join("lobby")
 		for i := 1; i <= 10; i++ {
-			a.send(sendEv("lobby", fmt.Sprint(i), uint64(i), "x"))
+			a.Send(chattest.SendEv("lobby", fmt.Sprint(i), uint64(i), "x"))
 		}
-		Eventually(ctx, func() int { return len(a.acks()) + len(a.errs()) }).Should(Equal(10))
-		Expect(a.acks()).To(HaveLen(3))
-		for _, e := range a.errs() {
+		Eventually(ctx, func() int { return len(a.Acks()) + len(a.Errors()) }).Should(Equal(10))
+		Expect(a.Acks()).To(HaveLen(3))
+		for _, e := range a.Errors() {
 			Expect(e.GetCode()).To(BeEquivalentTo(codes.ResourceExhausted))
 			Expect(e.GetField()).To(Equal("send"))
 			Expect(e.GetClientMsgId()).NotTo(BeEmpty())
 			Expect(e.GetMessage()).To(ContainSubstring("rate limit"))
 		}
 		Expect(metricSum(ts.m.RateLimited)).To(BeEquivalentTo(7))
-		Expect(a.closeAndWait()).To(Succeed())
+		Expect(a.CloseAndWait()).To(Succeed())
 	}, SpecTimeout(30*time.Second))
 
 	It("ends a stream that keeps sending far over the limit with RESOURCE_EXHAUSTED", func(ctx SpecContext) {
 		cfg := testConfig()
 		cfg.SendRate, cfg.SendBurst, cfg.FloodFactor, cfg.FloodWindow = 0.001, 2, 5, time.Hour
 		ts := startServer(cfg, nil, nil)
-		cc := dial(ts.addr)
-		a := connect(cc, "flood")
-		a.join("lobby")
-		for i := 1; i <= 20 && !a.ended(); i++ {
-			_ = a.st.Send(sendEv("lobby", fmt.Sprint(i), uint64(i), "x"))
+		cc := chattest.Dial(GinkgoT(), ts.addr)
+		a := chattest.Connect(GinkgoT(), cc, "flood")
+		a.Join("lobby")
+		for i := 1; i <= 20 && !a.Ended(); i++ {
+			_ = a.Stream.Send(chattest.SendEv("lobby", fmt.Sprint(i), uint64(i), "x"))
 		}
-		Eventually(ctx, a.done).Should(BeClosed())
-		Expect(codeOf(a.final())).To(Equal(codes.ResourceExhausted))
-		Expect(a.final().Error()).To(ContainSubstring("far over the rate limit"))
+		Eventually(ctx, a.Done()).Should(BeClosed())
+		Expect(codeOf(a.Err())).To(Equal(codes.ResourceExhausted))
+		Expect(a.Err().Error()).To(ContainSubstring("far over the rate limit"))
 		// 2 x 5 refusals tolerated; the 11th is answered, then the stream ends
-		Expect(a.errs()).To(HaveLen(11))
+		Expect(a.Errors()).To(HaveLen(11))
 	}, SpecTimeout(30*time.Second))
 
 	It("cuts a reader that never reads with RESOURCE_EXHAUSTED while the others receive everything", func(ctx SpecContext) {
 		cfg := testConfig()
 		cfg.QueueMessages = 256
 		ts := startServer(cfg, nil, nil)
-		cc := dial(ts.addr)
+		cc := chattest.Dial(GinkgoT(), ts.addr)
 		// a fixed 64 KiB window, so the transport cannot absorb the backlog
-		slowCC := dial(ts.addr, grpc.WithInitialWindowSize(1<<16), grpc.WithInitialConnWindowSize(1<<16))
-		slow := open(slowCC, "slow")
-		slow.send(joinEv("lobby"))
+		slowCC := chattest.Dial(GinkgoT(), ts.addr, grpc.WithInitialWindowSize(1<<16), grpc.WithInitialConnWindowSize(1<<16))
+		slow := chattest.Open(GinkgoT(), slowCC, "slow")
+		slow.Send(chattest.JoinEv("lobby"))
 		Eventually(ctx, func() float64 { return metricSum(ts.m.Members) }).Should(BeEquivalentTo(1))
-		fast := []*tclient{connect(cc, "f1"), connect(cc, "f2")}
+		fast := []*chattest.Client{chattest.Connect(GinkgoT(), cc, "f1"), chattest.Connect(GinkgoT(), cc, "f2")}
 		for _, f := range fast {
-			f.join("lobby")
+			f.Join("lobby")
 		}
-		sender := connect(cc, "sender")
-		sender.join("lobby")
+		sender := chattest.Connect(GinkgoT(), cc, "sender")
+		sender.Join("lobby")
 		const n = 1500
 		body := strings.Repeat("z", 400)
 		for i := 1; i <= n; i++ {
-			sender.send(sendEv("lobby", fmt.Sprint(i), uint64(i), body))
+			sender.Send(chattest.SendEv("lobby", fmt.Sprint(i), uint64(i), body))
 			if i%50 == 0 {
 				// honest readers keep up (a closed loop, so that they never
 				// fall 256 behind even under -race); the slow one does not
 				for _, c := range append(fast, sender) {
-					Eventually(ctx, func() int { return len(c.messages("lobby")) }).Should(BeNumerically(">=", i-50))
+					Eventually(ctx, func() int { return len(c.Messages("lobby")) }).Should(BeNumerically(">=", i-50))
 				}
 			}
 		}
 		for _, c := range append(fast, sender) {
-			Eventually(ctx, func() int { return len(c.messages("lobby")) }).Should(Equal(n))
-			Expect(gapless(c.messages("lobby"), 1)).To(Succeed())
+			Eventually(ctx, func() int { return len(c.Messages("lobby")) }).Should(Equal(n))
+			Expect(chattest.Gapless(c.Messages("lobby"), 1)).To(Succeed())
 		}
 		Eventually(ctx, func() float64 { return metricSum(ts.m.SlowConsumerCuts) }).Should(BeEquivalentTo(1))
 		// the slow reader finally reads: what was sent, then the status
-		slow.startReading()
-		Eventually(ctx, slow.done).Should(BeClosed())
-		err := slow.final()
+		slow.StartReading()
+		Eventually(ctx, slow.Done()).Should(BeClosed())
+		err := slow.Err()
 		Expect(codeOf(err)).To(Equal(codes.ResourceExhausted), "%v", err)
 		Expect(err.Error()).To(SatisfyAll(ContainSubstring("slow consumer"),
 			ContainSubstring("256 messages"), ContainSubstring("resume from seq")))
-		got := slow.messages("lobby")
+		got := slow.Messages("lobby")
 		Expect(len(got)).To(BeNumerically("<", n))
-		Expect(gapless(got, 1)).To(Succeed())
+		Expect(chattest.Gapless(got, 1)).To(Succeed())
 		var resumeAt int
 		_, scanErr := fmt.Sscanf(err.Error()[strings.Index(err.Error(), "resume from seq"):], "resume from seq %d", &resumeAt)
 		Expect(scanErr).NotTo(HaveOccurred())
@@ -552,94 +553,94 @@ var _ = Describe("Service", func() {
 			"resuming after the position the status names loses nothing")
 		Eventually(ctx, func() float64 { return metricSum(ts.m.Members) }).Should(BeEquivalentTo(3))
 		for _, c := range append(fast, sender) {
-			Expect(c.closeAndWait()).To(Succeed())
+			Expect(c.CloseAndWait()).To(Succeed())
 		}
 	}, SpecTimeout(60*time.Second))
 
 	It("denies a Join the ACL refuses with PERMISSION_DENIED", func(ctx SpecContext) {
 		ts := startServer(testConfig(), nil, denyACL{})
-		cc := dial(ts.addr)
-		bob := connect(cc, "bob")
-		bob.send(joinEv("secret"))
-		Eventually(ctx, bob.errs).Should(ConsistOf(SatisfyAll(
+		cc := chattest.Dial(GinkgoT(), ts.addr)
+		bob := chattest.Connect(GinkgoT(), cc, "bob")
+		bob.Send(chattest.JoinEv("secret"))
+		Eventually(ctx, bob.Errors).Should(ConsistOf(SatisfyAll(
 			WithTransform((*chatv1.Error).GetCode, BeEquivalentTo(codes.PermissionDenied)),
 			WithTransform((*chatv1.Error).GetField, Equal("join.room")))))
-		bob.send(sendEv("secret", "1", 1, "let me in"))
-		Eventually(ctx, func() int { return len(bob.errs()) }).Should(Equal(2))
-		Expect(bob.errs()[1].GetCode()).To(BeEquivalentTo(codes.FailedPrecondition))
-		alice := connect(cc, "alice")
-		Expect(alice.join("secret").GetMembers()).To(Equal([]string{"alice"}))
-		Expect(bob.join("public").GetRoom()).To(Equal("public"))
-		Expect(alice.closeAndWait()).To(Succeed())
-		Expect(bob.closeAndWait()).To(Succeed())
+		bob.Send(chattest.SendEv("secret", "1", 1, "let me in"))
+		Eventually(ctx, func() int { return len(bob.Errors()) }).Should(Equal(2))
+		Expect(bob.Errors()[1].GetCode()).To(BeEquivalentTo(codes.FailedPrecondition))
+		alice := chattest.Connect(GinkgoT(), cc, "alice")
+		Expect(alice.Join("secret").GetMembers()).To(Equal([]string{"alice"}))
+		Expect(bob.Join("public").GetRoom()).To(Equal("public"))
+		Expect(alice.CloseAndWait()).To(Succeed())
+		Expect(bob.CloseAndWait()).To(Succeed())
 	}, SpecTimeout(30*time.Second))
 
 	It("drains: refuses new streams, acks in-flight commits, then ends streams with UNAVAILABLE", func(ctx SpecContext) {
 		gs := newGatedStore()
 		ts := startServer(testConfig(), gs, nil)
-		cc := dial(ts.addr)
-		a, b := connect(cc, "alice"), connect(cc, "bob")
-		a.join("lobby")
-		b.join("lobby")
-		a.send(sendEv("lobby", "m1", 1, "in flight"))
+		cc := chattest.Dial(GinkgoT(), ts.addr)
+		a, b := chattest.Connect(GinkgoT(), cc, "alice"), chattest.Connect(GinkgoT(), cc, "bob")
+		a.Join("lobby")
+		b.Join("lobby")
+		a.Send(chattest.SendEv("lobby", "m1", 1, "in flight"))
 		Eventually(ctx, gs.pending).Should(Equal(1))
 		drained := make(chan error, 1)
 		go func() { drained <- ts.svc.Drain(ctx) }()
 		Eventually(ctx, func() float64 { return metricSum(ts.m.ShuttingDown) }).Should(BeEquivalentTo(1))
-		late := connect(cc, "late")
-		Eventually(ctx, late.done).Should(BeClosed())
-		Expect(codeOf(late.final())).To(Equal(codes.Unavailable))
-		Consistently(a.done).WithTimeout(100 * time.Millisecond).ShouldNot(BeClosed())
+		late := chattest.Connect(GinkgoT(), cc, "late")
+		Eventually(ctx, late.Done()).Should(BeClosed())
+		Expect(codeOf(late.Err())).To(Equal(codes.Unavailable))
+		Consistently(a.Done()).WithTimeout(100 * time.Millisecond).ShouldNot(BeClosed())
 		gs.release()
 		Eventually(ctx, drained).Should(Receive(BeNil()))
-		for _, c := range []*tclient{a, b} {
-			Eventually(ctx, c.done).Should(BeClosed())
-			Expect(codeOf(c.final())).To(Equal(codes.Unavailable))
-			Expect(c.final().Error()).To(ContainSubstring("server shutting down"))
+		for _, c := range []*chattest.Client{a, b} {
+			Eventually(ctx, c.Done()).Should(BeClosed())
+			Expect(codeOf(c.Err())).To(Equal(codes.Unavailable))
+			Expect(c.Err().Error()).To(ContainSubstring("server shutting down"))
 		}
-		Expect(a.acks()).To(HaveLen(1))
-		Expect(a.acks()[0].GetSeq()).To(BeEquivalentTo(1))
+		Expect(a.Acks()).To(HaveLen(1))
+		Expect(a.Acks()[0].GetSeq()).To(BeEquivalentTo(1))
 	}, SpecTimeout(30*time.Second))
 
 	It("forces streams closed when the drain deadline passes", func(ctx SpecContext) {
 		gs := newGatedStore()
 		ts := startServer(testConfig(), gs, nil)
-		a := connect(dial(ts.addr), "alice")
-		a.join("lobby")
-		a.send(sendEv("lobby", "m1", 1, "never committed"))
+		a := chattest.Connect(GinkgoT(), chattest.Dial(GinkgoT(), ts.addr), "alice")
+		a.Join("lobby")
+		a.Send(chattest.SendEv("lobby", "m1", 1, "never committed"))
 		Eventually(ctx, gs.pending).Should(Equal(1))
 		dctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		defer cancel()
 		Expect(ts.svc.Drain(dctx)).To(MatchError(context.DeadlineExceeded))
-		Eventually(ctx, a.done).Should(BeClosed())
-		Expect(codeOf(a.final())).To(Equal(codes.Unavailable))
+		Eventually(ctx, a.Done()).Should(BeClosed())
+		Expect(codeOf(a.Err())).To(Equal(codes.Unavailable))
 	}, SpecTimeout(30*time.Second))
 
 	It("releases everything a stream held, however it ended", func(ctx SpecContext) {
 		cfg := testConfig()
 		cfg.SendRate = 1000
 		ts := startServer(cfg, nil, nil)
-		cc := dial(ts.addr)
-		eof := connect(cc, "eof")
-		canceled := connect(cc, "canceled")
+		cc := chattest.Dial(GinkgoT(), ts.addr)
+		eof := chattest.Connect(GinkgoT(), cc, "eof")
+		canceled := chattest.Connect(GinkgoT(), cc, "canceled")
 		bad, err := openRaw(ctx, cc, "bad")
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(bad.cancel)
-		for _, c := range []*tclient{eof, canceled} {
-			c.join("a")
-			c.join("b")
-			c.send(sendEv("a", "1", 1, "x"))
+		for _, c := range []*chattest.Client{eof, canceled} {
+			c.Join("a")
+			c.Join("b")
+			c.Send(chattest.SendEv("a", "1", 1, "x"))
 		}
-		Expect(bad.send(mustMarshal(joinEv("a")))).To(Succeed())
+		Expect(bad.send(mustMarshal(chattest.JoinEv("a")))).To(Succeed())
 		Eventually(ctx, func() float64 { return metricSum(ts.m.Members) }).Should(BeEquivalentTo(5))
 		Expect(ts.svc.rooms.count()).To(Equal(2))
 		Expect(ts.svc.lim.Keys()).To(Equal(3))
 
-		Expect(eof.closeAndWait()).To(Succeed())
-		canceled.cancel()
+		Expect(eof.CloseAndWait()).To(Succeed())
+		canceled.Cancel()
 		Expect(bad.send([]byte{0xff})).To(Succeed())
-		Eventually(ctx, canceled.done).Should(BeClosed())
-		Expect(codeOf(canceled.final())).To(Equal(codes.Canceled))
+		Eventually(ctx, canceled.Done()).Should(BeClosed())
+		Expect(codeOf(canceled.Err())).To(Equal(codes.Canceled))
 
 		Eventually(ctx, func() float64 { return metricSum(ts.m.Members) }).Should(BeZero())
 		Eventually(ctx, func() float64 { return metricSum(ts.m.ActiveStreams) }).Should(BeZero())

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/bidikit/bidikit/internal/chattest"
 	chatv1 "github.com/bidikit/bidikit/proto/bidikit/chat/v1"
 )
 
@@ -39,10 +40,10 @@ func fuzzFrames(evs ...*chatv1.ClientEvent) []byte {
 //
 //	go test ./reference/chat -run '^$' -fuzz FuzzClientEvents -fuzztime 30s
 func FuzzClientEvents(f *testing.F) {
-	f.Add(fuzzFrames(joinEv("lobby"), sendEv("lobby", "1", 1, "hello"), typingEv("lobby", true), leaveEv("lobby")))
-	f.Add(fuzzFrames(sendEv("nowhere", "1", 1, "hi"), joinEv("a b"), &chatv1.ClientEvent{}))
-	f.Add(fuzzFrames(joinEv("r"), sendEv("r", "x", 1, "a"), sendEv("r", "x", 1, "a"), joinEv("r")))
-	f.Add(fuzzFrames(&chatv1.ClientEvent{Event: &chatv1.ClientEvent_Join{Join: &chatv1.Join{Room: "r", ResumeAfter: ptr(uint64(0))}}}))
+	f.Add(fuzzFrames(chattest.JoinEv("lobby"), chattest.SendEv("lobby", "1", 1, "hello"), chattest.TypingEv("lobby", true), chattest.LeaveEv("lobby")))
+	f.Add(fuzzFrames(chattest.SendEv("nowhere", "1", 1, "hi"), chattest.JoinEv("a b"), &chatv1.ClientEvent{}))
+	f.Add(fuzzFrames(chattest.JoinEv("r"), chattest.SendEv("r", "x", 1, "a"), chattest.SendEv("r", "x", 1, "a"), chattest.JoinEv("r")))
+	f.Add(fuzzFrames(&chatv1.ClientEvent{Event: &chatv1.ClientEvent_Join{Join: &chatv1.Join{Room: "r", ResumeAfter: chattest.Ptr(uint64(0))}}}))
 	f.Add([]byte{4, 0xff, 0xff, 0xff, 0xff})
 	f.Add([]byte{9, 0x1a, 0x07, 0x0a, 0x01, 'r', 0x22, 0x02, 0xc3, 0x28})
 	f.Add([]byte{3, 0x4a, 0x01, 'x'})

@@ -2,19 +2,15 @@ package chat
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 
 	. "github.com/onsi/ginkgo/v2"
-	. "github.com/onsi/gomega"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/bidikit/bidikit/internal/chattest"
 	chatv1 "github.com/bidikit/bidikit/proto/bidikit/chat/v1"
 	"github.com/bidikit/bidikit/reference/auth"
 	"github.com/bidikit/bidikit/reference/metrics"
@@ -70,222 +66,6 @@ func (ts *testServer) stop() {
 	_ = ts.svc.Close()
 }
 
-// dial opens a client connection closed at cleanup.
-func dial(addr string, opts ...grpc.DialOption) *grpc.ClientConn {
-	GinkgoHelper()
-	cc, err := grpc.NewClient(addr, append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(cc.Close)
-	return cc
-}
-
-func userCtx(ctx context.Context, user string) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+user)
-}
-
-// tclient is a test chat client: one stream and a goroutine reading it into
-// a log (batches flattened into Message events).
-type tclient struct {
-	user   string
-	st     chatv1.ChatService_ConnectClient
-	cancel context.CancelFunc
-
-	reading sync.Once
-	mu      sync.Mutex
-	evs     []*chatv1.ServerEvent
-	batches int
-	done    chan struct{}
-	err     error // the stream's end: nil for a clean EOF; set before done closes
-}
-
-// connect opens a stream for user on cc; reading starts unless noRead.
-func connect(cc *grpc.ClientConn, user string) *tclient {
-	GinkgoHelper()
-	c := open(cc, user)
-	c.startReading()
-	return c
-}
-
-func open(cc *grpc.ClientConn, user string) *tclient {
-	GinkgoHelper()
-	ctx, cancel := context.WithCancel(userCtx(context.Background(), user))
-	st, err := chatv1.NewChatServiceClient(cc).Connect(ctx)
-	Expect(err).NotTo(HaveOccurred())
-	c := &tclient{user: user, st: st, cancel: cancel, done: make(chan struct{})}
-	DeferCleanup(func() {
-		cancel()
-		c.startReading() // a reader that never read: drain until the cancel ends it
-		<-c.done
-	})
-	return c
-}
-
-func (c *tclient) startReading() { c.reading.Do(func() { go c.readAll() }) }
-
-func (c *tclient) readAll() {
-	for {
-		ev, err := c.st.Recv()
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = nil
-			}
-			c.mu.Lock()
-			c.err = err
-			c.mu.Unlock()
-			close(c.done)
-			return
-		}
-		c.mu.Lock()
-		if b := ev.GetBatch(); b != nil {
-			c.batches++
-			for _, m := range b.GetMessages() {
-				c.evs = append(c.evs, &chatv1.ServerEvent{Event: &chatv1.ServerEvent_Message{Message: m}})
-			}
-		} else {
-			c.evs = append(c.evs, ev)
-		}
-		c.mu.Unlock()
-	}
-}
-
-func (c *tclient) send(ev *chatv1.ClientEvent) {
-	GinkgoHelper()
-	Expect(c.st.Send(ev)).To(Succeed())
-}
-
-// closeAndWait half-closes and reads to the end; returns the final error.
-func (c *tclient) closeAndWait() error {
-	GinkgoHelper()
-	Expect(c.st.CloseSend()).To(Succeed())
-	Eventually(c.done).Should(BeClosed())
-	return c.final()
-}
-
-func (c *tclient) ended() bool {
-	select {
-	case <-c.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (c *tclient) final() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.err
-}
-
-func (c *tclient) events() []*chatv1.ServerEvent {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]*chatv1.ServerEvent(nil), c.evs...)
-}
-
-func (c *tclient) messages(room string) []*chatv1.Message {
-	var out []*chatv1.Message
-	for _, ev := range c.events() {
-		if m := ev.GetMessage(); m != nil && m.GetRoom() == room {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-func (c *tclient) acks() []*chatv1.Ack {
-	var out []*chatv1.Ack
-	for _, ev := range c.events() {
-		if a := ev.GetAck(); a != nil {
-			out = append(out, a)
-		}
-	}
-	return out
-}
-
-func (c *tclient) errs() []*chatv1.Error {
-	var out []*chatv1.Error
-	for _, ev := range c.events() {
-		if e := ev.GetError(); e != nil {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-func (c *tclient) joinedEvents() []*chatv1.Joined {
-	var out []*chatv1.Joined
-	for _, ev := range c.events() {
-		if j := ev.GetJoined(); j != nil {
-			out = append(out, j)
-		}
-	}
-	return out
-}
-
-func (c *tclient) presences() []*chatv1.Presence {
-	var out []*chatv1.Presence
-	for _, ev := range c.events() {
-		if p := ev.GetPresence(); p != nil {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-func (c *tclient) typings() []*chatv1.TypingNotice {
-	var out []*chatv1.TypingNotice
-	for _, ev := range c.events() {
-		if t := ev.GetTyping(); t != nil {
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
-// join sends Join and waits for its Joined.
-func (c *tclient) join(room string) *chatv1.Joined {
-	GinkgoHelper()
-	return c.joinFrom(room, nil)
-}
-
-func (c *tclient) joinFrom(room string, after *uint64) *chatv1.Joined {
-	GinkgoHelper()
-	n := len(c.joinedEvents())
-	c.send(&chatv1.ClientEvent{Event: &chatv1.ClientEvent_Join{Join: &chatv1.Join{Room: room, ResumeAfter: after}}})
-	Eventually(func() int { return len(c.joinedEvents()) }).Should(BeNumerically(">", n), "Joined for %s", room)
-	return c.joinedEvents()[n]
-}
-
-func joinEv(room string) *chatv1.ClientEvent {
-	return &chatv1.ClientEvent{Event: &chatv1.ClientEvent_Join{Join: &chatv1.Join{Room: room}}}
-}
-
-func leaveEv(room string) *chatv1.ClientEvent {
-	return &chatv1.ClientEvent{Event: &chatv1.ClientEvent_Leave{Leave: &chatv1.Leave{Room: room}}}
-}
-
-func typingEv(room string, active bool) *chatv1.ClientEvent {
-	return &chatv1.ClientEvent{Event: &chatv1.ClientEvent_Typing{Typing: &chatv1.Typing{Room: room, Active: active}}}
-}
-
-func sendEv(room, id string, senderSeq uint64, body string) *chatv1.ClientEvent {
-	return &chatv1.ClientEvent{Event: &chatv1.ClientEvent_Send{Send: &chatv1.Send{
-		Room: room, ClientMsgId: id, SenderSeq: senderSeq, Body: body}}}
-}
-
-func ptr[T any](v T) *T { return &v }
-
-// checkOrder asserts msgs are seq 1..n without gaps and returns them.
-func gapless(msgs []*chatv1.Message, from uint64) error {
-	for i, m := range msgs {
-		if want := from + uint64(i); m.GetSeq() != want {
-			return fmt.Errorf("message %d of room %s has seq %d, want %d", i, m.GetRoom(), m.GetSeq(), want)
-		}
-	}
-	return nil
-}
-
 // rawCodec sends and receives raw bytes on a chat stream (bad-input and fuzz
 // tests): Marshal takes []byte, Unmarshal fills *[]byte.
 type rawCodec struct{}
@@ -316,7 +96,7 @@ type rawStream struct {
 }
 
 func openRaw(ctx context.Context, cc *grpc.ClientConn, user string) (*rawStream, error) {
-	ctx, cancel := context.WithCancel(userCtx(ctx, user))
+	ctx, cancel := context.WithCancel(chattest.WithUser(ctx, user))
 	cs, err := cc.NewStream(ctx, &chatv1.ChatService_ServiceDesc.Streams[0],
 		chatv1.ChatService_Connect_FullMethodName, grpc.ForceCodec(rawCodec{}))
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	. "github.com/onsi/gomega"
 	"google.golang.org/grpc"
 
+	"github.com/bidikit/bidikit/internal/chattest"
 	chatv1 "github.com/bidikit/bidikit/proto/bidikit/chat/v1"
 	"github.com/bidikit/bidikit/reference/auth"
 	"github.com/bidikit/bidikit/reference/metrics"
@@ -110,57 +111,57 @@ func startShared(lg SharedLog) string {
 var _ = Describe("Shared mode (a SharedLog orders the rooms)", func() {
 	It("acks with the log's seq, relays only what the feed delivers, and de-duplicates through the log", func(ctx SpecContext) {
 		lg := newFakeShared()
-		cc := dial(startShared(lg))
-		a := connect(cc, "alice")
-		a.join("r")
-		a.send(sendEv("r", "m1", 1, "hi"))
-		a.send(sendEv("r", "m1", 1, "hi"))
-		Eventually(ctx, func() []*chatv1.Ack { return a.acks() }).Should(HaveLen(2))
-		Expect(a.acks()[0]).To(SatisfyAll(HaveField("Seq", BeEquivalentTo(1)), HaveField("Duplicate", BeFalse())))
-		Expect(a.acks()[1]).To(SatisfyAll(HaveField("Seq", BeEquivalentTo(1)), HaveField("Duplicate", BeTrue())))
-		Consistently(func() []*chatv1.Message { return a.messages("r") }).WithTimeout(100 * time.Millisecond).Should(BeEmpty())
+		cc := chattest.Dial(GinkgoT(), startShared(lg))
+		a := chattest.Connect(GinkgoT(), cc, "alice")
+		a.Join("r")
+		a.Send(chattest.SendEv("r", "m1", 1, "hi"))
+		a.Send(chattest.SendEv("r", "m1", 1, "hi"))
+		Eventually(ctx, func() []*chatv1.Ack { return a.Acks() }).Should(HaveLen(2))
+		Expect(a.Acks()[0]).To(SatisfyAll(HaveField("Seq", BeEquivalentTo(1)), HaveField("Duplicate", BeFalse())))
+		Expect(a.Acks()[1]).To(SatisfyAll(HaveField("Seq", BeEquivalentTo(1)), HaveField("Duplicate", BeTrue())))
+		Consistently(func() []*chatv1.Message { return a.Messages("r") }).WithTimeout(100 * time.Millisecond).Should(BeEmpty())
 		lg.flush()
-		Eventually(ctx, func() []*chatv1.Message { return a.messages("r") }).Should(HaveLen(1))
-		Expect(a.messages("r")[0]).To(SatisfyAll(HaveField("Seq", BeEquivalentTo(1)), HaveField("Sender", Equal("alice")), HaveField("Body", Equal("hi"))))
+		Eventually(ctx, func() []*chatv1.Message { return a.Messages("r") }).Should(HaveLen(1))
+		Expect(a.Messages("r")[0]).To(SatisfyAll(HaveField("Seq", BeEquivalentTo(1)), HaveField("Sender", Equal("alice")), HaveField("Body", Equal("hi"))))
 	}, SpecTimeout(20*time.Second))
 
 	It("does not deliver again what a member resuming past this instance's lagging feed already saw", func(ctx SpecContext) {
 		lg := newFakeShared()
-		cc := dial(startShared(lg))
-		a := connect(cc, "alice")
-		a.join("r") // starts this instance's feed at seq 0
+		cc := chattest.Dial(GinkgoT(), startShared(lg))
+		a := chattest.Connect(GinkgoT(), cc, "alice")
+		a.Join("r") // starts this instance's feed at seq 0
 		for i := range 5 {
-			a.send(sendEv("r", string(rune('a'+i)), uint64(i+1), "x"))
+			a.Send(chattest.SendEv("r", string(rune('a'+i)), uint64(i+1), "x"))
 		}
-		Eventually(ctx, func() []*chatv1.Ack { return a.acks() }).Should(HaveLen(5))
+		Eventually(ctx, func() []*chatv1.Ack { return a.Acks() }).Should(HaveLen(5))
 		// bob saw up to seq 3 on another instance; this one has delivered
 		// nothing yet.
-		b := connect(cc, "bob")
-		j := b.joinFrom("r", ptr(uint64(3)))
+		b := chattest.Connect(GinkgoT(), cc, "bob")
+		j := b.JoinFrom("r", chattest.Ptr(uint64(3)))
 		Expect(j.GetHeadSeq()).To(BeZero())
 		Expect(j.GetReplayFrom()).To(BeZero())
 		lg.flush()
-		Eventually(ctx, func() []*chatv1.Message { return a.messages("r") }).Should(HaveLen(5))
-		Eventually(ctx, func() []*chatv1.Message { return b.messages("r") }).Should(HaveLen(2))
-		Expect(gapless(b.messages("r"), 4)).To(Succeed())
+		Eventually(ctx, func() []*chatv1.Message { return a.Messages("r") }).Should(HaveLen(5))
+		Eventually(ctx, func() []*chatv1.Message { return b.Messages("r") }).Should(HaveLen(2))
+		Expect(chattest.Gapless(b.Messages("r"), 4)).To(Succeed())
 	}, SpecTimeout(20*time.Second))
 
 	It("replays from the log on resume", func(ctx SpecContext) {
 		lg := newFakeShared()
-		cc := dial(startShared(lg))
-		a := connect(cc, "alice")
-		a.join("r")
+		cc := chattest.Dial(GinkgoT(), startShared(lg))
+		a := chattest.Connect(GinkgoT(), cc, "alice")
+		a.Join("r")
 		for i := range 4 {
-			a.send(sendEv("r", string(rune('a'+i)), uint64(i+1), "x"))
+			a.Send(chattest.SendEv("r", string(rune('a'+i)), uint64(i+1), "x"))
 		}
-		Eventually(ctx, func() []*chatv1.Ack { return a.acks() }).Should(HaveLen(4))
+		Eventually(ctx, func() []*chatv1.Ack { return a.Acks() }).Should(HaveLen(4))
 		lg.flush()
-		b := connect(cc, "bob")
-		j := b.joinFrom("r", ptr(uint64(1)))
+		b := chattest.Connect(GinkgoT(), cc, "bob")
+		j := b.JoinFrom("r", chattest.Ptr(uint64(1)))
 		Expect(j).To(SatisfyAll(HaveField("HeadSeq", BeEquivalentTo(4)), HaveField("ReplayFrom", BeEquivalentTo(2))))
-		Eventually(ctx, func() []*chatv1.Message { return b.messages("r") }).Should(HaveLen(3))
-		Expect(gapless(b.messages("r"), 2)).To(Succeed())
-		for _, m := range b.messages("r") {
+		Eventually(ctx, func() []*chatv1.Message { return b.Messages("r") }).Should(HaveLen(3))
+		Expect(chattest.Gapless(b.Messages("r"), 2)).To(Succeed())
+		for _, m := range b.Messages("r") {
 			Expect(m.GetReplay()).To(BeTrue())
 		}
 		_, err := NewShared(testConfig(), nil, metrics.Discard(), nil, nil)

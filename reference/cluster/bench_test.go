@@ -3,20 +3,17 @@ package cluster_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 
+	"github.com/bidikit/bidikit/internal/chattest"
+	"github.com/bidikit/bidikit/internal/refcluster"
 	chatv1 "github.com/bidikit/bidikit/proto/bidikit/chat/v1"
 	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
-	"github.com/bidikit/bidikit/reference"
-	"github.com/bidikit/bidikit/reference/cluster"
 )
 
 // benchMode is one way to run the reference server for a benchmark.
@@ -39,32 +36,14 @@ func startBench(b *testing.B, mode benchMode) []string {
 	b.Helper()
 	url := ""
 	if mode.nats {
-		e, err := cluster.StartEmbedded(b.TempDir(), "127.0.0.1:0", nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = e.Shutdown() })
-		url = e.ClientURL()
+		url = refcluster.StartNATS(b).ClientURL()
 	}
 	addrs := make([]string, mode.instances)
 	for i := range addrs {
-		cfg := reference.DefaultConfig()
-		cfg.Options.Addr = "127.0.0.1:0"
-		cfg.Options.AdminAddr = ""
-		cfg.NATS = url
-		cfg.Chat.SendRate = 0
+		cfg := refcluster.Config(url)
 		cfg.Chat.History = 1 << 20
 		cfg.Collab.SubmitRate = 0 // unlimited
-		srv, err := reference.Build(cfg, slog.New(slog.DiscardHandler))
-		if err != nil {
-			b.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		if err := srv.Start(ctx); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { cancel(); _ = srv.Wait() })
-		addrs[i] = srv.Addr()
+		addrs[i] = refcluster.Start(b, cfg, nil).Addr()
 	}
 	return addrs
 }
@@ -80,7 +59,7 @@ type benchStream struct {
 
 func openBench(b *testing.B, cc *grpc.ClientConn, user, room string, target int64, acks chan struct{}) *benchStream {
 	b.Helper()
-	ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+user))
+	ctx, cancel := context.WithCancel(chattest.WithUser(context.Background(), user))
 	b.Cleanup(cancel)
 	st, err := chatv1.NewChatServiceClient(cc).Connect(ctx)
 	if err != nil {
@@ -126,12 +105,7 @@ func openBench(b *testing.B, cc *grpc.ClientConn, user, room string, target int6
 func benchConns(b *testing.B, addrs []string) []*grpc.ClientConn {
 	ccs := make([]*grpc.ClientConn, len(addrs))
 	for i, a := range addrs {
-		cc, err := grpc.NewClient(a, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = cc.Close() })
-		ccs[i] = cc
+		ccs[i] = chattest.Dial(b, a)
 	}
 	return ccs
 }
@@ -218,7 +192,7 @@ func BenchmarkCollabEditors(b *testing.B) {
 			ccs := benchConns(b, startBench(b, mode))
 			streams := make([]collabv1.CollabService_EditClient, editors)
 			for i := range streams {
-				ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(context.Background(), "authorization", fmt.Sprintf("Bearer ed%d", i)))
+				ctx, cancel := context.WithCancel(chattest.WithUser(context.Background(), fmt.Sprintf("ed%d", i)))
 				b.Cleanup(cancel)
 				st, err := collabv1.NewCollabServiceClient(ccs[i%len(ccs)]).Edit(ctx)
 				if err != nil {

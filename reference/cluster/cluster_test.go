@@ -10,6 +10,8 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/bidikit/bidikit/internal/chattest"
+	"github.com/bidikit/bidikit/internal/refcluster"
 	chatv1 "github.com/bidikit/bidikit/proto/bidikit/chat/v1"
 	"github.com/bidikit/bidikit/reference"
 	"github.com/bidikit/bidikit/reference/cluster"
@@ -17,17 +19,17 @@ import (
 
 var _ = Describe("Clustered chat over JetStream", func() {
 	It("gives every member on every instance one gapless order per room, keeps each sender's order, and acks with the room seq", func(ctx SpecContext) {
-		url := startNATS().ClientURL()
-		ins := []*instance{startInstance(url), startInstance(url), startInstance(url)}
+		url := refcluster.StartNATS(GinkgoT()).ClientURL()
+		ins := []*refcluster.Instance{startInstance(url), startInstance(url), startInstance(url)}
 		rooms := []string{"lobby", "team.a_b"}
 		const perInstance, perRoom = 2, 25
-		var cs []*client
+		var cs []*chattest.Client
 		for i, in := range ins {
-			cc := dial(in.srv.Addr())
+			cc := chattest.Dial(GinkgoT(), in.Addr())
 			for k := range perInstance {
-				c := connect(cc, fmt.Sprintf("u%d-%d", i, k))
+				c := chattest.Connect(GinkgoT(), cc, fmt.Sprintf("u%d-%d", i, k))
 				for _, r := range rooms {
-					Expect(c.join(r, nil).GetHeadSeq()).To(BeZero())
+					Expect(c.Join(r).GetHeadSeq()).To(BeZero())
 				}
 				cs = append(cs, c)
 			}
@@ -38,7 +40,7 @@ var _ = Describe("Clustered chat over JetStream", func() {
 				defer GinkgoRecover()
 				for k := 1; k <= perRoom; k++ {
 					for _, r := range rooms {
-						Expect(c.send(r, fmt.Sprintf("%s-%d", r, k), uint64(k))).To(Succeed())
+						Expect(c.Say(r, fmt.Sprintf("%s-%d", r, k), uint64(k))).To(Succeed())
 					}
 				}
 			})
@@ -46,34 +48,34 @@ var _ = Describe("Clustered chat over JetStream", func() {
 		wg.Wait()
 		total := len(cs) * perRoom
 		for _, c := range cs {
-			Eventually(ctx, func() int { return len(c.acks()) }).Should(Equal(perRoom*len(rooms)), "acks of %s", c.user)
+			Eventually(ctx, func() int { return len(c.Acks()) }).Should(Equal(perRoom*len(rooms)), "acks of %s", c.User)
 			for _, r := range rooms {
-				Eventually(ctx, func() int { return len(c.messages(r)) }).Should(Equal(total), "messages of %s in %s", c.user, r)
+				Eventually(ctx, func() int { return len(c.Messages(r)) }).Should(Equal(total), "messages of %s in %s", c.User, r)
 			}
 		}
 		for _, r := range rooms {
-			ref := cs[0].messages(r)
-			Expect(checkGapless(ref, 1)).To(Succeed())
-			Expect(checkSenderFIFO(ref)).To(Succeed())
+			ref := cs[0].Messages(r)
+			Expect(chattest.Gapless(ref, 1)).To(Succeed())
+			Expect(chattest.SenderFIFO(ref)).To(Succeed())
 			for _, c := range cs[1:] {
-				Expect(checkSame(ref, c.messages(r))).To(Succeed(), "%s in %s", c.user, r)
+				Expect(chattest.Same(ref, c.Messages(r))).To(Succeed(), "%s in %s", c.User, r)
 			}
 		}
 		for _, c := range cs {
 			mine := map[string]uint64{}
 			for _, r := range rooms {
-				for _, m := range c.messages(r) {
-					if m.GetSender() == c.user {
+				for _, m := range c.Messages(r) {
+					if m.GetSender() == c.User {
 						mine[r+"/"+m.GetClientMsgId()] = m.GetSeq()
 					}
 				}
 			}
-			for _, a := range c.acks() {
+			for _, a := range c.Acks() {
 				Expect(a.GetDuplicate()).To(BeFalse())
 				Expect(a.GetSeq()).To(Equal(mine[a.GetRoom()+"/"+a.GetClientMsgId()]))
 			}
-			Expect(c.errors()).To(BeEmpty())
-			Expect(c.closeAndWait()).To(Succeed())
+			Expect(c.Errors()).To(BeEmpty())
+			Expect(c.CloseAndWait()).To(Succeed())
 		}
 		// With no member left, every instance stopped its room feeds and
 		// deleted their consumers.
@@ -84,19 +86,19 @@ var _ = Describe("Clustered chat over JetStream", func() {
 	}, SpecTimeout(60*time.Second))
 
 	It("resumes a member on another instance from its last seq: replay then live, no gap, no duplicate at the seam", func(ctx SpecContext) {
-		url := startNATS().ClientURL()
+		url := refcluster.StartNATS(GinkgoT()).ClientURL()
 		a, b, c := startInstance(url), startInstance(url), startInstance(url)
 		const room, first, total = "resume", 40, 160
-		sender := connect(dial(b.srv.Addr()), "sender")
-		sender.join(room, nil)
-		reader := connect(dial(a.srv.Addr()), "reader")
-		reader.join(room, nil)
+		sender := chattest.Connect(GinkgoT(), chattest.Dial(GinkgoT(), b.Addr()), "sender")
+		sender.Join(room)
+		reader := chattest.Connect(GinkgoT(), chattest.Dial(GinkgoT(), a.Addr()), "reader")
+		reader.Join(room)
 		for k := 1; k <= first; k++ {
-			Expect(sender.send(room, fmt.Sprint(k), uint64(k))).To(Succeed())
+			Expect(sender.Say(room, fmt.Sprint(k), uint64(k))).To(Succeed())
 		}
-		Eventually(ctx, func() int { return len(reader.messages(room)) }).Should(Equal(first))
-		seen := reader.messages(room)
-		Expect(reader.closeAndWait()).To(Succeed())
+		Eventually(ctx, func() int { return len(reader.Messages(room)) }).Should(Equal(first))
+		seen := reader.Messages(room)
+		Expect(reader.CloseAndWait()).To(Succeed())
 		last := seen[len(seen)-1].GetSeq()
 
 		// More messages arrive while the member is away and while it resumes.
@@ -105,78 +107,78 @@ var _ = Describe("Clustered chat over JetStream", func() {
 			defer GinkgoRecover()
 			defer close(more)
 			for k := first + 1; k <= total; k++ {
-				Expect(sender.send(room, fmt.Sprint(k), uint64(k))).To(Succeed())
+				Expect(sender.Say(room, fmt.Sprint(k), uint64(k))).To(Succeed())
 				if k == first+60 {
 					time.Sleep(20 * time.Millisecond) // let the resume start mid-stream
 				}
 			}
 		}()
-		Eventually(ctx, func() int { return len(sender.acks()) }).Should(BeNumerically(">=", first+60))
-		back := connect(dial(c.srv.Addr()), "reader")
-		j := back.join(room, ptr(last))
+		Eventually(ctx, func() int { return len(sender.Acks()) }).Should(BeNumerically(">=", first+60))
+		back := chattest.Connect(GinkgoT(), chattest.Dial(GinkgoT(), c.Addr()), "reader")
+		j := back.JoinFrom(room, chattest.Ptr(last))
 		Expect(j.GetResumeComplete()).To(BeTrue())
 		Expect(j.GetHeadSeq()).To(BeNumerically(">", last))
 		Expect(j.GetReplayFrom()).To(Equal(last + 1))
 		<-more
-		Eventually(ctx, func() int { return len(back.messages(room)) }).Should(Equal(total - int(last)))
-		got := back.messages(room)
-		Expect(checkGapless(got, last+1)).To(Succeed())
+		Eventually(ctx, func() int { return len(back.Messages(room)) }).Should(Equal(total - int(last)))
+		got := back.Messages(room)
+		Expect(chattest.Gapless(got, last+1)).To(Succeed())
 		for _, m := range got {
 			Expect(m.GetReplay()).To(Equal(m.GetSeq() <= j.GetHeadSeq()), "replay flag of seq %d", m.GetSeq())
 		}
-		Eventually(ctx, func() int { return len(sender.messages(room)) }).Should(Equal(total))
-		Expect(checkSame(sender.messages(room)[last:], got)).To(Succeed())
-		Consistently(func() int { return len(back.messages(room)) }).WithTimeout(200 * time.Millisecond).Should(Equal(total - int(last)))
+		Eventually(ctx, func() int { return len(sender.Messages(room)) }).Should(Equal(total))
+		Expect(chattest.Same(sender.Messages(room)[last:], got)).To(Succeed())
+		Consistently(func() int { return len(back.Messages(room)) }).WithTimeout(200 * time.Millisecond).Should(Equal(total - int(last)))
 	}, SpecTimeout(60*time.Second))
 
 	It("stores a resend once across instances and answers it with duplicate=true and the first copy's seq", func(ctx SpecContext) {
-		url := startNATS().ClientURL()
+		url := refcluster.StartNATS(GinkgoT()).ClientURL()
 		a, b := startInstance(url), startInstance(url)
 		const room = "dedup"
-		first := connect(dial(a.srv.Addr()), "alice")
-		first.join(room, nil)
-		watcher := connect(dial(b.srv.Addr()), "watcher")
-		watcher.join(room, nil)
-		Expect(first.send(room, "m1", 1)).To(Succeed())
-		Expect(first.send(room, "m2", 2)).To(Succeed())
-		Eventually(ctx, func() int { return len(first.acks()) }).Should(Equal(2))
-		seq1 := first.acks()[0].GetSeq()
+		first := chattest.Connect(GinkgoT(), chattest.Dial(GinkgoT(), a.Addr()), "alice")
+		first.Join(room)
+		watcher := chattest.Connect(GinkgoT(), chattest.Dial(GinkgoT(), b.Addr()), "watcher")
+		watcher.Join(room)
+		Expect(first.Say(room, "m1", 1)).To(Succeed())
+		Expect(first.Say(room, "m2", 2)).To(Succeed())
+		Eventually(ctx, func() int { return len(first.Acks()) }).Should(Equal(2))
+		seq1 := first.Acks()[0].GetSeq()
 
 		// The same user resends m1 through the other instance, and two
 		// streams race to send m3 through both instances.
-		second := connect(dial(b.srv.Addr()), "alice")
-		second.join(room, nil)
-		Expect(second.send(room, "m1", 1)).To(Succeed())
-		Eventually(ctx, func() int { return len(second.acks()) }).Should(Equal(1))
-		Expect(second.acks()[0]).To(SatisfyAll(
+		second := chattest.Connect(GinkgoT(), chattest.Dial(GinkgoT(), b.Addr()), "alice")
+		second.Join(room)
+		Expect(second.Say(room, "m1", 1)).To(Succeed())
+		Eventually(ctx, func() int { return len(second.Acks()) }).Should(Equal(1))
+		Expect(second.Acks()[0]).To(SatisfyAll(
 			HaveField("Duplicate", BeTrue()), HaveField("Seq", Equal(seq1)), HaveField("ClientMsgId", Equal("m1"))))
-		Expect(first.send(room, "m3", 3)).To(Succeed())
-		Expect(second.send(room, "m3", 3)).To(Succeed())
-		Eventually(ctx, func() int { return len(first.acks()) }).Should(Equal(3))
-		Eventually(ctx, func() int { return len(second.acks()) }).Should(Equal(2))
-		a3, b3 := first.acks()[2], second.acks()[1]
+		Expect(first.Say(room, "m3", 3)).To(Succeed())
+		Expect(second.Say(room, "m3", 3)).To(Succeed())
+		Eventually(ctx, func() int { return len(first.Acks()) }).Should(Equal(3))
+		Eventually(ctx, func() int { return len(second.Acks()) }).Should(Equal(2))
+		a3, b3 := first.Acks()[2], second.Acks()[1]
 		Expect(a3.GetSeq()).To(Equal(b3.GetSeq()))
 		Expect(a3.GetDuplicate()).NotTo(Equal(b3.GetDuplicate()), "exactly one of the racing sends is the original")
 
-		Eventually(ctx, func() int { return len(watcher.messages(room)) }).Should(Equal(3))
-		Consistently(func() int { return len(watcher.messages(room)) }).WithTimeout(200 * time.Millisecond).Should(Equal(3))
+		Eventually(ctx, func() int { return len(watcher.Messages(room)) }).Should(Equal(3))
+		Consistently(func() int { return len(watcher.Messages(room)) }).WithTimeout(200 * time.Millisecond).Should(Equal(3))
 		ids := []string{}
-		for _, m := range watcher.messages(room) {
+		for _, m := range watcher.Messages(room) {
 			ids = append(ids, m.GetClientMsgId())
 		}
 		Expect(ids).To(ConsistOf("m1", "m2", "m3"))
-		Expect(checkGapless(watcher.messages(room), 1)).To(Succeed())
+		Expect(chattest.Gapless(watcher.Messages(room), 1)).To(Succeed())
 	}, SpecTimeout(60*time.Second))
 
 	It("loses no acknowledged message when an instance is killed mid-run, and its clients resume on another", func(ctx SpecContext) {
-		url := startNATS().ClientURL()
-		ins := []*instance{startInstance(url), startInstance(url), startInstance(url)}
+		url := refcluster.StartNATS(GinkgoT()).ClientURL()
+		ins := []*refcluster.Instance{startInstance(url), startInstance(url), startInstance(url)}
 		const room, perSender = "kill", 150
 		// obs[i] watches from instance i; snd[i] sends from instance i.
-		obs := make([]*client, len(ins))
+		obs := make([]*chattest.Client, len(ins))
 		for i, in := range ins {
-			obs[i] = connect(dial(in.srv.Addr()), fmt.Sprintf("obs%d", i))
-			obs[i].join(room, nil)
+			obs[i] = chattest.Connect(GinkgoT(), chattest.Dial(GinkgoT(), in.Addr()), fmt.Sprintf("obs%d", i))
+			obs[i].Join(room)
 		}
 		type sendLog struct {
 			mu    sync.Mutex
@@ -188,20 +190,20 @@ var _ = Describe("Clustered chat over JetStream", func() {
 		for i, in := range ins {
 			logs[i] = &sendLog{acked: map[string]uint64{}}
 			user := fmt.Sprintf("snd%d", i)
-			c := connect(dial(in.srv.Addr()), user)
-			c.join(room, nil)
+			c := chattest.Connect(GinkgoT(), chattest.Dial(GinkgoT(), in.Addr()), user)
+			c.Join(room)
 			wg.Go(func() {
 				defer GinkgoRecover()
 				k := 1
 				for ; k <= perSender; k++ {
-					if c.send(room, fmt.Sprint(k), uint64(k)) != nil {
+					if c.Say(room, fmt.Sprint(k), uint64(k)) != nil {
 						break
 					}
 					time.Sleep(2 * time.Millisecond) // spread the run over the kill
 				}
 				if i != 0 {
-					Eventually(ctx, func() int { return len(c.acks()) }).Should(Equal(perSender))
-					for _, a := range c.acks() {
+					Eventually(ctx, func() int { return len(c.Acks()) }).Should(Equal(perSender))
+					for _, a := range c.Acks() {
 						logs[i].acked[a.GetClientMsgId()] = a.GetSeq()
 					}
 					return
@@ -210,50 +212,50 @@ var _ = Describe("Clustered chat over JetStream", func() {
 				// resume on instance 1 and resend everything not acked, in
 				// order, with the same client_msg_id.
 				<-killed
-				Eventually(c.done).Should(BeClosed())
-				for _, a := range c.acks() {
+				Eventually(c.Done()).Should(BeClosed())
+				for _, a := range c.Acks() {
 					logs[i].acked[a.GetClientMsgId()] = a.GetSeq()
 				}
 				acked := len(logs[i].acked)
 				Expect(acked).To(BeNumerically("<", perSender), "the kill came after the whole run")
-				c2 := connect(dial(ins[1].srv.Addr()), user)
-				c2.join(room, nil)
+				c2 := chattest.Connect(GinkgoT(), chattest.Dial(GinkgoT(), ins[1].Addr()), user)
+				c2.Join(room)
 				resent := 0
 				for k := 1; k <= perSender; k++ {
 					if _, ok := logs[i].acked[fmt.Sprint(k)]; !ok {
-						Expect(c2.send(room, fmt.Sprint(k), uint64(k))).To(Succeed())
+						Expect(c2.Say(room, fmt.Sprint(k), uint64(k))).To(Succeed())
 						resent++
 					}
 				}
-				Eventually(ctx, func() int { return len(c2.acks()) }).Should(Equal(resent))
-				for _, a := range c2.acks() {
+				Eventually(ctx, func() int { return len(c2.Acks()) }).Should(Equal(resent))
+				for _, a := range c2.Acks() {
 					logs[i].acked[a.GetClientMsgId()] = a.GetSeq()
 				}
 			})
 		}
-		Eventually(ctx, func() int { return len(obs[1].messages(room)) }).Should(BeNumerically(">=", perSender))
-		ins[0].kill()
+		Eventually(ctx, func() int { return len(obs[1].Messages(room)) }).Should(BeNumerically(">=", perSender))
+		ins[0].Kill()
 		close(killed)
-		Eventually(obs[0].done).Should(BeClosed())
-		before := obs[0].messages(room)
-		Expect(checkGapless(before, 1)).To(Succeed())
+		Eventually(obs[0].Done()).Should(BeClosed())
+		before := obs[0].Messages(room)
+		Expect(chattest.Gapless(before, 1)).To(Succeed())
 		var resumeAfter uint64
 		if len(before) > 0 {
 			resumeAfter = before[len(before)-1].GetSeq()
 		}
-		obs0 := connect(dial(ins[2].srv.Addr()), "obs0")
-		Expect(obs0.join(room, ptr(resumeAfter)).GetResumeComplete()).To(BeTrue())
+		obs0 := chattest.Connect(GinkgoT(), chattest.Dial(GinkgoT(), ins[2].Addr()), "obs0")
+		Expect(obs0.JoinFrom(room, chattest.Ptr(resumeAfter)).GetResumeComplete()).To(BeTrue())
 		wg.Wait()
 
 		total := len(ins) * perSender
-		for _, o := range []*client{obs[1], obs[2], obs0} {
-			Eventually(ctx, func() int { return len(o.messages(room)) + len(before)*boolInt(o == obs0) }).Should(Equal(total), "messages seen by %s", o.user)
+		for _, o := range []*chattest.Client{obs[1], obs[2], obs0} {
+			Eventually(ctx, func() int { return len(o.Messages(room)) + len(before)*boolInt(o == obs0) }).Should(Equal(total), "messages seen by %s", o.User)
 		}
-		ref := obs[1].messages(room)
-		Expect(checkGapless(ref, 1)).To(Succeed())
-		Expect(checkSame(ref, obs[2].messages(room))).To(Succeed())
-		Expect(checkSame(ref, append(before, obs0.messages(room)...))).To(Succeed())
-		Expect(checkSenderFIFO(ref)).To(Succeed())
+		ref := obs[1].Messages(room)
+		Expect(chattest.Gapless(ref, 1)).To(Succeed())
+		Expect(chattest.Same(ref, obs[2].Messages(room))).To(Succeed())
+		Expect(chattest.Same(ref, append(before, obs0.Messages(room)...))).To(Succeed())
+		Expect(chattest.SenderFIFO(ref)).To(Succeed())
 		at := map[string]uint64{} // sender/id -> seq, each exactly once
 		for _, m := range ref {
 			key := m.GetSender() + "/" + m.GetClientMsgId()
@@ -291,13 +293,13 @@ var _ = Describe("Build with --nats-embed", func() {
 		Expect(srv.Storage()).To(HavePrefix("jetstream:nats://127.0.0.1:"))
 		other := startInstance(srv.Storage()[len("jetstream:"):])
 
-		a := connect(dial(srv.Addr()), "a")
-		a.join("r", nil)
-		b := connect(dial(other.srv.Addr()), "b")
-		b.join("r", nil)
-		Expect(b.send("r", "x", 1)).To(Succeed())
-		Eventually(ctx, func() []*chatv1.Message { return a.messages("r") }).Should(HaveLen(1))
-		Expect(a.messages("r")[0]).To(SatisfyAll(HaveField("Seq", BeEquivalentTo(1)), HaveField("Sender", Equal("b"))))
+		a := chattest.Connect(GinkgoT(), chattest.Dial(GinkgoT(), srv.Addr()), "a")
+		a.Join("r")
+		b := chattest.Connect(GinkgoT(), chattest.Dial(GinkgoT(), other.Addr()), "b")
+		b.Join("r")
+		Expect(b.Say("r", "x", 1)).To(Succeed())
+		Eventually(ctx, func() []*chatv1.Message { return a.Messages("r") }).Should(HaveLen(1))
+		Expect(a.Messages("r")[0]).To(SatisfyAll(HaveField("Seq", BeEquivalentTo(1)), HaveField("Sender", Equal("b"))))
 	}, SpecTimeout(30*time.Second))
 
 	DescribeTable("rejects flag combinations that cannot work",
@@ -339,7 +341,7 @@ var _ = Describe("Log", func() {
 	})
 
 	It("de-duplicates a resend after the Duplicates window while the original is retained", func(ctx SpecContext) {
-		url := startNATS().ClientURL()
+		url := refcluster.StartNATS(GinkgoT()).ClientURL()
 		lg = newLog(url, func(c *cluster.Config) { c.Duplicates = 100 * time.Millisecond })
 		_, err := lg.Head(ctx, "w")
 		Expect(err).NotTo(HaveOccurred())
@@ -356,7 +358,7 @@ var _ = Describe("Log", func() {
 	}, SpecTimeout(30*time.Second))
 
 	It("ranges over stored messages and follows new ones in order", func(ctx SpecContext) {
-		url := startNATS().ClientURL()
+		url := refcluster.StartNATS(GinkgoT()).ClientURL()
 		lg = newLog(url, func(c *cluster.Config) { c.Memory = true })
 		_, err := lg.Head(ctx, "f")
 		Expect(err).NotTo(HaveOccurred())
@@ -387,7 +389,7 @@ var _ = Describe("Log", func() {
 	}, SpecTimeout(30*time.Second))
 
 	It("fails clearly when NATS is unreachable, and after Close", func(ctx SpecContext) {
-		url := startNATS().ClientURL()
+		url := refcluster.StartNATS(GinkgoT()).ClientURL()
 		lg = newLog(url, nil)
 		Expect(lg.Close()).To(Succeed())
 		r := publish("c", "k")

@@ -9,13 +9,15 @@ import (
 	. "github.com/onsi/gomega"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/bidikit/bidikit/internal/chattest"
+	"github.com/bidikit/bidikit/internal/refcluster"
 	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
 )
 
 // editStream opens a collab Edit stream as user on the instance's address.
-func editStream(ctx context.Context, in *instance, user string) collabv1.CollabService_EditClient {
+func editStream(ctx context.Context, in *refcluster.Instance, user string) collabv1.CollabService_EditClient {
 	GinkgoHelper()
-	cc := dial(in.srv.Addr())
+	cc := chattest.Dial(GinkgoT(), in.Addr())
 	st, err := collabv1.NewCollabServiceClient(cc).Edit(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+user))
 	Expect(err).NotTo(HaveOccurred())
 	return st
@@ -35,7 +37,7 @@ func insertAt(pos, length uint32, text string) *collabv1.Operation {
 
 var _ = Describe("Clustered collab documents (reference.Build with --nats)", func() {
 	It("shares a document's versions between instances and lets an editor resume on another instance", func(ctx SpecContext) {
-		url := startNATS().ClientURL()
+		url := refcluster.StartNATS(GinkgoT()).ClientURL()
 		a, b := startInstance(url), startInstance(url)
 
 		ea := editStream(ctx, a, "ann")

@@ -9,17 +9,19 @@ import (
 	. "github.com/onsi/gomega"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/bidikit/bidikit/internal/chattest"
+	"github.com/bidikit/bidikit/internal/refcluster"
 	gamev1 "github.com/bidikit/bidikit/proto/bidikit/game/v1"
 )
 
 var _ = Describe("Clustered game matches (reference.Build with --nats)", func() {
 	It("puts players joining one match on two instances into the same match", func(ctx SpecContext) {
-		url := startNATS().ClientURL()
-		ins := []*instance{startInstance(url), startInstance(url)}
+		url := refcluster.StartNATS(GinkgoT()).ClientURL()
+		ins := []*refcluster.Instance{startInstance(url), startInstance(url)}
 		var streams []gamev1.GameService_PlayClient
 		var ids []string
 		for i, in := range ins {
-			st, err := gamev1.NewGameServiceClient(dial(in.srv.Addr())).Play(
+			st, err := gamev1.NewGameServiceClient(chattest.Dial(GinkgoT(), in.Addr())).Play(
 				metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+[]string{"ann", "bob"}[i]))
 			Expect(err).NotTo(HaveOccurred())
 			Expect(st.Send(&gamev1.ClientEvent{Event: &gamev1.ClientEvent_Join{Join: &gamev1.JoinMatch{Match: "arena"}}})).To(Succeed())
