@@ -236,7 +236,11 @@ func describeSample(s, base sample) string {
 		got = append(got, fmt.Sprintf("%s %d (baseline %d)", name, v, b))
 	}
 	pair("goroutines", int64(s.goroutines), int64(base.goroutines))
-	pair("heap", s.heap, base.heap)
+	if s.heap < 0 || base.heap < 0 {
+		missing = append(missing, "heap")
+	} else {
+		got = append(got, fmt.Sprintf("heap %.1f MiB (baseline %.1f MiB)", float64(s.heap)/(1<<20), float64(base.heap)/(1<<20)))
+	}
 	pair("sockets", int64(s.sockets), int64(base.sockets))
 	pair("streams", int64(s.streams), int64(base.streams))
 	out := strings.Join(got, ", ")

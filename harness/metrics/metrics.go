@@ -157,7 +157,13 @@ func (c *Collector) Observe(e *event.Event) {
 			}
 		}
 	case event.Tick:
-		// Game updates: input-to-update is the game's delivery latency.
+		// Game updates are the game's deliveries; input-to-update is their
+		// latency.
+		c.msgs.Delivered++
+		cur.delivered++
+		if r != nil {
+			r.msgs.Delivered++
+		}
 		if e.Latency > 0 {
 			record(c.overall, e.Latency)
 			record(c.timeline.hist, e.Latency)

@@ -51,6 +51,19 @@ var _ = Describe("Collector", func() {
 		Expect(sent).To(BeNumerically("~", 100, 0.5))
 	})
 
+	It("counts game tick updates as deliveries, their input-to-update time as latency", func() {
+		c := newCollector()
+		for i := range 10 {
+			c.Observe(&event.Event{Kind: event.Tick, Client: 1, At: time.Second + time.Duration(i)*50*time.Millisecond, Seq: uint64(i + 1), Latency: 20 * time.Millisecond})
+		}
+		c.Finish(2 * time.Second)
+		var s result.Scenario
+		c.Fill(&s)
+		Expect(s.Messages.Delivered).To(BeEquivalentTo(10))
+		Expect(s.Roles[1].Messages.Delivered).To(BeEquivalentTo(10))
+		Expect(s.LatencyMS.Count).To(BeEquivalentTo(10))
+	})
+
 	It("keeps the timeline bounded on a very long run", func() {
 		c := newCollector()
 		for i := range 100_000 {

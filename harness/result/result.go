@@ -43,7 +43,10 @@ type Scenario struct {
 	Failure string `json:"failure,omitempty"`
 }
 
-// Messages counts traffic.
+// Messages counts traffic: Sent is chat sends, collab submits and game
+// inputs; Acked their acknowledgements (chat, collab); Delivered what
+// clients received from others: chat messages, collab remote ops, game tick
+// updates.
 type Messages struct {
 	Sent      int64 `json:"sent"`
 	Acked     int64 `json:"acked"`
