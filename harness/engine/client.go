@@ -250,17 +250,24 @@ func (c *vclient) runStream(ctx context.Context, cn *conn) (clean, reconnectNow 
 	c.ev(&event.Event{Kind: event.Connect, Latency: time.Since(t0), Detail: cn.target()})
 	w := &writer{c: c, st: st}
 	recvDone := make(chan struct{})
-	var deliberate atomic.Bool
 	g.Go(func() error {
 		defer close(recvDone)
 		return c.recvLoop(gctx, st)
 	})
-	g.Go(func() error {
-		again, err := c.sendLoop(gctx, w, recvDone)
-		deliberate.Store(again)
-		return err
-	})
+	// The send loop runs on this goroutine (one goroutine fewer per
+	// virtual client). As in the errgroup, an error of its own cancels the
+	// receive loop, and whichever loop failed first decides the end: the
+	// receive loop did when the group's context was done before the send
+	// loop returned.
+	deliberate, serr := c.sendLoop(gctx, w, recvDone)
+	recvFirst := gctx.Err() != nil
+	if serr != nil {
+		cancel()
+	}
 	err = g.Wait()
+	if serr != nil && (!recvFirst || err == nil) {
+		err = serr
+	}
 	code, detail := codes.OK, ""
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
@@ -274,7 +281,7 @@ func (c *vclient) runStream(ctx context.Context, cn *conn) (clean, reconnectNow 
 	// sees whether the stream broke before it sees the Leaves.
 	c.ev(&event.Event{Kind: event.Disconnect, Code: code, Detail: detail})
 	c.d.ended()
-	return code == codes.OK, deliberate.Load()
+	return code == codes.OK, deliberate
 }
 
 // recvLoop reads until io.EOF (nil) or the stream's status (its error).
