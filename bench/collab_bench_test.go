@@ -18,7 +18,7 @@ import (
 func BenchmarkCollabTraceAutomergePaper(b *testing.B) {
 	path, err := trace.Path("automerge-paper.json.gz")
 	if err != nil {
-		b.Skip("automerge-paper trace absent: " + err.Error())
+		b.Fatal("fixture missing: the automerge-paper editing trace (testdata/traces/automerge-paper.json.gz): " + err.Error())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()

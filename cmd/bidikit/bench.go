@@ -72,7 +72,7 @@ Exit 0 = done, 1 = a verdict failed (trace mismatch, leak) or the run failed,
 2 = bad usage.`,
 		Example: `  bidikit bench chat-echo --clients 100 -z 10s --baseline
   bidikit bench chat-fanout --clients 1000 --scopes 10 --rate 1
-  bidikit bench collab-trace --trace ../shared/traces/automerge-paper.json.gz
+  bidikit bench collab-trace --trace testdata/traces/automerge-paper.json.gz
   bidikit bench --call grpc.testing.TestService/FullDuplexCall --target 127.0.0.1:50051 --insecure \
       -d '{"response_parameters":[{"size":64}],"payload":{"body":"AAAA"}}' \
       -c 100 --connections 1 --stream-call-count 1000 -z 10s --vs ghz --rounds 3
@@ -171,7 +171,7 @@ Exit 0 = done, 1 = a verdict failed (trace mismatch, leak) or the run failed,
 	fs.IntVar(&p.Scopes, "scopes", 0, "rooms (chat-fanout, default 10) or matches (game-ticks, default 50)")
 	fs.Float64Var(&p.Rate, "rate", 0, "sends per second per client, paced open-loop (default: fanout 1, echo 1000, game 10)")
 	fs.IntVar(&p.BodyBytes, "body-bytes", 64, "chat message body size")
-	fs.StringVar(&p.Trace, "trace", "", "collab-trace: editing trace file (.json or .json.gz)")
+	fs.StringVar(&p.Trace, "trace", "", "collab-trace: editing trace file (.json or .json.gz); the repository ships testdata/traces/{automerge-paper,seph-blog1}.json.gz")
 	fs.IntVar(&p.Window, "window", 64, "collab-trace: operations in flight")
 	fs.IntVar(&p.Step, "step", 500, "conn-ramp: streams opened per step")
 	fs.DurationVar(&p.StepEvery, "step-every", 250*time.Millisecond, "conn-ramp: time between steps")

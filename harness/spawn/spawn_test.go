@@ -156,7 +156,7 @@ var _ = Describe("Server with the real bidikit serve", func() {
 			Fail(fmt.Sprintf("cannot build bidikit: %s", realBuild))
 		}
 		if !realServe {
-			Skip("bidikit has no `serve` subcommand yet (`bidikit serve --help` shows no --admin-addr/--db)")
+			Fail("`bidikit serve --help` lists no --admin-addr or --db: the serve subcommand regressed")
 		}
 	})
 

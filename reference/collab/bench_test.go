@@ -165,7 +165,7 @@ func BenchmarkAutomergePaperGRPC(b *testing.B) {
 func benchmarkAutomergePaper(b *testing.B, window int) {
 	path, err := trace.Path("automerge-paper.json.gz")
 	if err != nil {
-		b.Skip("automerge-paper trace absent: " + err.Error())
+		b.Fatal("fixture missing: the automerge-paper editing trace (testdata/traces/automerge-paper.json.gz): " + err.Error())
 	}
 	tr, err := trace.Load(path)
 	if err != nil {

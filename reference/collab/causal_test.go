@@ -22,9 +22,7 @@ import (
 var _ = Describe("Concurrent trace replay", func() {
 	It("replays clownschool by its agents as concurrent editors to exactly its endContent", func(ctx SpecContext) {
 		path, err := trace.Path("clownschool.json.gz")
-		if err != nil {
-			Skip("clownschool trace absent: " + err.Error())
-		}
+		Expect(err).NotTo(HaveOccurred(), "fixture missing: the clownschool editing trace (testdata/traces/clownschool.json.gz)")
 		tr, err := trace.Load(path)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(tr.Concurrent()).To(BeTrue())

@@ -415,9 +415,7 @@ var _ = Describe("Edit", func() {
 
 	It("replays the automerge-paper trace through gRPC to its endContent", func(ctx SpecContext) {
 		path, err := trace.Path("automerge-paper.json.gz")
-		if err != nil {
-			Skip("automerge-paper trace absent: " + err.Error())
-		}
+		Expect(err).NotTo(HaveOccurred(), "fixture missing: the automerge-paper editing trace (testdata/traces/automerge-paper.json.gz)")
 		tr, err := trace.Load(path)
 		Expect(err).NotTo(HaveOccurred())
 		// Under -race (as CI runs it) the first 20,000 edits, which take

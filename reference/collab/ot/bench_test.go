@@ -14,7 +14,7 @@ import (
 func BenchmarkAutomergePaperRope(b *testing.B) {
 	path, err := trace.Path("automerge-paper.json.gz")
 	if err != nil {
-		b.Skip("automerge-paper trace absent: " + err.Error())
+		b.Fatal("fixture missing: the automerge-paper editing trace (testdata/traces/automerge-paper.json.gz): " + err.Error())
 	}
 	tr, err := trace.Load(path)
 	if err != nil {

@@ -204,9 +204,7 @@ var _ = Describe("Rope", func() {
 
 	It("replays the automerge-paper trace to its endContent", func() {
 		path, err := trace.Path("automerge-paper.json.gz")
-		if err != nil {
-			Skip("automerge-paper trace absent: " + err.Error())
-		}
+		Expect(err).NotTo(HaveOccurred(), "fixture missing: the automerge-paper editing trace (testdata/traces/automerge-paper.json.gz)")
 		tr, err := trace.Load(path)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(tr.Patches()).To(Equal(259778))

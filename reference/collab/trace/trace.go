@@ -2,7 +2,8 @@
 // set, CC BY 4.0) for benchmarks, tests and harness scenarios: sequential
 // traces (startContent, endContent, txns of patches) and concurrent ones
 // (the same plus each transaction's agent and parents). Positions count
-// Unicode code points.
+// Unicode code points. The repository keeps copies in testdata/traces, with
+// their attribution in its README.md.
 package trace
 
 import (
@@ -136,11 +137,17 @@ func Load(path string) (*Trace, error) {
 }
 
 // ErrNoTraces says that the traces directory could not be found.
-var ErrNoTraces = errors.New("editing traces not found: set BIDIKIT_TRACES to the directory holding automerge-paper.json.gz")
+var ErrNoTraces = errors.New("editing traces not found: the module's testdata/traces is missing (restore it from git) " +
+	"and no ../shared/traces was found; or set BIDIKIT_TRACES to the directory holding automerge-paper.json.gz")
 
-// Dir finds the traces directory: $BIDIKIT_TRACES when set, else
-// ../shared/traces beside the checkout (found by walking up from the
-// working directory and from this source file).
+// ModuleDir is where the repository keeps its copy of the traces, relative
+// to the module root (the directory holding go.mod).
+const ModuleDir = "testdata/traces"
+
+// Dir finds the traces directory: $BIDIKIT_TRACES when set; else the
+// module's testdata/traces (the module root is the nearest directory holding
+// go.mod above the working directory or above this source file); else
+// ../shared/traces beside the checkout, found by walking up the same way.
 func Dir() (string, error) {
 	if d := os.Getenv("BIDIKIT_TRACES"); d != "" {
 		if st, err := os.Stat(d); err == nil && st.IsDir() {
@@ -156,9 +163,15 @@ func Dir() (string, error) {
 		starts = append(starts, filepath.Dir(file))
 	}
 	for _, s := range starts {
+		if root, ok := moduleRoot(s); ok {
+			if c := filepath.Join(root, filepath.FromSlash(ModuleDir)); isDir(c) {
+				return c, nil
+			}
+		}
+	}
+	for _, s := range starts {
 		for d := s; ; d = filepath.Dir(d) {
-			c := filepath.Join(d, "shared", "traces")
-			if st, err := os.Stat(c); err == nil && st.IsDir() {
+			if c := filepath.Join(d, "shared", "traces"); isDir(c) {
 				return c, nil
 			}
 			if filepath.Dir(d) == d {
@@ -167,6 +180,23 @@ func Dir() (string, error) {
 		}
 	}
 	return "", ErrNoTraces
+}
+
+// moduleRoot is the nearest directory at or above dir holding a go.mod.
+func moduleRoot(dir string) (string, bool) {
+	for d := dir; ; d = filepath.Dir(d) {
+		if st, err := os.Stat(filepath.Join(d, "go.mod")); err == nil && !st.IsDir() {
+			return d, true
+		}
+		if filepath.Dir(d) == d {
+			return "", false
+		}
+	}
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
 }
 
 // Path returns the path of the named trace file (e.g.
@@ -178,7 +208,7 @@ func Path(name string) (string, error) {
 	}
 	p := filepath.Join(d, name)
 	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("trace %s: %w", name, err)
+		return "", fmt.Errorf("trace %s is missing from %s: %w", name, d, err)
 	}
 	return p, nil
 }

@@ -52,15 +52,23 @@ var _ = Describe("Load", func() {
 		Expect(err).To(HaveOccurred())
 	})
 
-	It("finds the shared traces or says how to point at them", func() {
+	It("finds the module's own copy of the traces, or says what is missing", func() {
 		GinkgoT().Setenv("BIDIKIT_TRACES", GinkgoT().TempDir())
 		_, err := trace.Path("automerge-paper.json.gz")
 		Expect(err).To(MatchError(ContainSubstring("automerge-paper.json.gz")))
 		GinkgoT().Setenv("BIDIKIT_TRACES", "")
-		p, err := trace.Path("automerge-paper.json.gz")
-		if err != nil {
-			Skip("shared traces absent: " + err.Error())
+		d, err := trace.Dir()
+		Expect(err).NotTo(HaveOccurred(), "the fixture directory testdata/traces is missing")
+		Expect(filepath.ToSlash(d)).To(HaveSuffix("/"+trace.ModuleDir), "the module's copy comes before ../shared/traces")
+		readme, err := os.ReadFile(filepath.Join(d, "README.md"))
+		Expect(err).NotTo(HaveOccurred(), "the traces' attribution (testdata/traces/README.md) is missing")
+		Expect(string(readme)).To(And(ContainSubstring("CC BY 4.0"), ContainSubstring("Joseph Gentle")))
+		for _, name := range []string{"automerge-paper.json.gz", "clownschool.json.gz", "seph-blog1.json.gz"} {
+			_, err := trace.Path(name)
+			Expect(err).NotTo(HaveOccurred(), "fixture %s is missing", name)
 		}
+		p, err := trace.Path("automerge-paper.json.gz")
+		Expect(err).NotTo(HaveOccurred())
 		tr, err := trace.Load(p)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(tr.Patches()).To(Equal(259778))
