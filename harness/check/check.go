@@ -86,6 +86,13 @@ type Starter interface {
 	Start(ctx context.Context, env Env) error
 }
 
+// ServiceAware is implemented by checkers whose contract depends on the
+// service under test (status-codes: the codes each proto documents). The
+// scenario calls SetService once, right after building the checker.
+type ServiceAware interface {
+	SetService(service string)
+}
+
 // Factory builds a checker. decode strictly decodes the scenario's
 // parameters for the check into a struct pointer (nil node: leaves defaults);
 // its errors name the file, line and field.

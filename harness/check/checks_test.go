@@ -2,6 +2,7 @@ package check_test
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -32,7 +33,9 @@ func run(name string, decode func(any) error, env check.Env, events []ev.Event) 
 // chat builds chat event streams for two members of room "r".
 type chat struct{ evs []ev.Event }
 
-func (c *chat) at() time.Duration { return time.Duration(len(c.evs)) * time.Millisecond }
+// at spaces events one second apart, so no-lost-acks' default 2s grace
+// covers only the last two events before a membership ends.
+func (c *chat) at() time.Duration { return time.Duration(len(c.evs)) * time.Second }
 
 func (c *chat) join(client int, head uint64) *chat {
 	c.evs = append(c.evs, ev.Event{Kind: ev.Join, At: c.at(), Client: client, User: user(client), Scope: "r", Seq: head})
@@ -112,7 +115,7 @@ var _ = Describe("chat ordering checkers", func() {
 			c := clean()
 			c.evs = append(c.evs[:len(c.evs)-2], c.evs[len(c.evs)-1]) // drop bob's seq 2
 			return c
-		}, uint64(2), "expected seq 2 next but got 3"),
+		}, uint64(2), "never received seq 2 (1 message(s)) but received seq 3"),
 		Entry("duplicate: a1 stored at two seqs", "no-duplicates", func() *chat {
 			c := &chat{}
 			c.join(0, 0)
@@ -123,12 +126,12 @@ var _ = Describe("chat ordering checkers", func() {
 			c := &chat{}
 			c.join(0, 0).deliver(0, 1, 1, "b1", 1).deliver(0, 2, 1, "b2", 2).deliver(0, 1, 1, "b1", 1)
 			return c
-		}, uint64(1), "received seq 1 again"),
+		}, uint64(1), "received seq 1 twice"),
 		Entry("lost ack: bob, present to the end, never gets acked seq 3", "no-lost-acks", func() *chat {
 			c := clean()
 			c.evs = c.evs[:len(c.evs)-1] // bob's seq 3 missing
 			return c
-		}, uint64(3), "a2 acked at seq 3 never reached"),
+		}, uint64(3), "ann/a2 acked at seq 3 at"),
 		Entry("sender FIFO: ann's a2 ordered before a1", "sender-fifo", func() *chat {
 			c := &chat{}
 			c.join(0, 0).send(0, "a1", 1).send(0, "a2", 2).ack(0, "a2", 2, 1).ack(0, "a1", 1, 2)
@@ -186,14 +189,30 @@ var _ = Describe("resume-complete", func() {
 		v := run("resume-complete", noDecode, nil, c.evs)
 		Expect(v.Status).To(Equal(check.Fail))
 		Expect(v.Evidence[0].Seq).To(Equal(uint64(3)))
-		Expect(v.Evidence[0].Detail).To(ContainSubstring("skipped seqs 3..3"))
+		Expect(v.Evidence[0].Detail).To(ContainSubstring("seqs 3..3 of the missed range never arrived"))
 	})
-	It("does not judge a replay cut short by a broken stream (Disconnect, then the Leave it implies)", func() {
+	It("does not judge a replay cut short by a broken stream (Disconnect, then the Leave it implies): not measurable", func() {
 		c := &chat{}
 		c.resume(0, 1, 4, 2, true).deliver(0, 2, 1, "b1", 1)
 		c.disconnect(0, codes.Unavailable)
 		c.evs = append(c.evs, ev.Event{Kind: ev.Leave, Client: 0, Scope: "r"})
-		Expect(run("resume-complete", noDecode, nil, c.evs).Status).To(Equal(check.Pass))
+		v := run("resume-complete", noDecode, nil, c.evs)
+		Expect(v.Status).To(Equal(check.NotMeasurable))
+		Expect(v.Summary).To(ContainSubstring("cut short by a broken stream"))
+	})
+	It("is not measurable when no resume had anything to replay", func() {
+		c := &chat{}
+		c.resume(0, 4, 4, 0, true).resume(1, 4, 4, 0, true)
+		v := run("resume-complete", noDecode, nil, c.evs)
+		Expect(v.Status).To(Equal(check.NotMeasurable))
+		Expect(v.Summary).To(ContainSubstring("2 resumes, none had missed messages to replay"))
+	})
+	It("accepts a complete replay that arrives out of order (delivery-order judges the order)", func() {
+		c := &chat{}
+		c.resume(0, 1, 4, 2, true).deliver(0, 3, 1, "b2", 2).deliver(0, 2, 1, "b1", 1).deliver(0, 4, 1, "b3", 3)
+		v := run("resume-complete", noDecode, nil, c.evs)
+		Expect(v.Status).To(Equal(check.Pass), v.Summary)
+		Expect(v.Summary).To(ContainSubstring("1 replayed exactly the missed range"))
 	})
 	It("judges a replay whose stream ended cleanly before it completed", func() {
 		c := &chat{}
@@ -204,7 +223,7 @@ var _ = Describe("resume-complete", func() {
 		v := run("resume-complete", noDecode, nil, c.evs)
 		Expect(v.Status).To(Equal(check.Fail))
 		Expect(v.Violations).To(Equal(1))
-		Expect(v.Evidence[0].Detail).To(ContainSubstring("resume after seq 1 claimed complete but replay stopped before seq 3"))
+		Expect(v.Evidence[0].Detail).To(ContainSubstring("resume after seq 1 claimed complete but seqs 3..4 of the missed range never arrived"))
 	})
 	It("still judges a member that leaves mid-replay on a healthy stream", func() {
 		c := &chat{}
@@ -213,7 +232,7 @@ var _ = Describe("resume-complete", func() {
 		c.disconnect(0, codes.OK)
 		v := run("resume-complete", noDecode, nil, c.evs)
 		Expect(v.Status).To(Equal(check.Fail))
-		Expect(v.Evidence[0].Detail).To(ContainSubstring("replay stopped before seq 3"))
+		Expect(v.Evidence[0].Detail).To(ContainSubstring("seqs 3..4 of the missed range never arrived"))
 	})
 	It("catches a replay that starts late while claiming completeness", func() {
 		c := &chat{}
@@ -445,14 +464,14 @@ var _ = Describe("status-codes", func() {
 	}
 	It("passes documented codes and catches INTERNAL", func() {
 		ok := []ev.Event{{Kind: ev.Disconnect, Client: 3, Role: "malformed", Code: codes.InvalidArgument}}
-		Expect(run("status-codes", expectMalformed, nil, ok).Status).To(Equal(check.Pass))
+		Expect(run("status-codes", expectMalformed, healthy, ok).Status).To(Equal(check.Pass))
 		bad := []ev.Event{{Kind: ev.Disconnect, Client: 3, Role: "malformed", Code: codes.Internal, Detail: "grpc: failed to unmarshal"}}
-		v := run("status-codes", expectMalformed, nil, bad)
+		v := run("status-codes", expectMalformed, healthy, bad)
 		Expect(v.Status).To(Equal(check.Fail))
 		Expect(v.Evidence[0].Detail).To(ContainSubstring("INTERNAL"))
 	})
 	It("catches bad input that went unanswered", func() {
-		v := run("status-codes", expectMalformed, nil, nil)
+		v := run("status-codes", expectMalformed, healthy, nil)
 		Expect(v.Status).To(Equal(check.Fail))
 		Expect(v.Evidence[0].Detail).To(ContainSubstring("never got INVALID_ARGUMENT"))
 	})
@@ -471,47 +490,56 @@ var _ = Describe("fairness", func() {
 		p.Honest, p.Attackers, p.Rate, p.Burst, p.MinCalmSamples = "honest", "flooder", 10, 5, 1
 		return nil
 	}
-	// history: 4 honest clients deliver with latency calm before t=1s and
-	// attack after; the flooder sends from t=1s.
+	// history: 4 honest clients (users h0..h3) send and receive each
+	// other's messages with calm latency before t=1s and underLatency after;
+	// the flooder (user f) sends from t=1s, and its own messages reach the
+	// honest clients with floodLatency (its send backlog).
 	history := func(underLatency time.Duration, flooderAccepted int, starve bool) []ev.Event {
 		var evs []ev.Event
+		h := func(c int) string { return fmt.Sprintf("h%d", c) }
 		for c := 0; c < 4; c++ {
-			evs = append(evs, ev.Event{Kind: ev.Send, Client: c, Role: "honest", At: 10 * time.Millisecond})
-			evs = append(evs, ev.Event{Kind: ev.Deliver, Client: c, Role: "honest", At: 500 * time.Millisecond, Latency: 2 * time.Millisecond})
+			evs = append(evs, ev.Event{Kind: ev.Send, Client: c, User: h(c), Role: "honest", At: 10 * time.Millisecond})
+			evs = append(evs, ev.Event{Kind: ev.Ack, Client: c, User: h(c), Role: "honest", At: 20 * time.Millisecond, Latency: 2 * time.Millisecond})
 		}
-		evs = append(evs, ev.Event{Kind: ev.Send, Client: 9, Role: "flooder", At: time.Second})
+		for c := 0; c < 4; c++ {
+			evs = append(evs, ev.Event{Kind: ev.Deliver, Client: c, User: h(c), Role: "honest", Sender: h((c + 1) % 4), At: 500 * time.Millisecond, Latency: 2 * time.Millisecond})
+		}
+		evs = append(evs, ev.Event{Kind: ev.Send, Client: 9, User: "f", Role: "flooder", At: time.Second})
 		for i := 0; i < flooderAccepted; i++ {
-			evs = append(evs, ev.Event{Kind: ev.Ack, Client: 9, Role: "flooder", At: time.Second + time.Duration(i)*time.Millisecond})
+			evs = append(evs, ev.Event{Kind: ev.Ack, Client: 9, User: "f", Role: "flooder", At: time.Second + time.Duration(i)*time.Millisecond})
 		}
-		evs = append(evs, ev.Event{Kind: ev.Error, Client: 9, Role: "flooder", At: 2 * time.Second, Code: codes.ResourceExhausted})
+		evs = append(evs, ev.Event{Kind: ev.Error, Client: 9, User: "f", Role: "flooder", At: 2 * time.Second, Code: codes.ResourceExhausted})
 		for c := 0; c < 4; c++ {
+			evs = append(evs, ev.Event{Kind: ev.Send, Client: c, User: h(c), Role: "honest", At: 1400 * time.Millisecond})
 			n := 10
 			if starve && c == 0 {
-				n = 0
+				n = 1
 			}
 			for i := 0; i < n; i++ {
-				evs = append(evs, ev.Event{Kind: ev.Ack, Client: c, Role: "honest", At: 1500 * time.Millisecond})
+				evs = append(evs, ev.Event{Kind: ev.Ack, Client: c, User: h(c), Role: "honest", At: 1500 * time.Millisecond, Latency: underLatency})
 			}
-			evs = append(evs, ev.Event{Kind: ev.Deliver, Client: c, Role: "honest", At: 1500 * time.Millisecond, Latency: underLatency})
+			evs = append(evs, ev.Event{Kind: ev.Deliver, Client: c, User: h(c), Role: "honest", Sender: h((c + 1) % 4), At: 1500 * time.Millisecond, Latency: underLatency})
+			evs = append(evs, ev.Event{Kind: ev.Deliver, Client: c, User: h(c), Role: "honest", Sender: "f", At: 1500 * time.Millisecond, Latency: 5 * time.Second})
 		}
 		return evs
 	}
 	It("passes when attackers are throttled and honest clients unaffected", func() {
-		v := run("fairness", params, nil, history(2*time.Millisecond, 5, false))
+		v := run("fairness", params, healthy, history(2*time.Millisecond, 5, false))
 		Expect(v.Status).To(Equal(check.Pass), v.Summary)
 	})
 	It("catches an attacker accepted beyond rate x time + burst", func() {
-		v := run("fairness", params, nil, history(2*time.Millisecond, 500, false))
+		v := run("fairness", params, healthy, history(2*time.Millisecond, 500, false))
 		Expect(v.Status).To(Equal(check.Fail))
 		Expect(v.Evidence[0].Detail).To(ContainSubstring("sends accepted"))
 	})
 	It("catches honest latency blown up under attack", func() {
-		v := run("fairness", params, nil, history(50*time.Millisecond, 5, false))
+		v := run("fairness", params, healthy, history(50*time.Millisecond, 5, false))
 		Expect(v.Status).To(Equal(check.Fail))
 		Expect(v.Evidence[0].Detail).To(ContainSubstring("the calm p99"))
+		Expect(v.Evidence[0].Detail).To(ContainSubstring("honest delivery p99"))
 	})
 	It("catches an unfair share among honest clients", func() {
-		v := run("fairness", params, nil, history(2*time.Millisecond, 5, true))
+		v := run("fairness", params, healthy, history(2*time.Millisecond, 5, true))
 		Expect(v.Status).To(Equal(check.Fail))
 		Expect(v.Evidence[0].Detail).To(ContainSubstring("Jain's fairness index"))
 	})
@@ -519,9 +547,9 @@ var _ = Describe("fairness", func() {
 		evs := history(2*time.Millisecond, 5, false)
 		evs = append(evs, ev.Event{Kind: ev.Fault, Client: 1, Role: "honest", At: 1600 * time.Millisecond, Detail: "abrupt-close"},
 			ev.Event{Kind: ev.Disconnect, Client: 1, Role: "honest", At: 1601 * time.Millisecond, Code: codes.Unavailable})
-		Expect(run("fairness", params, nil, evs).Status).To(Equal(check.Pass))
+		Expect(run("fairness", params, healthy, evs).Status).To(Equal(check.Pass))
 		evs = append(evs, ev.Event{Kind: ev.Disconnect, Client: 2, Role: "honest", At: 1700 * time.Millisecond, Code: codes.Unavailable})
-		v := run("fairness", params, nil, evs)
+		v := run("fairness", params, healthy, evs)
 		Expect(v.Status).To(Equal(check.Fail))
 		Expect(v.Evidence[0].Detail).To(ContainSubstring("honest #2"))
 	})

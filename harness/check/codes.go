@@ -5,29 +5,92 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
+	"github.com/HdrHistogram/hdrhistogram-go"
 	"google.golang.org/grpc/codes"
 
 	"github.com/bidikit/bidikit/harness/event"
 )
 
-// statusCodes is the "status-codes" checker: bad input must be answered with
-// the documented code, never UNKNOWN or INTERNAL, and the server must keep
-// serving. Parameters:
+// statusCodes is the "status-codes" checker: every status a client sees
+// must be one the service's contract documents (proto/bidikit/*/v1: the
+// codes that end a stream, the codes of Error events, the codes of game
+// kicks), never UNKNOWN or INTERNAL, and the server must keep serving.
+// UNAUTHENTICATED and PERMISSION_DENIED are not expected by default: the
+// harness authenticates every client, so a scenario must expect them for a
+// role. Codes the harness caused itself (a cancel, a fault it injected, an
+// attack dropping its own stream) are not the server's. A stream the server
+// did not end within the grace after the client's CloseSend is its own
+// violation (how many, and time-to-close percentiles). Parameters:
 //
 //	forbid: [UNKNOWN, INTERNAL]            # codes no client may ever see (default)
+//	allow: [ABORTED]                        # codes added to the contract for every role
 //	expect: {malformed: [INVALID_ARGUMENT]} # per role: the codes it must see, and only those
 type statusCodes struct {
 	forbid   map[codes.Code]bool
+	allow    map[codes.Code]bool
 	expect   map[string]map[codes.Code]bool
 	seenRole map[string]map[codes.Code]int
-	total    int
-	v        Verdict
+	contract *contract
+	service  string
+	faulted  map[int]bool
+	ends     int // stream ends observed
+	statuses int // non-OK statuses judged
+	// toClose: CloseSend-to-end times of streams the client closed;
+	// unclosed: those the server did not end within the grace.
+	toClose       *hdrhistogram.Histogram
+	unclosed      int
+	firstUnclosed *event.Event
+	v             Verdict
+}
+
+// contract is what a service's proto documents.
+type contract struct {
+	ends   map[codes.Code]bool // codes that end a stream (Disconnect)
+	errors map[codes.Code]bool // codes of Error events (stream stays open)
+	kicks  map[codes.Code]bool // codes a Kick carries (game)
+}
+
+func codeSet(cs ...codes.Code) map[codes.Code]bool {
+	m := map[codes.Code]bool{}
+	for _, c := range cs {
+		m[c] = true
+	}
+	return m
+}
+
+// contracts are the documented codes per service (see each proto's header
+// comment and its Error message). UNAVAILABLE Error events come from
+// clustered servers (a resend while a stream leader is elected, an
+// unreachable match owner).
+var contracts = map[string]*contract{
+	"chat": {
+		ends:   codeSet(codes.OK, codes.InvalidArgument, codes.ResourceExhausted, codes.Unavailable),
+		errors: codeSet(codes.InvalidArgument, codes.PermissionDenied, codes.ResourceExhausted, codes.FailedPrecondition, codes.Unavailable),
+	},
+	"collab": {
+		ends:   codeSet(codes.OK, codes.InvalidArgument, codes.ResourceExhausted, codes.Unavailable),
+		errors: codeSet(codes.InvalidArgument, codes.PermissionDenied, codes.ResourceExhausted, codes.FailedPrecondition, codes.Unavailable),
+	},
+	"game": {
+		ends:   codeSet(codes.OK, codes.InvalidArgument, codes.ResourceExhausted, codes.Unavailable),
+		errors: codeSet(codes.InvalidArgument, codes.PermissionDenied, codes.ResourceExhausted, codes.FailedPrecondition, codes.Unavailable),
+		// Kick reasons: flood and slow consumer, cheating, idle, shutdown.
+		kicks: codeSet(codes.ResourceExhausted, codes.InvalidArgument, codes.DeadlineExceeded, codes.Unavailable),
+	},
+}
+
+// SetService implements ServiceAware: the contract to judge by.
+func (s *statusCodes) SetService(service string) {
+	s.service = service
+	s.contract = contracts[service]
 }
 
 // StatusParams are the status-codes checker's parameters.
 type StatusParams struct {
 	Forbid []string            `yaml:"forbid"`
+	Allow  []string            `yaml:"allow"`
 	Expect map[string][]string `yaml:"expect"`
 }
 
@@ -59,8 +122,16 @@ func init() {
 		if err := decode(&p); err != nil {
 			return nil, err
 		}
-		s := &statusCodes{forbid: map[codes.Code]bool{}, expect: map[string]map[codes.Code]bool{},
-			seenRole: map[string]map[codes.Code]int{}, v: Verdict{Name: "status-codes"}}
+		s := &statusCodes{forbid: map[codes.Code]bool{}, allow: map[codes.Code]bool{}, expect: map[string]map[codes.Code]bool{},
+			seenRole: map[string]map[codes.Code]int{}, faulted: map[int]bool{},
+			toClose: hdrhistogram.New(1, int64(10*time.Minute/time.Microsecond), 3), v: Verdict{Name: "status-codes"}}
+		for _, n := range p.Allow {
+			c, err := ParseCode(n)
+			if err != nil {
+				return nil, fmt.Errorf("allow: %w", err)
+			}
+			s.allow[c] = true
+		}
 		for _, n := range p.Forbid {
 			c, err := ParseCode(n)
 			if err != nil {
@@ -83,27 +154,83 @@ func init() {
 }
 
 func (s *statusCodes) Observe(e *event.Event) {
-	if e.Kind != event.Error && e.Kind != event.Disconnect && e.Kind != event.Kick {
+	switch e.Kind {
+	case event.Fault:
+		s.faulted[e.Client] = true
+		return
+	case event.Connect:
+		delete(s.faulted, e.Client)
+		return
+	case event.Disconnect:
+		s.ends++
+		if e.Field == event.FieldCloseGrace {
+			s.unclosed++
+			if s.firstUnclosed == nil {
+				c := *e
+				s.firstUnclosed = &c
+			}
+			return
+		}
+		if e.Latency > 0 && e.Code == codes.OK {
+			_ = s.toClose.RecordValue(max(e.Latency.Microseconds(), 1))
+		}
+	case event.Error, event.Kick:
+	default:
 		return
 	}
-	if e.Code == codes.OK || e.Code == codes.Canceled {
+	if e.Code == codes.OK || e.Code == codes.Canceled || e.Field == event.FieldClientEnd {
 		return
 	}
-	s.total++
-	if s.forbid[e.Code] {
-		s.v.Add(Evidence{Scope: e.Scope, Client: clientName(e), At: e.At,
-			Detail: fmt.Sprintf("%s got %s: %s", clientName(e), codeName(e.Code), e.Detail)})
+	if e.Kind == event.Disconnect && s.faulted[e.Client] {
+		return // the harness broke this stream itself
 	}
+	s.statuses++
+	who := clientName(e)
 	if want, ok := s.expect[e.Role]; ok {
 		if s.seenRole[e.Role] == nil {
 			s.seenRole[e.Role] = map[codes.Code]int{}
 		}
 		s.seenRole[e.Role][e.Code]++
 		if !want[e.Code] {
-			s.v.Add(Evidence{Scope: e.Scope, Client: clientName(e), At: e.At,
-				Detail: fmt.Sprintf("role %s expects %s but %s got %s: %s", e.Role, codeList(want), clientName(e), codeName(e.Code), e.Detail)})
+			s.v.Add(Evidence{Scope: e.Scope, Client: who, At: e.At,
+				Detail: fmt.Sprintf("role %s expects %s but %s got %s: %s", e.Role, codeList(want), who, codeName(e.Code), e.Detail)})
 		}
+		return
 	}
+	if s.forbid[e.Code] {
+		s.v.Add(Evidence{Scope: e.Scope, Client: who, At: e.At,
+			Detail: fmt.Sprintf("%s got %s: %s", who, codeName(e.Code), e.Detail)})
+		return
+	}
+	if s.contract == nil || s.allow[e.Code] {
+		return
+	}
+	var documented map[codes.Code]bool
+	var where string
+	switch e.Kind {
+	case event.Disconnect:
+		documented, where = s.contract.ends, "to end a stream"
+	case event.Error:
+		documented, where = s.contract.errors, "in an Error event"
+	case event.Kick:
+		documented, where = s.contract.kicks, "in a Kick"
+	}
+	if !documented[e.Code] {
+		s.v.Add(Evidence{Scope: e.Scope, Client: who, At: e.At,
+			Detail: fmt.Sprintf("%s got %s %s, which the %s contract does not document %s (documented: %s): %s",
+				who, codeName(e.Code), kindWord(e.Kind), s.service, where, codeList(documented), e.Detail)})
+	}
+}
+
+// kindWord names how a status reached the client.
+func kindWord(k event.Kind) string {
+	switch k {
+	case event.Error:
+		return "as an Error event"
+	case event.Kick:
+		return "with a Kick"
+	}
+	return "as the stream's status"
 }
 
 func codeList(m map[codes.Code]bool) string {
@@ -130,16 +257,43 @@ func (s *statusCodes) Verdict(ctx context.Context, env Env) Verdict {
 			s.v.Add(Evidence{Detail: fmt.Sprintf("role %s never got %s: the bad input went unanswered", role, codeList(s.expect[role]))})
 		}
 	}
-	if env != nil {
-		if ok, err := env.Healthy(ctx); err != nil || !ok {
-			detail := "server reports NOT_SERVING after the run"
-			if err != nil {
-				detail = "server no longer answers health checks after the run: " + err.Error()
-			}
-			s.v.Add(Evidence{Detail: detail})
+	closeNote := "no client-closed streams"
+	if n := s.toClose.TotalCount(); n > 0 {
+		ms := func(q float64) string {
+			return (time.Duration(s.toClose.ValueAtQuantile(q)) * time.Microsecond).Round(100 * time.Microsecond).String()
+		}
+		closeNote = fmt.Sprintf("%d streams closed by the server after CloseSend in p50 %s, p99 %s, max %s", n, ms(50), ms(99),
+			(time.Duration(s.toClose.Max()) * time.Microsecond).Round(100*time.Microsecond))
+	}
+	if s.unclosed > 0 {
+		e := s.firstUnclosed
+		s.v.Add(Evidence{Scope: e.Scope, Client: clientName(e), At: e.At,
+			Detail: fmt.Sprintf("%d of %d stream ends: the server did not end the stream within the grace after the client's CloseSend (first: %s: %s); %s",
+				s.unclosed, s.ends, clientName(e), e.Detail, closeNote)})
+	}
+	healthy := "server still serving"
+	if env == nil {
+		healthy = ""
+	} else if ok, err := env.Healthy(ctx); err != nil || !ok {
+		detail := "server reports NOT_SERVING after the run"
+		if err != nil {
+			detail = "server no longer answers health checks after the run: " + err.Error()
+		}
+		s.v.Add(Evidence{Detail: detail})
+	}
+	if s.v.Violations == 0 {
+		if s.ends == 0 {
+			return notMeasurable(&s.v, "no stream ended during the run: no status to judge")
+		}
+		if healthy == "" {
+			return notMeasurable(&s.v, "%d stream ends judged, but the server's health could not be asked (no target)", s.ends)
 		}
 	}
-	summarise(&s.v, fmt.Sprintf("%d error statuses, all with documented codes; server still serving", s.total),
+	contract := "the forbidden codes"
+	if s.contract != nil {
+		contract = "the " + s.service + " contract"
+	}
+	summarise(&s.v, fmt.Sprintf("%d stream ends, %d error statuses, all documented by %s; %s; %s", s.ends, s.statuses, contract, closeNote, healthy),
 		"%d wrong or missing status codes", s.v.Violations)
 	return s.v
 }

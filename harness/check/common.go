@@ -60,3 +60,105 @@ func summarise(v *Verdict, ok string, failf string, args ...any) {
 
 // at renders an event time for details.
 func at(d time.Duration) string { return d.Round(time.Millisecond).String() }
+
+// seqSet is a set of sequence numbers kept as sorted, disjoint, non-adjacent
+// closed intervals: small when arrivals are mostly consecutive, correct in
+// any arrival order. The zero value is empty. Owned by one checker (the
+// dispatcher goroutine); not safe for concurrent use.
+type seqSet struct {
+	iv [][2]uint64
+}
+
+// add inserts seq and reports whether it was new.
+func (s *seqSet) add(seq uint64) bool {
+	// i: the first interval whose end is >= seq-1 (it may absorb seq).
+	lo, hi := 0, len(s.iv)
+	for lo < hi {
+		m := (lo + hi) / 2
+		if s.iv[m][1]+1 < seq {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	i := lo
+	if i < len(s.iv) && s.iv[i][0] <= seq && seq <= s.iv[i][1] {
+		return false
+	}
+	switch {
+	case i < len(s.iv) && s.iv[i][1]+1 == seq:
+		s.iv[i][1] = seq
+		if i+1 < len(s.iv) && s.iv[i+1][0] == seq+1 {
+			s.iv[i][1] = s.iv[i+1][1]
+			s.iv = append(s.iv[:i+1], s.iv[i+2:]...)
+		}
+	case i < len(s.iv) && s.iv[i][0] == seq+1:
+		s.iv[i][0] = seq
+	default:
+		s.iv = append(s.iv, [2]uint64{})
+		copy(s.iv[i+1:], s.iv[i:])
+		s.iv[i] = [2]uint64{seq, seq}
+	}
+	return true
+}
+
+// has reports whether seq is in the set.
+func (s *seqSet) has(seq uint64) bool {
+	lo, hi := 0, len(s.iv)
+	for lo < hi {
+		m := (lo + hi) / 2
+		if s.iv[m][1] < seq {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo < len(s.iv) && s.iv[lo][0] <= seq
+}
+
+// max is the highest seq in the set (0 when empty).
+func (s *seqSet) max() uint64 {
+	if len(s.iv) == 0 {
+		return 0
+	}
+	return s.iv[len(s.iv)-1][1]
+}
+
+// empty reports whether nothing was added.
+func (s *seqSet) empty() bool { return len(s.iv) == 0 }
+
+// holes calls fn for each maximal run [from, to] of seqs in [lo, hi] that
+// the set lacks, in ascending order, until fn returns false.
+func (s *seqSet) holes(lo, hi uint64, fn func(from, to uint64) bool) {
+	if lo > hi {
+		return
+	}
+	next := lo
+	for _, iv := range s.iv {
+		if iv[1] < next {
+			continue
+		}
+		if iv[0] > hi {
+			break
+		}
+		if iv[0] > next {
+			if !fn(next, iv[0]-1) {
+				return
+			}
+		}
+		if iv[1] >= hi {
+			return
+		}
+		next = iv[1] + 1
+	}
+	if next <= hi {
+		fn(next, hi)
+	}
+}
+
+// notMeasurable sets v to not measurable with the reason.
+func notMeasurable(v *Verdict, format string, args ...any) Verdict {
+	v.Status = NotMeasurable
+	v.Summary = fmt.Sprintf(format, args...)
+	return *v
+}

@@ -75,10 +75,11 @@ func (c *convergence) Verdict(context.Context, Env) Verdict {
 	}
 	sort.Strings(docs)
 	n := 0
+	var unread []string
 	for _, d := range docs {
 		srv, ok := c.server[d]
 		if !ok {
-			c.v.Add(Evidence{Scope: d, Detail: "no server state read for this document; cannot judge convergence"})
+			unread = append(unread, d)
 			continue
 		}
 		for _, r := range c.replicas[d] {
@@ -97,10 +98,13 @@ func (c *convergence) Verdict(context.Context, Env) Verdict {
 				Detail: fmt.Sprintf("operation acked as version %d, but the server's history ends at version %d", a, srv.version)})
 		}
 	}
-	if n == 0 {
-		c.v.Status = NotMeasurable
-		c.v.Summary = "no replica states observed"
-		return c.v
+	if c.v.Violations == 0 {
+		if len(unread) > 0 {
+			return notMeasurable(&c.v, "the server's text of %d document(s) could not be read (%s); %d replicas judged", len(unread), strings.Join(unread, ", "), n)
+		}
+		if n == 0 {
+			return notMeasurable(&c.v, "no replica states observed")
+		}
 	}
 	summarise(&c.v, fmt.Sprintf("%d replicas over %d documents converged to the server's text", n, len(docs)),
 		"%d replicas or documents did not converge", c.v.Violations)

@@ -7,15 +7,20 @@ import (
 	"github.com/bidikit/bidikit/harness/event"
 )
 
-// duplicates is the "no-duplicates" checker: one client message must be
-// stored at exactly one room seq (resends are acked as duplicates of the
-// first copy), and one membership must not receive the same seq twice.
+// duplicates is the "no-duplicates" checker. It counts only true repeats:
+// one client message stored at two room seqs (a resend must be acked as a
+// duplicate of the first copy); one membership receiving the same seq twice
+// (a late first arrival is a reordering, judged by "delivery-order", not a
+// repeat); and one client getting two Ack frames for the same message (a
+// client resends only what was never acknowledged, so a second Ack answers
+// nothing).
 type duplicates struct {
-	stored map[string]map[uint64]uint64 // room -> message key -> seq
-	names  map[string]map[uint64]string // room -> message key -> "sender/id" (for evidence)
-	next   map[memberKey]uint64
-	seen   int
-	v      Verdict
+	stored     map[string]map[uint64]uint64 // room -> message key -> seq
+	got        map[memberKey]*seqSet        // open memberships -> seqs received
+	acked      map[uint64]uint64            // hash(client, msgID) -> seq of the first Ack
+	deliveries int
+	acks       int
+	v          Verdict
 }
 
 func init() {
@@ -23,18 +28,18 @@ func init() {
 		if err := noParams(decode); err != nil {
 			return nil, err
 		}
-		return &duplicates{stored: map[string]map[uint64]uint64{}, names: map[string]map[uint64]string{},
-			next: map[memberKey]uint64{}, v: Verdict{Name: "no-duplicates"}}, nil
+		return &duplicates{stored: map[string]map[uint64]uint64{}, got: map[memberKey]*seqSet{},
+			acked: map[uint64]uint64{}, v: Verdict{Name: "no-duplicates"}}, nil
 	})
 }
 
+// record notes that sender's message msgID holds seq in e's room.
 func (d *duplicates) record(e *event.Event, sender string) {
 	key := msgKey(sender, e.MsgID)
 	room := d.stored[e.Scope]
 	if room == nil {
 		room = map[uint64]uint64{}
 		d.stored[e.Scope] = room
-		d.names[e.Scope] = map[uint64]string{}
 	}
 	seq, ok := room[key]
 	if !ok {
@@ -44,50 +49,56 @@ func (d *duplicates) record(e *event.Event, sender string) {
 	if seq != e.Seq {
 		d.v.Add(Evidence{Scope: e.Scope, Seq: e.Seq, Client: clientName(e), At: e.At,
 			Detail: fmt.Sprintf("message %s/%s stored twice: at seq %d and seq %d", sender, e.MsgID, seq, e.Seq)})
+		room[key] = min(seq, e.Seq) // report each further copy once
 	}
 }
 
 func (d *duplicates) Observe(e *event.Event) {
+	k := memberKey{e.Client, e.Scope}
 	switch e.Kind {
 	case event.Join:
-		d.next[memberKey{e.Client, e.Scope}] = firstExpected(e)
+		d.got[k] = &seqSet{}
 	case event.Leave:
-		delete(d.next, memberKey{e.Client, e.Scope})
+		delete(d.got, k)
 	case event.Disconnect:
-		for k := range d.next {
-			if k.client == e.Client {
-				delete(d.next, k)
+		for mk := range d.got {
+			if mk.client == e.Client {
+				delete(d.got, mk)
 			}
 		}
 	case event.Ack:
-		if e.Seq > 0 && e.MsgID != "" {
-			d.seen++
-			d.record(e, e.User)
+		if e.Seq == 0 || e.MsgID == "" {
+			return
 		}
+		d.acks++
+		d.record(e, e.User)
+		ak := msgKey(fmt.Sprint(e.Client), e.Scope+"\x00"+e.MsgID)
+		if first, ok := d.acked[ak]; ok {
+			d.v.Add(Evidence{Scope: e.Scope, Seq: e.Seq, Client: clientName(e), At: e.At,
+				Detail: fmt.Sprintf("%s got a second Ack for %s (seq %d; first Ack said seq %d) without resending it", clientName(e), e.MsgID, e.Seq, first)})
+			return
+		}
+		d.acked[ak] = e.Seq
 	case event.Deliver:
-		d.seen++
+		if e.Seq == 0 {
+			return
+		}
+		d.deliveries++
 		if e.MsgID != "" {
 			d.record(e, e.Sender)
 		}
-		k := memberKey{e.Client, e.Scope}
-		if want, ok := d.next[k]; ok {
-			if e.Seq < want {
-				d.v.Add(Evidence{Scope: e.Scope, Seq: e.Seq, Client: clientName(e), At: e.At,
-					Detail: fmt.Sprintf("%s received seq %d again (already past it, expecting %d)", clientName(e), e.Seq, want)})
-				return
-			}
-			d.next[k] = e.Seq + 1
+		if s := d.got[k]; s != nil && !s.add(e.Seq) {
+			d.v.Add(Evidence{Scope: e.Scope, Seq: e.Seq, Client: clientName(e), At: e.At,
+				Detail: fmt.Sprintf("%s received seq %d twice in one membership", clientName(e), e.Seq)})
 		}
 	}
 }
 
 func (d *duplicates) Verdict(context.Context, Env) Verdict {
-	if d.seen == 0 {
-		d.v.Status = NotMeasurable
-		d.v.Summary = "no chat deliveries or acks observed"
-		return d.v
+	if d.deliveries+d.acks == 0 {
+		return notMeasurable(&d.v, "no sequenced deliveries or acks observed")
 	}
-	summarise(&d.v, fmt.Sprintf("%d observations: every message stored and delivered once", d.seen),
-		"%d duplicated messages or deliveries", d.v.Violations)
+	summarise(&d.v, fmt.Sprintf("%d deliveries and %d acks: every message stored once, no seq received twice, no Ack repeated", d.deliveries, d.acks),
+		"%d duplicated messages, deliveries or acks", d.v.Violations)
 	return d.v
 }

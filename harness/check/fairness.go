@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -12,22 +14,37 @@ import (
 	"github.com/bidikit/bidikit/harness/event"
 )
 
-// fairness is the "fairness" checker for denial-of-service scenarios:
-// attackers are throttled (accepted at most rate x time + burst, the excess
-// refused with RESOURCE_EXHAUSTED), honest clients see no errors, honest p99
-// latency under attack stays within p99_ratio_max of the calm phase (before
-// the first attacker send), Jain's index over honest clients' acked
-// throughput during the attack is at least jain_min, and the server is
-// healthy afterwards.
+// fairness is the "fairness" checker for denial-of-service scenarios. It
+// judges what the server did to honest traffic while attackers ran:
+//   - attackers are throttled: accepted at most rate x time + burst, the
+//     excess refused with RESOURCE_EXHAUSTED;
+//   - honest clients see no errors the harness did not cause;
+//   - honest latency under attack stays within p99_ratio_max of the calm
+//     phase (before the first attacker send), over messages both sent and
+//     received by honest clients (an attacker's own send backlog rides in
+//     its messages' timestamps and is not the server's doing), and honest
+//     send-to-ack latency likewise;
+//   - honest clients that sent under attack were served: none starved
+//     (zero acks), and Jain's index over their acked sends is at least
+//     jain_min;
+//   - the server is healthy afterwards.
+//
+// Any criterion it cannot measure (too few calm samples, no honest sends
+// under attack, no health answer) makes the verdict not measurable, naming
+// it; a proven violation still fails.
 type fairness struct {
 	p FairnessParams
 
 	attackStart time.Duration // first attacker send; 0 = none yet
 	attackEnd   time.Duration
-	calm, under *hdrhistogram.Histogram
-	honestAcks  map[int]int64 // honest client -> acks during the attack
-	honestSeen  map[int]bool
-	attackers   map[int]*attackerStats
+	// calm/under: honest-to-honest delivery latency; calmAck/underAck:
+	// honest send-to-ack latency.
+	calm, under       *hdrhistogram.Histogram
+	calmAck, underAck *hdrhistogram.Histogram
+	honestUsers       map[string]bool // user ids of honest clients
+	honestAcks        map[int]int64   // honest client -> acks during the attack
+	honestSent        map[int]string  // honest clients that sent during the attack -> name
+	attackers         map[int]*attackerStats
 	// faulted marks clients the harness injected a fault into: their
 	// stream errors are the fault's doing, not the server's.
 	faulted map[int]bool
@@ -75,12 +92,11 @@ func init() {
 		if p.P99RatioMax <= 0 || p.JainMin < 0 || p.JainMin > 1 || p.Rate < 0 || p.Burst < 0 {
 			return nil, fmt.Errorf("fairness: p99_ratio_max must be > 0, jain_min within [0,1], rate and burst >= 0")
 		}
-		return &fairness{p: p,
-			calm:       hdrhistogram.New(1, int64(60*time.Second/time.Microsecond), 3),
-			under:      hdrhistogram.New(1, int64(60*time.Second/time.Microsecond), 3),
-			honestAcks: map[int]int64{}, honestSeen: map[int]bool{}, attackers: map[int]*attackerStats{},
-			faulted: map[int]bool{},
-			v:       Verdict{Name: "fairness"}}, nil
+		hist := func() *hdrhistogram.Histogram { return hdrhistogram.New(1, int64(60*time.Second/time.Microsecond), 3) }
+		return &fairness{p: p, calm: hist(), under: hist(), calmAck: hist(), underAck: hist(),
+			honestUsers: map[string]bool{}, honestAcks: map[int]int64{}, honestSent: map[int]string{},
+			attackers: map[int]*attackerStats{}, faulted: map[int]bool{},
+			v: Verdict{Name: "fairness"}}, nil
 	})
 }
 
@@ -120,29 +136,43 @@ func (f *fairness) Observe(e *event.Event) {
 			}
 		}
 	case f.p.Honest:
+		if e.User != "" {
+			f.honestUsers[e.User] = true
+		}
+		underAttack := f.attackStart != 0 && e.At >= f.attackStart
 		switch e.Kind {
 		case event.Send:
-			f.honestSeen[e.Client] = true
+			if underAttack {
+				f.honestSent[e.Client] = clientName(e)
+			}
 		case event.Deliver:
-			us := e.Latency.Microseconds()
-			if us < 1 {
-				us = 1
+			if !f.honestUsers[e.Sender] || e.Replay || e.Latency <= 0 {
+				return // an attacker's message, a replay, or no timestamp
 			}
-			if f.attackStart == 0 || e.At < f.attackStart {
-				_ = f.calm.RecordValue(us)
-			} else {
-				_ = f.under.RecordValue(us)
-			}
+			record(f.calm, f.under, underAttack, e.Latency)
 		case event.Ack:
-			if f.attackStart != 0 && e.At >= f.attackStart {
+			if underAttack {
 				f.honestAcks[e.Client]++
 			}
+			if e.Latency > 0 && !e.Duplicate {
+				record(f.calmAck, f.underAck, underAttack, e.Latency)
+			}
 		case event.Error, event.Disconnect, event.Kick:
-			if e.Code != codes.OK && e.Code != codes.Canceled && !f.faulted[e.Client] {
+			if e.Code != codes.OK && e.Code != codes.Canceled && !f.faulted[e.Client] && e.Field != event.FieldCloseGrace {
 				f.v.Add(Evidence{Scope: e.Scope, Client: clientName(e), At: e.At,
 					Detail: fmt.Sprintf("honest %s got %s: %s", clientName(e), codeName(e.Code), e.Detail)})
 			}
 		}
+	}
+}
+
+// record adds d to calm or under (in microseconds, at least 1).
+func record(calm, under *hdrhistogram.Histogram, underAttack bool, d time.Duration) {
+	us := max(d.Microseconds(), 1)
+	if underAttack {
+		_ = under.RecordValue(us)
+	} else {
+		_ = calm.RecordValue(us)
 	}
 }
 
@@ -162,13 +192,12 @@ func Jain(xs []float64) float64 {
 
 func (f *fairness) Verdict(ctx context.Context, env Env) Verdict {
 	if len(f.attackers) == 0 || f.attackStart == 0 {
-		f.v.Status = NotMeasurable
-		f.v.Summary = fmt.Sprintf("no sends from attacker role %q observed", f.p.Attackers)
-		return f.v
+		return notMeasurable(&f.v, "no sends from attacker role %q observed", f.p.Attackers)
 	}
-	var refused int64
+	var refused, sent int64
 	for _, a := range f.attackers {
 		refused += a.refused
+		sent += a.sent
 		if f.p.Rate > 0 {
 			span := (a.last - a.first).Seconds()
 			allowed := int64(math.Ceil(f.p.Rate*span)) + f.p.Burst
@@ -180,37 +209,66 @@ func (f *fairness) Verdict(ctx context.Context, env Env) Verdict {
 		}
 	}
 	if refused == 0 {
-		f.v.Add(Evidence{Detail: fmt.Sprintf("attackers sent without ever being refused with RESOURCE_EXHAUSTED")})
+		f.v.Add(Evidence{At: f.attackStart, Detail: fmt.Sprintf("attackers sent %d messages without ever being refused with RESOURCE_EXHAUSTED", sent)})
 	}
-	notes := []string{}
-	calmP99 := time.Duration(f.calm.ValueAtQuantile(99)) * time.Microsecond
-	underP99 := time.Duration(f.under.ValueAtQuantile(99)) * time.Microsecond
-	if f.calm.TotalCount() >= f.p.MinCalmSamples && f.under.TotalCount() > 0 {
-		ratio := float64(underP99) / float64(max(calmP99, time.Microsecond))
-		notes = append(notes, fmt.Sprintf("honest p99 %s calm, %s under attack (x%.2f)", calmP99, underP99, ratio))
-		if ratio > f.p.P99RatioMax {
-			f.v.Add(Evidence{At: f.attackStart, Detail: fmt.Sprintf("honest p99 under attack %s is %.2fx the calm p99 %s (max %.2fx)",
-				underP99, ratio, calmP99, f.p.P99RatioMax)})
+	notes := []string{fmt.Sprintf("attackers sent %d, refused %d", sent, refused)}
+	var unmeasured []string
+	ratio := func(what string, calm, under *hdrhistogram.Histogram) {
+		if calm.TotalCount() < f.p.MinCalmSamples || under.TotalCount() == 0 {
+			unmeasured = append(unmeasured, fmt.Sprintf("%s p99 ratio (%d calm samples of %d needed, %d under attack)",
+				what, calm.TotalCount(), f.p.MinCalmSamples, under.TotalCount()))
+			return
 		}
+		calmP99 := time.Duration(calm.ValueAtQuantile(99)) * time.Microsecond
+		underP99 := time.Duration(under.ValueAtQuantile(99)) * time.Microsecond
+		r := float64(underP99) / float64(max(calmP99, time.Microsecond))
+		notes = append(notes, fmt.Sprintf("honest %s p99 %s calm, %s under attack (x%.2f over %d samples)", what, calmP99, underP99, r, under.TotalCount()))
+		if r > f.p.P99RatioMax {
+			f.v.Add(Evidence{At: f.attackStart, Detail: fmt.Sprintf("honest %s p99 under attack %s is %.2fx the calm p99 %s (max %.2fx)",
+				what, underP99, r, calmP99, f.p.P99RatioMax)})
+		}
+	}
+	ratio("delivery", f.calm, f.under)
+	ratio("send-to-ack", f.calmAck, f.underAck)
+	if len(f.honestSent) == 0 {
+		unmeasured = append(unmeasured, "honest service under attack (no honest client sent during the attack)")
 	} else {
-		notes = append(notes, fmt.Sprintf("p99 ratio not measurable (%d calm samples, %d under attack)", f.calm.TotalCount(), f.under.TotalCount()))
-	}
-	if len(f.honestSeen) > 0 {
-		xs := make([]float64, 0, len(f.honestSeen))
-		for c := range f.honestSeen {
-			xs = append(xs, float64(f.honestAcks[c]))
+		ids := make([]int, 0, len(f.honestSent))
+		for c := range f.honestSent {
+			ids = append(ids, c)
 		}
-		j := Jain(xs)
-		notes = append(notes, fmt.Sprintf("Jain index %.3f over %d honest clients", j, len(xs)))
-		if j < f.p.JainMin {
-			f.v.Add(Evidence{Detail: fmt.Sprintf("Jain's fairness index over honest clients' acked sends is %.3f, below %.3f", j, f.p.JainMin)})
+		sort.Ints(ids)
+		xs := make([]float64, 0, len(ids))
+		starved := 0
+		for _, c := range ids {
+			n := f.honestAcks[c]
+			xs = append(xs, float64(n))
+			if n == 0 {
+				starved++
+				f.v.Add(Evidence{Client: f.honestSent[c], At: f.attackStart,
+					Detail: fmt.Sprintf("honest %s sent during the attack and got no ack: starved", f.honestSent[c])})
+			}
+		}
+		if starved < len(ids) {
+			j := Jain(xs)
+			notes = append(notes, fmt.Sprintf("Jain index %.3f over %d honest senders", j, len(xs)))
+			if j < f.p.JainMin {
+				f.v.Add(Evidence{Detail: fmt.Sprintf("Jain's fairness index over honest clients' acked sends is %.3f, below %.3f", j, f.p.JainMin)})
+			}
 		}
 	}
-	if env != nil {
-		if ok, err := env.Healthy(ctx); err != nil || !ok {
-			f.v.Add(Evidence{Detail: fmt.Sprintf("server not healthy after the attack (ok=%v, err=%v)", ok, err)})
-		}
+	if env == nil {
+		unmeasured = append(unmeasured, "server health (no target to ask)")
+	} else if ok, err := env.Healthy(ctx); err != nil || !ok {
+		f.v.Add(Evidence{Detail: fmt.Sprintf("server not healthy after the attack (ok=%v, err=%v)", ok, err)})
 	}
-	summarise(&f.v, fmt.Sprintf("attackers throttled (%d refusals); %v", refused, notes), "%d fairness violations; %v", f.v.Violations, notes)
+	if f.v.Violations == 0 && len(unmeasured) > 0 {
+		return notMeasurable(&f.v, "not measurable: %s; measured: %s", strings.Join(unmeasured, "; "), strings.Join(notes, "; "))
+	}
+	summarise(&f.v, "attackers throttled, honest clients served: "+strings.Join(notes, "; "),
+		"%d fairness violations; %s", f.v.Violations, strings.Join(notes, "; "))
+	if len(unmeasured) > 0 {
+		f.v.Summary += "; not measured: " + strings.Join(unmeasured, "; ")
+	}
 	return f.v
 }

@@ -3,119 +3,124 @@ package check
 import (
 	"context"
 	"fmt"
-	"math"
 	"sort"
+	"time"
+
+	"google.golang.org/grpc/codes"
 
 	"github.com/bidikit/bidikit/harness/event"
 )
 
 // lostAcks is the "no-lost-acks" checker: a message acknowledged to its
-// sender must reach every member who was present over its sequence number.
-// A member is present from its first expected seq (join or resume point)
-// until its membership ends (Leave, its stream's Disconnect, a new Join):
-// it is held to what lies between its start and the last seq it received,
-// whether the stream broke or ended cleanly (a client ends at its own time;
-// what was acked after is not its). One still present when the events end,
-// without a fault on its client, must have everything acked after its join.
+// sender must reach every member subscribed to its room, whatever the
+// arrival order. A membership (a Join until its Leave, its stream's
+// Disconnect, the next Join or the end of the events) is held to every seq
+// from its first expected one (head+1 or the first replayed seq) that was
+// acked while it was subscribed, up to `grace` before it ended: what was
+// acked in the last grace before a member left may still have been on its
+// way. A membership the server ended with a status of its own (a slow
+// consumer cut with RESOURCE_EXHAUSTED, a shutdown's UNAVAILABLE; not a
+// fault the harness injected) is held only up to the last seq it received:
+// the server said it stopped delivering. Deliveries count across all of a
+// client's memberships of a room, so a resume's replay makes up for what a
+// broken stream missed. A member that receives nothing is judged too.
 type lostAcks struct {
-	acked   map[string]map[uint64]ackInfo
-	members map[memberKey]*coverage
-	done    []*coverage
-	faulted map[int]bool
+	p       LostAckParams
+	acked   map[string]map[uint64]ackInfo // room -> seq -> first ack
+	got     map[memberKey]*seqSet         // (client, room) -> every seq received, all memberships
+	open    map[memberKey]*membership
+	done    []*membership
+	faulted map[int]bool // clients with a fault injected on their current stream
+	last    time.Duration
 	v       Verdict
+}
+
+// LostAckParams are the no-lost-acks checker's parameters.
+type LostAckParams struct {
+	// Grace is how long before a membership's end an ack may come without
+	// the member being held to its message (default 2s).
+	Grace time.Duration `yaml:"grace"`
 }
 
 type ackInfo struct {
 	msg    string
 	sender string
+	at     time.Duration
 }
 
-// coverage is one membership: the seqs it should have and those it got.
-type coverage struct {
+// membership is one subscription: from which seq, until when, and how it
+// ended.
+type membership struct {
 	client string
 	id     int
 	scope  string
 	start  uint64
-	got    [][2]uint64 // merged intervals of delivered seqs
-	end    uint64      // last seq it is held to (math.MaxUint64: everything)
-}
-
-func (c *coverage) add(seq uint64) {
-	if n := len(c.got); n > 0 {
-		last := &c.got[n-1]
-		if seq >= last[0] && seq <= last[1] {
-			return
-		}
-		if seq == last[1]+1 {
-			last[1] = seq
-			return
-		}
-	}
-	c.got = append(c.got, [2]uint64{seq, seq})
-}
-
-func (c *coverage) lastSeq() uint64 {
-	var m uint64
-	for _, iv := range c.got {
-		m = max(m, iv[1])
-	}
-	return m
-}
-
-func (c *coverage) has(seq uint64) bool {
-	for _, iv := range c.got {
-		if seq >= iv[0] && seq <= iv[1] {
-			return true
-		}
-	}
-	return false
+	end    time.Duration
+	// cut: the server ended the stream with its own status; only seqs up
+	// to the last one received in this membership are owed.
+	cut    bool
+	lastIn uint64 // highest seq received in this membership
 }
 
 func init() {
 	Register("no-lost-acks", func(decode func(any) error) (Checker, error) {
-		if err := noParams(decode); err != nil {
+		p := LostAckParams{Grace: 2 * time.Second}
+		if err := decode(&p); err != nil {
 			return nil, err
 		}
-		return &lostAcks{acked: map[string]map[uint64]ackInfo{}, members: map[memberKey]*coverage{},
-			faulted: map[int]bool{}, v: Verdict{Name: "no-lost-acks"}}, nil
+		if p.Grace < 0 || p.Grace > time.Minute {
+			return nil, fmt.Errorf("no-lost-acks: grace must be within [0, 1m], got %s", p.Grace)
+		}
+		return &lostAcks{p: p, acked: map[string]map[uint64]ackInfo{}, got: map[memberKey]*seqSet{},
+			open: map[memberKey]*membership{}, faulted: map[int]bool{}, v: Verdict{Name: "no-lost-acks"}}, nil
 	})
 }
 
-// close ends k's membership; atEnd: it was still present when the events
-// ended.
-func (l *lostAcks) close(k memberKey, atEnd bool) {
-	c := l.members[k]
-	if c == nil {
+// close ends k's membership at time t; cut: by the server's own status.
+func (l *lostAcks) close(k memberKey, t time.Duration, cut bool) {
+	m := l.open[k]
+	if m == nil {
 		return
 	}
-	delete(l.members, k)
-	if atEnd && !l.faulted[k.client] {
-		c.end = math.MaxUint64
-	} else {
-		c.end = c.lastSeq()
-	}
-	l.done = append(l.done, c)
+	delete(l.open, k)
+	m.end, m.cut = t, cut
+	l.done = append(l.done, m)
 }
 
 func (l *lostAcks) Observe(e *event.Event) {
+	l.last = max(l.last, e.At)
 	k := memberKey{e.Client, e.Scope}
 	switch e.Kind {
 	case event.Fault:
 		l.faulted[e.Client] = true
+	case event.Connect:
+		delete(l.faulted, e.Client)
 	case event.Join:
-		l.close(k, false)
-		l.members[k] = &coverage{client: clientName(e), id: e.Client, scope: e.Scope, start: firstExpected(e)}
+		l.close(k, e.At, false)
+		l.open[k] = &membership{client: clientName(e), id: e.Client, scope: e.Scope, start: firstExpected(e)}
 	case event.Leave:
-		l.close(k, false)
+		l.close(k, e.At, false)
 	case event.Disconnect:
-		for mk := range l.members {
+		// The server's own status, not one the harness caused (a fault, a
+		// cancel, the close grace).
+		cut := e.Code != codes.OK && e.Code != codes.Canceled && !l.faulted[e.Client] && e.Field != event.FieldCloseGrace
+		for mk := range l.open {
 			if mk.client == e.Client {
-				l.close(mk, false)
+				l.close(mk, e.At, cut)
 			}
 		}
 	case event.Deliver:
-		if c := l.members[k]; c != nil && e.Seq >= c.start {
-			c.add(e.Seq)
+		if e.Seq == 0 {
+			return
+		}
+		s := l.got[k]
+		if s == nil {
+			s = &seqSet{}
+			l.got[k] = s
+		}
+		s.add(e.Seq)
+		if m := l.open[k]; m != nil {
+			m.lastIn = max(m.lastIn, e.Seq)
 		}
 	case event.Ack:
 		if e.Seq == 0 || e.Duplicate {
@@ -126,55 +131,110 @@ func (l *lostAcks) Observe(e *event.Event) {
 			room = map[uint64]ackInfo{}
 			l.acked[e.Scope] = room
 		}
-		room[e.Seq] = ackInfo{msg: e.MsgID, sender: e.User}
+		if _, ok := room[e.Seq]; !ok {
+			room[e.Seq] = ackInfo{msg: e.MsgID, sender: e.User, at: e.At}
+		}
 	}
 }
 
+// ackIndex is one room's acked seqs in ascending order with, for each
+// position, the earliest ack time at or after it (to stop walking once every
+// later ack came after a membership's end).
+type ackIndex struct {
+	seqs   []uint64
+	sufMin []time.Duration
+}
+
+func newAckIndex(room map[uint64]ackInfo) ackIndex {
+	ix := ackIndex{seqs: make([]uint64, 0, len(room))}
+	for s := range room {
+		ix.seqs = append(ix.seqs, s)
+	}
+	sort.Slice(ix.seqs, func(i, j int) bool { return ix.seqs[i] < ix.seqs[j] })
+	ix.sufMin = make([]time.Duration, len(ix.seqs))
+	for i := len(ix.seqs) - 1; i >= 0; i-- {
+		ix.sufMin[i] = room[ix.seqs[i]].at
+		if i+1 < len(ix.seqs) {
+			ix.sufMin[i] = min(ix.sufMin[i], ix.sufMin[i+1])
+		}
+	}
+	return ix
+}
+
+// lastBefore returns the highest acked seq such that some ack at or after
+// it came at or before t (0: none).
+func (ix ackIndex) lastBefore(t time.Duration) uint64 {
+	// sufMin is non-decreasing: find the last index with sufMin <= t.
+	i := sort.Search(len(ix.sufMin), func(i int) bool { return ix.sufMin[i] > t })
+	if i == 0 {
+		return 0
+	}
+	return ix.seqs[i-1]
+}
+
 func (l *lostAcks) Verdict(context.Context, Env) Verdict {
-	for k := range l.members {
-		l.close(k, true)
+	keys := make([]memberKey, 0, len(l.open))
+	for k := range l.open {
+		keys = append(keys, k)
+	}
+	sortMembers(keys)
+	for _, k := range keys {
+		l.close(k, l.last, false)
 	}
 	total := 0
-	for _, room := range l.acked {
-		total += len(room)
+	index := map[string]ackIndex{}
+	for room, acks := range l.acked {
+		total += len(acks)
+		index[room] = newAckIndex(acks)
 	}
 	if total == 0 {
-		l.v.Status = NotMeasurable
-		l.v.Summary = "no acknowledged messages observed"
-		return l.v
+		return notMeasurable(&l.v, "no acknowledged messages observed")
 	}
-	sort.Slice(l.done, func(i, j int) bool { return l.done[i].id < l.done[j].id })
-	for _, c := range l.done {
-		room := l.acked[c.scope]
+	sort.SliceStable(l.done, func(i, j int) bool { return l.done[i].id < l.done[j].id })
+	held := 0
+	for _, m := range l.done {
+		room := l.acked[m.scope]
 		if len(room) == 0 {
 			continue
 		}
-		var top uint64
-		for seq := range room {
-			top = max(top, seq)
+		held++
+		cutoff := m.end - l.p.Grace
+		hi := index[m.scope].lastBefore(cutoff)
+		if m.cut {
+			hi = min(hi, m.lastIn)
 		}
-		hi := min(c.end, top)
-		// Walk only the holes between delivered intervals: cheap when none.
-		lo := c.start
-		check := func(from, to uint64) {
-			for s := from; s <= to && s <= hi; s++ {
-				if a, ok := room[s]; ok {
-					l.v.Add(Evidence{Scope: c.scope, Seq: s, Client: c.client,
-						Detail: fmt.Sprintf("message %s/%s acked at seq %d never reached %s, present from seq %d", a.sender, a.msg, s, c.client, c.start)})
+		if hi < m.start {
+			continue
+		}
+		got := l.got[memberKey{m.id, m.scope}]
+		if got == nil {
+			got = &seqSet{}
+		}
+		// Walk only the holes in what the client received: cheap when none.
+		got.holes(m.start, hi, func(from, to uint64) bool {
+			for s := from; s <= to; s++ {
+				a, ok := room[s]
+				if !ok || a.at > cutoff {
+					continue
 				}
+				l.v.Add(Evidence{Scope: m.scope, Seq: s, Client: m.client, At: a.at,
+					Detail: fmt.Sprintf("message %s/%s acked at seq %d at %s never reached %s, subscribed from seq %d until %s",
+						a.sender, a.msg, s, at(a.at), m.client, m.start, at(m.end))})
 			}
-		}
-		for _, iv := range c.got {
-			if iv[0] > lo {
-				check(lo, iv[0]-1)
-			}
-			lo = max(lo, iv[1]+1)
-		}
-		if lo <= hi {
-			check(lo, hi)
-		}
+			return true
+		})
 	}
-	summarise(&l.v, fmt.Sprintf("all %d acknowledged messages reached every member present for them", total),
-		"%d acknowledged messages missing from members who were present", l.v.Violations)
+	summarise(&l.v, fmt.Sprintf("%d acknowledged messages; each of %d memberships received every one acked while it was subscribed (grace %s)", total, held, l.p.Grace),
+		"%d acknowledged messages missing from members who were subscribed", l.v.Violations)
 	return l.v
+}
+
+// sortMembers orders keys by client, then scope (deterministic evidence).
+func sortMembers(keys []memberKey) {
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].client != keys[j].client {
+			return keys[i].client < keys[j].client
+		}
+		return keys[i].scope < keys[j].scope
+	})
 }

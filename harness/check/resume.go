@@ -10,25 +10,28 @@ import (
 // resume is the "resume-complete" checker: a join with a resume position
 // must replay exactly the missed range (resume_after+1 .. head) before going
 // live, or say it could not (Complete=false). Claiming completeness while
-// skipping part of the range, or replaying from elsewhere, is a violation.
-// A replay still open when its member leaves, or when its stream ends
+// skipping part of the range, or replaying from elsewhere, is a violation;
+// the replay may arrive in any order ("delivery-order" judges order). A
+// replay still open when its member leaves, or when its stream ends
 // cleanly, is judged then; one cut short by a broken stream is not (the
 // stream's Disconnect precedes the Leaves it implies, so the break is known
-// first).
+// first). It passes only on evidence: at least one resume that had missed
+// messages to replay and was judged; resumes at the head prove nothing.
 type resume struct {
 	open    map[memberKey]*resumeState
-	resumes int
+	resumes int // joins with a resume position
+	withGap int // of those, with a non-empty missed range
+	judged  int // replays judged (completed, or ended while claiming complete)
+	honest  int // incomplete resumes that said so
 	v       Verdict
 }
 
 type resumeState struct {
-	client     string
-	after      uint64
-	head       uint64
-	complete   bool
-	replayFrom uint64
-	next       uint64 // next seq expected within the replayed range
-	at         event.Event
+	client string
+	after  uint64
+	head   uint64
+	got    seqSet
+	at     event.Event
 }
 
 func init() {
@@ -40,20 +43,20 @@ func init() {
 	})
 }
 
+// finish judges k's open replay: every seq of the missed range must have
+// arrived.
 func (r *resume) finish(k memberKey) {
 	s := r.open[k]
 	if s == nil {
 		return
 	}
 	delete(r.open, k)
-	r.judge(k, s)
-}
-
-func (r *resume) judge(k memberKey, s *resumeState) {
-	if s.complete && s.next <= s.head {
-		r.v.Add(Evidence{Scope: k.scope, Seq: s.next, Client: s.client, At: s.at.At,
-			Detail: fmt.Sprintf("resume after seq %d claimed complete but replay stopped before seq %d (head was %d)", s.after, s.next, s.head)})
-	}
+	r.judged++
+	s.got.holes(s.after+1, s.head, func(from, to uint64) bool {
+		r.v.Add(Evidence{Scope: k.scope, Seq: from, Client: s.client, At: s.at.At,
+			Detail: fmt.Sprintf("resume after seq %d claimed complete but seqs %d..%d of the missed range never arrived (head %d)", s.after, from, to, s.head)})
+		return false // one piece of evidence per replay
+	})
 }
 
 func (r *resume) Observe(e *event.Event) {
@@ -65,35 +68,36 @@ func (r *resume) Observe(e *event.Event) {
 			return
 		}
 		r.resumes++
-		s := &resumeState{client: clientName(e), after: e.ResumeAfter, head: e.Seq, complete: e.Complete,
-			replayFrom: e.ReplayFrom, next: e.ResumeAfter + 1, at: *e}
-		if s.complete && e.Seq > e.ResumeAfter && e.ReplayFrom != e.ResumeAfter+1 {
-			r.v.Add(Evidence{Scope: e.Scope, Seq: e.ReplayFrom, Client: s.client, At: e.At,
-				Detail: fmt.Sprintf("resume after seq %d claimed complete but replay starts at seq %d", e.ResumeAfter, e.ReplayFrom)})
-			return
+		if e.Seq <= e.ResumeAfter {
+			return // nothing missed: proves nothing either way
 		}
-		if !s.complete {
+		r.withGap++
+		who := clientName(e)
+		if !e.Complete {
 			if e.ReplayFrom != 0 && e.ReplayFrom <= e.ResumeAfter+1 {
-				r.v.Add(Evidence{Scope: e.Scope, Seq: e.ReplayFrom, Client: s.client, At: e.At,
+				r.v.Add(Evidence{Scope: e.Scope, Seq: e.ReplayFrom, Client: who, At: e.At,
 					Detail: fmt.Sprintf("resume after seq %d said incomplete although replay starts at seq %d", e.ResumeAfter, e.ReplayFrom)})
+			} else {
+				r.honest++
 			}
 			return
 		}
-		r.open[k] = s
-	case event.Deliver:
-		s := r.open[k]
-		if s == nil {
+		if e.ReplayFrom != e.ResumeAfter+1 {
+			r.judged++
+			r.v.Add(Evidence{Scope: e.Scope, Seq: e.ReplayFrom, Client: who, At: e.At,
+				Detail: fmt.Sprintf("resume after seq %d claimed complete but replay starts at seq %d (head %d)", e.ResumeAfter, e.ReplayFrom, e.Seq)})
 			return
 		}
-		if e.Seq == s.next {
-			s.next++
-		} else if e.Seq > s.next && e.Seq <= s.head {
-			r.v.Add(Evidence{Scope: e.Scope, Seq: s.next, Client: s.client, At: e.At,
-				Detail: fmt.Sprintf("resume after seq %d skipped seqs %d..%d of the missed range (head %d)", s.after, s.next, e.Seq-1, s.head)})
-			s.next = e.Seq + 1
+		r.open[k] = &resumeState{client: who, after: e.ResumeAfter, head: e.Seq, at: *e}
+	case event.Deliver:
+		s := r.open[k]
+		if s == nil || e.Seq <= s.after || e.Seq > s.head {
+			return
 		}
-		if s.next > s.head {
+		s.got.add(e.Seq)
+		if len(s.got.iv) == 1 && s.got.iv[0] == [2]uint64{s.after + 1, s.head} {
 			delete(r.open, k)
+			r.judged++
 		}
 	case event.Leave:
 		r.finish(k)
@@ -114,15 +118,25 @@ func (r *resume) Observe(e *event.Event) {
 }
 
 func (r *resume) Verdict(context.Context, Env) Verdict {
+	keys := make([]memberKey, 0, len(r.open))
 	for k := range r.open {
+		keys = append(keys, k)
+	}
+	sortMembers(keys)
+	for _, k := range keys {
 		r.finish(k)
 	}
-	if r.resumes == 0 {
-		r.v.Status = NotMeasurable
-		r.v.Summary = "no resumes observed"
-		return r.v
+	if r.v.Violations == 0 && r.judged+r.honest == 0 {
+		if r.resumes == 0 {
+			return notMeasurable(&r.v, "no resumes observed")
+		}
+		if r.withGap == 0 {
+			return notMeasurable(&r.v, "%d resumes, none had missed messages to replay (each resumed at the room's head)", r.resumes)
+		}
+		return notMeasurable(&r.v, "%d resumes, none judged: the %d with missed messages to replay were each cut short by a broken stream", r.resumes, r.withGap)
 	}
-	summarise(&r.v, fmt.Sprintf("%d resumes replayed exactly the missed range or said they could not", r.resumes),
+	summarise(&r.v, fmt.Sprintf("%d resumes: %d replayed exactly the missed range, %d said they could not, %d had nothing to replay",
+		r.resumes, r.judged, r.honest, r.resumes-r.withGap),
 		"%d resumes incomplete without saying so", r.v.Violations)
 	return r.v
 }

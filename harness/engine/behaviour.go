@@ -188,7 +188,7 @@ func (c *vclient) reconnectStorm(ctx context.Context) {
 			code = codes.Unavailable
 		}
 		cancel()
-		c.ev(&event.Event{Kind: event.Disconnect, Code: code, Detail: "reconnect-storm drop"})
+		c.ev(&event.Event{Kind: event.Disconnect, Code: code, Detail: "reconnect-storm drop", Field: event.FieldClientEnd})
 		c.d.ended()
 	})
 }
@@ -214,7 +214,7 @@ func (c *vclient) openCancel(ctx context.Context) {
 			return
 		}
 		c.ev(&event.Event{Kind: event.Connect, Latency: time.Since(t0), Detail: cn.target()})
-		c.ev(&event.Event{Kind: event.Disconnect, Code: codes.Canceled, Detail: "open-cancel"})
+		c.ev(&event.Event{Kind: event.Disconnect, Code: codes.Canceled, Detail: "open-cancel", Field: event.FieldClientEnd})
 	})
 }
 

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"sync"
@@ -81,6 +82,10 @@ type vclient struct {
 	act func(w *writer, n int) error
 	// cycle, when non-zero, ends the stream cleanly and reconnects every cycle.
 	cycle time.Duration
+
+	// closeSentAt is when the current stream's CloseSend went out (zero:
+	// not yet); owned by the goroutine running runStream.
+	closeSentAt time.Time
 
 	stopC       chan struct{} // closed at the client's end time
 	cmds        chan func(w *writer) error
@@ -268,7 +273,15 @@ func (c *vclient) runStream(ctx context.Context, cn *conn) (clean, reconnectNow 
 	if serr != nil && (!recvFirst || err == nil) {
 		err = serr
 	}
-	code, detail := codes.OK, ""
+	code, detail, field := codes.OK, "", ""
+	var toClose time.Duration
+	if !c.closeSentAt.IsZero() {
+		toClose = time.Since(c.closeSentAt)
+		c.closeSentAt = time.Time{}
+	}
+	if errors.As(err, new(closeGraceError)) {
+		field = event.FieldCloseGrace
+	}
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			code, detail = codes.Canceled, "stream cancelled by the client"
@@ -279,9 +292,22 @@ func (c *vclient) runStream(ctx context.Context, cn *conn) (clean, reconnectNow 
 	}
 	// The stream's end first, then the memberships it ended: a checker
 	// sees whether the stream broke before it sees the Leaves.
-	c.ev(&event.Event{Kind: event.Disconnect, Code: code, Detail: detail})
+	c.ev(&event.Event{Kind: event.Disconnect, Code: code, Detail: detail, Field: field, Latency: toClose})
 	c.d.ended()
 	return code == codes.OK, deliberate
+}
+
+// closeGraceError: the server did not end the stream within the grace
+// after the client's CloseSend (a stream the server never ends is a leak).
+type closeGraceError struct{ grace time.Duration }
+
+func (e closeGraceError) Error() string {
+	return fmt.Sprintf("server did not end the stream within %v after CloseSend", e.grace)
+}
+
+// GRPCStatus makes the end read as DEADLINE_EXCEEDED.
+func (e closeGraceError) GRPCStatus() *status.Status {
+	return status.New(codes.DeadlineExceeded, e.Error())
 }
 
 // recvLoop reads until io.EOF (nil) or the stream's status (its error).
@@ -349,6 +375,7 @@ func (c *vclient) sendLoop(ctx context.Context, w *writer, recvDone <-chan struc
 		if err := w.st.CloseSend(); err != nil {
 			return err
 		}
+		c.closeSentAt = time.Now()
 		t := time.NewTimer(c.r.opts.stopGrace)
 		defer t.Stop()
 		select {
@@ -357,7 +384,7 @@ func (c *vclient) sendLoop(ctx context.Context, w *writer, recvDone <-chan struc
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			return status.Errorf(codes.DeadlineExceeded, "server did not end the stream within %v after CloseSend", c.r.opts.stopGrace)
+			return closeGraceError{c.r.opts.stopGrace}
 		}
 	}
 	var tick *time.Timer

@@ -19,7 +19,11 @@ const (
 	Connect Kind = iota + 1
 	// Disconnect: a client's stream ended. Code = final gRPC status code
 	// (codes.OK for a clean io.EOF after CloseSend), Detail = status message.
-	// It precedes the Leave events of the memberships the end implied.
+	// When the client had sent CloseSend, Latency = time from CloseSend to
+	// the end; Field = FieldCloseGrace when the server did not end the
+	// stream within the grace after CloseSend (Code DEADLINE_EXCEEDED is
+	// then the harness's, not the server's). It precedes the Leave events
+	// of the memberships the end implied.
 	Disconnect
 	// Join: the server confirmed a room/document/match. Scope = its name;
 	// Seq = head (chat head_seq, collab version, game tick); ResumeAfter and
@@ -67,6 +71,15 @@ const (
 	// role with attack behaviour starts sending. Client = -1.
 	Phase
 )
+
+// FieldCloseGrace marks a Disconnect the harness ended because the server
+// did not end the stream within the grace after the client's CloseSend.
+const FieldCloseGrace = "close-grace"
+
+// FieldClientEnd marks a Disconnect the client caused on purpose (an
+// attack behaviour dropping its stream or connection): its Code is the
+// harness's doing, not the server's.
+const FieldClientEnd = "client-end"
 
 var kindNames = [...]string{"", "connect", "disconnect", "join", "leave", "send", "ack", "deliver",
 	"error", "fault", "tick", "replica", "server-state", "kick", "phase"}

@@ -550,7 +550,7 @@ func (w *walker) build(raw *rawScenario) *Scenario {
 		w.errorf("", "missing field checks (list the checks to run, or write `checks: []` for a load-only run)")
 	}
 	for i, n := range raw.Checks {
-		if c, ok := w.checkSpec(n, fmt.Sprintf("checks[%d]", i)); ok {
+		if c, ok := w.checkSpec(n, fmt.Sprintf("checks[%d]", i), s.Service); ok {
 			s.Checks = append(s.Checks, c)
 		}
 	}
@@ -865,7 +865,7 @@ func (w *walker) faultStep(raw *rawFault, path string, roles map[string]int, dur
 	return st, ok
 }
 
-func (w *walker) checkSpec(n ast.Node, path string) (CheckSpec, bool) {
+func (w *walker) checkSpec(n ast.Node, path string, service string) (CheckSpec, bool) {
 	n = unwrap(n)
 	line, _ := w.at(path)
 	var name string
@@ -902,7 +902,11 @@ func (w *walker) checkSpec(n ast.Node, path string) (CheckSpec, bool) {
 	}
 	file := w.file
 	return CheckSpec{Name: name, Line: line, New: func() (check.Checker, error) {
-		return check.New(name, decoderFor(file, params, paramPath, nil))
+		c, err := check.New(name, decoderFor(file, params, paramPath, nil))
+		if sa, ok := c.(check.ServiceAware); ok && err == nil {
+			sa.SetService(service)
+		}
+		return c, err
 	}}, true
 }
 

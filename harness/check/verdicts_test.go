@@ -1,0 +1,229 @@
+package check_test
+
+import (
+	"context"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"google.golang.org/grpc/codes"
+
+	"github.com/bidikit/bidikit/harness/check"
+	ev "github.com/bidikit/bidikit/harness/event"
+)
+
+// healthyEnv is a target that answers health checks SERVING and exposes
+// nothing else.
+type healthyEnv struct{}
+
+func (healthyEnv) AdminURL() string { return "" }
+func (healthyEnv) Channelz(context.Context) (int, int, bool, error) {
+	return 0, 0, false, nil
+}
+func (healthyEnv) Healthy(context.Context) (bool, error) { return true, nil }
+
+var healthy check.Env = healthyEnv{}
+
+// verdicts runs every named checker over evs and returns status by name.
+func verdicts(evs []ev.Event, names ...string) map[string]check.Verdict {
+	out := map[string]check.Verdict{}
+	for _, n := range names {
+		out[n] = run(n, noDecode, healthy, evs)
+	}
+	return out
+}
+
+var chatChecks = []string{"total-order", "delivery-order", "no-gaps", "no-duplicates", "no-lost-acks", "sender-fifo"}
+
+// expectOnly asserts that exactly the checks in failing fail and every
+// other of chatChecks passes.
+func expectOnly(vs map[string]check.Verdict, failing ...string) {
+	GinkgoHelper()
+	want := map[string]bool{}
+	for _, f := range failing {
+		want[f] = true
+	}
+	for n, v := range vs {
+		if want[n] {
+			Expect(v.Status).To(Equal(check.Fail), "%s should fail: %s", n, v.Summary)
+		} else {
+			Expect(v.Status).To(Equal(check.Pass), "%s should pass: %s %+v", n, v.Summary, v.Evidence)
+		}
+	}
+}
+
+var _ = Describe("verdicts blame only what they prove", func() {
+	It("a reordered delivery fails delivery-order only, naming the member, both seqs and times", func() {
+		c := clean()
+		// bob receives seq 3 before seq 2: swap his last two deliveries.
+		n := len(c.evs)
+		c.evs[n-1], c.evs[n-2] = c.evs[n-2], c.evs[n-1]
+		c.evs[n-1].At, c.evs[n-2].At = c.evs[n-2].At, c.evs[n-1].At
+		vs := verdicts(c.evs, chatChecks...)
+		expectOnly(vs, "delivery-order")
+		e := vs["delivery-order"].Evidence[0]
+		Expect(e.Seq).To(Equal(uint64(2)))
+		Expect(e.Detail).To(MatchRegexp(`#1 bob \(\) received seq 2 at \d+s after seq 3 at \d+s`))
+	})
+
+	It("a seq received twice fails no-duplicates, not delivery-order", func() {
+		c := clean()
+		c.deliver(1, 2, 1, "b1", 1)
+		expectOnly(verdicts(c.evs, chatChecks...), "no-duplicates")
+	})
+
+	It("a second Ack frame for one message fails no-duplicates", func() {
+		c := clean()
+		c.ack(0, "a1", 1, 1)
+		vs := verdicts(c.evs, chatChecks...)
+		expectOnly(vs, "no-duplicates")
+		Expect(vs["no-duplicates"].Evidence[0].Detail).To(ContainSubstring("second Ack for a1"))
+	})
+
+	It("a member that silently stops receiving fails no-lost-acks only (an end-of-stream loss shows no jump)", func() {
+		c := &chat{}
+		c.join(0, 0).join(1, 0)
+		for i := uint64(1); i <= 6; i++ {
+			id := "a" + string(rune('0'+i))
+			c.send(0, id, i).ack(0, id, i, i).deliver(0, i, 0, id, i)
+			if i <= 2 {
+				c.deliver(1, i, 0, id, i)
+			}
+		}
+		c.send(0, "a7", 7) // quiet tail longer than the grace
+		c.send(0, "a8", 8)
+		c.send(0, "a9", 9)
+		vs := verdicts(c.evs, chatChecks...)
+		expectOnly(vs, "no-lost-acks")
+		Expect(vs["no-lost-acks"].Violations).To(Equal(4))
+		Expect(vs["no-lost-acks"].Evidence[0].Detail).To(ContainSubstring("acked at seq 3"))
+	})
+
+	It("a member that receives nothing at all is judged too", func() {
+		c := &chat{}
+		c.join(0, 0).join(1, 0)
+		c.send(0, "a1", 1).ack(0, "a1", 1, 1).deliver(0, 1, 0, "a1", 1)
+		c.send(0, "a2", 2).send(0, "a3", 3).send(0, "a4", 4)
+		v := run("no-lost-acks", noDecode, healthy, c.evs)
+		Expect(v.Status).To(Equal(check.Fail))
+		Expect(v.Evidence[0].Client).To(ContainSubstring("bob"))
+	})
+
+	It("a late arrival is not a loss: order does not matter to no-lost-acks and no-gaps", func() {
+		c := clean()
+		n := len(c.evs)
+		c.evs[n-1], c.evs[n-3] = c.evs[n-3], c.evs[n-1] // bob gets 3, 2, 1
+		vs := verdicts(c.evs, "no-lost-acks", "no-gaps", "no-duplicates")
+		expectOnly(vs)
+	})
+
+	It("a member the server cut with its own status is held only to what it received before", func() {
+		c := clean()
+		c.evs = c.evs[:len(c.evs)-1]
+		c.disconnect(1, codes.ResourceExhausted)
+		c.send(0, "x", 9).send(0, "y", 10).send(0, "z", 11)
+		Expect(run("no-lost-acks", noDecode, healthy, c.evs).Status).To(Equal(check.Pass))
+	})
+
+	It("a member whose stream a fault broke is still held to what was acked long before the break", func() {
+		c := clean()
+		c.evs = c.evs[:len(c.evs)-1] // bob never gets seq 3, acked at 7s
+		for range 4 {
+			c.send(0, "pad", 99)
+		}
+		c.evs = append(c.evs, ev.Event{Kind: ev.Fault, At: c.at(), Client: 1, Detail: "abrupt-close"})
+		c.disconnect(1, codes.Unavailable)
+		Expect(run("no-lost-acks", noDecode, healthy, c.evs).Status).To(Equal(check.Fail))
+	})
+
+	It("delivery-order and no-gaps are not measurable without deliveries", func() {
+		c := &chat{}
+		c.join(0, 0)
+		for _, n := range []string{"delivery-order", "no-gaps", "no-duplicates"} {
+			Expect(run(n, noDecode, healthy, c.evs).Status).To(Equal(check.NotMeasurable), n)
+		}
+	})
+})
+
+var _ = Describe("status-codes judges by the service's contract", func() {
+	chatCodes := func(evs []ev.Event) check.Verdict {
+		c, err := check.New("status-codes", noDecode)
+		Expect(err).NotTo(HaveOccurred())
+		c.(check.ServiceAware).SetService("chat")
+		for i := range evs {
+			c.Observe(&evs[i])
+		}
+		return c.Verdict(context.Background(), healthy)
+	}
+	It("passes clean ends and documented codes, saying what it saw", func() {
+		v := chatCodes([]ev.Event{
+			{Kind: ev.Disconnect, Client: 1, Code: codes.OK, Latency: 3 * time.Millisecond},
+			{Kind: ev.Error, Client: 1, Code: codes.ResourceExhausted},
+			{Kind: ev.Disconnect, Client: 2, Code: codes.ResourceExhausted},
+		})
+		Expect(v.Status).To(Equal(check.Pass), v.Summary)
+		Expect(v.Summary).To(ContainSubstring("3 stream ends"[:1]))
+		Expect(v.Summary).To(ContainSubstring("1 streams closed by the server after CloseSend"))
+	})
+	It("fails a code the contract does not document, and UNAUTHENTICATED no role expects", func() {
+		v := chatCodes([]ev.Event{
+			{Kind: ev.Disconnect, Client: 1, Code: codes.Aborted, Detail: "x"},
+			{Kind: ev.Disconnect, Client: 2, Code: codes.Unauthenticated, Detail: "bad token"},
+		})
+		Expect(v.Status).To(Equal(check.Fail))
+		Expect(v.Violations).To(Equal(2))
+		Expect(v.Evidence[0].Detail).To(ContainSubstring("ABORTED as the stream's status, which the chat contract does not document"))
+	})
+	It("does not blame the server for a stream the harness broke", func() {
+		v := chatCodes([]ev.Event{
+			{Kind: ev.Fault, Client: 1, Detail: "abrupt-close"},
+			{Kind: ev.Disconnect, Client: 1, Code: codes.Internal},
+			{Kind: ev.Disconnect, Client: 2, Code: codes.Unavailable, Field: ev.FieldClientEnd},
+		})
+		Expect(v.Status).To(Equal(check.Pass), v.Summary)
+	})
+	It("fails streams the server did not end after CloseSend, counting them", func() {
+		v := chatCodes([]ev.Event{
+			{Kind: ev.Disconnect, Client: 1, Code: codes.OK, Latency: time.Millisecond},
+			{Kind: ev.Disconnect, Client: 2, Code: codes.DeadlineExceeded, Field: ev.FieldCloseGrace, Detail: "server did not end the stream"},
+			{Kind: ev.Disconnect, Client: 3, Code: codes.DeadlineExceeded, Field: ev.FieldCloseGrace, Detail: "server did not end the stream"},
+		})
+		Expect(v.Status).To(Equal(check.Fail))
+		Expect(v.Evidence[0].Detail).To(ContainSubstring("2 of 3 stream ends: the server did not end the stream within the grace"))
+	})
+	It("is not measurable when no stream ended", func() {
+		Expect(chatCodes(nil).Status).To(Equal(check.NotMeasurable))
+	})
+})
+
+var _ = Describe("fairness judges what the server did to honest traffic", func() {
+	params := func(into any) error {
+		p := into.(*check.FairnessParams)
+		p.Honest, p.Attackers, p.MinCalmSamples = "honest", "flooder", 1
+		return nil
+	}
+	It("fails starvation: honest clients sent under attack and got no ack", func() {
+		evs := []ev.Event{
+			{Kind: ev.Send, Client: 0, User: "h0", Role: "honest", At: 10 * time.Millisecond},
+			{Kind: ev.Ack, Client: 0, User: "h0", Role: "honest", At: 20 * time.Millisecond, Latency: time.Millisecond},
+			{Kind: ev.Send, Client: 9, User: "f", Role: "flooder", At: time.Second},
+			{Kind: ev.Error, Client: 9, User: "f", Role: "flooder", At: time.Second, Code: codes.ResourceExhausted},
+			{Kind: ev.Send, Client: 0, User: "h0", Role: "honest", At: 2 * time.Second},
+			{Kind: ev.Send, Client: 1, User: "h1", Role: "honest", At: 2 * time.Second},
+		}
+		v := run("fairness", params, healthy, evs)
+		Expect(v.Status).To(Equal(check.Fail), v.Summary)
+		Expect(v.Evidence[0].Detail).To(ContainSubstring("starved"))
+	})
+	It("is not measurable, not a pass, when the calm phase gave no latency to compare", func() {
+		evs := []ev.Event{
+			{Kind: ev.Send, Client: 9, User: "f", Role: "flooder", At: time.Second},
+			{Kind: ev.Error, Client: 9, User: "f", Role: "flooder", At: time.Second, Code: codes.ResourceExhausted},
+			{Kind: ev.Send, Client: 0, User: "h0", Role: "honest", At: 2 * time.Second},
+			{Kind: ev.Ack, Client: 0, User: "h0", Role: "honest", At: 2 * time.Second, Latency: time.Millisecond},
+		}
+		v := run("fairness", params, healthy, evs)
+		Expect(v.Status).To(Equal(check.NotMeasurable))
+		Expect(v.Summary).To(ContainSubstring("delivery p99 ratio"))
+	})
+})
