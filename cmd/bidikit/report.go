@@ -48,9 +48,9 @@ seed and shard count.
 Reports: --report text|json|junit|html, repeatable; the n-th --out FILE takes
 the n-th report. Default: text to stdout.
 
-Exit status: 0 every check passed, 1 a check failed or a shard's scenario could
-not run, 2 bad usage or raw files that are not the shards of one run (missing,
-duplicate or mismatched shards, corrupt files).`,
+Exit status: 0 every check passed, 1 a check failed or was not measurable, or
+a shard's scenario could not run, 2 bad usage or raw files that are not the
+shards of one run (missing, duplicate or mismatched shards, corrupt files).`,
 		Example: `  bidikit report merge shard-0.raw shard-1.raw shard-2.raw
   bidikit report merge /results/*.raw --report junit --out report.xml --report text`,
 		Args: cobra.MinimumNArgs(1),
@@ -72,7 +72,7 @@ duplicate or mismatched shards, corrupt files).`,
 			if err := writeReports(cmd.OutOrStdout(), outs, run); err != nil {
 				return err
 			}
-			if !run.Passed {
+			if !run.OK() { // a failed or not-measurable check, or a scenario not run
 				return errChecksFailed
 			}
 			return nil

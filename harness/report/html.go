@@ -20,9 +20,10 @@ import (
 // echarts.min.js from an assets host — a CDN by default — and the module
 // ships no copy to inline.)
 func HTML(w io.Writer, run *result.Run) error {
-	page := htmlPage{Run: run}
+	page := htmlPage{Run: run, OK: run.OK(), Verdict: Summary(run)}
 	for i, s := range run.Scenarios {
-		hs := htmlScenario{Scenario: s, ID: fmt.Sprintf("s%d", i)}
+		hs := htmlScenario{Scenario: s, ID: fmt.Sprintf("s%d", i), Verdict: ScenarioSummary(s)}
+		hs.Badge, hs.BadgeClass = scenarioBadge(s)
 		xs := make([]float64, len(s.Timeline))
 		p50, p99 := make([]float64, len(s.Timeline)), make([]float64, len(s.Timeline))
 		sent, deliv := make([]float64, len(s.Timeline)), make([]float64, len(s.Timeline))
@@ -49,15 +50,38 @@ func HTML(w io.Writer, run *result.Run) error {
 }
 
 type htmlPage struct {
-	Run       *result.Run
+	Run *result.Run
+	// OK and Verdict are result.Run.OK and Summary: the page's heading.
+	OK        bool
+	Verdict   string
 	Scenarios []htmlScenario
 }
 
 type htmlScenario struct {
 	result.Scenario
-	ID                  string
+	ID string
+	// Badge and BadgeClass label the scenario's heading (scenarioBadge);
+	// Verdict is its ScenarioSummary line.
+	Badge, BadgeClass   string
+	Verdict             string
 	Latency, Throughput template.HTML
 	Roles               []htmlRole
+}
+
+// scenarioBadge is the word and CSS class of a scenario's heading badge:
+// could not run, failed (a check failed), not measurable (nothing failed but
+// a check could not look: still not a pass), or passed.
+func scenarioBadge(s result.Scenario) (word, class string) {
+	c := s.Counts()
+	switch {
+	case s.Failure != "":
+		return "COULD NOT RUN", "couldnotrun"
+	case s.OK():
+		return "PASSED", "passed"
+	case c.Failed == 0 && c.NotMeasurable > 0:
+		return "NOT MEASURABLE", "notmeasurable"
+	}
+	return "FAILED", "failed"
 }
 
 type htmlRole struct {
@@ -73,36 +97,26 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 	"at":        fmtAt,
 	"errs":      errorsText,
 	"startedAt": func(r *result.Run) string { return r.StartedAt.UTC().Format("2006-01-02 15:04:05 UTC") },
-	"fails":     failedChecks,
 }).Parse(pageHTML))
-
-func failedChecks(r *result.Run) string {
-	failed, total := 0, 0
-	for _, s := range r.Scenarios {
-		for _, v := range s.Checks {
-			total++
-			if v.Status == check.Fail {
-				failed++
-			}
-		}
-	}
-	return fmt.Sprintf("%d of %d checks failed", failed, total)
-}
 
 const pageHTML = `<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<title>bidikit report{{if .Run.Passed}} — PASSED{{else}} — FAILED{{end}}</title>
+<title>bidikit report — {{if .OK}}PASSED{{else}}FAILED{{end}}</title>
 <style>
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222;max-width:1100px}
 h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
 .verdict{font-weight:bold;padding:.2em .6em;border-radius:4px;color:#fff}
 .verdict.passed{background:#3c9a3c}.verdict.failed{background:#c9302c}
+.verdict.notmeasurable{background:#b86e00}.verdict.couldnotrun{background:#6f2c91}
+.badge{font-weight:bold;font-size:12px;padding:.1em .4em;border-radius:3px;color:#fff;white-space:nowrap}
+.badge.pass{background:#3c9a3c}.badge.fail{background:#c9302c}.badge.notmeasurable{background:#b86e00}.badge.couldnotrun{background:#6f2c91}
+tr.notmeasurable td{background:#fff4e0} tr.fail td,tr.couldnotrun td{background:#fbeaea}
+p.summary{font-weight:bold}
 table{border-collapse:collapse;margin:.8em 0}
 th,td{border:1px solid #ddd;padding:.3em .6em;text-align:left;vertical-align:top;font-size:14px}
 th{background:#f5f5f5} td.num{text-align:right;font-variant-numeric:tabular-nums}
-.pass{color:#3c9a3c;font-weight:bold}.fail{color:#c9302c;font-weight:bold}.notmeasurable{color:#b8860b;font-weight:bold}
 .charts{display:flex;flex-wrap:wrap;gap:1em}
 .chart{border:1px solid #eee;padding:.4em}
 ul.evidence{margin:.3em 0;padding-left:1.2em;font-family:ui-monospace,monospace;font-size:12px}
@@ -111,16 +125,17 @@ ul.evidence{margin:.3em 0;padding-left:1.2em;font-family:ui-monospace,monospace;
 </style>
 </head>
 <body>
-<h1>bidikit report <span class="verdict {{if .Run.Passed}}passed">PASSED{{else}}failed">FAILED ({{fails .Run}}){{end}}</span></h1>
+<h1>bidikit report <span class="verdict {{if .OK}}passed">PASSED{{else}}failed">FAILED{{end}}</span></h1>
+<p class="summary" id="summary">{{.Verdict}}</p>
 <p class="meta">seed {{.Run.Seed}} · target {{if .Run.Target}}{{.Run.Target}}{{else}}-{{end}} · started {{startedAt .Run}}</p>
 <table id="verdicts">
 <tr><th>scenario</th><th>check</th><th>status</th><th>violations</th><th>summary</th></tr>
 {{- range .Scenarios}}{{$s := .}}
 {{- if .Failure}}
-<tr><td>{{$s.Name}}</td><td>(run)</td><td class="fail">ERROR</td><td class="num">-</td><td>{{.Failure}}</td></tr>
+<tr class="couldnotrun"><td>{{$s.Name}}</td><td>(run)</td><td><span class="badge couldnotrun">COULD NOT RUN</span></td><td class="num">-</td><td>could not run: {{.Failure}}</td></tr>
 {{- end}}
 {{- range .Checks}}
-<tr><td>{{$s.Name}}</td><td>{{.Name}}</td><td class="{{class .Status}}">{{status .Status}}</td><td class="num">{{if eq .Status "not-measurable"}}-{{else}}{{.Violations}}{{end}}</td><td>{{.Summary}}
+<tr class="{{class .Status}}"><td>{{$s.Name}}</td><td>{{.Name}}</td><td><span class="badge {{class .Status}}">{{status .Status}}</span></td><td class="num">{{if eq .Status "not-measurable"}}-{{else}}{{.Violations}}{{end}}</td><td>{{if eq .Status "not-measurable"}}not measurable: {{end}}{{.Summary}}
 {{- if .Evidence}}
 <ul class="evidence">
 {{- range .Evidence}}
@@ -132,8 +147,9 @@ ul.evidence{margin:.3em 0;padding-left:1.2em;font-family:ui-monospace,monospace;
 {{- end}}
 </table>
 {{range .Scenarios}}
-<h2 id="{{.ID}}">{{.Name}} <span class="verdict {{if .Passed}}passed">PASSED{{else}}failed">FAILED{{end}}</span></h2>
+<h2 id="{{.ID}}">{{.Name}} <span class="verdict {{.BadgeClass}}">{{.Badge}}</span></h2>
 <p class="meta">{{.Service}} · {{.File}} · seed {{.Seed}} · {{printf "%.1f" .DurationS}} s · {{.Clients}} clients</p>
+<p class="summary">{{.Verdict}}</p>
 {{- if .Failure}}
 <p class="failure">could not run: {{.Failure}}</p>
 {{- else}}

@@ -10,14 +10,19 @@ import (
 
 // The JSON report's stable shape (documented in docs/scenarios.md). It
 // mirrors result.Run but never emits null for a list or map, and adds
-// checks[].passed.
+// checks[].passed and, per run and per scenario, "summary" (Summary's line)
+// and "counts" (checks passed, failed and not measurable). "passed" is
+// result.Run.OK / result.Scenario.OK: false when any check was not
+// measurable or a scenario could not run.
 type (
 	jsonRun struct {
-		Passed    bool           `json:"passed"`
-		Seed      int64          `json:"seed"`
-		Target    string         `json:"target"`
-		StartedAt string         `json:"started_at"`
-		Scenarios []jsonScenario `json:"scenarios"`
+		Passed    bool             `json:"passed"`
+		Summary   string           `json:"summary"`
+		Counts    result.RunCounts `json:"counts"`
+		Seed      int64            `json:"seed"`
+		Target    string           `json:"target"`
+		StartedAt string           `json:"started_at"`
+		Scenarios []jsonScenario   `json:"scenarios"`
 	}
 	jsonScenario struct {
 		Name      string          `json:"name"`
@@ -25,6 +30,8 @@ type (
 		Service   string          `json:"service"`
 		Seed      int64           `json:"seed"`
 		Passed    bool            `json:"passed"`
+		Summary   string          `json:"summary"`
+		Counts    result.Counts   `json:"counts"`
 		Failure   string          `json:"failure,omitempty"`
 		DurationS float64         `json:"duration_s"`
 		Clients   int             `json:"clients"`
@@ -52,13 +59,15 @@ type (
 // JSON renders the run as one indented JSON document (2 spaces).
 func JSON(w io.Writer, run *result.Run) error {
 	out := jsonRun{
-		Passed: run.Passed, Seed: run.Seed, Target: run.Target,
+		Passed: run.OK(), Summary: Summary(run), Counts: run.Counts(),
+		Seed: run.Seed, Target: run.Target,
 		StartedAt: run.StartedAt.UTC().Format("2006-01-02T15:04:05.000Z07:00"),
 		Scenarios: make([]jsonScenario, 0, len(run.Scenarios)),
 	}
 	for _, s := range run.Scenarios {
 		js := jsonScenario{
-			Name: s.Name, File: s.File, Service: s.Service, Seed: s.Seed, Passed: s.Passed,
+			Name: s.Name, File: s.File, Service: s.Service, Seed: s.Seed,
+			Passed: s.OK(), Summary: ScenarioSummary(s), Counts: s.Counts(),
 			Failure: s.Failure, DurationS: s.DurationS, Clients: s.Clients,
 			Messages: s.Messages, LatencyMS: s.LatencyMS,
 			Errors:   s.Errors,

@@ -13,8 +13,19 @@ import (
 // JUnit XML in the shape Jenkins' junit plugin (and GitLab, GitHub
 // reporters) accept: one <testsuite> per scenario, one <testcase> per check
 // (classname = scenario, name = check). A failed check is a <failure> with
-// its evidence; a not-measurable check is <skipped> with the reason (never a
-// pass); a scenario that could not run is one "run" test case with <error>.
+// its evidence; a scenario that could not run is one "run" test case with an
+// <error type="could-not-run">.
+//
+// A not-measurable check is a <failure type="not-measurable"> whose message
+// is the reason. Not <skipped>: every CI reporter shows a skipped test as
+// neutral (grey, not counted against the build), which would pass a check
+// that never looked. Not <error> either: <failure> is what every reporter
+// counts and shows as a failed test (Jenkins' junit plugin, GitLab's test
+// report, the GitHub JUnit report actions), while <error> means the test
+// itself broke, is tallied apart by several of them, and is kept here for a
+// scenario that could not run. The type attribute tells it from a real
+// violation (type="fail") for whoever reads the XML. Each suite's
+// <system-out> starts with ScenarioSummary's line.
 type (
 	junitSuites struct {
 		XMLName  xml.Name     `xml:"testsuites"`
@@ -36,7 +47,7 @@ type (
 		Timestamp  string          `xml:"timestamp,attr,omitempty"`
 		Properties []junitProperty `xml:"properties>property"`
 		Cases      []junitCase     `xml:"testcase"`
-		SystemOut  string          `xml:"system-out,omitempty"`
+		SystemOut  *junitText      `xml:"system-out"`
 	}
 	junitProperty struct {
 		Name  string `xml:"name,attr"`
@@ -49,6 +60,9 @@ type (
 		Failure   *junitMessage `xml:"failure"`
 		Error     *junitMessage `xml:"error"`
 		Skipped   *junitMessage `xml:"skipped"`
+	}
+	junitText struct {
+		Body string `xml:",cdata"`
 	}
 	junitMessage struct {
 		Message string `xml:"message,attr"`
@@ -73,7 +87,7 @@ func JUnit(w io.Writer, run *result.Run) error {
 				{"service", s.Service},
 				{"clients", fmt.Sprint(s.Clients)},
 			},
-			SystemOut: figuresLine(s),
+			SystemOut: &junitText{ScenarioSummary(s) + "\n" + figuresLine(s) + "\n"},
 		}
 		if !run.StartedAt.IsZero() {
 			su.Timestamp = run.StartedAt.UTC().Format("2006-01-02T15:04:05")
@@ -81,15 +95,19 @@ func JUnit(w io.Writer, run *result.Run) error {
 		if s.Failure != "" {
 			su.Errors++
 			su.Cases = append(su.Cases, junitCase{Classname: s.Name, Name: "run", Time: "0",
-				Error: &junitMessage{Message: oneLine(s.Failure), Type: "run", Body: s.Failure}})
+				Error: &junitMessage{Message: "could not run: " + oneLine(s.Failure), Type: "could-not-run", Body: s.Failure}})
 		}
 		for _, v := range s.Checks {
 			c := junitCase{Classname: s.Name, Name: v.Name, Time: "0"}
 			switch v.Status {
 			case check.Pass:
 			case check.NotMeasurable:
-				su.Skipped++
-				c.Skipped = &junitMessage{Message: "not measurable: " + oneLine(v.Summary)}
+				su.Failures++
+				c.Failure = &junitMessage{
+					Message: "not measurable: " + reason(v.Summary),
+					Type:    string(check.NotMeasurable),
+					Body:    "not measurable: " + reason(v.Summary) + "\nA check that could not look is never a pass.\n" + evidenceBody(v),
+				}
 			default:
 				su.Failures++
 				c.Failure = &junitMessage{

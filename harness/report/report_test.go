@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"encoding/xml"
+	"html/template"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -21,7 +22,8 @@ import (
 
 // fixture is a fixed run: a passing chat scenario with a timeline and role
 // distributions, a failing one with evidence and a not-measurable check,
-// and one that could not run.
+// one that could not run, and one where nothing failed but a check was not
+// measurable (which is not a pass).
 func fixture() *result.Run {
 	var timeline []result.Point
 	for i := 1; i <= 10; i++ {
@@ -70,9 +72,24 @@ func fixture() *result.Run {
 				Name: "game-down", File: "scenarios/game-down.yaml", Service: "game", Seed: 7, Passed: false,
 				Failure: "dial 127.0.0.1:7000: connection refused",
 			},
+			{
+				Name: "chat-resume", File: "scenarios/chat-resume.yaml", Service: "chat", Seed: 42, Passed: false,
+				DurationS: 5, Clients: 4, Messages: result.Messages{Sent: 40, Acked: 40, Delivered: 120},
+				Errors: map[string]int{},
+				Checks: []check.Verdict{
+					{Name: "total-order", Status: check.Pass, Summary: "160 observations over 1 room agree on one order per room"},
+					{Name: "resume-complete", Status: check.NotMeasurable, Summary: "no resume replayed anything: 2 resumes, none had missed messages"},
+				},
+			},
 		},
 	}
 }
+
+// finalLine is the text report's last line for fixture().
+const finalLine = "FAILED: 1 of 7 checks failed, 2 not measurable: " +
+	"chat-flood/leaks (target exposes no admin endpoint), " +
+	"chat-resume/resume-complete (no resume replayed anything: 2 resumes, none had missed messages); " +
+	"1 of 4 scenarios could not run: game-down (dial 127.0.0.1:7000: connection refused)"
 
 var update = os.Getenv("BIDIKIT_UPDATE_GOLDEN") == "1"
 
@@ -120,13 +137,18 @@ var _ = Describe("report", func() {
 			header := lines[0]
 			Expect(header).To(MatchRegexp(`^SCENARIO\s+CHECK\s+STATUS\s+VIOLATIONS\s+SUMMARY$`))
 			col := strings.Index(header, "STATUS")
-			for _, l := range lines[1:7] {
-				Expect(l[col:]).To(MatchRegexp(`^(PASS|FAIL|N/A|ERROR)\s`), l)
+			for _, l := range lines[1:9] {
+				Expect(l[col:]).To(MatchRegexp(`^(PASS|FAIL|NOT MEASURABLE|ERROR)\s`), l)
 			}
+			Expect(lines[9]).To(BeEmpty(), "the table has one row per check and one per scenario that could not run")
+			Expect(out).To(MatchRegexp(`chat-flood\s+leaks\s+NOT MEASURABLE\s+-\s+target exposes no admin endpoint`))
+			Expect(out).To(MatchRegexp(`game-down\s+\(run\)\s+ERROR\s+-\s+could not run: dial 127.0.0.1:7000: connection refused`))
+			Expect(out).To(ContainSubstring("game-down: could not run: dial 127.0.0.1:7000: connection refused"))
 			Expect(out).To(ContainSubstring("chat-flood / fairness: 7 violation(s), first 2:"))
 			Expect(out).To(ContainSubstring("scope=room-4 seq=17 client=honest-<7> at=11s"))
 			Expect(out).To(ContainSubstring("errors: RESOURCE_EXHAUSTED=270000 UNAVAILABLE=3"))
-			Expect(strings.TrimSpace(lines[len(lines)-2])).To(Equal("FAILED (1 of 5 checks failed, 1 not measurable, 1 scenario(s) could not run)"))
+			Expect(lines[len(lines)-2]).To(Equal(finalLine))
+			Expect(lines[len(lines)-1]).To(BeEmpty())
 		})
 
 		It("colours statuses when asked and says PASSED for a passing run", func() {
@@ -136,7 +158,50 @@ var _ = Describe("report", func() {
 			var buf bytes.Buffer
 			Expect(report.TextOptions{Color: true}.Render(&buf, run)).To(Succeed())
 			Expect(buf.String()).To(ContainSubstring("\x1b[32mPASS"))
-			Expect(buf.String()).To(HaveSuffix("PASSED\x1b[0m\n"))
+			Expect(buf.String()).To(HaveSuffix("PASSED: 2 of 2 checks passed\x1b[0m\n"))
+		})
+	})
+
+	Describe("the verdict line (Summary) shared by every format", func() {
+		It("fails a run with a not-measurable check even when the run was marked passed, and names the reason", func() {
+			run := fixture()
+			run.Passed = true
+			run.Scenarios = []result.Scenario{run.Scenarios[0]}
+			run.Scenarios[0].Checks = append(run.Scenarios[0].Checks,
+				check.Verdict{Name: "leaks", Status: check.NotMeasurable, Summary: "no goroutine figures:\n give --admin-url"})
+			Expect(run.OK()).To(BeFalse())
+			Expect(report.Summary(run)).To(Equal("FAILED: 1 of 3 checks not measurable: leaks (no goroutine figures: give --admin-url)"))
+			Expect(report.ScenarioSummary(run.Scenarios[0])).To(Equal(report.Summary(run)))
+			var buf bytes.Buffer
+			Expect(report.TextOptions{Color: true}.Render(&buf, run)).To(Succeed())
+			Expect(buf.String()).To(HaveSuffix("\x1b[1m\x1b[31m" + report.Summary(run) + "\x1b[0m\n"))
+			Expect(buf.String()).To(ContainSubstring("\x1b[33mNOT MEASURABLE"))
+		})
+
+		It("says the issue's example in its words: failed and not measurable with reasons", func() {
+			run := &result.Run{Passed: false, Scenarios: []result.Scenario{{Name: "s", Checks: []check.Verdict{
+				{Name: "a", Status: check.Fail}, {Name: "b", Status: check.Fail}, {Name: "c", Status: check.Pass},
+				{Name: "d", Status: check.Pass},
+				{Name: "leaks", Status: check.NotMeasurable, Summary: "no goroutine figures: give --admin-url"},
+			}}}}
+			Expect(report.Summary(run)).To(Equal("FAILED: 2 of 5 checks failed, 1 not measurable: leaks (no goroutine figures: give --admin-url)"))
+		})
+
+		It("names at most five not-measurable checks and counts the rest", func() {
+			sc := result.Scenario{Name: "s", Passed: false}
+			for _, n := range []string{"a", "b", "c", "d", "e", "f", "g"} {
+				sc.Checks = append(sc.Checks, check.Verdict{Name: n, Status: check.NotMeasurable})
+			}
+			Expect(report.Summary(&result.Run{Scenarios: []result.Scenario{sc}})).To(Equal(
+				"FAILED: 7 of 7 checks not measurable: a (no reason given), b (no reason given), c (no reason given), " +
+					"d (no reason given), e (no reason given) and 2 more"))
+		})
+
+		It("explains a run marked failed with no failed check", func() {
+			run := &result.Run{Passed: false, Scenarios: []result.Scenario{{Name: "s", Passed: false,
+				Checks: []check.Verdict{{Name: "a", Status: check.Pass}}}}}
+			Expect(report.Summary(run)).To(Equal("FAILED: not passed without a failed check: s"))
+			Expect(report.Summary(&result.Run{Passed: false})).To(Equal("FAILED: the run was marked failed"))
 		})
 	})
 
@@ -145,14 +210,17 @@ var _ = Describe("report", func() {
 			var doc map[string]any
 			Expect(json.Unmarshal(render("json"), &doc)).To(Succeed())
 			Expect(doc).To(HaveKeyWithValue("passed", false))
+			Expect(doc).To(HaveKeyWithValue("summary", finalLine))
+			Expect(doc).To(HaveKeyWithValue("counts", map[string]any{"checks": 7.0, "passed": 4.0, "failed": 1.0,
+				"not_measurable": 2.0, "scenarios": 4.0, "could_not_run": 1.0}))
 			Expect(doc).To(HaveKeyWithValue("seed", 42.0))
 			Expect(doc).To(HaveKeyWithValue("target", "127.0.0.1:7000"))
 			Expect(doc).To(HaveKey("started_at"))
 			scenarios := doc["scenarios"].([]any)
-			Expect(scenarios).To(HaveLen(3))
+			Expect(scenarios).To(HaveLen(4))
 			for _, s := range scenarios {
 				sc := s.(map[string]any)
-				for _, k := range []string{"name", "file", "service", "seed", "passed", "duration_s", "clients",
+				for _, k := range []string{"name", "file", "service", "seed", "passed", "summary", "counts", "duration_s", "clients",
 					"messages", "latency_ms", "errors", "checks", "roles", "timeline"} {
 					Expect(sc).To(HaveKey(k))
 					Expect(sc[k]).NotTo(BeNil(), k)
@@ -176,19 +244,30 @@ var _ = Describe("report", func() {
 			}
 			Expect(checks[0].(map[string]any)["evidence"]).To(HaveLen(2))
 			Expect(scenarios[2]).To(HaveKeyWithValue("failure", "dial 127.0.0.1:7000: connection refused"))
+			Expect(scenarios[2]).To(HaveKeyWithValue("summary", "FAILED: could not run: dial 127.0.0.1:7000: connection refused"))
+			Expect(flood).To(HaveKeyWithValue("counts", map[string]any{"checks": 3.0, "passed": 1.0, "failed": 1.0, "not_measurable": 1.0}))
+			Expect(flood).To(HaveKeyWithValue("summary", "FAILED: 1 of 3 checks failed, 1 not measurable: leaks (target exposes no admin endpoint)"))
+			resume := scenarios[3].(map[string]any)
+			Expect(resume).To(HaveKeyWithValue("passed", false), "nothing failed, one check not measurable: not a pass")
+			Expect(resume).To(HaveKeyWithValue("counts", map[string]any{"checks": 2.0, "passed": 1.0, "failed": 0.0, "not_measurable": 1.0}))
+			Expect(scenarios[0]).To(HaveKeyWithValue("passed", true))
+			Expect(scenarios[0]).To(HaveKeyWithValue("summary", "PASSED: 2 of 2 checks passed"))
 			Expect(render("json")).To(HavePrefix("{\n  \"passed\""), "indented by two spaces")
 		})
 	})
 
 	Describe("junit", func() {
+		type msg struct {
+			Message string `xml:"message,attr"`
+			Type    string `xml:"type,attr"`
+			Body    string `xml:",chardata"`
+		}
 		type tc struct {
-			Classname string    `xml:"classname,attr"`
-			Name      string    `xml:"name,attr"`
-			Failure   *struct{} `xml:"failure"`
-			Error     *struct{} `xml:"error"`
-			Skipped   *struct {
-				Message string `xml:"message,attr"`
-			} `xml:"skipped"`
+			Classname string `xml:"classname,attr"`
+			Name      string `xml:"name,attr"`
+			Failure   *msg   `xml:"failure"`
+			Error     *msg   `xml:"error"`
+			Skipped   *msg   `xml:"skipped"`
 		}
 		type suite struct {
 			Name       string `xml:"name,attr"`
@@ -201,7 +280,8 @@ var _ = Describe("report", func() {
 				Name  string `xml:"name,attr"`
 				Value string `xml:"value,attr"`
 			} `xml:"properties>property"`
-			Cases []tc `xml:"testcase"`
+			Cases     []tc   `xml:"testcase"`
+			SystemOut string `xml:"system-out"`
 		}
 		type suites struct {
 			XMLName  xml.Name `xml:"testsuites"`
@@ -212,16 +292,16 @@ var _ = Describe("report", func() {
 			Suites   []suite  `xml:"testsuite"`
 		}
 
-		It("parses and has the right counts, classnames, failures and skips", func() {
+		It("parses and has the right counts, classnames, failures and errors", func() {
 			var doc suites
 			Expect(xml.Unmarshal(render("junit"), &doc)).To(Succeed())
-			Expect(doc.Tests).To(Equal(6))
-			Expect(doc.Failures).To(Equal(1))
+			Expect(doc.Tests).To(Equal(8))
+			Expect(doc.Failures).To(Equal(3), "one failed check and two not measurable")
 			Expect(doc.Errors).To(Equal(1))
-			Expect(doc.Skipped).To(Equal(1))
-			Expect(doc.Suites).To(HaveLen(3))
+			Expect(doc.Skipped).To(Equal(0), "nothing is skipped: not measurable is never a pass nor neutral")
+			Expect(doc.Suites).To(HaveLen(4))
 
-			basic, flood, down := doc.Suites[0], doc.Suites[1], doc.Suites[2]
+			basic, flood, down, resume := doc.Suites[0], doc.Suites[1], doc.Suites[2], doc.Suites[3]
 			Expect(basic.Name).To(Equal("chat-basic"))
 			Expect([]int{basic.Tests, basic.Failures, basic.Errors, basic.Skipped}).To(Equal([]int{2, 0, 0, 0}))
 			Expect(basic.Time).To(Equal("10.000"))
@@ -229,17 +309,29 @@ var _ = Describe("report", func() {
 				HaveField("Name", "seed"), HaveField("Value", "42"))))
 			Expect(basic.Properties).To(ContainElement(And(
 				HaveField("Name", "target"), HaveField("Value", "127.0.0.1:7000"))))
+			Expect(basic.SystemOut).To(HavePrefix("PASSED: 2 of 2 checks passed\n"))
 
-			Expect([]int{flood.Tests, flood.Failures, flood.Errors, flood.Skipped}).To(Equal([]int{3, 1, 0, 1}))
+			Expect([]int{flood.Tests, flood.Failures, flood.Errors, flood.Skipped}).To(Equal([]int{3, 2, 0, 0}))
 			Expect(flood.Cases[0]).To(And(HaveField("Classname", "chat-flood"), HaveField("Name", "fairness")))
-			Expect(flood.Cases[0].Failure).NotTo(BeNil())
-			Expect(flood.Cases[1].Skipped).NotTo(BeNil(), "not measurable is skipped, never a pass")
-			Expect(flood.Cases[1].Skipped.Message).To(ContainSubstring("target exposes no admin endpoint"))
+			Expect(flood.Cases[0].Failure).To(HaveField("Type", "fail"))
+			Expect(flood.Cases[1].Skipped).To(BeNil())
+			Expect(flood.Cases[1].Failure).NotTo(BeNil(), "not measurable is a failure, never a pass or a skip")
+			Expect(*flood.Cases[1].Failure).To(And(
+				HaveField("Type", "not-measurable"),
+				HaveField("Message", "not measurable: target exposes no admin endpoint"),
+				HaveField("Body", ContainSubstring("never a pass"))))
 			Expect(flood.Cases[2].Failure).To(BeNil())
 			Expect(flood.Cases[2].Skipped).To(BeNil())
+			Expect(flood.SystemOut).To(HavePrefix("FAILED: 1 of 3 checks failed, 1 not measurable: leaks (target exposes no admin endpoint)\n"))
 
 			Expect([]int{down.Tests, down.Errors}).To(Equal([]int{1, 1}))
-			Expect(down.Cases[0].Error).NotTo(BeNil())
+			Expect(down.Cases[0].Name).To(Equal("run"))
+			Expect(*down.Cases[0].Error).To(And(
+				HaveField("Type", "could-not-run"),
+				HaveField("Message", "could not run: dial 127.0.0.1:7000: connection refused")))
+
+			Expect([]int{resume.Tests, resume.Failures, resume.Errors, resume.Skipped}).To(Equal([]int{2, 1, 0, 0}))
+			Expect(resume.Cases[1].Failure).To(HaveField("Type", "not-measurable"))
 		})
 
 		It("puts the evidence in the failure, safely quoted", func() {
@@ -273,9 +365,29 @@ var _ = Describe("report", func() {
 			Expect(regexp.MustCompile(`(?i)<script[^>]*\bsrc=`).MatchString(out)).To(BeFalse(), "no external scripts")
 			Expect(regexp.MustCompile(`(?i)<link[^>]*\bhref=`).MatchString(out)).To(BeFalse(), "no external styles")
 			Expect(strings.Count(out, "<polyline")).To(Equal(4), "p50/p99 and sent/delivered lines of the scenario with a timeline")
-			Expect(strings.Count(out, "<svg")).To(Equal(2*2+2), "no charts for the scenario that could not run")
+			Expect(strings.Count(out, "<svg")).To(Equal(2*2+2+2), "no charts for the scenario that could not run")
 			Expect(out).To(ContainSubstring("client=honest-&lt;7&gt;"), "evidence is escaped")
 			Expect(out).To(ContainSubstring("could not run: dial 127.0.0.1:7000: connection refused"))
+		})
+
+		It("shows the run's verdict line, and not measurable and could-not-run with their own badges and reasons", func() {
+			out := string(render("html"))
+			Expect(out).To(ContainSubstring("<title>bidikit report — FAILED</title>"))
+			Expect(out).To(ContainSubstring(`<p class="summary" id="summary">` + template.HTMLEscapeString(finalLine) + `</p>`))
+			Expect(out).To(MatchRegexp(`<tr class="notmeasurable"><td>chat-flood</td><td>leaks</td><td><span class="badge notmeasurable">NOT MEASURABLE</span></td><td class="num">-</td><td>not measurable: target exposes no admin endpoint`))
+			Expect(out).To(ContainSubstring(`<span class="badge couldnotrun">COULD NOT RUN</span>`))
+			Expect(out).To(ContainSubstring(`chat-resume <span class="verdict notmeasurable">NOT MEASURABLE</span></h2>`))
+			Expect(out).To(ContainSubstring(`game-down <span class="verdict couldnotrun">COULD NOT RUN</span></h2>`))
+			Expect(out).To(ContainSubstring(`chat-basic <span class="verdict passed">PASSED</span></h2>`))
+			Expect(out).To(MatchRegexp(`\.badge\.notmeasurable\{background:#[0-9a-f]{6}\}`), "a colour of its own")
+
+			run := fixture()
+			run.Passed = true
+			run.Scenarios = run.Scenarios[3:]
+			run.Scenarios[0].Passed = true
+			var buf bytes.Buffer
+			Expect(report.Write(&buf, "html", run)).To(Succeed())
+			Expect(buf.String()).To(ContainSubstring(`bidikit report <span class="verdict failed">FAILED</span>`), "a run marked passed with a not-measurable check")
 		})
 	})
 })

@@ -24,7 +24,8 @@ type TextOptions struct {
 }
 
 // Text renders the text report: a verdict table, evidence for failed checks,
-// a figures line per scenario and a final PASSED/FAILED line. It colours the
+// a figures line per scenario and a final line, Summary's verdict (PASSED only
+// when every check passed: not measurable fails the run). It colours the
 // output only when w is a terminal (an *os.File on a tty) and NO_COLOR is
 // unset.
 func Text(w io.Writer, run *result.Run) error {
@@ -55,7 +56,7 @@ func statusWord(s check.Status) string {
 	case check.Fail:
 		return "FAIL"
 	case check.NotMeasurable:
-		return "N/A"
+		return "NOT MEASURABLE"
 	}
 	return strings.ToUpper(string(s))
 }
@@ -76,25 +77,21 @@ func (o TextOptions) Render(w io.Writer, run *result.Run) error {
 	// Verdict table.
 	rows := [][]string{{"SCENARIO", "CHECK", "STATUS", "VIOLATIONS", "SUMMARY"}}
 	colors := []string{""}
-	failed, na, total, broken := 0, 0, 0, 0
 	for _, s := range run.Scenarios {
 		if s.Failure != "" {
-			broken++
-			rows = append(rows, []string{s.Name, "(run)", "ERROR", "-", oneLine(s.Failure)})
+			rows = append(rows, []string{s.Name, "(run)", "ERROR", "-", "could not run: " + oneLine(s.Failure)})
 			colors = append(colors, ansiRed)
 		}
 		for _, v := range s.Checks {
-			total++
 			viol := fmt.Sprint(v.Violations)
 			c := ansiGreen
 			switch v.Status {
-			case check.Fail:
-				failed++
-				c = ansiRed
+			case check.Pass:
 			case check.NotMeasurable:
-				na++
 				c = ansiYellow
 				viol = "-"
+			default:
+				c = ansiRed
 			}
 			rows = append(rows, []string{s.Name, v.Name, statusWord(v.Status), viol, oneLine(v.Summary)})
 			colors = append(colors, c)
@@ -142,22 +139,12 @@ func (o TextOptions) Render(w io.Writer, run *result.Run) error {
 	}
 	tw.line(fmt.Sprintf("seed %d, target %s", run.Seed, orDash(run.Target)))
 
-	// Final line.
-	switch {
-	case run.Passed && na == 0:
-		tw.line(paint(ansiBold+ansiGreen, "PASSED"))
-	case run.Passed:
-		tw.line(paint(ansiBold+ansiGreen, fmt.Sprintf("PASSED (%d of %d checks not measurable)", na, total)))
-	default:
-		msg := fmt.Sprintf("FAILED (%d of %d checks failed", failed, total)
-		if na > 0 {
-			msg += fmt.Sprintf(", %d not measurable", na)
-		}
-		if broken > 0 {
-			msg += fmt.Sprintf(", %d scenario(s) could not run", broken)
-		}
-		tw.line(paint(ansiBold+ansiRed, msg+")"))
+	// Final line: the same verdict as every other format and the exit status.
+	final := ansiBold + ansiRed
+	if run.OK() {
+		final = ansiBold + ansiGreen
 	}
+	tw.line(paint(final, Summary(run)))
 	return tw.err
 }
 
