@@ -12,9 +12,13 @@ import (
 // get room sequence numbers in the order of their sender sequence numbers.
 // It judges by the room order every observer reports (acks and
 // deliveries), so it also catches a server that reorders a sender's
-// messages for some members only (together with "total-order").
+// messages for some members only (together with "total-order"). Only
+// messages this run sent are judged: a room's older history (an earlier
+// run's messages replayed to a resumer, with sender seqs that restarted)
+// belongs to other sender sessions.
 type fifo struct {
 	rooms map[string]map[uint64]senderPos // room -> seq -> who
+	ours  map[uint64]bool                 // msgKey(user, msgID) of this run's sends
 	seen  int
 	v     Verdict
 }
@@ -30,13 +34,18 @@ func init() {
 		if err := noParams(decode); err != nil {
 			return nil, err
 		}
-		return &fifo{rooms: map[string]map[uint64]senderPos{}, v: Verdict{Name: "sender-fifo"}}, nil
+		return &fifo{rooms: map[string]map[uint64]senderPos{}, ours: map[uint64]bool{}, v: Verdict{Name: "sender-fifo"}}, nil
 	})
 }
 
 func (f *fifo) Observe(e *event.Event) {
 	var p senderPos
 	switch e.Kind {
+	case event.Send:
+		if e.MsgID != "" {
+			f.ours[msgKey(e.User, e.MsgID)] = true
+		}
+		return
 	case event.Deliver:
 		p = senderPos{e.Sender, e.SenderSeq, e.MsgID}
 	case event.Ack:
@@ -47,7 +56,7 @@ func (f *fifo) Observe(e *event.Event) {
 	default:
 		return
 	}
-	if e.Seq == 0 || p.senderSeq == 0 {
+	if e.Seq == 0 || p.senderSeq == 0 || !f.ours[msgKey(p.sender, p.msgID)] {
 		return
 	}
 	room := f.rooms[e.Scope]

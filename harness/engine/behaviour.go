@@ -45,7 +45,7 @@ func newClient(r *run, i int) (*vclient, error) {
 		c.d = newChatDriver(c, p.BodyBytes, true)
 	case *scenario.ResumerParams:
 		c.d = newChatDriver(c, p.BodyBytes, false)
-		c.cycle = p.ReconnectEvery
+		c.cycle, c.offline = p.ReconnectEvery, p.Offline
 	case *scenario.EditorParams:
 		c.d, err = newCollabDriver(c, p, false)
 	case *scenario.PlayerParams:

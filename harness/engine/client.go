@@ -82,6 +82,9 @@ type vclient struct {
 	act func(w *writer, n int) error
 	// cycle, when non-zero, ends the stream cleanly and reconnects every cycle.
 	cycle time.Duration
+	// offline is how long the client stays away after a deliberate end
+	// before it reconnects (resumer: messages pile up to be replayed).
+	offline time.Duration
 
 	// closeSentAt is when the current stream's CloseSend went out (zero:
 	// not yet); owned by the goroutine running runStream.
@@ -205,7 +208,7 @@ func (c *vclient) runLoop(ctx context.Context) {
 		wait := backoff
 		switch {
 		case reconnectNow:
-			wait = 0
+			wait = c.offline
 			backoff = 50 * time.Millisecond
 		case clean:
 			backoff = 50 * time.Millisecond

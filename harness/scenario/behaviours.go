@@ -36,12 +36,14 @@ type TypistParams struct {
 	RoomsPerClient int `yaml:"rooms_per_client"`
 }
 
-// ResumerParams: chats, and every ReconnectEvery drops its stream and
-// rejoins from its last seen position.
+// ResumerParams: chats, and every ReconnectEvery ends its stream, stays
+// away for Offline (so others' messages pile up to be replayed) and rejoins
+// from its last seen position.
 type ResumerParams struct {
 	BodyBytes      int           `yaml:"body_bytes"`
 	RoomsPerClient int           `yaml:"rooms_per_client"`
 	ReconnectEvery time.Duration `yaml:"reconnect_every"`
+	Offline        time.Duration `yaml:"offline"`
 }
 
 // EditorParams: opens documents and submits random edits, or replays a
@@ -103,7 +105,7 @@ var Behaviours = map[string]Behaviour{
 	"typist": {Name: "typist", Service: Chat, Summary: "sends typing indicators, sometimes a message", DefaultRate: 2,
 		Params: func() any { return &TypistParams{BodyBytes: 32, RoomsPerClient: 1} }},
 	"resumer": {Name: "resumer", Service: Chat, Summary: "chats and periodically reconnects, resuming from its last position", DefaultRate: 1,
-		Params: func() any { return &ResumerParams{BodyBytes: 32, RoomsPerClient: 1, ReconnectEvery: 5 * time.Second} }},
+		Params: func() any { return &ResumerParams{BodyBytes: 32, RoomsPerClient: 1, ReconnectEvery: 5 * time.Second, Offline: 500 * time.Millisecond} }},
 	"editor": {Name: "editor", Service: Collab, Summary: "random or trace-driven edits to documents", DefaultRate: 2,
 		Params: func() any { return &EditorParams{MaxInsert: 8, DeleteRatio: 0.3} }},
 	"player": {Name: "player", Service: Game, Summary: "walks randomly in a match", DefaultRate: 20,

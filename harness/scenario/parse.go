@@ -703,6 +703,9 @@ func (w *walker) validateParams(params any, path string, r Role, node ast.Node) 
 		if p.ReconnectEvery <= 0 {
 			bad("reconnect_every", "must be more than 0, got %s", p.ReconnectEvery)
 		}
+		if p.Offline < 0 || (p.ReconnectEvery > 0 && p.Offline >= p.ReconnectEvery) {
+			bad("offline", "must be at least 0 and less than reconnect_every (%s), got %s", p.ReconnectEvery, p.Offline)
+		}
 	case *EditorParams:
 		if p.MaxInsert < 1 {
 			bad("max_insert", "must be at least 1, got %d", p.MaxInsert)
