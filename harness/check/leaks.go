@@ -1,12 +1,9 @@
 package check
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"net/http"
-	"strconv"
+	"math"
 	"strings"
 	"time"
 
@@ -15,237 +12,392 @@ import (
 
 // leaks is the "leaks" checker: it takes a baseline of the server's
 // goroutines, live heap and channelz open sockets and streams before any
-// client connects, and after the run waits up to settle for each to come
-// back within its threshold of the baseline. Sources: the admin endpoint's
-// /debug/pprof/goroutine and /debug/pprof/heap?gc=1 (or /metrics), and
-// gRPC channelz. A server exposing none of them is "not measurable".
+// client connects, counts the client streams the run opened and ended
+// (Observe, on the engine's dispatcher goroutine), and after the run waits
+// up to settle for each figure to come back within its tolerance of the
+// baseline; the goroutine and heap tolerances grow with the streams ended
+// (LeakParams). Sources: the admin endpoint's /debug/pprof/goroutine and
+// /debug/pprof/heap?gc=1 (or /metrics), and gRPC channelz (leaks_sample.go).
+//
+// Not measurable, never pass: no goroutine count at the baseline (no or an
+// unreachable admin URL), no client stream opened, or a source that
+// answered at the baseline and no longer answers after settle (a dead
+// server). Fail: a figure still above its tolerance after settle; the
+// evidence names the goroutine stacks that grew (leaks_stacks.go).
 type leaks struct {
-	p        LeakParams
-	base     sample
-	haveBase bool
-	started  bool
-	v        Verdict
+	p       LeakParams
+	base    sample
+	started bool
+
+	// open marks the clients whose stream is open (Connect seen, its
+	// Disconnect not yet); bounded by the plan's clients.
+	open        map[int]bool
+	opened      int // Connect events
+	ended       int // Disconnects of opened streams: what the tolerances scale with
+	failedOpens int // Disconnects with no stream open (dial or open failed)
 }
 
-// LeakParams are the leaks checker's thresholds.
+// Defaults of LeakParams' tolerances; see LeakParams.
+const (
+	DefaultLeakGoroutinesOver           = 2
+	DefaultLeakGoroutinesPerEndedStream = 0.1
+	DefaultLeakHeapOverBytes            = 32 << 20
+	DefaultLeakHeapPerEndedStreamBytes  = 16 << 10
+	DefaultLeakSocketsOver              = 2
+	DefaultLeakStreamsOver              = 2
+	DefaultLeakSettle                   = 15 * time.Second
+)
+
+// LeakParams are the leaks checker's parameters. After the run, each
+// figure must come back within its tolerance over the baseline:
+//
+//	goroutines: goroutines_over_baseline_max + goroutines_per_ended_stream_max x streams ended (rounded down)
+//	heap:       heap_over_baseline_max_bytes + heap_per_ended_stream_max_bytes x streams ended
+//	sockets, streams (channelz): sockets_over_baseline_max, streams_over_baseline_max
+//
+// "Streams ended" counts the client streams that opened (Connect) and
+// ended (Disconnect) during the run; failed opens do not count. Defaults:
+// 2 + 0.1 per ended stream (a leak of one goroutine per ended stream fails
+// from 3 ended streams on, whatever their number), 32 MiB + 16 KiB per
+// ended stream of live heap (the heap of an in-process run also holds the
+// harness's own growth), 2 sockets, 2 streams, settle 15s.
+//
+// A nil field is unset. Setting goroutines_over_baseline_max alone keeps
+// the old absolute bound (the per-stream fraction is then 0); set
+// goroutines_per_ended_stream_max too to scale from your own constant. The
+// heap pair works the same way.
 type LeakParams struct {
-	Settle                    time.Duration `yaml:"settle"`
-	GoroutinesOverBaselineMax int           `yaml:"goroutines_over_baseline_max"`
-	HeapOverBaselineMaxBytes  int64         `yaml:"heap_over_baseline_max_bytes"`
-	SocketsOverBaselineMax    int           `yaml:"sockets_over_baseline_max"`
-	StreamsOverBaselineMax    int           `yaml:"streams_over_baseline_max"`
+	Settle                      time.Duration `yaml:"settle"`
+	GoroutinesOverBaselineMax   *int          `yaml:"goroutines_over_baseline_max"`
+	GoroutinesPerEndedStreamMax *float64      `yaml:"goroutines_per_ended_stream_max"`
+	HeapOverBaselineMaxBytes    *int64        `yaml:"heap_over_baseline_max_bytes"`
+	HeapPerEndedStreamMaxBytes  *int64        `yaml:"heap_per_ended_stream_max_bytes"`
+	SocketsOverBaselineMax      *int          `yaml:"sockets_over_baseline_max"`
+	StreamsOverBaselineMax      *int          `yaml:"streams_over_baseline_max"`
 }
 
-// sample is one reading; -1 means not available.
-type sample struct {
-	goroutines int
-	heap       int64
-	sockets    int
-	streams    int
-}
-
-// Sample is one reading of a server's resources; -1 means not available.
-type Sample struct {
+// LeakTolerance is how far above its baseline each figure may stay.
+type LeakTolerance struct {
 	Goroutines int
 	HeapBytes  int64
 	Sockets    int
 	Streams    int
 }
 
-// Measure reads a server's goroutines and live heap (after a GC) through
-// its admin endpoint, and open sockets and streams through env's channelz
-// when env is not nil. It is what the leaks checker reads.
-func Measure(ctx context.Context, adminURL string, env Env) Sample {
-	s := readSample(ctx, adminEnv{url: adminURL, env: env})
-	return Sample{Goroutines: s.goroutines, HeapBytes: s.heap, Sockets: s.sockets, Streams: s.streams}
+// Tolerance resolves p's tolerances for a run that ended ended streams.
+func (p LeakParams) Tolerance(ended int) LeakTolerance {
+	gConst, gPer := DefaultLeakGoroutinesOver, DefaultLeakGoroutinesPerEndedStream
+	if p.GoroutinesOverBaselineMax != nil {
+		gConst, gPer = *p.GoroutinesOverBaselineMax, 0
+	}
+	if p.GoroutinesPerEndedStreamMax != nil {
+		gPer = *p.GoroutinesPerEndedStreamMax
+	}
+	hConst, hPer := int64(DefaultLeakHeapOverBytes), int64(DefaultLeakHeapPerEndedStreamBytes)
+	if p.HeapOverBaselineMaxBytes != nil {
+		hConst, hPer = *p.HeapOverBaselineMaxBytes, 0
+	}
+	if p.HeapPerEndedStreamMaxBytes != nil {
+		hPer = *p.HeapPerEndedStreamMaxBytes
+	}
+	t := LeakTolerance{Sockets: DefaultLeakSocketsOver, Streams: DefaultLeakStreamsOver}
+	t.Goroutines = gConst + int(math.Floor(gPer*float64(max(ended, 0))))
+	t.HeapBytes = hConst + hPer*int64(max(ended, 0))
+	if p.SocketsOverBaselineMax != nil {
+		t.Sockets = *p.SocketsOverBaselineMax
+	}
+	if p.StreamsOverBaselineMax != nil {
+		t.Streams = *p.StreamsOverBaselineMax
+	}
+	return t
 }
 
-// adminEnv overrides an Env's admin URL (env may be nil).
-type adminEnv struct {
-	url string
-	env Env
+// formula renders how the goroutine and heap tolerances for ended
+// streams were computed ("+12 = 2 + 0.1 x 100 ended streams").
+func (p LeakParams) formula(ended int) (goroutines, heap string) {
+	t, zero := p.Tolerance(ended), p.Tolerance(0)
+	goroutines = fmt.Sprintf("+%d", t.Goroutines)
+	if per := p.perGoroutine(); per > 0 {
+		goroutines = fmt.Sprintf("+%d = %d + %g x %d ended streams", t.Goroutines, zero.Goroutines, per, ended)
+	}
+	heap = "+" + leakMiB(t.HeapBytes)
+	if per := p.perHeap(); per > 0 {
+		heap = fmt.Sprintf("+%s = %s + %.1f KiB x %d ended streams", leakMiB(t.HeapBytes), leakMiB(zero.HeapBytes), float64(per)/1024, ended)
+	}
+	return goroutines, heap
 }
 
-func (a adminEnv) AdminURL() string { return a.url }
-func (a adminEnv) Channelz(ctx context.Context) (int, int, bool, error) {
-	if a.env == nil {
-		return 0, 0, false, nil
+func (p LeakParams) perGoroutine() float64 {
+	switch {
+	case p.GoroutinesPerEndedStreamMax != nil:
+		return *p.GoroutinesPerEndedStreamMax
+	case p.GoroutinesOverBaselineMax != nil:
+		return 0
 	}
-	return a.env.Channelz(ctx)
+	return DefaultLeakGoroutinesPerEndedStream
 }
-func (a adminEnv) Healthy(ctx context.Context) (bool, error) {
-	if a.env == nil {
-		return false, nil
+
+func (p LeakParams) perHeap() int64 {
+	switch {
+	case p.HeapPerEndedStreamMaxBytes != nil:
+		return *p.HeapPerEndedStreamMaxBytes
+	case p.HeapOverBaselineMaxBytes != nil:
+		return 0
 	}
-	return a.env.Healthy(ctx)
+	return DefaultLeakHeapPerEndedStreamBytes
+}
+
+// validate rejects impossible parameters, naming the field.
+func (p LeakParams) validate() error {
+	if p.Settle <= 0 || p.Settle > 10*time.Minute {
+		return fmt.Errorf("leaks: settle must be within (0, 10m], got %s", p.Settle)
+	}
+	for name, v := range map[string]*int{"goroutines_over_baseline_max": p.GoroutinesOverBaselineMax,
+		"sockets_over_baseline_max": p.SocketsOverBaselineMax, "streams_over_baseline_max": p.StreamsOverBaselineMax} {
+		if v != nil && *v < 0 {
+			return fmt.Errorf("leaks: %s must not be negative, got %d", name, *v)
+		}
+	}
+	if v := p.GoroutinesPerEndedStreamMax; v != nil && (math.IsNaN(*v) || *v < 0 || *v > 100) {
+		return fmt.Errorf("leaks: goroutines_per_ended_stream_max must be within [0, 100], got %v", *v)
+	}
+	if v := p.HeapOverBaselineMaxBytes; v != nil && *v < 0 {
+		return fmt.Errorf("leaks: heap_over_baseline_max_bytes must not be negative, got %d", *v)
+	}
+	if v := p.HeapPerEndedStreamMaxBytes; v != nil && (*v < 0 || *v > 1<<30) {
+		return fmt.Errorf("leaks: heap_per_ended_stream_max_bytes must be within [0, 1 GiB], got %d", *v)
+	}
+	return nil
 }
 
 func init() {
 	Register("leaks", func(decode func(any) error) (Checker, error) {
-		p := LeakParams{Settle: 15 * time.Second, GoroutinesOverBaselineMax: 20,
-			HeapOverBaselineMaxBytes: 32 << 20, SocketsOverBaselineMax: 2, StreamsOverBaselineMax: 2}
+		p := LeakParams{Settle: DefaultLeakSettle}
 		if err := decode(&p); err != nil {
 			return nil, err
 		}
-		if p.Settle <= 0 || p.Settle > 10*time.Minute {
-			return nil, fmt.Errorf("leaks: settle must be within (0, 10m], got %s", p.Settle)
+		if err := p.validate(); err != nil {
+			return nil, err
 		}
-		if p.GoroutinesOverBaselineMax < 0 || p.HeapOverBaselineMaxBytes < 0 || p.SocketsOverBaselineMax < 0 || p.StreamsOverBaselineMax < 0 {
-			return nil, fmt.Errorf("leaks: thresholds must not be negative")
-		}
-		return &leaks{p: p, v: Verdict{Name: "leaks"}}, nil
+		return &leaks{p: p, open: map[int]bool{}}, nil
 	})
 }
 
-func (l *leaks) Observe(*event.Event) {}
-
-var httpClient = &http.Client{Timeout: 5 * time.Second}
-
-func get(ctx context.Context, url string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return string(body), nil
-}
-
-// readSample reads what the target exposes.
-func readSample(ctx context.Context, env Env) sample {
-	s := sample{goroutines: -1, heap: -1, sockets: -1, streams: -1}
-	if base := strings.TrimRight(env.AdminURL(), "/"); base != "" {
-		if body, err := get(ctx, base+"/debug/pprof/goroutine?debug=1"); err == nil {
-			// First line: "goroutine profile: total N".
-			if line, _, _ := strings.Cut(body, "\n"); strings.HasPrefix(line, "goroutine profile: total ") {
-				if n, err := strconv.Atoi(strings.TrimPrefix(line, "goroutine profile: total ")); err == nil {
-					s.goroutines = n
-				}
-			}
-		}
-		// gc=1 collects garbage first, so HeapInuse is live heap.
-		if body, err := get(ctx, base+"/debug/pprof/heap?gc=1&debug=1"); err == nil {
-			sc := bufio.NewScanner(strings.NewReader(body))
-			sc.Buffer(make([]byte, 1<<20), 1<<20)
-			for sc.Scan() {
-				if v, ok := strings.CutPrefix(sc.Text(), "# HeapInuse = "); ok {
-					if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
-						s.heap = n
-					}
-				}
-			}
-		}
-		if s.goroutines < 0 {
-			if body, err := get(ctx, base+"/metrics"); err == nil {
-				for _, line := range strings.Split(body, "\n") {
-					if v, ok := strings.CutPrefix(line, "go_goroutines "); ok {
-						if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
-							s.goroutines = int(f)
-						}
-					}
-				}
-			}
+// Observe counts the streams opened and ended.
+func (l *leaks) Observe(e *event.Event) {
+	switch e.Kind {
+	case event.Connect:
+		l.opened++
+		l.open[e.Client] = true
+	case event.Disconnect:
+		if l.open[e.Client] {
+			l.ended++
+			delete(l.open, e.Client)
+		} else {
+			l.failedOpens++
 		}
 	}
-	if so, st, ok, err := env.Channelz(ctx); ok && err == nil {
-		s.sockets, s.streams = so, st
-	}
-	return s
 }
 
-func (s sample) measurable() bool {
-	return s.goroutines >= 0 || s.heap >= 0 || s.sockets >= 0 || s.streams >= 0
-}
-
+// Start takes the baseline; it blocks for one reading (a few HTTP round
+// trips and a channelz call).
 func (l *leaks) Start(ctx context.Context, env Env) error {
 	l.started = true
 	if env == nil {
 		return nil
 	}
 	l.base = readSample(ctx, env)
-	l.haveBase = l.base.measurable()
 	return nil
 }
 
-// excess lists what is still above the baseline's thresholds in s.
-func (l *leaks) excess(s sample) []string {
-	var out []string
-	if l.base.goroutines >= 0 && s.goroutines >= 0 && s.goroutines-l.base.goroutines > l.p.GoroutinesOverBaselineMax {
-		out = append(out, fmt.Sprintf("goroutines %d vs baseline %d (+%d, max +%d)", s.goroutines, l.base.goroutines, s.goroutines-l.base.goroutines, l.p.GoroutinesOverBaselineMax))
+// leakOver is one figure above its tolerance.
+type leakOver struct {
+	src    leakSource
+	short  string // for the summary: "goroutines +12 (allowed +3)"
+	detail string // for the evidence: the figures and the tolerance's formula
+}
+
+// excess lists the figures of s above the baseline's tolerance t (figures
+// missing on either side are not compared here: see lost).
+func (l *leaks) excess(s sample, t LeakTolerance) []leakOver {
+	var out []leakOver
+	b := l.base
+	if b.goroutines >= 0 && s.goroutines >= 0 && s.goroutines-b.goroutines > t.Goroutines {
+		g, _ := l.p.formula(l.ended)
+		out = append(out, leakOver{srcGoroutines, fmt.Sprintf("goroutines +%d (allowed +%d)", s.goroutines-b.goroutines, t.Goroutines),
+			fmt.Sprintf("goroutines %d vs baseline %d (+%d, allowed %s)", s.goroutines, b.goroutines, s.goroutines-b.goroutines, g)})
 	}
-	if l.base.heap >= 0 && s.heap >= 0 && s.heap-l.base.heap > l.p.HeapOverBaselineMaxBytes {
-		out = append(out, fmt.Sprintf("live heap %d bytes vs baseline %d (+%d, max +%d)", s.heap, l.base.heap, s.heap-l.base.heap, l.p.HeapOverBaselineMaxBytes))
+	if b.heap >= 0 && s.heap >= 0 && s.heap-b.heap > t.HeapBytes {
+		_, h := l.p.formula(l.ended)
+		out = append(out, leakOver{srcHeap, fmt.Sprintf("heap +%s (allowed +%s)", leakMiB(s.heap-b.heap), leakMiB(t.HeapBytes)),
+			fmt.Sprintf("live heap %s vs baseline %s (+%s, allowed %s)", leakMiB(s.heap), leakMiB(b.heap), leakMiB(s.heap-b.heap), h)})
 	}
-	if l.base.sockets >= 0 && s.sockets >= 0 && s.sockets-l.base.sockets > l.p.SocketsOverBaselineMax {
-		out = append(out, fmt.Sprintf("open sockets %d vs baseline %d (max +%d)", s.sockets, l.base.sockets, l.p.SocketsOverBaselineMax))
+	if b.sockets >= 0 && s.sockets >= 0 && s.sockets-b.sockets > t.Sockets {
+		out = append(out, leakOver{srcChannelz, fmt.Sprintf("sockets +%d (allowed +%d)", s.sockets-b.sockets, t.Sockets),
+			fmt.Sprintf("open sockets %d vs baseline %d (+%d, allowed +%d)", s.sockets, b.sockets, s.sockets-b.sockets, t.Sockets)})
 	}
-	if l.base.streams >= 0 && s.streams >= 0 && s.streams-l.base.streams > l.p.StreamsOverBaselineMax {
-		out = append(out, fmt.Sprintf("open streams %d vs baseline %d (max +%d)", s.streams, l.base.streams, l.p.StreamsOverBaselineMax))
+	if b.streams >= 0 && s.streams >= 0 && s.streams-b.streams > t.Streams {
+		out = append(out, leakOver{srcChannelz, fmt.Sprintf("streams +%d (allowed +%d)", s.streams-b.streams, t.Streams),
+			fmt.Sprintf("open streams %d vs baseline %d (+%d, allowed +%d)", s.streams, b.streams, s.streams-b.streams, t.Streams)})
 	}
 	return out
 }
 
-func (l *leaks) Verdict(ctx context.Context, env Env) Verdict {
-	if env == nil || !l.started || !l.haveBase {
-		l.v.Status = NotMeasurable
-		l.v.Summary = "the target exposes no goroutine, heap or channelz figures (give --admin-url, serve channelz)"
-		return l.v
+// lost lists the sources that answered at the baseline but not in s, each
+// as "source: error".
+func (l *leaks) lost(s sample) []string {
+	var out []string
+	for src := range nSources {
+		if l.base.answered(src) && !s.answered(src) {
+			out = append(out, fmt.Sprintf("%s: %s", src, s.errs[src]))
+		}
 	}
-	deadline := time.Now().Add(l.p.Settle)
+	return out
+}
+
+// leakSettleStep is the pause between two readings while settling.
+const leakSettleStep = 500 * time.Millisecond
+
+// Verdict reads the server until every figure is back within its
+// tolerance, or settle has passed (at most 1000 readings); it blocks that
+// long plus one reading.
+func (l *leaks) Verdict(ctx context.Context, env Env) Verdict {
+	v := Verdict{Name: "leaks", Evidence: []Evidence{}}
+	if env == nil || !l.started {
+		v.Status, v.Summary = NotMeasurable, "no baseline was taken before the clients connected (the checker was not started with the server's admin endpoints)"
+		return v
+	}
+	if !l.base.answered(srcGoroutines) {
+		v.Status = NotMeasurable
+		v.Summary = "the server's goroutines could not be counted at the baseline: " + l.base.errs[srcGoroutines]
+		if !l.base.answered(srcChannelz) && l.base.errs[srcChannelz] != "" {
+			v.Summary += "; channelz: " + l.base.errs[srcChannelz]
+		}
+		return v
+	}
+	if l.opened == 0 {
+		v.Status = NotMeasurable
+		v.Summary = fmt.Sprintf("no client stream opened (%d failed opens): nothing could leak, nothing was judged", l.failedOpens)
+		return v
+	}
+	tol := l.p.Tolerance(l.ended)
+	began := time.Now()
+	deadline := began.Add(l.p.Settle)
 	var last sample
-	var over []string
+	var overs []leakOver
+	var gone []string
 	for attempt := 0; attempt < 1000; attempt++ {
 		last = readSample(ctx, env)
-		over = l.excess(last)
-		if len(over) == 0 || time.Now().After(deadline) || ctx.Err() != nil {
+		overs, gone = l.excess(last, tol), l.lost(last)
+		if (len(overs) == 0 && len(gone) == 0) || !time.Now().Before(deadline) || ctx.Err() != nil {
 			break
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(leakSettleStep):
 		}
 	}
-	for _, o := range over {
-		l.v.Add(Evidence{Detail: fmt.Sprintf("after %s: %s", l.p.Settle, o)})
+	waited := "at the first reading"
+	if d := time.Since(began); d >= leakSettleStep {
+		waited = "after " + d.Round(100*time.Millisecond).String()
 	}
-	summarise(&l.v, "back to baseline: "+describeSample(last, l.base),
-		"%d resources still above baseline after %s", l.v.Violations, l.p.Settle)
-	return l.v
+	work := l.work()
+	switch {
+	case len(overs) > 0:
+		for _, o := range overs {
+			v.Add(Evidence{Scope: o.src.String(), Detail: fmt.Sprintf("%s: %s", waited, o.detail)})
+		}
+		if overs[0].src == srcGoroutines {
+			l.stackEvidence(&v, last)
+		}
+		names := make([]string, len(overs))
+		for i, o := range overs {
+			names[i] = o.short
+		}
+		v.Status = Fail
+		v.Summary = fmt.Sprintf("%s still above the tolerance %s, with %s: %s", leakPlural(len(overs), "figure"), waited, work, strings.Join(names, "; "))
+		if len(gone) > 0 {
+			v.Summary += "; no longer answering: " + strings.Join(gone, "; ")
+		}
+	case len(gone) > 0:
+		v.Status = NotMeasurable
+		v.Summary = fmt.Sprintf("answered at the baseline but not %s (is the server still up?): %s", waited, strings.Join(gone, "; "))
+	default:
+		v.Status = Pass
+		v.Summary = fmt.Sprintf("back within tolerance %s, with %s: %s", waited, work, l.describe(last, tol))
+	}
+	return v
 }
 
-// describeSample names the measured figures of s (with base's) and what
-// could not be measured, e.g. "sockets 3, streams 3 (goroutines and heap
-// not measured: give --admin-url)".
-func describeSample(s, base sample) string {
-	var got, missing []string
-	pair := func(name string, v, b int64) {
-		if v < 0 || b < 0 {
-			missing = append(missing, name)
+// work renders the streams the run opened and ended.
+func (l *leaks) work() string {
+	out := fmt.Sprintf("%s ended (%d opened", leakPlural(l.ended, "stream"), l.opened)
+	if l.failedOpens > 0 {
+		out += fmt.Sprintf(", %d failed opens", l.failedOpens)
+	}
+	if n := l.opened - l.ended; n > 0 {
+		out += fmt.Sprintf(", %d never ended", n)
+	}
+	return out + ")"
+}
+
+// stackEvidence adds the goroutine stacks that grew most between the
+// baseline's profile and last's, or says why it cannot.
+func (l *leaks) stackEvidence(v *Verdict, last sample) {
+	if l.base.profile == nil || last.profile == nil {
+		v.Evidence = append(v.Evidence, Evidence{Scope: "goroutine stacks",
+			Detail: "no goroutine profile to say where: the count came from /metrics (serve /debug/pprof/goroutine?debug=1 for stacks)"})
+		return
+	}
+	grown := growingStacks(*l.base.profile, *last.profile, topStacks)
+	if len(grown) == 0 {
+		v.Evidence = append(v.Evidence, Evidence{Scope: "goroutine stacks",
+			Detail: "no stack grew between the baseline's goroutine profile and the last one (goroutines came and went between the readings)"})
+		return
+	}
+	for _, g := range grown {
+		if len(v.Evidence) >= MaxEvidence {
 			return
 		}
-		got = append(got, fmt.Sprintf("%s %d (baseline %d)", name, v, b))
+		v.Evidence = append(v.Evidence, Evidence{Scope: "goroutine stack", Detail: g.detail()})
 	}
-	pair("goroutines", int64(s.goroutines), int64(base.goroutines))
-	if s.heap < 0 || base.heap < 0 {
-		missing = append(missing, "heap")
+}
+
+// describe names the figures of s with the baseline's and their tolerance,
+// and the sources that were not measured with why.
+func (l *leaks) describe(s sample, t LeakTolerance) string {
+	b := l.base
+	var got, missing []string
+	g, h := l.p.formula(l.ended)
+	got = append(got, fmt.Sprintf("goroutines %d (baseline %d, %+d, allowed %s)", s.goroutines, b.goroutines, s.goroutines-b.goroutines, g))
+	if b.heap >= 0 && s.heap >= 0 {
+		got = append(got, fmt.Sprintf("heap %s (baseline %s, %s, allowed %s)", leakMiB(s.heap), leakMiB(b.heap), leakSignedMiB(s.heap-b.heap), h))
 	} else {
-		got = append(got, fmt.Sprintf("heap %.1f MiB (baseline %.1f MiB)", float64(s.heap)/(1<<20), float64(base.heap)/(1<<20)))
+		missing = append(missing, "heap: "+b.errs[srcHeap])
 	}
-	pair("sockets", int64(s.sockets), int64(base.sockets))
-	pair("streams", int64(s.streams), int64(base.streams))
+	if b.answered(srcChannelz) && s.answered(srcChannelz) {
+		got = append(got, fmt.Sprintf("sockets %d (baseline %d, allowed +%d), streams %d (baseline %d, allowed +%d)",
+			s.sockets, b.sockets, t.Sockets, s.streams, b.streams, t.Streams))
+	} else {
+		missing = append(missing, "channelz: "+b.errs[srcChannelz])
+	}
 	out := strings.Join(got, ", ")
 	if len(missing) > 0 {
-		out += fmt.Sprintf(" (%s not measured: the target gives no --admin-url metrics or channelz for them)", strings.Join(missing, ", "))
+		out += " (not measured: " + strings.Join(missing, "; ") + ")"
 	}
 	return out
+}
+
+// leakMiB renders bytes in MiB with one decimal.
+func leakMiB(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// leakSignedMiB renders a difference in MiB with its sign.
+func leakSignedMiB(b int64) string { return fmt.Sprintf("%+.1f MiB", float64(b)/(1<<20)) }
+
+// leakPlural renders "1 stream" or "3 streams".
+func leakPlural(n int, noun string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, noun)
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
