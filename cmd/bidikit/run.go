@@ -100,6 +100,11 @@ cannot use them. Kubernetes Indexed Jobs number pods from 0:
 --shard-index-env JOB_COMPLETION_INDEX --shard-count n reads the 0-based
 index from the environment instead (see deploy/kubernetes).
 
+Before any client starts, each scenario opens one probe stream of its service
+with the clients' token; a target that refuses it (UNAUTHENTICATED,
+PERMISSION_DENIED, UNIMPLEMENTED) ends the run at once, exit status 1, with one
+line saying what to fix (--token, --target).
+
 Exit status: 0 every check passed, 1 a check failed or was not measurable
 (never a pass) or a scenario could not run (for example an unreachable
 target), 2 bad usage or a bad scenario file.
@@ -384,7 +389,10 @@ func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
 				Failure: "not run: " + fatal.Error()}
 		} else {
 			res, err = runOne(ctx, cmd.ErrOrStderr(), s, sopts, live)
-			if err != nil && (errors.Is(err, engine.ErrUnreachable) || ctx.Err() != nil) {
+			// Unreachable, or refused (a wrong --token, a service the
+			// server does not serve): no later scenario can do better.
+			// The error is the one line exitCode prints.
+			if err != nil && (errors.Is(err, engine.ErrUnreachable) || errors.Is(err, engine.ErrRejected) || ctx.Err() != nil) {
 				fatal = err
 			}
 		}

@@ -99,8 +99,10 @@ func (r *run) emitRun(e *event.Event) {
 // every client has stopped (at s.Duration plus a bounded grace), the settle
 // time has passed and every checker has given its verdict. An error means
 // the scenario could not run or complete (bad options, target unreachable
-// within the dial timeout, ctx cancelled); the returned result then has
-// Failure set. Failed checks are not errors: see result.Scenario.Passed.
+// within the dial timeout (ErrUnreachable), the scenario's service refused
+// to a probe stream before any client started (ErrRejected), ctx
+// cancelled); the returned result then has Failure set. Failed checks are
+// not errors: see result.Scenario.Passed.
 func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scenario, error) {
 	res := result.Scenario{Name: s.Name, File: s.File, Service: s.Service, Seed: s.Seed, Errors: map[string]int{}}
 	fail := func(err error) (result.Scenario, error) {
@@ -156,6 +158,9 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 	defer env.close()
 	r.env = env
 	if err := env.preflight(ctx); err != nil {
+		return fail(err)
+	}
+	if err := env.probeService(ctx, s.Service, probeUser(r.plan), r.token(probeUser(r.plan))); err != nil {
 		return fail(err)
 	}
 	if needProxy {

@@ -30,6 +30,10 @@ type env struct {
 	opts  *options
 	conns []*conn // conns[i] reaches opts.targets[i] only
 	live  []bool
+	// rtt, set by preflight, is the slowest health answer among the live
+	// targets (connection set-up included): the yardstick for how long the
+	// service probe waits for a refusal (see probeService).
+	rtt time.Duration
 }
 
 var _ check.Env = (*env)(nil)
@@ -95,17 +99,23 @@ const preflightGrace = time.Second
 // connection is refused. Any answer (even UNIMPLEMENTED: no health
 // service) proves a gRPC server. Once one target has answered, the others
 // get preflightGrace more; those that stay silent are logged by name and
-// left out of Healthy and Channelz (clients still try them in turn).
+// left out of Healthy and Channelz (clients still try them in turn). Run
+// then probes the scenario's service on the live targets (probeService,
+// preflight.go).
 func (e *env) preflight(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, e.opts.dialTimeout)
 	defer cancel()
 	type answer struct {
 		i   int
+		rtt time.Duration
 		err error // nil: answered
 	}
 	answers := make(chan answer, len(e.conns))
 	for i, c := range e.conns {
-		go func() { answers <- answer{i, probe(ctx, c, e.opts.dialTimeout)} }()
+		go func() {
+			rtt, err := probe(ctx, c, e.opts.dialTimeout)
+			answers <- answer{i, rtt, err}
+		}()
 	}
 	var grace <-chan time.Time
 	errs := make([]error, len(e.conns))
@@ -120,6 +130,7 @@ func (e *env) preflight(ctx context.Context) error {
 		errs[a.i] = a.err
 		if a.err == nil {
 			e.live[a.i] = true
+			e.rtt = max(e.rtt, a.rtt)
 			if grace == nil {
 				t := time.NewTimer(preflightGrace)
 				defer t.Stop()
@@ -151,21 +162,24 @@ func (e *env) preflight(ctx context.Context) error {
 	return fmt.Errorf("%w: none of the %d targets answered gRPC within %v: %s", ErrUnreachable, len(e.conns), e.opts.dialTimeout, strings.Join(silent, "; "))
 }
 
-// probe checks c's health until it answers or ctx ends; nil = answered.
-func probe(ctx context.Context, c *conn, limit time.Duration) error {
+// probe checks c's health until it answers or ctx ends; nil = answered,
+// with how long the answering call took.
+func probe(ctx context.Context, c *conn, limit time.Duration) (time.Duration, error) {
 	var last error
 	for {
 		cctx, ccancel := context.WithTimeout(ctx, limit)
+		t0 := time.Now()
 		_, err := healthpb.NewHealthClient(c.cc).Check(cctx, &healthpb.HealthCheckRequest{})
+		rtt := time.Since(t0)
 		ccancel()
 		switch status.Code(err) {
 		case codes.OK, codes.Unimplemented, codes.NotFound, codes.Unauthenticated, codes.PermissionDenied:
-			return nil
+			return rtt, nil
 		}
 		last = err
 		select {
 		case <-ctx.Done():
-			return errors.New(status.Convert(last).Message())
+			return 0, errors.New(status.Convert(last).Message())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

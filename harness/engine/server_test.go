@@ -13,9 +13,11 @@ import (
 	. "github.com/onsi/gomega"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
+	"github.com/bidikit/bidikit/harness/engine"
 	chatv1 "github.com/bidikit/bidikit/proto/bidikit/chat/v1"
 	"github.com/bidikit/bidikit/reference/auth"
 )
@@ -27,6 +29,10 @@ import (
 type recorder struct {
 	chatv1.UnimplementedChatServiceServer
 	push bool
+	// silentProbe: the engine's preflight probe stream is left open and
+	// unanswered until the client ends it (set before the run).
+	silentProbe bool
+	probes      atomic.Int64 // preflight probe streams seen
 
 	mu         sync.Mutex
 	ends       []string // "eof", "canceled", "undecodable", "other:<code>"
@@ -40,6 +46,19 @@ type recorder struct {
 }
 
 func (r *recorder) Connect(st grpc.BidiStreamingServer[chatv1.ClientEvent, chatv1.ServerEvent]) error {
+	if md, _ := metadata.FromIncomingContext(st.Context()); len(md.Get(engine.PreflightHeader)) > 0 {
+		// The engine's preflight probe, not a client: counted apart.
+		r.probes.Add(1)
+		if r.silentProbe {
+			<-st.Context().Done()
+			return st.Context().Err()
+		}
+		for {
+			if _, err := st.Recv(); err != nil {
+				return nil
+			}
+		}
+	}
 	r.mu.Lock()
 	id := r.streams
 	r.streams++
@@ -133,6 +152,9 @@ func (r *recorder) Resumes() []uint64 {
 	defer r.mu.Unlock()
 	return append([]uint64(nil), r.resumes...)
 }
+
+// Probes is the number of preflight probe streams seen.
+func (r *recorder) Probes() int { return int(r.probes.Load()) }
 
 func (r *recorder) MaxBody() int    { r.mu.Lock(); defer r.mu.Unlock(); return r.maxBody }
 func (r *recorder) Sends() int      { r.mu.Lock(); defer r.mu.Unlock(); return r.sends }
