@@ -61,10 +61,7 @@ var _ = Describe("the smoke suite against the reference server", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(scs).NotTo(BeEmpty())
 		for _, s := range scs {
-			if !hosts(srv, s.Service) {
-				By("skipping " + s.Name + ": the reference server does not host " + s.Service + " yet")
-				continue
-			}
+			Expect(hosts(srv, s.Service)).To(BeTrue(), "the reference server does not host %s (scenario %s)", s.Service, s.Name)
 			res, err := engine.Run(ctx, s, engine.WithTarget(srv.Addr()), engine.WithServerEnv("http://"+srv.AdminAddr()))
 			Expect(err).NotTo(HaveOccurred(), describe(res))
 			Expect(res.Passed).To(BeTrue(), describe(res))
