@@ -150,7 +150,7 @@ func growingStacks(base, after goroutineProfile, n int) []stackGrowth {
 
 // detail renders g for evidence, bounded in size.
 func (g stackGrowth) detail() string {
-	return leakClip(fmt.Sprintf("+%d goroutines (%d at baseline, %d after) in %s", g.after-g.base, g.base, g.after, g.stack), 600)
+	return leakClip(fmt.Sprintf("+%s (%d at baseline, %d after) in %s", leakPlural(g.after-g.base, "goroutine"), g.base, g.after, g.stack), 600)
 }
 
 // leakClip shortens s to at most n bytes, marking the cut.

@@ -11,6 +11,10 @@
 //	... load ...
 //	Eventually(func() check.Sample { return check.Measure(ctx, adminURL, nil) }).
 //		WithTimeout(20 * time.Second).Should(matchers.ReturnToBaseline(base, 20))
+//
+// ReturnToBaseline compares goroutines, live heap and channelz sockets and
+// streams, and fails (a matcher error) rather than pass when a figure the
+// baseline had can no longer be read.
 package matchers
 
 import (
@@ -134,18 +138,37 @@ func (m *passChecks) NegatedFailureMessage(any) string {
 	return "Expected the run to fail at least one of its checks, but all passed"
 }
 
+// baseline is the ReturnToBaseline matcher: tol over base, with why it
+// did not match (set by Match).
 type baseline struct {
-	base      check.Sample
-	goroutine int
-	why       []string
+	base check.Sample
+	tol  check.LeakTolerance
+	why  []string
 }
 
-// ReturnToBaseline succeeds when a check.Sample is within
-// goroutinesOver goroutines of base, and has no more open sockets and
-// streams than base (fields that are -1 on either side are not compared).
-// Use it with Eventually and check.Measure.
+// ReturnToBaseline succeeds when a check.Sample is within goroutinesOver
+// goroutines of base, within check.DefaultLeakHeapOverBytes (32 MiB) of its
+// live heap, and has no more open sockets and streams than base. Use it
+// with Eventually and check.Measure; ReturnToBaselineWithin takes every
+// tolerance, e.g. the leaks checker's for the streams your load ended.
 func ReturnToBaseline(base check.Sample, goroutinesOver int) types.GomegaMatcher {
-	return &baseline{base: base, goroutine: goroutinesOver}
+	return ReturnToBaselineWithin(base, check.LeakTolerance{Goroutines: goroutinesOver, HeapBytes: check.DefaultLeakHeapOverBytes})
+}
+
+// ReturnToBaselineWithin succeeds when a check.Sample is within tol of
+// base, figure by figure, like the leaks checker:
+//
+//	tol := check.LeakParams{}.Tolerance(streamsEnded) // 2 + 0.1 goroutines, 32 MiB + 16 KiB heap per ended stream
+//	Eventually(func() check.Sample { return check.Measure(ctx, adminURL, nil) }).
+//		WithTimeout(20 * time.Second).Should(matchers.ReturnToBaselineWithin(base, tol))
+//
+// It never succeeds on what it could not see: a base without a goroutine
+// count, or a sample missing a figure its base had (the source stopped
+// answering: a dead server), is a matcher error naming the source and why.
+// Figures base lacks (heap, sockets and streams without channelz) are not
+// compared.
+func ReturnToBaselineWithin(base check.Sample, tol check.LeakTolerance) types.GomegaMatcher {
+	return &baseline{base: base, tol: tol}
 }
 
 func (m *baseline) Match(actual any) (bool, error) {
@@ -154,17 +177,49 @@ func (m *baseline) Match(actual any) (bool, error) {
 		return false, fmt.Errorf("ReturnToBaseline expects a check.Sample, got %T", actual)
 	}
 	m.why = nil
-	if m.base.Goroutines < 0 && m.base.Sockets < 0 && m.base.Streams < 0 {
-		return false, fmt.Errorf("the baseline measured nothing: the server exposes no admin endpoint or channelz")
+	b := m.base
+	if b.Goroutines < 0 {
+		why := b.Unanswered("goroutines")
+		if why == "" {
+			why = "no figure"
+		}
+		return false, fmt.Errorf("the baseline has no goroutine count, nothing to compare (%s): give check.Measure the server's admin URL", why)
 	}
-	if m.base.Goroutines >= 0 && s.Goroutines >= 0 && s.Goroutines-m.base.Goroutines > m.goroutine {
-		m.why = append(m.why, fmt.Sprintf("goroutines %d, baseline %d (+%d allowed)", s.Goroutines, m.base.Goroutines, m.goroutine))
+	var lost []string
+	for _, f := range []struct {
+		name   string
+		had    bool
+		has    bool
+		source string
+	}{
+		{"goroutines", true, s.Goroutines >= 0, "goroutines"},
+		{"heap", b.HeapBytes >= 0, s.HeapBytes >= 0, "heap"},
+		{"open sockets and streams", b.Sockets >= 0 && b.Streams >= 0, s.Sockets >= 0 && s.Streams >= 0, "channelz"},
+	} {
+		if f.had && !f.has {
+			why := s.Unanswered(f.source)
+			if why == "" {
+				why = "no figure in the sample"
+			}
+			lost = append(lost, fmt.Sprintf("%s: %s", f.name, why))
+		}
 	}
-	if m.base.Sockets >= 0 && s.Sockets > m.base.Sockets {
-		m.why = append(m.why, fmt.Sprintf("open sockets %d, baseline %d", s.Sockets, m.base.Sockets))
+	if len(lost) > 0 {
+		return false, fmt.Errorf("not measurable: measured at the baseline but not now (is the server still up?): %s", strings.Join(lost, "; "))
 	}
-	if m.base.Streams >= 0 && s.Streams > m.base.Streams {
-		m.why = append(m.why, fmt.Sprintf("open streams %d, baseline %d", s.Streams, m.base.Streams))
+	if d := s.Goroutines - b.Goroutines; d > m.tol.Goroutines {
+		m.why = append(m.why, fmt.Sprintf("goroutines %d, baseline %d (+%d, +%d allowed)", s.Goroutines, b.Goroutines, d, m.tol.Goroutines))
+	}
+	if b.HeapBytes >= 0 {
+		if d := s.HeapBytes - b.HeapBytes; d > m.tol.HeapBytes {
+			m.why = append(m.why, fmt.Sprintf("live heap %d bytes, baseline %d (+%d, +%d allowed)", s.HeapBytes, b.HeapBytes, d, m.tol.HeapBytes))
+		}
+	}
+	if b.Sockets >= 0 && s.Sockets-b.Sockets > m.tol.Sockets {
+		m.why = append(m.why, fmt.Sprintf("open sockets %d, baseline %d (+%d allowed)", s.Sockets, b.Sockets, m.tol.Sockets))
+	}
+	if b.Streams >= 0 && s.Streams-b.Streams > m.tol.Streams {
+		m.why = append(m.why, fmt.Sprintf("open streams %d, baseline %d (+%d allowed)", s.Streams, b.Streams, m.tol.Streams))
 	}
 	return len(m.why) == 0, nil
 }
