@@ -406,7 +406,9 @@ var _ = Describe("game-invariants judges each membership by the rules its server
 			v := run("game-invariants", params(func(p *check.GameParams) { p.MaxStep = f64(20) }), nil,
 				with(joined(0, "m", 2000, 0, 0, 4), tick(0, "m", 1, 0, 900, 900), tick(0, "m", 2, 1, 915, 900)))
 			Expect(v.Status).To(Equal(check.Pass), v.Summary)
-			Expect(v.Summary).To(HaveSuffix("defaults (height 1000): their Joined announced no rules"))
+			Expect(v.Summary).To(ContainSubstring("defaults (height 1000): their Joined announced no rules;"))
+			Expect(v.Summary).To(HaveSuffix("1 player membership(s) judged by rules their server announced about itself " +
+				"(set width, height, max_step and max_inputs_per_tick in the check's params to hold a server to rules of yours)"))
 		})
 		It("says nothing of defaults when the parameters set every rule", func() {
 			v := run("game-invariants", params(func(p *check.GameParams) {

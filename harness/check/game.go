@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/bidikit/bidikit/harness/event"
@@ -24,6 +25,9 @@ type gameRules struct {
 	// defaultedRules marks which rules (bit i: limits.src[i]).
 	defaulted      int
 	defaultedRules uint8
+	// announced counts the memberships judged, for at least one rule, by
+	// what their server announced about itself (not pinned in the params).
+	announced int
 	v              Verdict
 }
 
@@ -202,6 +206,9 @@ func (g *gameRules) Observe(e *event.Event) {
 			g.defaulted++
 			g.defaultedRules |= m
 		}
+		if !p.seen && slices.Contains(r.src[:], fromAnnounced) {
+			g.announced++
+		}
 		if e.X < 0 || e.Y < 0 || e.X > r.width || e.Y > r.height || math.IsNaN(e.X) || math.IsNaN(e.Y) {
 			g.v.Add(Evidence{Scope: e.Scope, Seq: e.Seq, Client: who, At: e.At,
 				Detail: fmt.Sprintf("%s at (%.2f, %.2f) outside the %gx%g map at tick %d (%s)",
@@ -297,6 +304,9 @@ func (g *gameRules) Verdict(context.Context, Env) Verdict {
 		}
 		g.v.Summary += fmt.Sprintf("; %d player membership(s) judged by the reference server's defaults (%s): their Joined announced no rules",
 			g.defaulted, strings.Join(rules, ", "))
+	}
+	if g.announced > 0 {
+		g.v.Summary += fmt.Sprintf("; %d player membership(s) judged by rules their server announced about itself (set width, height, max_step and max_inputs_per_tick in the check's params to hold a server to rules of yours)", g.announced)
 	}
 	return g.v
 }
