@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sort"
 
+	"github.com/bidikit/bidikit/harness/check"
 	"github.com/bidikit/bidikit/harness/engine"
 	"github.com/bidikit/bidikit/harness/result"
 )
@@ -17,7 +18,8 @@ type CheckOptions struct {
 	// in-process: the broken one, or the reference with Reference.
 	Target string
 	// AdminURL is the target's admin HTTP base URL (for the leaks check);
-	// ignored when Check starts the server itself.
+	// ignored when Check starts the server itself. Without it against a
+	// Target, the leaks check is not measurable (never green).
 	AdminURL string
 	// Reference runs the suite against the reference server instead of the
 	// broken one (Target must be empty).
@@ -36,17 +38,42 @@ type Outcome struct {
 	Scenarios []result.Scenario
 }
 
-// Failed returns the names of the checks that did not pass (failed or not
-// measurable) in any scenario, sorted and without repeats; a scenario that
-// could not run at all counts as "run".
+// Failed returns the names of the checks that failed in any scenario,
+// sorted and without repeats; a scenario that could not run at all counts
+// as "run". Checks that were not measurable are not here but in
+// NotMeasurable: neither kind is a pass.
 func (o Outcome) Failed() []string {
+	return o.names(func(v check.Verdict) bool { return v.Status == check.Fail }, true)
+}
+
+// NotMeasurable returns the names of the checks that could not judge in
+// any scenario (no evidence either way, e.g. leaks without an admin URL),
+// sorted and without repeats. A check that failed in another scenario is
+// listed in Failed only.
+func (o Outcome) NotMeasurable() []string {
+	failed := map[string]bool{}
+	for _, n := range o.Failed() {
+		failed[n] = true
+	}
+	var out []string
+	for _, n := range o.names(func(v check.Verdict) bool { return v.Status != check.Fail && !v.Passed() }, false) {
+		if !failed[n] {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// names lists the checks whose verdict matches, sorted without repeats;
+// with run, "run" too when a scenario could not run.
+func (o Outcome) names(match func(check.Verdict) bool, run bool) []string {
 	seen := map[string]bool{}
 	for _, s := range o.Scenarios {
-		if s.Failure != "" {
+		if run && s.Failure != "" {
 			seen["run"] = true
 		}
 		for _, v := range s.Checks {
-			if !v.Passed() {
+			if match(v) {
 				seen[v.Name] = true
 			}
 		}
@@ -59,8 +86,40 @@ func (o Outcome) Failed() []string {
 	return out
 }
 
-// Green reports whether every check of every scenario passed.
-func (o Outcome) Green() bool { return len(o.Scenarios) > 0 && len(o.Failed()) == 0 }
+// Green reports whether the suite proved the server right: every scenario
+// ran and judged something, and every check of every scenario passed on
+// evidence. A failed or not-measurable check, a scenario that could not
+// run or that has no check at all make it not green.
+func (o Outcome) Green() bool {
+	if len(o.Scenarios) == 0 {
+		return false
+	}
+	for _, s := range o.Scenarios {
+		if s.Failure != "" || len(s.Checks) == 0 {
+			return false
+		}
+		for _, v := range s.Checks {
+			if !v.Passed() {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// noAdminURL is why a leaks verdict cannot pass when Check has no admin
+// URL: goroutines and heap live behind it.
+const noAdminURL = "no --admin-url given, so the server's goroutines and memory could not be counted (channelz alone cannot see a goroutine that outlives its stream); give --admin-url http://HOST:PORT (bidikit workshop serve and make run print it)"
+
+// withoutAdmin is v as judged without an admin URL: a leaks pass is not
+// measurable (a failure found through channelz stays a failure).
+func withoutAdmin(v check.Verdict) check.Verdict {
+	if v.Name == "leaks" && v.Passed() {
+		v.Status = check.NotMeasurable
+		v.Summary = noAdminURL + " (seen: " + v.Summary + ")"
+	}
+	return v
+}
 
 // Check runs ex's suite through the harness engine and returns the
 // outcome. It blocks for the suite's duration (each scenario's duration,
@@ -109,6 +168,11 @@ func Check(ctx context.Context, ex Exercise, o CheckOptions) (Outcome, error) {
 			opts = append(opts, engine.WithProgress(o.Progress, 0))
 		}
 		res, err := engine.Run(ctx, s, opts...)
+		if admin == "" {
+			for i := range res.Checks {
+				res.Checks[i] = withoutAdmin(res.Checks[i])
+			}
+		}
 		out.Scenarios = append(out.Scenarios, res)
 		if err != nil && ctx.Err() != nil {
 			return out, err

@@ -28,7 +28,9 @@ var lessons = map[string]string{
 // Explain writes, for a student, what the outcome means: each failed check
 // with its lesson, up to three pieces of evidence, and the hint at
 // hintLevel (1-based, capped at the last hint) from the sheet in lang. It
-// ends with the verdict line: GREEN, or RED with the failed checks.
+// ends with the verdict line: GREEN only when out.Green(); RED with the
+// failed checks (and any not measurable); NOT MEASURABLE when nothing
+// failed but some check could not look (never GREEN).
 func Explain(w io.Writer, ex Exercise, out Outcome, lang string, hintLevel int) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Exercise %d: %s\nTarget: %s\n\n", ex.Number, ex.Title, out.Target)
@@ -48,6 +50,7 @@ func Explain(w io.Writer, ex Exercise, out Outcome, lang string, hintLevel int) 
 				continue
 			case check.NotMeasurable:
 				fmt.Fprintf(&b, "  ? %-16s not measurable: %s\n", v.Name, v.Summary)
+				b.WriteString("    Not measurable is not a pass: this check could not look, so it proves nothing either way.\n")
 				if v.Name == "leaks" {
 					b.WriteString("    Give the admin URL of your server (--admin-url http://127.0.0.1:7071) so its goroutines can be counted.\n")
 				}
@@ -67,9 +70,21 @@ func Explain(w io.Writer, ex Exercise, out Outcome, lang string, hintLevel int) 
 		}
 		b.WriteString("\n")
 	}
-	failed := out.Failed()
-	if len(failed) == 0 {
+	failed, unmeasured := out.Failed(), out.NotMeasurable()
+	switch {
+	case out.Green():
 		b.WriteString("GREEN: every check passed. Well done.\n")
+		_, err := io.WriteString(w, b.String())
+		return err
+	case len(failed) == 0 && len(unmeasured) > 0:
+		// Nothing failed, but not everything was judged: no hint (the code
+		// may be right or wrong), only what to give so the checks can look.
+		fmt.Fprintf(&b, "NOT MEASURABLE: %d check(s) could not look: %s. A check that cannot look is never a pass; do what each one says above and check again.\n",
+			len(unmeasured), strings.Join(unmeasured, ", "))
+		_, err := io.WriteString(w, b.String())
+		return err
+	case len(failed) == 0:
+		b.WriteString("NO VERDICT: the suite judged nothing (a scenario without checks).\n")
 		_, err := io.WriteString(w, b.String())
 		return err
 	}
@@ -81,7 +96,11 @@ func Explain(w io.Writer, ex Exercise, out Outcome, lang string, hintLevel int) 
 		}
 		b.WriteString("\n")
 	}
-	fmt.Fprintf(&b, "RED: %d check(s) failed: %s\n", len(failed), strings.Join(failed, ", "))
+	fmt.Fprintf(&b, "RED: %d check(s) failed: %s", len(failed), strings.Join(failed, ", "))
+	if len(unmeasured) > 0 {
+		fmt.Fprintf(&b, "; %d not measurable: %s", len(unmeasured), strings.Join(unmeasured, ", "))
+	}
+	b.WriteString("\n")
 	_, err := io.WriteString(w, b.String())
 	return err
 }

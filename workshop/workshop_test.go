@@ -124,12 +124,88 @@ var _ = Describe("the suites", func() {
 			broken, err := workshop.Check(ctx, ex, workshop.CheckOptions{})
 			Expect(err).NotTo(HaveOccurred())
 			Expect(broken.Failed()).To(Equal(ex.Fails), "broken server of exercise %d:\n%s", n, explain(ex, broken))
+			Expect(broken.NotMeasurable()).To(BeEmpty(), "broken server of exercise %d:\n%s", n, explain(ex, broken))
 
 			ref, err := workshop.Check(ctx, ex, workshop.CheckOptions{Reference: true})
 			Expect(err).NotTo(HaveOccurred())
 			Expect(ref.Green()).To(BeTrue(), "reference server on exercise %d:\n%s", n, explain(ex, ref))
 		}, entries)
 })
+
+// Without an admin URL the leaks check cannot count a student's server's
+// goroutines: the leaking exercise server must not come out green.
+var _ = Describe("checking a student's server without --admin-url", func() {
+	It("says the leaks check is not measurable and why, and is never GREEN", func(ctx SpecContext) {
+		noLeaks()
+		ex, err := workshop.Get(1)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(ex.Fails).To(ContainElement("leaks"))
+		srv, err := workshop.Start(ex, "127.0.0.1:0", "")
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(srv.Stop)
+
+		out, err := workshop.Check(ctx, ex, workshop.CheckOptions{Target: srv.Addr})
+		Expect(err).NotTo(HaveOccurred())
+		text := explain(ex, out)
+		Expect(out.Green()).To(BeFalse(), text)
+		Expect(out.NotMeasurable()).To(ContainElement("leaks"), text)
+		Expect(out.Failed()).NotTo(ContainElement("leaks"), text)
+		Expect(text).To(ContainSubstring("? leaks"))
+		Expect(text).To(ContainSubstring("not measurable"))
+		Expect(text).To(ContainSubstring("--admin-url"))
+		Expect(text).NotTo(ContainSubstring("GREEN"))
+	}, SpecTimeout(2*time.Minute))
+})
+
+var _ = DescribeTable("without an admin URL a leaks pass is not measurable (channelz alone cannot see goroutines)",
+	func(in check.Verdict, want check.Status) {
+		got := workshop.WithoutAdmin(in)
+		Expect(got.Status).To(Equal(want))
+		Expect(got.Name).To(Equal(in.Name))
+		if in.Status != want {
+			Expect(got.Summary).To(And(ContainSubstring("--admin-url"), ContainSubstring(in.Summary)))
+		}
+	},
+	Entry("leaks passed on channelz alone", check.Verdict{Name: "leaks", Status: check.Pass, Summary: "streams back to baseline"}, check.NotMeasurable),
+	Entry("leaks failed on channelz: a failure stays", check.Verdict{Name: "leaks", Status: check.Fail, Summary: "streams 9 vs 1"}, check.Fail),
+	Entry("leaks not measurable stays", check.Verdict{Name: "leaks", Status: check.NotMeasurable, Summary: "no admin URL"}, check.NotMeasurable),
+	Entry("another check's pass stays", check.Verdict{Name: "total-order", Status: check.Pass, Summary: "agree"}, check.Pass),
+)
+
+// verdict is a scenario result with one check of status st.
+func verdict(name string, st check.Status) result.Scenario {
+	return result.Scenario{Name: "s", Checks: []check.Verdict{{Name: name, Status: st, Summary: string(st)}}}
+}
+
+var _ = DescribeTable("an outcome is green only when every scenario ran and every check passed on evidence",
+	func(scs []result.Scenario, green bool, failed, unmeasured []string, line string) {
+		out := workshop.Outcome{Target: "t", Scenarios: scs}
+		Expect(out.Green()).To(Equal(green))
+		Expect(out.Failed()).To(Equal(failed))
+		Expect(out.NotMeasurable()).To(Equal(unmeasured))
+		ex, err := workshop.Get(1)
+		Expect(err).NotTo(HaveOccurred())
+		text := explain(ex, out)
+		Expect(text).To(ContainSubstring(line))
+		if !green {
+			Expect(text).NotTo(ContainSubstring("GREEN"))
+		}
+	},
+	Entry("all passed", []result.Scenario{verdict("leaks", check.Pass), verdict("total-order", check.Pass)},
+		true, []string{}, []string(nil), "GREEN: every check passed"),
+	Entry("one not measurable", []result.Scenario{verdict("leaks", check.NotMeasurable), verdict("total-order", check.Pass)},
+		false, []string{}, []string{"leaks"}, "NOT MEASURABLE: 1 check(s) could not look: leaks"),
+	Entry("one failed, one not measurable", []result.Scenario{verdict("total-order", check.Fail), verdict("leaks", check.NotMeasurable)},
+		false, []string{"total-order"}, []string{"leaks"}, "RED: 1 check(s) failed: total-order; 1 not measurable: leaks"),
+	Entry("failed in one scenario, not measurable in another: failed", []result.Scenario{verdict("leaks", check.Fail), verdict("leaks", check.NotMeasurable)},
+		false, []string{"leaks"}, []string(nil), "RED: 1 check(s) failed: leaks"),
+	Entry("a scenario that could not run", []result.Scenario{verdict("leaks", check.Pass), {Name: "s2", Failure: "unreachable"}},
+		false, []string{"run"}, []string(nil), "RED: 1 check(s) failed: run"),
+	Entry("a scenario without checks", []result.Scenario{{Name: "s"}},
+		false, []string{}, []string(nil), "NO VERDICT"),
+	Entry("no scenario", []result.Scenario(nil),
+		false, []string{}, []string(nil), "NO VERDICT"),
+)
 
 // failing is a scenario result with one failed check.
 func failing(name, detail string) result.Scenario {

@@ -1,0 +1,4 @@
+package workshop
+
+// WithoutAdmin exposes withoutAdmin to the external tests.
+var WithoutAdmin = withoutAdmin
