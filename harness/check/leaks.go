@@ -86,23 +86,13 @@ type LeakTolerance struct {
 
 // Tolerance resolves p's tolerances for a run that ended ended streams.
 func (p LeakParams) Tolerance(ended int) LeakTolerance {
-	gConst, gPer := DefaultLeakGoroutinesOver, DefaultLeakGoroutinesPerEndedStream
-	if p.GoroutinesOverBaselineMax != nil {
-		gConst, gPer = *p.GoroutinesOverBaselineMax, 0
+	n := max(ended, 0)
+	t := LeakTolerance{
+		Goroutines: p.goroutinesConst() + int(math.Floor(p.perGoroutine()*float64(n))),
+		HeapBytes:  p.heapConst() + p.perHeap()*int64(n),
+		Sockets:    DefaultLeakSocketsOver,
+		Streams:    DefaultLeakStreamsOver,
 	}
-	if p.GoroutinesPerEndedStreamMax != nil {
-		gPer = *p.GoroutinesPerEndedStreamMax
-	}
-	hConst, hPer := int64(DefaultLeakHeapOverBytes), int64(DefaultLeakHeapPerEndedStreamBytes)
-	if p.HeapOverBaselineMaxBytes != nil {
-		hConst, hPer = *p.HeapOverBaselineMaxBytes, 0
-	}
-	if p.HeapPerEndedStreamMaxBytes != nil {
-		hPer = *p.HeapPerEndedStreamMaxBytes
-	}
-	t := LeakTolerance{Sockets: DefaultLeakSocketsOver, Streams: DefaultLeakStreamsOver}
-	t.Goroutines = gConst + int(math.Floor(gPer*float64(max(ended, 0))))
-	t.HeapBytes = hConst + hPer*int64(max(ended, 0))
 	if p.SocketsOverBaselineMax != nil {
 		t.Sockets = *p.SocketsOverBaselineMax
 	}
@@ -115,18 +105,27 @@ func (p LeakParams) Tolerance(ended int) LeakTolerance {
 // formula renders how the goroutine and heap tolerances for ended
 // streams were computed ("+12 = 2 + 0.1 x 100 ended streams").
 func (p LeakParams) formula(ended int) (goroutines, heap string) {
-	t, zero := p.Tolerance(ended), p.Tolerance(0)
+	t := p.Tolerance(ended)
 	goroutines = fmt.Sprintf("+%d", t.Goroutines)
 	if per := p.perGoroutine(); per > 0 {
-		goroutines = fmt.Sprintf("+%d = %d + %g x %d ended streams", t.Goroutines, zero.Goroutines, per, ended)
+		goroutines = fmt.Sprintf("+%d = %d + %g x %d ended streams", t.Goroutines, p.goroutinesConst(), per, ended)
 	}
 	heap = "+" + leakMiB(t.HeapBytes)
 	if per := p.perHeap(); per > 0 {
-		heap = fmt.Sprintf("+%s = %s + %.1f KiB x %d ended streams", leakMiB(t.HeapBytes), leakMiB(zero.HeapBytes), float64(per)/1024, ended)
+		heap = fmt.Sprintf("+%s = %s + %.1f KiB x %d ended streams", leakMiB(t.HeapBytes), leakMiB(p.heapConst()), float64(per)/1024, ended)
 	}
 	return goroutines, heap
 }
 
+func (p LeakParams) goroutinesConst() int {
+	if p.GoroutinesOverBaselineMax != nil {
+		return *p.GoroutinesOverBaselineMax
+	}
+	return DefaultLeakGoroutinesOver
+}
+
+// perGoroutine is the goroutines allowed per ended stream: 0 when only
+// the absolute bound was set.
 func (p LeakParams) perGoroutine() float64 {
 	switch {
 	case p.GoroutinesPerEndedStreamMax != nil:
@@ -137,6 +136,15 @@ func (p LeakParams) perGoroutine() float64 {
 	return DefaultLeakGoroutinesPerEndedStream
 }
 
+func (p LeakParams) heapConst() int64 {
+	if p.HeapOverBaselineMaxBytes != nil {
+		return *p.HeapOverBaselineMaxBytes
+	}
+	return DefaultLeakHeapOverBytes
+}
+
+// perHeap is the heap bytes allowed per ended stream: 0 when only the
+// absolute bound was set.
 func (p LeakParams) perHeap() int64 {
 	switch {
 	case p.HeapPerEndedStreamMaxBytes != nil:
@@ -152,10 +160,13 @@ func (p LeakParams) validate() error {
 	if p.Settle <= 0 || p.Settle > 10*time.Minute {
 		return fmt.Errorf("leaks: settle must be within (0, 10m], got %s", p.Settle)
 	}
-	for name, v := range map[string]*int{"goroutines_over_baseline_max": p.GoroutinesOverBaselineMax,
-		"sockets_over_baseline_max": p.SocketsOverBaselineMax, "streams_over_baseline_max": p.StreamsOverBaselineMax} {
-		if v != nil && *v < 0 {
-			return fmt.Errorf("leaks: %s must not be negative, got %d", name, *v)
+	for _, f := range []struct {
+		name string
+		v    *int
+	}{{"goroutines_over_baseline_max", p.GoroutinesOverBaselineMax},
+		{"sockets_over_baseline_max", p.SocketsOverBaselineMax}, {"streams_over_baseline_max", p.StreamsOverBaselineMax}} {
+		if f.v != nil && *f.v < 0 {
+			return fmt.Errorf("leaks: %s must not be negative, got %d", f.name, *f.v)
 		}
 	}
 	if v := p.GoroutinesPerEndedStreamMax; v != nil && (math.IsNaN(*v) || *v < 0 || *v > 100) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/bidikit/bidikit/harness/check"
 	"github.com/bidikit/bidikit/harness/event"
+	"github.com/bidikit/bidikit/harness/scenario"
 )
 
 // stack is one group of a fake debug=1 goroutine profile: n goroutines
@@ -396,3 +397,32 @@ type noAdmin struct{}
 func (noAdmin) AdminURL() string                                 { return "" }
 func (noAdmin) Channelz(context.Context) (int, int, bool, error) { return 0, 0, false, nil }
 func (noAdmin) Healthy(context.Context) (bool, error)            { return true, nil }
+
+var _ = Describe("leaks parameters in a scenario file", func() {
+	parse := func(params string) (*scenario.Scenario, error) {
+		return scenario.Parse("p.yaml", []byte("name: p\nservice: chat\nduration: 1s\nroles:\n  - {name: l, count: 1, behaviour: lurker, rooms: 1}\nchecks:\n  - leaks: "+params+"\n"))
+	}
+
+	It("decodes the scaled tolerances, and the checker judges by them", func(ctx SpecContext) {
+		s, err := parse("{settle: 1s, goroutines_over_baseline_max: 0, goroutines_per_ended_stream_max: 0.5, heap_per_ended_stream_max_bytes: 1024}")
+		Expect(err).NotTo(HaveOccurred())
+		ck, err := s.Checks[0].New()
+		Expect(err).NotTo(HaveOccurred())
+		a := newAdmin()
+		Expect(ck.(check.Starter).Start(ctx, a.env())).To(Succeed())
+		for _, e := range streamsEnded(4, 0) {
+			ck.Observe(&e)
+		}
+		a.set(func(a *admin) { a.stacks = append(a.stacks, held(3)) })
+		v := ck.Verdict(ctx, a.env())
+		Expect(v.Status).To(Equal(check.Fail), v.Summary)
+		Expect(v.Evidence).To(ContainElement(HaveField("Detail", ContainSubstring("allowed +2 = 0 + 0.5 x 4 ended streams"))))
+	}, SpecTimeout(20*time.Second))
+
+	It("rejects a misspelt parameter and a bad value, naming the field", func() {
+		_, err := parse("{goroutines_per_stream_max: 0.1}")
+		Expect(err).To(MatchError(ContainSubstring("goroutines_per_stream_max")))
+		_, err = parse("{goroutines_per_ended_stream_max: -1}")
+		Expect(err).To(MatchError(ContainSubstring("goroutines_per_ended_stream_max must be within [0, 100]")))
+	})
+})
