@@ -303,10 +303,12 @@ func (l *leaks) Verdict(ctx context.Context, env Env) Verdict {
 		if (len(overs) == 0 && len(gone) == 0) || !time.Now().Before(deadline) || ctx.Err() != nil {
 			break
 		}
+		t := time.NewTimer(min(leakSettleStep, time.Until(deadline))) // the last reading falls on the deadline
 		select {
 		case <-ctx.Done():
-		case <-time.After(leakSettleStep):
+		case <-t.C:
 		}
+		t.Stop()
 	}
 	waited := "at the first reading"
 	if d := time.Since(began); d >= leakSettleStep {

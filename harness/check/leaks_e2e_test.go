@@ -95,14 +95,14 @@ duration: 1s
 roles:
   - {name: lurker, count: 12, behaviour: lurker, rooms: 1}
 checks:
-  - leaks: {settle: 3s}
+  - leaks: {settle: 2s}
 `
 
 // The leaks verdict through the real engine over real gRPC: a server that
 // leaks one goroutine per ended stream fails with few streams, naming the
 // function that holds them; the same server without the leak passes.
 // Under -race this costs about 10 s (two 1 s runs, the failing one waits
-// its 3 s settle).
+// its 2 s settle).
 var _ = Describe("leaks through the engine", func() {
 	BeforeEach(func() {
 		base := gleak.Goroutines()

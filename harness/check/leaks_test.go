@@ -172,7 +172,7 @@ var _ = Describe("leaks", func() {
 			a := newAdmin()
 			ck, err := check.New("leaks", func(into any) error {
 				p := into.(*check.LeakParams)
-				p.Settle = time.Second
+				p.Settle = 600 * time.Millisecond
 				if c.params != nil {
 					c.params(p)
 				}
@@ -274,7 +274,7 @@ var _ = Describe("leaks", func() {
 	It("takes goroutines from /metrics when pprof is not served, and says it cannot name stacks", func(ctx SpecContext) {
 		a := newAdmin()
 		a.set(func(a *admin) { a.pprof = false })
-		ck, err := check.New("leaks", func(into any) error { into.(*check.LeakParams).Settle = time.Second; return nil })
+		ck, err := check.New("leaks", func(into any) error { into.(*check.LeakParams).Settle = 600 * time.Millisecond; return nil })
 		Expect(err).NotTo(HaveOccurred())
 		Expect(ck.(check.Starter).Start(ctx, a.env())).To(Succeed())
 		for _, e := range streamsEnded(3, 0) {
@@ -306,7 +306,7 @@ var _ = Describe("leaks", func() {
 	It("is not measurable when the admin URL does not answer at the baseline, even with channelz", func(ctx SpecContext) {
 		a := newAdmin()
 		a.srv.Close() // nothing listens at the URL any more
-		ck, err := check.New("leaks", func(into any) error { into.(*check.LeakParams).Settle = time.Second; return nil })
+		ck, err := check.New("leaks", func(into any) error { into.(*check.LeakParams).Settle = 600 * time.Millisecond; return nil })
 		Expect(err).NotTo(HaveOccurred())
 		Expect(ck.(check.Starter).Start(ctx, a.env())).To(Succeed())
 		for _, e := range streamsEnded(10, 0) {
@@ -319,7 +319,7 @@ var _ = Describe("leaks", func() {
 
 	It("is not measurable without an admin URL, naming the flag", func(ctx SpecContext) {
 		env := noAdmin{}
-		ck, _ := check.New("leaks", func(into any) error { into.(*check.LeakParams).Settle = time.Second; return nil })
+		ck, _ := check.New("leaks", func(into any) error { into.(*check.LeakParams).Settle = 600 * time.Millisecond; return nil })
 		Expect(ck.(check.Starter).Start(ctx, env)).To(Succeed())
 		for _, e := range streamsEnded(10, 0) {
 			ck.Observe(&e)
@@ -331,7 +331,7 @@ var _ = Describe("leaks", func() {
 
 	It("is not measurable when no stream opened", func(ctx SpecContext) {
 		a := newAdmin()
-		ck, _ := check.New("leaks", func(into any) error { into.(*check.LeakParams).Settle = time.Second; return nil })
+		ck, _ := check.New("leaks", func(into any) error { into.(*check.LeakParams).Settle = 600 * time.Millisecond; return nil })
 		Expect(ck.(check.Starter).Start(ctx, a.env())).To(Succeed())
 		for _, e := range streamsEnded(0, 7) {
 			ck.Observe(&e)
@@ -343,7 +343,7 @@ var _ = Describe("leaks", func() {
 
 	It("keeps at most a few growing stacks, largest growth first", func(ctx SpecContext) {
 		a := newAdmin()
-		ck, _ := check.New("leaks", func(into any) error { into.(*check.LeakParams).Settle = time.Second; return nil })
+		ck, _ := check.New("leaks", func(into any) error { into.(*check.LeakParams).Settle = 600 * time.Millisecond; return nil })
 		Expect(ck.(check.Starter).Start(ctx, a.env())).To(Succeed())
 		for _, e := range streamsEnded(10, 0) {
 			ck.Observe(&e)
@@ -404,7 +404,7 @@ var _ = Describe("leaks parameters in a scenario file", func() {
 	}
 
 	It("decodes the scaled tolerances, and the checker judges by them", func(ctx SpecContext) {
-		s, err := parse("{settle: 1s, goroutines_over_baseline_max: 0, goroutines_per_ended_stream_max: 0.5, heap_per_ended_stream_max_bytes: 1024}")
+		s, err := parse("{settle: 600ms, goroutines_over_baseline_max: 0, goroutines_per_ended_stream_max: 0.5, heap_per_ended_stream_max_bytes: 1024}")
 		Expect(err).NotTo(HaveOccurred())
 		ck, err := s.Checks[0].New()
 		Expect(err).NotTo(HaveOccurred())
