@@ -80,7 +80,8 @@ var _ = Describe("run ids", func() {
 		Expect(err).NotTo(HaveOccurred())
 		s := scs[0]
 		run := func(opts ...engine.Option) result.Scenario {
-			res, err := engine.Run(ctx, s, append([]engine.Option{engine.WithTarget(srv.Addr())}, opts...)...)
+			// The admin URL: without it the scenario's leaks check is not measurable.
+			res, err := engine.Run(ctx, s, append([]engine.Option{engine.WithTarget(srv.Addr()), engine.WithServerEnv("http://" + srv.AdminAddr())}, opts...)...)
 			Expect(err).NotTo(HaveOccurred(), describe(res))
 			return res
 		}
