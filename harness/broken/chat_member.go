@@ -51,61 +51,124 @@ func (m *member) push(ev *chatv1.ServerEvent) {
 
 // write sends queued events until the queue is closed and empty (nil: the
 // client said goodbye), the member is kicked, a Send fails or the stream's
-// ctx ends.
+// ctx ends. Messages queued back to back go out as one MessageBatch.
 func (m *member) write(ctx context.Context) error {
-	held := map[string]*chatv1.ServerEvent{} // ReorderSome: one live message per room
-	var flushC <-chan time.Time
-	flush := func() error {
-		flushC = nil
-		for room, ev := range held {
-			delete(held, room)
-			if err := m.st.Send(ev); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
+	w := &writer{m: m, held: map[string]*chatv1.Message{}}
+	var next *chatv1.ServerEvent // taken from the queue while batching, not sent yet
 	for {
-		select {
-		case <-ctx.Done():
-			return status.FromContextError(ctx.Err()).Err()
-		case <-m.kicked:
-			return status.Errorf(codes.ResourceExhausted, "slow consumer: more than %d events queued for this stream", queueLen)
-		case <-flushC:
-			if err := flush(); err != nil {
-				return err
-			}
-		case ev, ok := <-m.out:
-			if !ok {
-				return flush()
-			}
-			if m.reorder {
-				if msg := ev.GetMessage(); msg != nil && !msg.Replay {
-					// defect: ReorderSome (the next live message of the room overtakes this one)
-					h := held[msg.Room]
-					if h == nil {
-						held[msg.Room] = ev
-						if flushC == nil {
-							flushC = time.After(reorderWait)
-						}
-						continue
-					}
-					delete(held, msg.Room)
-					if err := m.st.Send(ev); err != nil {
-						return err
-					}
-					if err := m.st.Send(h); err != nil {
-						return err
-					}
-					continue
-				}
-				if err := flush(); err != nil {
+		ev := next
+		next = nil
+		if ev == nil {
+			var ok bool
+			select {
+			case <-ctx.Done():
+				return status.FromContextError(ctx.Err()).Err()
+			case <-m.kicked:
+				return status.Errorf(codes.ResourceExhausted, "slow consumer: more than %d events queued for this stream", queueLen)
+			case <-w.flushC:
+				if err := w.flush(); err != nil {
 					return err
 				}
+				continue
+			case ev, ok = <-m.out:
+				if !ok {
+					return w.flush()
+				}
+			}
+		}
+		msg := ev.GetMessage()
+		if msg == nil {
+			if err := w.flush(); err != nil {
+				return err
 			}
 			if err := m.st.Send(ev); err != nil {
 				return err
 			}
+			continue
+		}
+		batch, closed := []*chatv1.Message{msg}, false
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case ev, ok := <-m.out:
+				switch {
+				case !ok:
+					closed = true
+					break more
+				case ev.GetMessage() != nil:
+					batch = append(batch, ev.GetMessage())
+				default:
+					next = ev
+					break more
+				}
+			default:
+				break more
+			}
+		}
+		if err := w.send(batch); err != nil {
+			return err
+		}
+		if closed {
+			return w.flush()
 		}
 	}
+}
+
+// maxBatch bounds the messages of one MessageBatch.
+const maxBatch = 64
+
+// writer is the state of one stream's writer goroutine (its alone).
+type writer struct {
+	m *member
+	// held is ReorderSome's: per room, a live message waiting for the next
+	// one to overtake it; flushC fires reorderWait after the first hold.
+	held   map[string]*chatv1.Message
+	flushC <-chan time.Time
+}
+
+// send sends msgs, one Message or one MessageBatch.
+func (w *writer) send(msgs []*chatv1.Message) error {
+	if w.m.reorder {
+		msgs = w.reorder(msgs)
+	}
+	switch len(msgs) {
+	case 0:
+		return nil
+	case 1:
+		return w.m.st.Send(&chatv1.ServerEvent{Event: &chatv1.ServerEvent_Message{Message: msgs[0]}})
+	}
+	return w.m.st.Send(&chatv1.ServerEvent{Event: &chatv1.ServerEvent_Batch{Batch: &chatv1.MessageBatch{Messages: msgs}}})
+}
+
+// reorder swaps consecutive live messages of a room: each first one is
+// held until the next arrives, which goes out before it.
+func (w *writer) reorder(msgs []*chatv1.Message) []*chatv1.Message {
+	out := make([]*chatv1.Message, 0, len(msgs)+len(w.held))
+	for _, msg := range msgs {
+		// defect: ReorderSome (the next live message of the room overtakes this one)
+		if h := w.held[msg.Room]; h != nil {
+			delete(w.held, msg.Room)
+			out = append(out, msg, h)
+			continue
+		}
+		w.held[msg.Room] = msg
+		if w.flushC == nil {
+			w.flushC = time.After(reorderWait)
+		}
+	}
+	return out
+}
+
+// flush sends the messages ReorderSome still holds.
+func (w *writer) flush() error {
+	w.flushC = nil
+	if len(w.held) == 0 {
+		return nil
+	}
+	msgs := make([]*chatv1.Message, 0, len(w.held))
+	for room, msg := range w.held {
+		delete(w.held, room)
+		msgs = append(msgs, msg)
+	}
+	return w.m.st.Send(&chatv1.ServerEvent{Event: &chatv1.ServerEvent_Batch{Batch: &chatv1.MessageBatch{Messages: msgs}}})
 }

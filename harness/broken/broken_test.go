@@ -1,0 +1,160 @@
+package broken_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gleak"
+
+	"github.com/bidikit/bidikit/harness/broken"
+	"github.com/bidikit/bidikit/harness/check"
+	"github.com/bidikit/bidikit/harness/engine"
+	"github.com/bidikit/bidikit/harness/result"
+	"github.com/bidikit/bidikit/harness/scenario"
+	"github.com/bidikit/bidikit/reference"
+)
+
+// starter starts one server of the corpus.
+type starter func() (*broken.Server, error)
+
+func chat(d broken.ChatDefect) starter { return func() (*broken.Server, error) { return broken.StartChat(d) } }
+
+// load parses testdata/file; a missing or bad file fails the spec naming it.
+func load(file string) *scenario.Scenario {
+	path := filepath.Join("testdata", file)
+	yaml, err := os.ReadFile(path)
+	Expect(err).NotTo(HaveOccurred(), "scenario fixture %s", path)
+	s, err := scenario.Parse(path, yaml)
+	Expect(err).NotTo(HaveOccurred(), "scenario fixture %s", path)
+	return s
+}
+
+// run drives s through the real engine against addr (admin: the admin
+// base URL the leaks check reads).
+func run(ctx context.Context, s *scenario.Scenario, addr, admin string) result.Scenario {
+	t0 := time.Now()
+	res, err := engine.Run(ctx, s, engine.WithTarget(addr), engine.WithServerEnv(admin),
+		engine.WithLogger(slog.New(slog.NewTextHandler(GinkgoWriter, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+	Expect(err).NotTo(HaveOccurred(), "running %s against %s: %s", s.Name, addr, describe(res))
+	GinkgoWriter.Printf("ran %s against %s in %s\n", s.Name, addr, time.Since(t0).Round(time.Millisecond))
+	return res
+}
+
+// runCorpus runs s against a fresh corpus server, stopped before it returns.
+func runCorpus(ctx context.Context, s *scenario.Scenario, start starter) result.Scenario {
+	srv, err := start()
+	Expect(err).NotTo(HaveOccurred())
+	defer srv.Stop()
+	return run(ctx, s, srv.Addr(), srv.AdminURL())
+}
+
+// runReference runs s against the reference server started in-process
+// (what `bidikit run` without --target does), stopped before it returns.
+func runReference(ctx context.Context, s *scenario.Scenario) result.Scenario {
+	sctx, cancel := context.WithCancel(context.Background())
+	srv, err := reference.StartDefault(sctx, slog.New(slog.NewTextHandler(GinkgoWriter, &slog.HandlerOptions{Level: slog.LevelError})))
+	Expect(err).NotTo(HaveOccurred())
+	defer func() {
+		cancel()
+		_ = srv.Wait()
+	}()
+	return run(ctx, s, srv.Addr(), "http://"+srv.AdminAddr())
+}
+
+// describe renders a result's verdicts for failure messages.
+func describe(res result.Scenario) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: failure=%q messages=%+v errors=%v\n", res.Name, res.Failure, res.Messages, res.Errors)
+	for _, v := range res.Checks {
+		fmt.Fprintf(&b, "  %-16s %-14s %3d  %s\n", v.Name, v.Status, v.Violations, v.Summary)
+		for i, e := range v.Evidence {
+			if i == 3 {
+				fmt.Fprintf(&b, "      ... %d more\n", len(v.Evidence)-i)
+				break
+			}
+			fmt.Fprintf(&b, "      %s\n", e.Detail)
+		}
+	}
+	return b.String()
+}
+
+// misjudged lists how res's verdicts differ from want: each check named in
+// fail has status fail with evidence, every other check passes.
+func misjudged(res result.Scenario, fail []string) []string {
+	var out []string
+	if res.Failure != "" {
+		return []string{"the scenario did not run: " + res.Failure}
+	}
+	for _, v := range res.Checks {
+		switch {
+		case slices.Contains(fail, v.Name) && (v.Status != check.Fail || len(v.Evidence) == 0):
+			out = append(out, fmt.Sprintf("%s: want fail with evidence, got %s (%d evidence): %s", v.Name, v.Status, len(v.Evidence), v.Summary))
+		case !slices.Contains(fail, v.Name) && v.Status != check.Pass:
+			out = append(out, fmt.Sprintf("%s: want pass, got %s: %s", v.Name, v.Status, v.Summary))
+		}
+	}
+	return out
+}
+
+var _ = Describe("the broken-server corpus", func() {
+	BeforeEach(func() {
+		baseline := gleak.Goroutines()
+		DeferCleanup(func() {
+			// toxiproxy's latency toxic (the engine's in-process proxy)
+			// never ends when its connection closes while it holds a
+			// delayed chunk: it blocks sending it on. That is the proxy
+			// library's leak, not a corpus server's (see chat-resend.yaml).
+			Eventually(gleak.Goroutines).WithTimeout(10 * time.Second).ShouldNot(gleak.HaveLeaked(baseline,
+				gleak.IgnoringInBacktrace("toxiproxy/v2/toxics.(*LatencyToxic).Pipe")))
+		})
+	})
+
+	DescribeTable("fails exactly the checks that judge its defect, through the real engine, while the same scenario passes against the correct variant and the reference server",
+		func(ctx SpecContext, file string, start starter, fail []string) {
+			s := load(file)
+			var names []string
+			for _, c := range s.Checks {
+				names = append(names, c.Name)
+			}
+			for _, f := range fail {
+				Expect(names).To(ContainElement(f), "%s does not ask for check %s", file, f)
+			}
+			var wrong []string
+			judge := func(against string, res result.Scenario, fail []string) {
+				GinkgoWriter.Printf("--- %s against %s\n%s", s.Name, against, describe(res))
+				for _, m := range misjudged(res, fail) {
+					wrong = append(wrong, against+": "+m)
+				}
+			}
+
+			By("the broken server")
+			judge("the broken server", runCorpus(ctx, s, start), fail)
+			if s.Service == scenario.Chat {
+				By("the correct variant")
+				judge("the correct variant", runCorpus(ctx, s, chat(broken.None)), nil)
+			}
+			By("the reference server")
+			judge("the reference server", runReference(ctx, s), nil)
+			Expect(wrong).To(BeEmpty(), "verdicts are in GinkgoWriter's output above")
+		},
+		Entry("ReorderSome: delivery-order", "chat-live.yaml", chat(broken.ReorderSome), []string{"delivery-order"}, SpecTimeout(2*time.Minute)),
+		Entry("SeqGap: no-gaps", "chat-live.yaml", chat(broken.SeqGap), []string{"no-gaps"}, SpecTimeout(2*time.Minute)),
+		Entry("ResendStoredTwice: no-duplicates", "chat-resend.yaml", chat(broken.ResendStoredTwice), []string{"no-duplicates"}, SpecTimeout(2*time.Minute)),
+		Entry("AckNeverStored: no-lost-acks and no-gaps", "chat-live.yaml", chat(broken.AckNeverStored), []string{"no-lost-acks", "no-gaps"}, SpecTimeout(2*time.Minute)),
+		Entry("DropSubscription: no-lost-acks", "chat-live.yaml", chat(broken.DropSubscription), []string{"no-lost-acks"}, SpecTimeout(2*time.Minute)),
+		Entry("ResumeSeamOffByOne: resume-complete", "chat-resume.yaml", chat(broken.ResumeSeamOffByOne), []string{"resume-complete"}, SpecTimeout(2*time.Minute)),
+		Entry("LeakPerStream: leaks", "chat-churn.yaml", chat(broken.LeakPerStream), []string{"leaks"}, SpecTimeout(2*time.Minute)),
+		Entry("BlockingBroadcast: fairness", "chat-slow-reader.yaml", chat(broken.BlockingBroadcast), []string{"fairness"}, SpecTimeout(2*time.Minute)),
+		Entry("NoRateLimit: fairness", "chat-flood.yaml", chat(broken.NoRateLimit), []string{"fairness"}, SpecTimeout(2*time.Minute)),
+		Entry("naive collab editor: convergence", "collab-concurrent.yaml", starter(broken.StartCollab), []string{"convergence"}, SpecTimeout(2*time.Minute)),
+		Entry("trusting game: game-invariants", "game-speed-hack.yaml", starter(broken.StartGame), []string{"game-invariants"}, SpecTimeout(2*time.Minute)),
+	)
+})
