@@ -25,7 +25,9 @@ import (
 // starter starts one server of the corpus.
 type starter func() (*broken.Server, error)
 
-func chat(d broken.ChatDefect) starter { return func() (*broken.Server, error) { return broken.StartChat(d) } }
+func chat(d broken.ChatDefect) starter {
+	return func() (*broken.Server, error) { return broken.StartChat(d) }
+}
 
 // load parses testdata/file; a missing or bad file fails the spec naming it.
 func load(file string) *scenario.Scenario {
