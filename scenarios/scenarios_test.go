@@ -103,7 +103,8 @@ func scenarioFiles(dir string) []string {
 }
 
 // ciEntries builds one table entry per CI-marked file (at tree
-// construction, in every parallel process alike).
+// construction, in every parallel process alike), except the exercises
+// (exercise_test.go), which run there.
 func ciEntries() []TableEntry {
 	var out []TableEntry
 	for _, dir := range ciFolders {
@@ -111,6 +112,9 @@ func ciEntries() []TableEntry {
 			h, err := readHeader(f)
 			if err != nil || (h.mode != modeInProcess && h.mode != modeSpawn) {
 				continue // "the library" specs report unreadable or unmarked files
+			}
+			if exercised(f) {
+				continue // run by exercise_test.go, with its probe
 			}
 			out = append(out, Entry(f+" ("+h.mode+")", f, h.mode, SpecTimeout(scenarioTimeout)))
 		}
@@ -229,13 +233,18 @@ var _ = Describe("the scenario library", func() {
 			Expect(per[dir]).To(BeNumerically(">", 0), "no CI scenario in %s", dir)
 		}
 		Expect(spawned).To(BeNumerically(">", 0))
-		Expect(ciEntries()).To(HaveLen(func() int {
+		for _, x := range exercises {
+			h, err := readHeader(x.file)
+			Expect(err).NotTo(HaveOccurred(), "exercise %s", x.file)
+			Expect(h.mode).To(Equal(x.mode), "%s: its CI marker and its exercise entry disagree", x.file)
+		}
+		Expect(len(ciEntries())+len(exercises)).To(Equal(func() int {
 			n := 0
 			for _, c := range per {
 				n += c
 			}
 			return n
-		}()))
+		}()), "every CI scenario runs once: in the CI table or as an exercise")
 	})
 
 	It("parses the smoke suite built into the binary", func() {
