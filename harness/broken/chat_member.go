@@ -33,7 +33,8 @@ type member struct {
 }
 
 // push queues ev for the writer without ever waiting: a member whose queue
-// is full is a slow consumer, ended with RESOURCE_EXHAUSTED.
+// is full is a slow consumer, ended with RESOURCE_EXHAUSTED, and gets
+// nothing more (a kicked member never sees a later message after a hole).
 func (m *member) push(ev *chatv1.ServerEvent) {
 	if m.direct {
 		// defect: BlockingBroadcast (sends at once, with the publisher's room lock held)
@@ -42,10 +43,24 @@ func (m *member) push(ev *chatv1.ServerEvent) {
 		m.sendMu.Unlock()
 		return
 	}
+	if m.kickErr() != nil {
+		return
+	}
 	select {
 	case m.out <- ev:
 	default:
 		m.once.Do(func() { close(m.kicked) })
+	}
+}
+
+// kickErr is the stream's RESOURCE_EXHAUSTED status once m was kicked, nil
+// before.
+func (m *member) kickErr() error {
+	select {
+	case <-m.kicked:
+		return status.Errorf(codes.ResourceExhausted, "slow consumer: more than %d events queued for this stream", queueLen)
+	default:
+		return nil
 	}
 }
 
@@ -56,6 +71,11 @@ func (m *member) write(ctx context.Context) error {
 	w := &writer{m: m, held: map[string]*chatv1.Message{}}
 	var next *chatv1.ServerEvent // taken from the queue while batching, not sent yet
 	for {
+		// A kick wins over whatever is still queued, even over a closed
+		// queue: select alone would pick among them at random.
+		if err := m.kickErr(); err != nil {
+			return err
+		}
 		ev := next
 		next = nil
 		if ev == nil {
@@ -64,7 +84,7 @@ func (m *member) write(ctx context.Context) error {
 			case <-ctx.Done():
 				return status.FromContextError(ctx.Err()).Err()
 			case <-m.kicked:
-				return status.Errorf(codes.ResourceExhausted, "slow consumer: more than %d events queued for this stream", queueLen)
+				return m.kickErr()
 			case <-w.flushC:
 				if err := w.flush(); err != nil {
 					return err
@@ -72,7 +92,7 @@ func (m *member) write(ctx context.Context) error {
 				continue
 			case ev, ok = <-m.out:
 				if !ok {
-					return w.flush()
+					return w.end()
 				}
 			}
 		}
@@ -109,7 +129,7 @@ func (m *member) write(ctx context.Context) error {
 			return err
 		}
 		if closed {
-			return w.flush()
+			return w.end()
 		}
 	}
 }
@@ -157,6 +177,15 @@ func (w *writer) reorder(msgs []*chatv1.Message) []*chatv1.Message {
 		}
 	}
 	return out
+}
+
+// end is the stream's end once the queue is closed and drained: the kick's
+// status, or nil after sending what ReorderSome still holds.
+func (w *writer) end() error {
+	if err := w.m.kickErr(); err != nil {
+		return err
+	}
+	return w.flush()
 }
 
 // flush sends the messages ReorderSome still holds.
