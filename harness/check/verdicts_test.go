@@ -224,6 +224,6 @@ var _ = Describe("fairness judges what the server did to honest traffic", func()
 		}
 		v := run("fairness", params, healthy, evs)
 		Expect(v.Status).To(Equal(check.NotMeasurable))
-		Expect(v.Summary).To(ContainSubstring("delivery p99 ratio"))
+		Expect(v.Summary).To(ContainSubstring("send-to-ack p99 ratio (0 calm samples"))
 	})
 })
