@@ -18,9 +18,12 @@ import (
 // belongs to other sender sessions.
 type fifo struct {
 	rooms map[string]map[uint64]senderPos // room -> seq -> who
-	ours  map[uint64]bool                 // msgKey(user, msgID) of this run's sends
-	seen  int
-	v     Verdict
+	// ours: msgKey(user, msgID) of this run's sends -> the first room seq
+	// seen for it (0: none yet); a second copy at another seq is
+	// "no-duplicates"' finding, not an order violation.
+	ours map[uint64]uint64
+	seen int
+	v    Verdict
 }
 
 type senderPos struct {
@@ -34,7 +37,7 @@ func init() {
 		if err := noParams(decode); err != nil {
 			return nil, err
 		}
-		return &fifo{rooms: map[string]map[uint64]senderPos{}, ours: map[uint64]bool{}, v: Verdict{Name: "sender-fifo"}}, nil
+		return &fifo{rooms: map[string]map[uint64]senderPos{}, ours: map[uint64]uint64{}, v: Verdict{Name: "sender-fifo"}}, nil
 	})
 }
 
@@ -42,8 +45,10 @@ func (f *fifo) Observe(e *event.Event) {
 	var p senderPos
 	switch e.Kind {
 	case event.Send:
-		if e.MsgID != "" {
-			f.ours[msgKey(e.User, e.MsgID)] = true
+		if k := msgKey(e.User, e.MsgID); e.MsgID != "" {
+			if _, ok := f.ours[k]; !ok {
+				f.ours[k] = 0
+			}
 		}
 		return
 	case event.Deliver:
@@ -56,9 +61,12 @@ func (f *fifo) Observe(e *event.Event) {
 	default:
 		return
 	}
-	if e.Seq == 0 || p.senderSeq == 0 || !f.ours[msgKey(p.sender, p.msgID)] {
+	key := msgKey(p.sender, p.msgID)
+	first, ours := f.ours[key]
+	if e.Seq == 0 || p.senderSeq == 0 || !ours || (first != 0 && first != e.Seq) {
 		return
 	}
+	f.ours[key] = e.Seq
 	room := f.rooms[e.Scope]
 	if room == nil {
 		room = map[uint64]senderPos{}

@@ -28,7 +28,7 @@ type gameRules struct {
 	// announced counts the memberships judged, for at least one rule, by
 	// what their server announced about itself (not pinned in the params).
 	announced int
-	v              Verdict
+	v         Verdict
 }
 
 // GameParams are rules a scenario sets explicitly for the checker. A field

@@ -18,7 +18,9 @@ import (
 // from its first expected one (head+1 or the first replayed seq) that was
 // acked while it was subscribed, up to `grace` before it ended: what was
 // acked in the last grace before a member left may still have been on its
-// way. A membership the server ended with a status of its own (a slow
+// way (a replay's messages count as available from the join, so a
+// membership shorter than the grace is held to nothing). A membership the
+// server ended with a status of its own (a slow
 // consumer cut with RESOURCE_EXHAUSTED, a shutdown's UNAVAILABLE; not a
 // fault the harness injected) is held only up to the last seq it received:
 // the server said it stopped delivering. Deliveries count across all of a
@@ -55,6 +57,7 @@ type membership struct {
 	id     int
 	scope  string
 	start  uint64
+	joined time.Duration
 	end    time.Duration
 	// cut: the server ended the stream with its own status; only seqs up
 	// to the last one received in this membership are owed.
@@ -97,7 +100,7 @@ func (l *lostAcks) Observe(e *event.Event) {
 		delete(l.faulted, e.Client)
 	case event.Join:
 		l.close(k, e.At, false)
-		l.open[k] = &membership{client: clientName(e), id: e.Client, scope: e.Scope, start: firstExpected(e)}
+		l.open[k] = &membership{client: clientName(e), id: e.Client, scope: e.Scope, start: firstExpected(e), joined: e.At}
 	case event.Leave:
 		l.close(k, e.At, false)
 	case event.Disconnect:
@@ -199,6 +202,9 @@ func (l *lostAcks) Verdict(context.Context, Env) Verdict {
 		}
 		held++
 		cutoff := m.end - l.p.Grace
+		if m.joined > cutoff {
+			continue // shorter than the grace: even a replay may still have been on its way
+		}
 		hi := index[m.scope].lastBefore(cutoff)
 		if m.cut {
 			hi = min(hi, m.lastIn)
