@@ -105,7 +105,9 @@ var Behaviours = map[string]Behaviour{
 	"typist": {Name: "typist", Service: Chat, Summary: "sends typing indicators, sometimes a message", DefaultRate: 2,
 		Params: func() any { return &TypistParams{BodyBytes: 32, RoomsPerClient: 1} }},
 	"resumer": {Name: "resumer", Service: Chat, Summary: "chats and periodically reconnects, resuming from its last position", DefaultRate: 1,
-		Params: func() any { return &ResumerParams{BodyBytes: 32, RoomsPerClient: 1, ReconnectEvery: 5 * time.Second, Offline: 500 * time.Millisecond} }},
+		Params: func() any {
+			return &ResumerParams{BodyBytes: 32, RoomsPerClient: 1, ReconnectEvery: 5 * time.Second, Offline: 500 * time.Millisecond}
+		}},
 	"editor": {Name: "editor", Service: Collab, Summary: "random or trace-driven edits to documents", DefaultRate: 2,
 		Params: func() any { return &EditorParams{MaxInsert: 8, DeleteRatio: 0.3} }},
 	"player": {Name: "player", Service: Game, Summary: "walks randomly in a match", DefaultRate: 20,
