@@ -12,6 +12,7 @@ import (
 // in words for a student.
 var lessons = map[string]string{
 	"total-order":     "Every member of a room must see the same message at the same sequence number. Two members disagreeing means the server numbered or fanned out messages in more than one place.",
+	"delivery-order":  "Each member must receive a room's messages in seq order: after seq 42, never seq 41. A violation means two deliveries to the same member overtook each other inside the server, even though each arrived and everyone agrees on the numbering: the order of the Sends on one stream is the order the member sees.",
 	"no-gaps":         "After joining, a member must receive seq n, n+1, n+2, ... with nothing skipped. A gap means a message was dropped on the way to that member without telling it.",
 	"no-duplicates":   "One message must be stored once and delivered once per member. A duplicate means a resend was stored again or a member got the same seq twice.",
 	"no-lost-acks":    "Once the server acknowledged a message, every member present must get it. A lost ack means the server said \"stored\" and then did not deliver.",
@@ -62,7 +63,9 @@ func Explain(w io.Writer, ex Exercise, out Outcome, lang string, hintLevel int) 
 			}
 			for i, e := range v.Evidence {
 				if i == 3 {
-					fmt.Fprintf(&b, "      … and %d more\n", v.Violations-3)
+					// Violations counts past the evidence kept; a leak is one
+					// violation with several pieces of evidence (its stacks).
+					fmt.Fprintf(&b, "      … and %d more\n", max(v.Violations, len(v.Evidence))-3)
 					break
 				}
 				fmt.Fprintf(&b, "    Evidence: %s\n", e.Detail)

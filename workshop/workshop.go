@@ -36,9 +36,10 @@ import (
 	naiveeditor "github.com/bidikit/bidikit/workshop/ex03_naive_editor"
 	blockingbroadcast "github.com/bidikit/bidikit/workshop/ex04_blocking_broadcast"
 	ghostplayers "github.com/bidikit/bidikit/workshop/ex05_ghost_players"
+	outoforder "github.com/bidikit/bidikit/workshop/ex06_out_of_order"
 )
 
-//go:embed ex01_leaky_chat ex02_trusting_game ex03_naive_editor ex04_blocking_broadcast ex05_ghost_players
+//go:embed ex01_leaky_chat ex02_trusting_game ex03_naive_editor ex04_blocking_broadcast ex05_ghost_players ex06_out_of_order
 var files embed.FS
 
 // Exercise is one workshop exercise. Values are immutable; All returns
@@ -89,6 +90,9 @@ var catalogue = []struct {
 	{"ex05_ghost_players", "ghostplayers", "Playing on for players who have gone",
 		"cancelled streams are never noticed: their handlers keep ticking and they stay in the match",
 		scenario.Game, ghostplayers.Register, []string{"leaks"}},
+	{"ex06_out_of_order", "outoforder", "Messages out of order",
+		"one goroutine per delivery: every message arrives once, numbered alike for all, but not in order",
+		scenario.Chat, outoforder.Register, []string{"delivery-order"}},
 }
 
 // All returns every exercise, in number order.

@@ -3,6 +3,7 @@ package workshop_test
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"os"
@@ -62,6 +63,11 @@ var _ = Describe("the catalogue", func() {
 			for _, f := range ex.Fails {
 				Expect(checks).To(HaveKey(f), "exercise %d promises %s fails but its suite does not run it", ex.Number, f)
 			}
+			promised := []string{}
+			for name := range criteria[ex.Number] {
+				promised = append(promised, name)
+			}
+			Expect(promised).To(ConsistOf(ex.Fails), "exercise %d: criteria (in this file) name the evidence of each promised check", ex.Number)
 			for _, lang := range []string{"en", "ja"} {
 				sheet, err := ex.Sheet(lang)
 				Expect(err).NotTo(HaveOccurred())
@@ -106,10 +112,65 @@ var _ = Describe("Start", func() {
 	}, SpecTimeout(20*time.Second))
 })
 
+// criteria say, per exercise and promised check, which criterion of the
+// check must fire against the broken server: each pattern must match the
+// detail of at least one piece of the failed verdict's evidence. A check
+// name alone is not enough: fairness fails for a slow reader's stall as for
+// an attacker never refused, leaks for goroutines as for streams.
+var criteria = map[int]map[string][]string{
+	1: {"leaks": {
+		`^after \S+: goroutines \d+ vs baseline \d+ \(\+\d+, allowed \+\d+\)$`,
+		`^\+\d+ goroutines? \(.*\) in ex01_leaky_chat\.\(\*server\)\.heartbeat server\.go:\d+`}},
+	2: {"fairness": {`^attackers sent \d+ messages without ever being refused with RESOURCE_EXHAUSTED$`},
+		"game-invariants": {
+			`^#\d+ flooder-\d+ \(flooder\): at least \d+ inputs processed over \d+ tick\(s\) by tick \d+ .*, limit 4 per tick`,
+			`^#\d+ flooder-\d+ \(flooder\) moved [\d.]+ over \d+ tick\(s\) .*, at most [\d.]+ allowed \(max_step 10`}},
+	3: {"convergence": {`^replica of #\d+ editors-\d+ \(editors\) diverged at version \d+: first difference at code point \d+`}},
+	4: {"fairness": {
+		`^attackers sent \d+ messages without ever being refused with RESOURCE_EXHAUSTED$`,
+		`^honest delivery p99 under attack \S+ is [\d.]+x the calm p99 \S+ \(max 20\.00x\)$`}},
+	5: {"leaks": {
+		`^after \S+: goroutines \d+ vs baseline \d+ \(\+\d+, allowed \+\d+\)$`,
+		`^\+\d+ goroutines? \(.*\) in ex05_ghost_players\.\(\*server\)\.Play server\.go:\d+`}},
+	6: {"delivery-order": {`^#\d+ \S+ \((chatters|lurkers)\) received seq \d+ at \S+ after seq \d+ at \S+$`}},
+}
+
+// expectCriteria holds out to the criteria of exercise ex: every promised
+// check failed with evidence matching each of its patterns, and every
+// other check of every scenario passed.
+func expectCriteria(ex workshop.Exercise, out workshop.Outcome) {
+	text := explain(ex, out)
+	want := criteria[ex.Number]
+	failed := map[string]bool{}
+	details := map[string][]string{} // check -> evidence of its failures, over all scenarios
+	for _, s := range out.Scenarios {
+		for _, v := range s.Checks {
+			if _, promised := want[v.Name]; !promised {
+				Expect(v.Passed()).To(BeTrue(), "exercise %d: %s should pass against the broken server:\n%s", ex.Number, v.Name, text)
+				continue
+			}
+			if v.Status == check.Fail {
+				failed[v.Name] = true
+				for _, e := range v.Evidence {
+					details[v.Name] = append(details[v.Name], e.Detail)
+				}
+			}
+		}
+	}
+	for name, patterns := range want {
+		Expect(failed).To(HaveKey(name), "exercise %d: %s should fail:\n%s", ex.Number, name, text)
+		for _, p := range patterns {
+			Expect(details[name]).To(ContainElement(MatchRegexp(p)),
+				"exercise %d: no %s evidence matches %s:\n%s", ex.Number, name, p, text)
+		}
+	}
+}
+
 // The promises: against its broken server each suite fails on exactly the
-// checks its sheet names, and the reference server passes the same suite.
-// Runs are sequential: the leaks check counts this whole process's
-// goroutines, so two runs at once would disturb each other.
+// checks its sheet names, with the criteria above, and the reference
+// server passes the same suite. Runs are sequential: the leaks check
+// counts this whole process's goroutines, so two runs at once would
+// disturb each other.
 var _ = Describe("the suites", func() {
 	entries := []TableEntry{}
 	for _, ex := range workshop.All() {
@@ -125,6 +186,7 @@ var _ = Describe("the suites", func() {
 			Expect(err).NotTo(HaveOccurred())
 			Expect(broken.Failed()).To(Equal(ex.Fails), "broken server of exercise %d:\n%s", n, explain(ex, broken))
 			Expect(broken.NotMeasurable()).To(BeEmpty(), "broken server of exercise %d:\n%s", n, explain(ex, broken))
+			expectCriteria(ex, broken)
 
 			ref, err := workshop.Check(ctx, ex, workshop.CheckOptions{Reference: true})
 			Expect(err).NotTo(HaveOccurred())
@@ -237,6 +299,26 @@ var _ = Describe("Explain", func() {
 		b.Reset()
 		Expect(workshop.Explain(&b, ex, red, "ja", 99)).To(Succeed())
 		Expect(b.String()).To(ContainSubstring(ex.Hints("ja")[len(hints)-1]))
+	})
+
+	It("counts what it did not show: violations past the evidence kept, or evidence past one violation", func() {
+		ex, err := workshop.Get(6)
+		Expect(err).NotTo(HaveOccurred())
+		many := check.Verdict{Name: "delivery-order", Status: check.Fail, Summary: "761 deliveries arrived after a higher seq"}
+		for i := range 761 {
+			many.Add(check.Evidence{Detail: fmt.Sprintf("#1 c (chatters) received seq %d at 1s after seq %d at 1s", i+1, i+2)})
+		}
+		leak := check.Verdict{Name: "leaks", Status: check.Fail, Summary: "1 figure still above the tolerance"}
+		leak.Add(check.Evidence{Detail: "after 6s: goroutines 140 vs baseline 16"})
+		for i := range 4 {
+			leak.Evidence = append(leak.Evidence, check.Evidence{Detail: fmt.Sprintf("+%d goroutines in f%d", 10+i, i)})
+		}
+		out := workshop.Outcome{Target: "t", Scenarios: []result.Scenario{{Name: "s", Checks: []check.Verdict{many, leak}}}}
+		text := explain(ex, out)
+		Expect(text).To(ContainSubstring("… and 758 more"))
+		Expect(text).To(ContainSubstring("… and 2 more"))
+		Expect(text).To(ContainSubstring("What it means: Each member must receive a room's messages in seq order"))
+		Expect(text).NotTo(ContainSubstring("and -"))
 	})
 })
 
