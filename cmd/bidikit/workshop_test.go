@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,6 +44,9 @@ var _ = Describe("bidikit workshop", func() {
 		lines := strings.Split(strings.TrimSpace(out), "\n")
 		Expect(lines).To(HaveLen(len(workshop.All())))
 		Expect(lines[0]).To(MatchRegexp(`^1\s+chat\s+The chat server that never forgets`))
+		for i, ex := range workshop.All() {
+			Expect(lines[i]).To(MatchRegexp(`^%d\s+%s\s+%s\s+%s$`, ex.Number, ex.Service, regexp.QuoteMeta(ex.Title), regexp.QuoteMeta(ex.Summary)))
+		}
 	}, SpecTimeout(30*time.Second))
 
 	DescribeTable("refuses bad usage with exit status 2",
@@ -115,6 +119,23 @@ var _ = Describe("bidikit workshop", func() {
 		Expect(out).To(ContainSubstring("Evidence: replica of"))
 		Expect(out).To(ContainSubstring("Hint 1 of"))
 		Expect(out).To(ContainSubstring("RED: 1 check(s) failed: convergence"))
+	}, SpecTimeout(2*time.Minute))
+
+	It("check 6 blames delivery-order alone, with the member, both seqs and both times, and hints in Japanese", func(ctx SpecContext) {
+		ex, err := workshop.Get(6)
+		Expect(err).NotTo(HaveOccurred())
+		cache := GinkgoT().TempDir()
+		code, out := workshopRun(ctx, ".", []string{"XDG_CACHE_HOME=" + cache, "HOME=" + cache}, "workshop", "check", "6", "--lang", "ja")
+		Expect(code).To(Equal(exitFailed), out)
+		Expect(out).To(MatchRegexp(`✗ delivery-order +\d+ deliveries arrived after a higher seq`))
+		Expect(out).To(MatchRegexp(`Evidence: #\d+ \S+ \((chatters|lurkers)\) received seq \d+ at \S+ after seq \d+ at \S+\n`))
+		for _, c := range []string{"total-order", "no-gaps", "no-duplicates", "no-lost-acks"} {
+			Expect(out).To(ContainSubstring("✓ "+c), out)
+		}
+		hints := ex.Hints("ja")
+		Expect(hints).NotTo(BeEmpty())
+		Expect(out).To(ContainSubstring(fmt.Sprintf("Hint 1 of %d: %s", len(hints), hints[0])))
+		Expect(out).To(ContainSubstring("RED: 1 check(s) failed: delivery-order\n"))
 	}, SpecTimeout(2*time.Minute))
 
 	It("check --reference exits 0 and says GREEN", func(ctx SpecContext) {
