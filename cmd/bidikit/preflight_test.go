@@ -53,7 +53,7 @@ var _ = Describe("bidikit run's preflight", func() {
 		Expect(run.Scenarios).To(HaveLen(2))
 		Expect(run.Scenarios[0].Failure).To(ContainSubstring("UNAUTHENTICATED"))
 		Expect(run.Scenarios[0].Clients).To(BeZero())
-		Expect(run.Scenarios[1].Failure).To(HavePrefix("not run: "))
+		Expect(run.Scenarios[1].Failure).To(HavePrefix("not tried: the target already failed "))
 
 		By("the server's own token: the clients run")
 		ok := strings.Replace(tinyScenario, "duration: 2s", "duration: 1s", 1)

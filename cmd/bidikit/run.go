@@ -371,7 +371,8 @@ func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
 		run.Seed = f.seed
 	}
 	live := !f.quiet && isTerminal(cmd.OutOrStdout())
-	var fatal error
+	var fatal error    // the error that made the target unusable
+	var fatalIn string // the scenario it came from
 	for _, s := range scs {
 		var res result.Scenario
 		sopts := opts
@@ -386,14 +387,14 @@ func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
 		}
 		if fatal != nil {
 			res = result.Scenario{Name: s.Name, File: s.File, Service: s.Service, Seed: s.Seed, Errors: map[string]int{},
-				Failure: "not run: " + fatal.Error()}
+				Failure: "not tried: the target already failed " + fatalIn}
 		} else {
 			res, err = runOne(ctx, cmd.ErrOrStderr(), s, sopts, live)
 			// Unreachable, or refused (a wrong --token, a service the
 			// server does not serve): no later scenario can do better.
 			// The error is the one line exitCode prints.
 			if err != nil && (errors.Is(err, engine.ErrUnreachable) || errors.Is(err, engine.ErrRejected) || ctx.Err() != nil) {
-				fatal = err
+				fatal, fatalIn = err, s.Name
 			}
 		}
 		if sec != nil {
