@@ -162,3 +162,69 @@ func notMeasurable(v *Verdict, format string, args ...any) Verdict {
 	v.Summary = fmt.Sprintf(format, args...)
 	return *v
 }
+
+// memberships tracks one checker's open memberships (a Join until its
+// Leave, its stream's Disconnect or the client's next Join of the scope),
+// each with state of type T. Owned by the checker (the dispatcher
+// goroutine).
+type memberships[T any] struct {
+	open map[memberKey]T
+	// opened counts the Joins seen.
+	opened int
+}
+
+func newMemberships[T any]() memberships[T] {
+	return memberships[T]{open: map[memberKey]T{}}
+}
+
+// track applies e's membership changes: a Join closes the client's open
+// membership of the scope (if any) and opens one with start(e); a Leave
+// closes it; a Disconnect closes every membership of the client. end runs
+// for each closed membership (nil: nothing to judge at the end).
+func (m *memberships[T]) track(e *event.Event, start func(*event.Event) T, end func(memberKey, T)) {
+	k := memberKey{e.Client, e.Scope}
+	switch e.Kind {
+	case event.Join:
+		m.close(k, end)
+		m.opened++
+		m.open[k] = start(e)
+	case event.Leave:
+		m.close(k, end)
+	case event.Disconnect:
+		for mk := range m.open {
+			if mk.client == e.Client {
+				m.close(mk, end)
+			}
+		}
+	}
+}
+
+// get returns e's open membership state.
+func (m *memberships[T]) get(e *event.Event) (T, bool) {
+	s, ok := m.open[memberKey{e.Client, e.Scope}]
+	return s, ok
+}
+
+func (m *memberships[T]) close(k memberKey, end func(memberKey, T)) {
+	s, ok := m.open[k]
+	if !ok {
+		return
+	}
+	delete(m.open, k)
+	if end != nil {
+		end(k, s)
+	}
+}
+
+// closeAll closes every open membership in a deterministic order (the
+// events ended).
+func (m *memberships[T]) closeAll(end func(memberKey, T)) {
+	keys := make([]memberKey, 0, len(m.open))
+	for k := range m.open {
+		keys = append(keys, k)
+	}
+	sortMembers(keys)
+	for _, k := range keys {
+		m.close(k, end)
+	}
+}

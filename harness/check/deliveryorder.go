@@ -15,8 +15,7 @@ import (
 // both seqs and both times. A seq received twice is left to "no-duplicates"
 // (a repeat is not a reordering); a seq never received to "no-gaps".
 type deliveryOrder struct {
-	open       map[memberKey]*orderState
-	members    int
+	members    memberships[*orderState]
 	deliveries int
 	v          Verdict
 }
@@ -35,27 +34,15 @@ func init() {
 		if err := noParams(decode); err != nil {
 			return nil, err
 		}
-		return &deliveryOrder{open: map[memberKey]*orderState{}, v: Verdict{Name: "delivery-order"}}, nil
+		return &deliveryOrder{members: newMemberships[*orderState](), v: Verdict{Name: "delivery-order"}}, nil
 	})
 }
 
 func (d *deliveryOrder) Observe(e *event.Event) {
-	k := memberKey{e.Client, e.Scope}
-	switch e.Kind {
-	case event.Join:
-		d.members++
-		d.open[k] = &orderState{}
-	case event.Leave:
-		delete(d.open, k)
-	case event.Disconnect:
-		for mk := range d.open {
-			if mk.client == e.Client {
-				delete(d.open, mk)
-			}
-		}
-	case event.Deliver:
-		s := d.open[k]
-		if s == nil || e.Seq == 0 {
+	d.members.track(e, func(*event.Event) *orderState { return &orderState{} }, nil)
+	if e.Kind == event.Deliver {
+		s, ok := d.members.get(e)
+		if !ok || e.Seq == 0 {
 			return
 		}
 		d.deliveries++
@@ -73,9 +60,9 @@ func (d *deliveryOrder) Observe(e *event.Event) {
 
 func (d *deliveryOrder) Verdict(context.Context, Env) Verdict {
 	if d.deliveries == 0 {
-		return notMeasurable(&d.v, "no deliveries to a joined member observed (%d memberships)", d.members)
+		return notMeasurable(&d.v, "no deliveries to a joined member observed (%d memberships)", d.members.opened)
 	}
-	summarise(&d.v, fmt.Sprintf("%d deliveries over %d memberships arrived in ascending seq order", d.deliveries, d.members),
+	summarise(&d.v, fmt.Sprintf("%d deliveries over %d memberships arrived in ascending seq order", d.deliveries, d.members.opened),
 		"%d deliveries arrived after a higher seq", d.v.Violations)
 	return d.v
 }

@@ -16,7 +16,7 @@ import (
 // nothing).
 type duplicates struct {
 	stored     map[string]map[uint64]uint64 // room -> message key -> seq
-	got        map[memberKey]*seqSet        // open memberships -> seqs received
+	got        memberships[*seqSet]         // open memberships -> seqs received
 	acked      map[uint64]uint64            // hash(client, msgID) -> seq of the first Ack
 	deliveries int
 	acks       int
@@ -28,7 +28,7 @@ func init() {
 		if err := noParams(decode); err != nil {
 			return nil, err
 		}
-		return &duplicates{stored: map[string]map[uint64]uint64{}, got: map[memberKey]*seqSet{},
+		return &duplicates{stored: map[string]map[uint64]uint64{}, got: newMemberships[*seqSet](),
 			acked: map[uint64]uint64{}, v: Verdict{Name: "no-duplicates"}}, nil
 	})
 }
@@ -54,18 +54,8 @@ func (d *duplicates) record(e *event.Event, sender string) {
 }
 
 func (d *duplicates) Observe(e *event.Event) {
-	k := memberKey{e.Client, e.Scope}
+	d.got.track(e, func(*event.Event) *seqSet { return &seqSet{} }, nil)
 	switch e.Kind {
-	case event.Join:
-		d.got[k] = &seqSet{}
-	case event.Leave:
-		delete(d.got, k)
-	case event.Disconnect:
-		for mk := range d.got {
-			if mk.client == e.Client {
-				delete(d.got, mk)
-			}
-		}
 	case event.Ack:
 		if e.Seq == 0 || e.MsgID == "" {
 			return
@@ -87,7 +77,7 @@ func (d *duplicates) Observe(e *event.Event) {
 		if e.MsgID != "" {
 			d.record(e, e.Sender)
 		}
-		if s := d.got[k]; s != nil && !s.add(e.Seq) {
+		if s, ok := d.got.get(e); ok && !s.add(e.Seq) {
 			d.v.Add(Evidence{Scope: e.Scope, Seq: e.Seq, Client: clientName(e), At: e.At,
 				Detail: fmt.Sprintf("%s received seq %d twice in one membership", clientName(e), e.Seq)})
 		}

@@ -16,8 +16,7 @@ import (
 // a higher seq is judged by "no-lost-acks". Membership ends are where the
 // holes are judged.
 type gaps struct {
-	open       map[memberKey]*gapState
-	members    int
+	members    memberships[*gapState]
 	deliveries int
 	v          Verdict
 }
@@ -33,17 +32,12 @@ func init() {
 		if err := noParams(decode); err != nil {
 			return nil, err
 		}
-		return &gaps{open: map[memberKey]*gapState{}, v: Verdict{Name: "no-gaps"}}, nil
+		return &gaps{members: newMemberships[*gapState](), v: Verdict{Name: "no-gaps"}}, nil
 	})
 }
 
-// close judges membership k's holes and forgets it.
-func (g *gaps) close(k memberKey) {
-	s := g.open[k]
-	if s == nil {
-		return
-	}
-	delete(g.open, k)
+// judge reports membership k's holes (it has ended).
+func (g *gaps) judge(k memberKey, s *gapState) {
 	top := s.got.max()
 	s.got.holes(s.start, top, func(from, to uint64) bool {
 		n := to - from + 1
@@ -58,22 +52,11 @@ func (g *gaps) close(k memberKey) {
 }
 
 func (g *gaps) Observe(e *event.Event) {
-	k := memberKey{e.Client, e.Scope}
-	switch e.Kind {
-	case event.Join:
-		g.close(k)
-		g.members++
-		g.open[k] = &gapState{client: clientName(e), start: firstExpected(e)}
-	case event.Leave:
-		g.close(k)
-	case event.Disconnect:
-		for mk := range g.open {
-			if mk.client == e.Client {
-				g.close(mk)
-			}
-		}
-	case event.Deliver:
-		if s := g.open[k]; s != nil && e.Seq >= s.start {
+	g.members.track(e, func(e *event.Event) *gapState {
+		return &gapState{client: clientName(e), start: firstExpected(e)}
+	}, g.judge)
+	if e.Kind == event.Deliver {
+		if s, ok := g.members.get(e); ok && e.Seq >= s.start {
 			g.deliveries++
 			s.got.add(e.Seq)
 		}
@@ -81,18 +64,11 @@ func (g *gaps) Observe(e *event.Event) {
 }
 
 func (g *gaps) Verdict(context.Context, Env) Verdict {
-	keys := make([]memberKey, 0, len(g.open))
-	for k := range g.open {
-		keys = append(keys, k)
-	}
-	sortMembers(keys)
-	for _, k := range keys {
-		g.close(k)
-	}
+	g.members.closeAll(g.judge)
 	if g.deliveries == 0 {
-		return notMeasurable(&g.v, "no deliveries to a joined member observed (%d memberships)", g.members)
+		return notMeasurable(&g.v, "no deliveries to a joined member observed (%d memberships)", g.members.opened)
 	}
-	summarise(&g.v, fmt.Sprintf("%d memberships (%d deliveries) received every seq up to the highest they got", g.members, g.deliveries),
+	summarise(&g.v, fmt.Sprintf("%d memberships (%d deliveries) received every seq up to the highest they got", g.members.opened, g.deliveries),
 		"%d gaps in members' deliveries", g.v.Violations)
 	return g.v
 }

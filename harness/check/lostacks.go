@@ -30,7 +30,7 @@ type lostAcks struct {
 	p       LostAckParams
 	acked   map[string]map[uint64]ackInfo // room -> seq -> first ack
 	got     map[memberKey]*seqSet         // (client, room) -> every seq received, all memberships
-	open    map[memberKey]*membership
+	members memberships[*membership]
 	done    []*membership
 	faulted map[int]bool // clients with a fault injected on their current stream
 	last    time.Duration
@@ -75,43 +75,36 @@ func init() {
 			return nil, fmt.Errorf("no-lost-acks: grace must be within [0, 1m], got %s", p.Grace)
 		}
 		return &lostAcks{p: p, acked: map[string]map[uint64]ackInfo{}, got: map[memberKey]*seqSet{},
-			open: map[memberKey]*membership{}, faulted: map[int]bool{}, v: Verdict{Name: "no-lost-acks"}}, nil
+			members: newMemberships[*membership](), faulted: map[int]bool{}, v: Verdict{Name: "no-lost-acks"}}, nil
 	})
 }
 
-// close ends k's membership at time t; cut: by the server's own status.
-func (l *lostAcks) close(k memberKey, t time.Duration, cut bool) {
-	m := l.open[k]
-	if m == nil {
-		return
+// ended returns the function that records a membership's end at t; cut:
+// by the server's own status.
+func (l *lostAcks) ended(t time.Duration, cut bool) func(memberKey, *membership) {
+	return func(_ memberKey, m *membership) {
+		m.end, m.cut = t, cut
+		l.done = append(l.done, m)
 	}
-	delete(l.open, k)
-	m.end, m.cut = t, cut
-	l.done = append(l.done, m)
 }
 
 func (l *lostAcks) Observe(e *event.Event) {
 	l.last = max(l.last, e.At)
 	k := memberKey{e.Client, e.Scope}
+	// A Disconnect with the server's own status, not one the harness
+	// caused (a fault, a cancel, the close grace), cuts the membership.
+	cut := e.Kind == event.Disconnect && e.Code != codes.OK && e.Code != codes.Canceled &&
+		!l.faulted[e.Client] && e.Field != event.FieldCloseGrace
+	if e.Kind == event.Join || e.Kind == event.Leave || e.Kind == event.Disconnect {
+		l.members.track(e, func(e *event.Event) *membership {
+			return &membership{client: clientName(e), id: e.Client, scope: e.Scope, start: firstExpected(e), joined: e.At}
+		}, l.ended(e.At, cut))
+	}
 	switch e.Kind {
 	case event.Fault:
 		l.faulted[e.Client] = true
 	case event.Connect:
 		delete(l.faulted, e.Client)
-	case event.Join:
-		l.close(k, e.At, false)
-		l.open[k] = &membership{client: clientName(e), id: e.Client, scope: e.Scope, start: firstExpected(e), joined: e.At}
-	case event.Leave:
-		l.close(k, e.At, false)
-	case event.Disconnect:
-		// The server's own status, not one the harness caused (a fault, a
-		// cancel, the close grace).
-		cut := e.Code != codes.OK && e.Code != codes.Canceled && !l.faulted[e.Client] && e.Field != event.FieldCloseGrace
-		for mk := range l.open {
-			if mk.client == e.Client {
-				l.close(mk, e.At, cut)
-			}
-		}
 	case event.Deliver:
 		if e.Seq == 0 {
 			return
@@ -122,7 +115,7 @@ func (l *lostAcks) Observe(e *event.Event) {
 			l.got[k] = s
 		}
 		s.add(e.Seq)
-		if m := l.open[k]; m != nil {
+		if m, ok := l.members.get(e); ok {
 			m.lastIn = max(m.lastIn, e.Seq)
 		}
 	case event.Ack:
@@ -176,14 +169,7 @@ func (ix ackIndex) lastBefore(t time.Duration) uint64 {
 }
 
 func (l *lostAcks) Verdict(context.Context, Env) Verdict {
-	keys := make([]memberKey, 0, len(l.open))
-	for k := range l.open {
-		keys = append(keys, k)
-	}
-	sortMembers(keys)
-	for _, k := range keys {
-		l.close(k, l.last, false)
-	}
+	l.members.closeAll(l.ended(l.last, false))
 	total := 0
 	index := map[string]ackIndex{}
 	for room, acks := range l.acked {
