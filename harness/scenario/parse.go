@@ -198,6 +198,7 @@ type rawScenario struct {
 	Roles                []rawRole     `yaml:"roles"`
 	Faults               []rawFault    `yaml:"faults"`
 	Checks               []ast.Node    `yaml:"checks"`
+	Thresholds           ast.Node      `yaml:"thresholds"`
 }
 
 type rawRole struct {
@@ -553,6 +554,11 @@ func (w *walker) build(raw *rawScenario) *Scenario {
 		if c, ok := w.checkSpec(n, fmt.Sprintf("checks[%d]", i), s.Service); ok {
 			s.Checks = append(s.Checks, c)
 		}
+	}
+
+	// Thresholds: each one more check, after the listed ones.
+	if w.has("thresholds") {
+		w.thresholds(raw.Thresholds, s, durationOK)
 	}
 	return s
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/bidikit/bidikit/harness/check"
 	"github.com/bidikit/bidikit/harness/fault"
+	"github.com/bidikit/bidikit/harness/threshold"
 )
 
 // Services a scenario may target.
@@ -36,6 +37,9 @@ type Scenario struct {
 	Roles          []Role
 	Faults         []FaultStep
 	Checks         []CheckSpec
+	// Thresholds are the `thresholds:` block's bounds, in file order; each
+	// is also in Checks (after the listed checks), named by its Name.
+	Thresholds []threshold.Spec
 }
 
 // Clients is the total client count over all roles.
