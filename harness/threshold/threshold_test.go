@@ -157,7 +157,7 @@ var _ = Describe("a threshold's checker", func() {
 	It("judges a rate as the mean over the role's window and names the slowest whole second", func() {
 		c := build(spec("delivered_per_sec", "50"))
 		at := deliver(c, 0, 10*time.Millisecond, 500, time.Millisecond) // 100/s for 5s
-		deliver(c, at, 100*time.Millisecond, 50, time.Millisecond)     // 10/s for 5s
+		deliver(c, at, 100*time.Millisecond, 50, time.Millisecond)      // 10/s for 5s
 		Expect(live(c)).To(Equal(0), "rates are judged at the end")
 		v := c.Verdict(ctx, nil)
 		Expect(v.Status).To(Equal(check.Pass), v.Summary) // 550 over 9.9s
