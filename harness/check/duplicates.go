@@ -20,6 +20,7 @@ type duplicates struct {
 	acked      map[uint64]uint64            // hash(client, msgID) -> seq of the first Ack
 	deliveries int
 	acks       int
+	resends    int // acks that said "duplicate": a resend found its first copy
 	v          Verdict
 }
 
@@ -61,6 +62,9 @@ func (d *duplicates) Observe(e *event.Event) {
 			return
 		}
 		d.acks++
+		if e.Duplicate {
+			d.resends++
+		}
 		d.record(e, e.User)
 		ak := msgKey(fmt.Sprint(e.Client), e.Scope+"\x00"+e.MsgID)
 		if first, ok := d.acked[ak]; ok {
@@ -88,7 +92,8 @@ func (d *duplicates) Verdict(context.Context, Env) Verdict {
 	if d.deliveries+d.acks == 0 {
 		return notMeasurable(&d.v, "no sequenced deliveries or acks observed")
 	}
-	summarise(&d.v, fmt.Sprintf("%d deliveries and %d acks: every message stored once, no seq received twice, no Ack repeated", d.deliveries, d.acks),
+	summarise(&d.v, fmt.Sprintf("%d deliveries and %d acks (%d of them resends acked as duplicates of their first copy): every message stored once, no seq received twice, no Ack repeated",
+		d.deliveries, d.acks, d.resends),
 		"%d duplicated messages, deliveries or acks", d.v.Violations)
 	return d.v
 }

@@ -219,6 +219,16 @@ var _ = Describe("leaks", func() {
 			evidence: []string{"goroutines 13 vs baseline 10 (+3, allowed +2 = 2 + 0.1 x 3 ended streams)", "+3 goroutines (0 at baseline, 3 after) in leaky.(*server).holdSession server.go:42 <- leaky.(*server).Connect.gowrap1 server.go:30"},
 			absent:   []string{"runtime.gopark", "runtime.chanrecv1", "keepalive"},
 		}, SpecTimeout(20*time.Second)),
+		Entry("the harness's own in-process toxiproxy goroutines are not the server's", leakCase{
+			ended: 3, status: check.Pass,
+			after: func(a *admin) {
+				a.stacks = append(a.stacks, stack{16, []string{
+					"runtime.gopark /go/src/runtime/proc.go:435",
+					"github.com/Shopify/toxiproxy/v2/toxics.(*LatencyToxic).Pipe /m/github.com/Shopify/toxiproxy/v2@v2.12.0/toxics/latency.go:44",
+				}})
+			},
+			summary: []string{"goroutines 10 (baseline 10, +0"},
+		}, SpecTimeout(20*time.Second)),
 		Entry("200 ended streams and 3 goroutines more: within 2 + 0.1 x 200", leakCase{
 			ended: 200, after: func(a *admin) { a.stacks = append(a.stacks, held(3)) }, status: check.Pass,
 			summary: []string{"goroutines 13 (baseline 10, +3, allowed +22 = 2 + 0.1 x 200 ended streams)"},

@@ -475,7 +475,7 @@ func newPacer(now time.Time, rate float64, rng *rand.Rand) pacer {
 
 // wait is the time until the next slot.
 func (p *pacer) wait(now time.Time) time.Duration {
-	return max(p.start.Add(time.Duration(p.n+1)*p.interval).Sub(now), 0)
+	return max(p.start.Add(time.Duration(p.n)*p.interval).Sub(now), 0)
 }
 
 // due consumes the slots that are due: n to send now (at most maxCatchUp)
