@@ -217,6 +217,26 @@ func (c *Collector) Connected() int { return c.connected }
 // Messages is the traffic so far.
 func (c *Collector) Messages() result.Messages { return c.msgs }
 
+// LatencyQuantile is the overall send-to-delivery latency at quantile q
+// (0..100) so far; 0 before the first sample. It walks the histogram's
+// buckets: call it every so often, not per event.
+func (c *Collector) LatencyQuantile(q float64) time.Duration {
+	if c.overall.TotalCount() == 0 {
+		return 0
+	}
+	return time.Duration(c.overall.ValueAtQuantile(q)) * time.Microsecond
+}
+
+// ErrorsByCode is a copy of the error counts so far, keyed like
+// result.Scenario.Errors.
+func (c *Collector) ErrorsByCode() map[string]int {
+	out := make(map[string]int, len(c.errors))
+	for k, v := range c.errors {
+		out[k] = v
+	}
+	return out
+}
+
 // ErrorCount is the number of error events, kicks and non-OK stream ends.
 func (c *Collector) ErrorCount() int {
 	n := 0

@@ -69,13 +69,16 @@ type htmlScenario struct {
 }
 
 // scenarioBadge is the word and CSS class of a scenario's heading badge:
-// could not run, failed (a check failed), not measurable (nothing failed but
-// a check could not look: still not a pass), or passed.
+// could not run, interrupted (a signal, --fail-fast: its checks judged what
+// was seen), failed (a check failed), not measurable (nothing failed but a
+// check could not look: still not a pass), or passed.
 func scenarioBadge(s result.Scenario) (word, class string) {
 	c := s.Counts()
 	switch {
 	case s.Failure != "":
 		return "COULD NOT RUN", "couldnotrun"
+	case s.Interrupted != "":
+		return "INTERRUPTED", "interrupted"
 	case s.OK():
 		return "PASSED", "passed"
 	case c.Failed == 0 && c.NotMeasurable > 0:
@@ -103,15 +106,16 @@ const pageHTML = `<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<title>bidikit report — {{if .OK}}PASSED{{else}}FAILED{{end}}</title>
+<title>bidikit report — {{if .OK}}PASSED{{else if .Run.Interrupted}}INTERRUPTED{{else}}FAILED{{end}}</title>
 <style>
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222;max-width:1100px}
 h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
 .verdict{font-weight:bold;padding:.2em .6em;border-radius:4px;color:#fff}
 .verdict.passed{background:#3c9a3c}.verdict.failed{background:#c9302c}
-.verdict.notmeasurable{background:#b86e00}.verdict.couldnotrun{background:#6f2c91}
+.verdict.notmeasurable{background:#b86e00}.verdict.couldnotrun{background:#6f2c91}.verdict.interrupted{background:#555}
+.interrupted{background:#eee;border:1px solid #555;padding:.6em}
 .badge{font-weight:bold;font-size:12px;padding:.1em .4em;border-radius:3px;color:#fff;white-space:nowrap}
-.badge.pass{background:#3c9a3c}.badge.fail{background:#c9302c}.badge.notmeasurable{background:#b86e00}.badge.couldnotrun{background:#6f2c91}
+.badge.pass{background:#3c9a3c}.badge.fail{background:#c9302c}.badge.notmeasurable{background:#b86e00}.badge.couldnotrun{background:#6f2c91}.badge.interrupted{background:#555}
 tr.notmeasurable td{background:#fff4e0} tr.fail td,tr.couldnotrun td{background:#fbeaea}
 p.summary{font-weight:bold}
 table{border-collapse:collapse;margin:.8em 0}
@@ -125,14 +129,20 @@ ul.evidence{margin:.3em 0;padding-left:1.2em;font-family:ui-monospace,monospace;
 </style>
 </head>
 <body>
-<h1>bidikit report <span class="verdict {{if .OK}}passed">PASSED{{else}}failed">FAILED{{end}}</span></h1>
+<h1>bidikit report <span class="verdict {{if .OK}}passed">PASSED{{else if .Run.Interrupted}}interrupted">INTERRUPTED{{else}}failed">FAILED{{end}}</span></h1>
 <p class="summary" id="summary">{{.Verdict}}</p>
+{{- if .Run.Interrupted}}
+<p class="interrupted" id="interrupted">This run was {{.Run.Interrupted}}: the checks judged only what was seen until then, and scenarios not yet started did not run.</p>
+{{- end}}
 <p class="meta">seed {{.Run.Seed}} · target {{if .Run.Target}}{{.Run.Target}}{{else}}-{{end}} · started {{startedAt .Run}}</p>
 <table id="verdicts">
 <tr><th>scenario</th><th>check</th><th>status</th><th>violations</th><th>summary</th></tr>
 {{- range .Scenarios}}{{$s := .}}
 {{- if .Failure}}
 <tr class="couldnotrun"><td>{{$s.Name}}</td><td>(run)</td><td><span class="badge couldnotrun">COULD NOT RUN</span></td><td class="num">-</td><td>could not run: {{.Failure}}</td></tr>
+{{- end}}
+{{- if .Interrupted}}
+<tr class="interrupted"><td>{{$s.Name}}</td><td>(run)</td><td><span class="badge interrupted">INTERRUPTED</span></td><td class="num">-</td><td>{{.Interrupted}}</td></tr>
 {{- end}}
 {{- range .Checks}}
 <tr class="{{class .Status}}"><td>{{$s.Name}}</td><td>{{.Name}}</td><td><span class="badge {{class .Status}}">{{status .Status}}</span></td><td class="num">{{if eq .Status "not-measurable"}}-{{else}}{{.Violations}}{{end}}</td><td>{{if eq .Status "not-measurable"}}not measurable: {{end}}{{.Summary}}
@@ -150,6 +160,9 @@ ul.evidence{margin:.3em 0;padding-left:1.2em;font-family:ui-monospace,monospace;
 <h2 id="{{.ID}}">{{.Name}} <span class="verdict {{.BadgeClass}}">{{.Badge}}</span></h2>
 <p class="meta">{{.Service}} · {{.File}} · seed {{.Seed}} · {{printf "%.1f" .DurationS}} s · {{.Clients}} clients</p>
 <p class="summary">{{.Verdict}}</p>
+{{- if .Interrupted}}
+<p class="interrupted">{{.Interrupted}}</p>
+{{- end}}
 {{- if .Failure}}
 <p class="failure">could not run: {{.Failure}}</p>
 {{- else}}

@@ -23,24 +23,28 @@ type (
 		Target    string           `json:"target"`
 		StartedAt string           `json:"started_at"`
 		Scenarios []jsonScenario   `json:"scenarios"`
+		// Interrupted is result.Run.Interrupted (omitted when empty).
+		Interrupted string `json:"interrupted,omitempty"`
 	}
 	jsonScenario struct {
-		Name      string          `json:"name"`
-		File      string          `json:"file"`
-		Service   string          `json:"service"`
-		Seed      int64           `json:"seed"`
-		Passed    bool            `json:"passed"`
-		Summary   string          `json:"summary"`
-		Counts    result.Counts   `json:"counts"`
-		Failure   string          `json:"failure,omitempty"`
-		DurationS float64         `json:"duration_s"`
-		Clients   int             `json:"clients"`
-		Messages  result.Messages `json:"messages"`
-		LatencyMS result.Latency  `json:"latency_ms"`
-		Errors    map[string]int  `json:"errors"`
-		Checks    []jsonVerdict   `json:"checks"`
-		Roles     []jsonRole      `json:"roles"`
-		Timeline  []result.Point  `json:"timeline"`
+		Name    string        `json:"name"`
+		File    string        `json:"file"`
+		Service string        `json:"service"`
+		Seed    int64         `json:"seed"`
+		Passed  bool          `json:"passed"`
+		Summary string        `json:"summary"`
+		Counts  result.Counts `json:"counts"`
+		Failure string        `json:"failure,omitempty"`
+		// Interrupted is result.Scenario.Interrupted (omitted when empty).
+		Interrupted string          `json:"interrupted,omitempty"`
+		DurationS   float64         `json:"duration_s"`
+		Clients     int             `json:"clients"`
+		Messages    result.Messages `json:"messages"`
+		LatencyMS   result.Latency  `json:"latency_ms"`
+		Errors      map[string]int  `json:"errors"`
+		Checks      []jsonVerdict   `json:"checks"`
+		Roles       []jsonRole      `json:"roles"`
+		Timeline    []result.Point  `json:"timeline"`
 	}
 	jsonVerdict struct {
 		Name       string           `json:"name"`
@@ -61,14 +65,15 @@ func JSON(w io.Writer, run *result.Run) error {
 	out := jsonRun{
 		Passed: run.OK(), Summary: Summary(run), Counts: run.Counts(),
 		Seed: run.Seed, Target: run.Target,
-		StartedAt: run.StartedAt.UTC().Format("2006-01-02T15:04:05.000Z07:00"),
-		Scenarios: make([]jsonScenario, 0, len(run.Scenarios)),
+		StartedAt:   run.StartedAt.UTC().Format("2006-01-02T15:04:05.000Z07:00"),
+		Scenarios:   make([]jsonScenario, 0, len(run.Scenarios)),
+		Interrupted: run.Interrupted,
 	}
 	for _, s := range run.Scenarios {
 		js := jsonScenario{
 			Name: s.Name, File: s.File, Service: s.Service, Seed: s.Seed,
 			Passed: s.OK(), Summary: ScenarioSummary(s), Counts: s.Counts(),
-			Failure: s.Failure, DurationS: s.DurationS, Clients: s.Clients,
+			Failure: s.Failure, Interrupted: s.Interrupted, DurationS: s.DurationS, Clients: s.Clients,
 			Messages: s.Messages, LatencyMS: s.LatencyMS,
 			Errors:   s.Errors,
 			Checks:   make([]jsonVerdict, 0, len(s.Checks)),

@@ -26,16 +26,22 @@ import (
 // scenario that could not run. The type attribute tells it from a real
 // violation (type="fail") for whoever reads the XML. Each suite's
 // <system-out> starts with ScenarioSummary's line.
+//
+// An interrupted scenario (a signal, --fail-fast) gets one more test case,
+// "interrupted", an <error type="interrupted"> saying why, and an
+// "interrupted" property; its checks are the verdicts on what was seen.
+// An interrupted run has an "interrupted" attribute on <testsuites>.
 type (
 	junitSuites struct {
-		XMLName  xml.Name     `xml:"testsuites"`
-		Name     string       `xml:"name,attr"`
-		Tests    int          `xml:"tests,attr"`
-		Failures int          `xml:"failures,attr"`
-		Errors   int          `xml:"errors,attr"`
-		Skipped  int          `xml:"skipped,attr"`
-		Time     string       `xml:"time,attr"`
-		Suites   []junitSuite `xml:"testsuite"`
+		XMLName     xml.Name     `xml:"testsuites"`
+		Name        string       `xml:"name,attr"`
+		Interrupted string       `xml:"interrupted,attr,omitempty"`
+		Tests       int          `xml:"tests,attr"`
+		Failures    int          `xml:"failures,attr"`
+		Errors      int          `xml:"errors,attr"`
+		Skipped     int          `xml:"skipped,attr"`
+		Time        string       `xml:"time,attr"`
+		Suites      []junitSuite `xml:"testsuite"`
 	}
 	junitSuite struct {
 		Name       string          `xml:"name,attr"`
@@ -73,7 +79,7 @@ type (
 
 // JUnit renders the run as JUnit XML.
 func JUnit(w io.Writer, run *result.Run) error {
-	out := junitSuites{Name: "bidikit"}
+	out := junitSuites{Name: "bidikit", Interrupted: run.Interrupted}
 	var total float64
 	for _, s := range run.Scenarios {
 		su := junitSuite{
@@ -96,6 +102,13 @@ func JUnit(w io.Writer, run *result.Run) error {
 			su.Errors++
 			su.Cases = append(su.Cases, junitCase{Classname: s.Name, Name: "run", Time: "0",
 				Error: &junitMessage{Message: "could not run: " + oneLine(s.Failure), Type: "could-not-run", Body: s.Failure}})
+		}
+		if s.Interrupted != "" {
+			su.Errors++
+			su.Properties = append(su.Properties, junitProperty{"interrupted", s.Interrupted})
+			su.Cases = append(su.Cases, junitCase{Classname: s.Name, Name: "interrupted", Time: fmt.Sprintf("%.3f", s.DurationS),
+				Error: &junitMessage{Message: oneLine(s.Interrupted), Type: "interrupted",
+					Body: s.Interrupted + "\nThe checks below judged only what was seen until then.\n"}})
 		}
 		for _, v := range s.Checks {
 			c := junitCase{Classname: s.Name, Name: v.Name, Time: "0"}

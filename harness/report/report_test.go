@@ -212,7 +212,7 @@ var _ = Describe("report", func() {
 			Expect(doc).To(HaveKeyWithValue("passed", false))
 			Expect(doc).To(HaveKeyWithValue("summary", finalLine))
 			Expect(doc).To(HaveKeyWithValue("counts", map[string]any{"checks": 7.0, "passed": 4.0, "failed": 1.0,
-				"not_measurable": 2.0, "scenarios": 4.0, "could_not_run": 1.0}))
+				"not_measurable": 2.0, "scenarios": 4.0, "could_not_run": 1.0, "interrupted": 0.0}))
 			Expect(doc).To(HaveKeyWithValue("seed", 42.0))
 			Expect(doc).To(HaveKeyWithValue("target", "127.0.0.1:7000"))
 			Expect(doc).To(HaveKey("started_at"))

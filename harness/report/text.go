@@ -82,6 +82,10 @@ func (o TextOptions) Render(w io.Writer, run *result.Run) error {
 			rows = append(rows, []string{s.Name, "(run)", "ERROR", "-", "could not run: " + oneLine(s.Failure)})
 			colors = append(colors, ansiRed)
 		}
+		if s.Interrupted != "" {
+			rows = append(rows, []string{s.Name, "(run)", "INTERRUPTED", "-", oneLine(s.Interrupted)})
+			colors = append(colors, ansiYellow)
+		}
 		for _, v := range s.Checks {
 			viol := fmt.Sprint(v.Violations)
 			c := ansiGreen
@@ -187,7 +191,11 @@ func figuresLine(s result.Scenario) string {
 	line := fmt.Sprintf("%s: %d clients in %.1fs, sent %d, delivered %d, latency p50 %s p99 %s",
 		s.Name, s.Clients, s.DurationS, s.Messages.Sent, s.Messages.Delivered,
 		fmtMS(s.LatencyMS.P50), fmtMS(s.LatencyMS.P99))
-	return line + ", errors: " + errorsText(s.Errors)
+	line += ", errors: " + errorsText(s.Errors)
+	if s.Interrupted != "" {
+		line += " (INTERRUPTED: " + oneLine(s.Interrupted) + ")"
+	}
+	return line
 }
 
 func errorsText(m map[string]int) string {

@@ -16,6 +16,10 @@ type Run struct {
 	Target    string     `json:"target"`
 	StartedAt time.Time  `json:"started_at"`
 	Scenarios []Scenario `json:"scenarios"`
+	// Interrupted says why the run stopped before every scenario had run
+	// its course ("interrupted by SIGINT"); "" when it did not. An
+	// interrupted run never passes.
+	Interrupted string `json:"interrupted,omitempty"`
 }
 
 // Scenario is one scenario's outcome.
@@ -41,6 +45,12 @@ type Scenario struct {
 	// Failure is set when the scenario could not run at all (target
 	// unreachable, server failed to start); Passed is then false.
 	Failure string `json:"failure,omitempty"`
+	// Interrupted says why the scenario stopped before its duration ("" =
+	// it ran its course): a signal ("interrupted by SIGINT at 3.2s of
+	// 30s"), or --fail-fast at a check's first violation. Its checks then
+	// judged what was seen until then; an interrupted scenario never
+	// passes.
+	Interrupted string `json:"interrupted,omitempty"`
 }
 
 // Messages counts traffic: Sent is chat sends, collab submits and game

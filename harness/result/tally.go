@@ -17,6 +17,9 @@ type RunCounts struct {
 	Counts
 	Scenarios   int `json:"scenarios"`
 	CouldNotRun int `json:"could_not_run"`
+	// Interrupted counts the scenarios stopped before their duration
+	// (Scenario.Interrupted set).
+	Interrupted int `json:"interrupted"`
 }
 
 // add counts one verdict.
@@ -41,11 +44,12 @@ func (s Scenario) Counts() Counts {
 	return c
 }
 
-// OK reports whether s passed: it ran, and every check passed. Not
-// measurable is never a pass, whatever Passed says.
+// OK reports whether s passed: it ran its course, and every check passed.
+// Not measurable is never a pass, whatever Passed says, and neither is an
+// interrupted scenario.
 func (s Scenario) OK() bool {
 	c := s.Counts()
-	return s.Passed && s.Failure == "" && c.Passed == c.Checks
+	return s.Passed && s.Failure == "" && s.Interrupted == "" && c.Passed == c.Checks
 }
 
 // Counts tallies every check of every scenario of r.
@@ -56,6 +60,9 @@ func (r *Run) Counts() RunCounts {
 		c.Scenarios++
 		if s.Failure != "" {
 			c.CouldNotRun++
+		}
+		if s.Interrupted != "" {
+			c.Interrupted++
 		}
 		for _, v := range s.Checks {
 			c.add(v)
@@ -68,7 +75,7 @@ func (r *Run) Counts() RunCounts {
 // OK. It is what decides `bidikit run`'s exit status and every report's
 // verdict, so a not-measurable check fails the run in all of them alike.
 func (r *Run) OK() bool {
-	if !r.Passed {
+	if !r.Passed || r.Interrupted != "" {
 		return false
 	}
 	for i := range r.Scenarios {
