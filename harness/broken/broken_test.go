@@ -30,6 +30,22 @@ func chat(d broken.ChatDefect) starter {
 	return func() (*broken.Server, error) { return broken.StartChat(d) }
 }
 
+func collabStream(d broken.CollabDefect) starter {
+	return func() (*broken.Server, error) { return broken.StartCollabStream(d) }
+}
+
+func gameTicks(d broken.GameDefect) starter {
+	return func() (*broken.Server, error) { return broken.StartGameTicks(d) }
+}
+
+// correct is the corpus's correct variant of each service: the control
+// every scenario of the corpus must pass against.
+var correct = map[string]starter{
+	scenario.Chat:   chat(broken.None),
+	scenario.Collab: collabStream(broken.CollabNone),
+	scenario.Game:   gameTicks(broken.GameNone),
+}
+
 // load parses testdata/file; a missing or bad file fails the spec naming it.
 func load(file string) *scenario.Scenario {
 	path := filepath.Join("testdata", file)
@@ -148,10 +164,9 @@ var _ = Describe("the broken-server corpus", func() {
 
 			By("the broken server")
 			judge("the broken server", runCorpus(ctx, s, start), fail)
-			if s.Service == scenario.Chat {
-				By("the correct variant")
-				judge("the correct variant", runCorpus(ctx, s, chat(broken.None)), nil)
-			}
+			By("the correct variant")
+			Expect(correct).To(HaveKey(s.Service), "the corpus has no correct %s server", s.Service)
+			judge("the correct variant", runCorpus(ctx, s, correct[s.Service]), nil)
 			By("the reference server")
 			judge("the reference server", runReference(ctx, s), nil)
 			Expect(wrong).To(BeEmpty(), "verdicts are in GinkgoWriter's output above")
@@ -167,5 +182,23 @@ var _ = Describe("the broken-server corpus", func() {
 		Entry("NoRateLimit: fairness", "chat-flood.yaml", chat(broken.NoRateLimit), fails{"fairness": `without ever being refused with RESOURCE_EXHAUSTED`}, SpecTimeout(2*time.Minute)),
 		Entry("naive collab editor: convergence", "collab-concurrent.yaml", starter(broken.StartCollab), fails{"convergence": `diverged|stopped at version|beyond the server`}, SpecTimeout(2*time.Minute)),
 		Entry("trusting game: game-invariants", "game-speed-hack.yaml", starter(broken.StartGame), fails{"game-invariants": `moved|outside the|inputs processed`}, SpecTimeout(2*time.Minute)),
+		// A collab op stream must carry every version once, in order; a
+		// replica rebuilt from a snapshot because it did not fails
+		// convergence (issue #13).
+		Entry("CollabSkipVersion: no-gaps and convergence", "collab-stream.yaml", collabStream(broken.CollabSkipVersion),
+			fails{"no-gaps": `never received seqs? \d+`, "convergence": `rebuilt its replica from a snapshot .*says version \d+, the replica expected version \d+`}, SpecTimeout(2*time.Minute)),
+		Entry("CollabBroadcastTwice: no-duplicates", "collab-stream.yaml", collabStream(broken.CollabBroadcastTwice),
+			fails{"no-duplicates": `received seq \d+ twice in one membership`}, SpecTimeout(2*time.Minute)),
+		Entry("CollabSwapTwo: delivery-order and convergence", "collab-stream.yaml", collabStream(broken.CollabSwapTwo),
+			fails{"delivery-order": `received seq \d+ at \S+ after seq \d+ at`, "convergence": `rebuilt its replica from a snapshot .*for version \d+ arrived while version \d+ was expected`}, SpecTimeout(2*time.Minute)),
+		Entry("CollabAckNeverBroadcast: no-gaps and convergence", "collab-stream.yaml", collabStream(broken.CollabAckNeverBroadcast),
+			fails{"no-gaps": `never received seqs? \d+`, "convergence": `rebuilt its replica from a snapshot .*for version \d+ arrived while version \d+ was expected`}, SpecTimeout(2*time.Minute)),
+		// Game updates: game-invariants names the exact tick anomaly.
+		Entry("GameTickSkipped: game-invariants", "game-ticks.yaml", gameTicks(broken.GameTickSkipped),
+			fails{"game-invariants": `got a delta for tick \d+ after tick \d+: tick skipped`}, SpecTimeout(2*time.Minute)),
+		Entry("GameTickRepeated: game-invariants", "game-ticks.yaml", gameTicks(broken.GameTickRepeated),
+			fails{"game-invariants": `got tick (\d+) after tick (\d+): the tick number repeated with a different state`}, SpecTimeout(2*time.Minute)),
+		Entry("GameStateSentTwice: game-invariants", "game-ticks.yaml", gameTicks(broken.GameStateSentTwice),
+			fails{"game-invariants": `got the update for tick \d+ twice: the same state sent again`}, SpecTimeout(2*time.Minute)),
 	)
 })

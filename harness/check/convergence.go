@@ -11,13 +11,17 @@ import (
 
 // convergence is the "convergence" checker for collaborative editing: after
 // the quiet time every replica's final text (Replica events) must equal the
-// server's text (ServerState events) at the same version, and every acked
-// operation's version must lie within the server's history.
+// server's text (ServerState events) at the same version, every acked
+// operation's version must lie within the server's history, and no replica
+// may have converged only by giving up on the op stream: a rebuild from a
+// snapshot that what the server sent forced, unannounced, fails it too (see
+// rebuilds).
 type convergence struct {
 	replicas map[string][]replica // document -> replicas
 	server   map[string]replica   // document -> server state
 	acks     map[string]uint64    // document -> highest acked version
 	ackWho   map[string]string
+	rebuilds rebuilds
 	v        Verdict
 }
 
@@ -33,11 +37,12 @@ func init() {
 			return nil, err
 		}
 		return &convergence{replicas: map[string][]replica{}, server: map[string]replica{},
-			acks: map[string]uint64{}, ackWho: map[string]string{}, v: Verdict{Name: "convergence"}}, nil
+			acks: map[string]uint64{}, ackWho: map[string]string{}, rebuilds: newRebuilds(), v: Verdict{Name: "convergence"}}, nil
 	})
 }
 
 func (c *convergence) Observe(e *event.Event) {
+	c.rebuilds.observe(e, &c.v)
 	switch e.Kind {
 	case event.Replica:
 		c.replicas[e.Scope] = append(c.replicas[e.Scope], replica{clientName(e), e.Seq, e.Text})
@@ -107,6 +112,7 @@ func (c *convergence) Verdict(context.Context, Env) Verdict {
 		}
 	}
 	summarise(&c.v, fmt.Sprintf("%d replicas over %d documents converged to the server's text", n, len(docs)),
-		"%d replicas or documents did not converge", c.v.Violations)
+		"%d replicas or documents did not converge, or converged only from a snapshot", c.v.Violations)
+	c.v.Summary += "; " + c.rebuilds.summary()
 	return c.v
 }

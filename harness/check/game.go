@@ -11,7 +11,8 @@ import (
 )
 
 // gameRules is the "game-invariants" checker: per player, ticks strictly
-// increase, positions stay within the map, the last processed input never
+// increase and a delta follows its previous update's tick by exactly one
+// (see tickAnomaly), positions stay within the map, the last processed input never
 // moves backwards, and no more inputs are processed than the per-tick limit
 // allows (so inputs beyond the allowed rate are never applied). Each
 // membership is judged by the rules its server announced in that player's
@@ -154,6 +155,7 @@ type playerState struct {
 	prevDrop uint64 // dropped_inputs at the update before it
 	x, y     float64
 	seen     bool
+	digest   uint64 // the last update's digest (Tick.SenderSeq)
 }
 
 func init() {
@@ -215,9 +217,8 @@ func (g *gameRules) Observe(e *event.Event) {
 					who, e.X, e.Y, r.width, r.height, e.Seq, r.mapSource())})
 		}
 		if p.seen {
-			if e.Seq <= p.tick {
-				g.v.Add(Evidence{Scope: e.Scope, Seq: e.Seq, Client: who, At: e.At,
-					Detail: fmt.Sprintf("%s got tick %d after tick %d", who, e.Seq, p.tick)})
+			if what := tickAnomaly(who, p.tick, p.digest, e); what != "" {
+				g.v.Add(Evidence{Scope: e.Scope, Seq: e.Seq, Client: who, At: e.At, Detail: what})
 			}
 			if e.LastInput < p.lastInput {
 				g.v.Add(Evidence{Scope: e.Scope, Seq: e.Seq, Client: who, At: e.At,
@@ -263,6 +264,7 @@ func (g *gameRules) Observe(e *event.Event) {
 			prev = e.Dropped
 		}
 		p.seen, p.tick, p.lastInput, p.prevDrop, p.dropped, p.x, p.y = true, e.Seq, e.LastInput, prev, e.Dropped, e.X, e.Y
+		p.digest = e.SenderSeq
 	}
 }
 

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +25,13 @@ import (
 // committed first the left place at a tie, so ours go Right). The send loop
 // owns seq and the rng; mu guards the replica state that the receive loop
 // also changes.
+//
+// Nothing the server sends is healed silently: every version the stream
+// carries (remote ops, and the client's own acked ops) is followed by a
+// versionTrack, and whatever the client absorbs — a version missing,
+// repeated or out of order, an op that does not apply, a replica given up
+// for a snapshot — is an Anomaly event with the versions involved (see
+// collab_stream.go).
 type collabDriver struct {
 	c        *vclient
 	doc      string
@@ -41,15 +49,19 @@ type collabDriver struct {
 	// committed; see run.editorFlushed.
 	flushed sync.Once
 
-	mu           sync.Mutex
-	opened       bool
-	text         string
-	version      uint64
-	seq          uint64
-	inflight     ot.Op
-	inflightSeq  uint64
-	buffer       ot.Op
-	resync       bool // a rejected op or a broken replica: reopen from a snapshot
+	mu          sync.Mutex
+	opened      bool
+	text        string
+	version     uint64
+	seq         uint64
+	inflight    ot.Op
+	inflightSeq uint64
+	buffer      ot.Op
+	resync      bool // a rejected op or a broken replica: reopen from a snapshot
+	track       versionTrack
+	// incremental counts the versions the replica applied op by op (remote
+	// ops and its own acked ops), over all its streams (Replica.SenderSeq).
+	incremental  uint64
 	lastRemoteAt time.Time
 	pending      map[uint64]time.Time // flood sends awaiting ack (bounded)
 }
@@ -106,6 +118,8 @@ func (d *collabDriver) start(w *writer) error {
 
 // act makes n local edits (random, or the trace's next patches).
 func (d *collabDriver) act(w *writer, n int) error {
+	var absorbed []event.Event
+	defer func() { d.emitAll(absorbed) }()
 	for range n {
 		if d.flood {
 			if err := d.floodOne(w, "x"); err != nil {
@@ -142,7 +156,7 @@ func (d *collabDriver) act(w *writer, n int) error {
 		} else if c, err := ot.Compose(d.buffer, op); err == nil {
 			d.buffer = c
 		} else {
-			d.resync = true
+			absorbed = d.giveUpLocked("harness: composing its own local edits failed: "+err.Error(), 0, d.version+1, "", codes.Internal, absorbed)
 		}
 		d.mu.Unlock()
 	}
@@ -286,10 +300,10 @@ func (d *collabDriver) finish(ctx context.Context, w *writer, recvDone <-chan st
 	}
 	d.mu.Lock()
 	ok := d.opened && !d.resync
-	text, version := d.text, d.version
+	text, version, incremental := d.text, d.version, d.incremental
 	d.mu.Unlock()
 	if ok {
-		d.c.ev(&event.Event{Kind: event.Replica, Scope: d.doc, Seq: version, Text: text})
+		d.c.ev(&event.Event{Kind: event.Replica, Scope: d.doc, Seq: version, Text: text, SenderSeq: incremental})
 	}
 }
 
@@ -301,6 +315,7 @@ func (d *collabDriver) handle(m proto.Message) {
 		d.mu.Lock()
 		d.opened = true
 		d.text, d.version = o.Text, o.Version
+		d.track.reset(o.Version)
 		d.inflight, d.buffer = nil, nil
 		d.lastRemoteAt = time.Now()
 		d.mu.Unlock()
@@ -312,11 +327,24 @@ func (d *collabDriver) handle(m proto.Message) {
 		if a.ClientSentUnixNanos > 0 {
 			e.Latency = time.Duration(time.Now().UnixNano() - a.ClientSentUnixNanos)
 		}
+		// own: the ack holds the op's place in the stream's version order
+		// (a duplicate's version is the first copy's, long past).
+		own := !a.Duplicate && a.Version > 0
+		var absorbed []event.Event
 		d.mu.Lock()
 		delete(d.pending, a.ClientSeq)
+		if own {
+			absorbed = d.receivedLocked(a.Version, e.MsgID, "the ack of its own op "+e.MsgID, absorbed)
+		}
 		if !d.flood && d.inflight != nil && a.ClientSeq == d.inflightSeq {
-			if a.Version != d.version+1 && !a.Duplicate {
-				d.resync = true // a version we never saw: the replica cannot be trusted
+			switch {
+			case d.resync:
+			case a.Version != d.version+1 && !a.Duplicate:
+				// A version we never saw: the replica cannot be trusted.
+				absorbed = d.giveUpLocked(fmt.Sprintf("the ack of its op %s says version %d, the replica expected version %d",
+					e.MsgID, a.Version, d.version+1), a.Version, d.version+1, e.MsgID, codes.OK, absorbed)
+			case !a.Duplicate:
+				d.incremental++
 			}
 			d.version = max(d.version, a.Version)
 			d.inflight = nil
@@ -324,72 +352,88 @@ func (d *collabDriver) handle(m proto.Message) {
 		}
 		d.mu.Unlock()
 		d.c.ev(&e)
+		if own {
+			d.c.ev(&event.Event{Kind: event.Deliver, Scope: a.Document, Seq: a.Version, Sender: d.c.plan.User,
+				MsgID: e.MsgID, SenderSeq: a.ClientSeq, Field: event.FieldOwnAck})
+		}
+		d.emitAll(absorbed)
 	case *collabv1.ServerEvent_Op:
 		r := ev.Op
 		now := time.Now()
-		if !d.flood {
-			d.applyRemote(r, now)
-		}
 		e := event.Event{Kind: event.Deliver, Scope: r.Document, Seq: r.Version, Sender: r.Author,
 			MsgID: r.ClientId + "/" + strconv.FormatUint(r.ClientSeq, 10), SenderSeq: r.ClientSeq, Replay: r.Replay}
 		if !r.Replay && r.ClientSentUnixNanos > 0 {
 			e.Latency = time.Duration(now.UnixNano() - r.ClientSentUnixNanos)
 		}
+		absorbed := d.applyRemote(r, e.MsgID, now)
 		d.c.ev(&e)
+		d.emitAll(absorbed)
 	case *collabv1.ServerEvent_Error:
 		er := ev.Error
+		msgID := er.ClientId + "/" + strconv.FormatUint(er.ClientSeq, 10)
+		var absorbed []event.Event
 		d.mu.Lock()
 		if !d.flood && d.inflight != nil && er.ClientSeq == d.inflightSeq {
-			d.resync = true // our op was refused: the replica has diverged
-			d.signal()
+			// Our op was refused: the replica has diverged, and the server
+			// said why (an Error with no code still said something).
+			code := codes.Code(er.Code)
+			if code == codes.OK {
+				code = codes.Unknown
+			}
+			absorbed = d.giveUpLocked(fmt.Sprintf("the server refused its op %s with %s: %s", msgID, code, er.Message),
+				0, d.version+1, msgID, code, absorbed)
 		}
 		d.mu.Unlock()
 		d.c.ev(&event.Event{Kind: event.Error, Code: codes.Code(er.Code), Detail: er.Message, Field: er.Field,
-			Scope: er.Document, MsgID: er.ClientId + "/" + strconv.FormatUint(er.ClientSeq, 10), SenderSeq: er.ClientSeq})
+			Scope: er.Document, MsgID: msgID, SenderSeq: er.ClientSeq})
+		d.emitAll(absorbed)
 	}
 }
 
-// applyRemote transforms a committed op against the in-flight op and the
-// buffer and applies it to the replica.
-func (d *collabDriver) applyRemote(r *collabv1.RemoteOp, now time.Time) {
+// applyRemote records that remote op r (msgID) arrived and, unless this
+// client is a flooder (no replica) or already resynchronising, transforms it
+// against the in-flight op and the buffer and applies it to the replica. It
+// returns the anomalies it absorbed, to be emitted after r's Deliver.
+func (d *collabDriver) applyRemote(r *collabv1.RemoteOp, msgID string, now time.Time) []event.Event {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.lastRemoteAt = now
-	if !d.opened || d.resync {
-		return
+	absorbed := d.receivedLocked(r.Version, msgID, "remote op "+msgID, nil)
+	if d.flood || !d.opened || d.resync {
+		return absorbed
 	}
 	if r.Version <= d.version {
-		return // already applied (replay overlap)
+		return absorbed // already applied: a repeat, reported above
 	}
 	if r.Version != d.version+1 {
-		d.resync = true
-		d.signal()
-		return
+		return d.giveUpLocked(fmt.Sprintf("remote op %s for version %d arrived while version %d was expected", msgID, r.Version, d.version+1),
+			r.Version, d.version+1, msgID, codes.OK, absorbed)
+	}
+	notApplicable := func(err error) []event.Event {
+		cause := fmt.Sprintf("remote op %s for version %d does not apply to the replica at version %d: %v", msgID, r.Version, d.version, err)
+		absorbed = append(absorbed, d.anomaly(event.AnomalyNotApplicable, r.Version, d.version+1, msgID, cause))
+		return d.giveUpLocked(cause, r.Version, d.version+1, msgID, codes.OK, absorbed)
 	}
 	op := fromProto(r.Op)
 	var err error
 	if d.inflight != nil {
 		if d.inflight, op, err = ot.Transform(d.inflight, op, ot.Right); err != nil {
-			d.resync = true
-			d.signal()
-			return
+			return notApplicable(fmt.Errorf("transforming it against the op in flight: %w", err))
 		}
 	}
 	if d.buffer != nil {
 		if d.buffer, op, err = ot.Transform(d.buffer, op, ot.Right); err != nil {
-			d.resync = true
-			d.signal()
-			return
+			return notApplicable(fmt.Errorf("transforming it against the local edits not yet sent: %w", err))
 		}
 	}
 	text, err := ot.Apply(d.text, op)
 	if err != nil {
-		d.resync = true
-		d.signal()
-		return
+		return notApplicable(err)
 	}
 	d.text = text
 	d.version = r.Version
+	d.incremental++
+	return absorbed
 }
 
 func (d *collabDriver) ended() {

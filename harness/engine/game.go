@@ -122,7 +122,8 @@ func (d *gameDriver) handle(m proto.Message) {
 	case *gamev1.ServerEvent_Tick:
 		t := ev.Tick
 		now := time.Now()
-		e := event.Event{Kind: event.Tick, Scope: t.Match, Seq: t.Tick, LastInput: t.YourLastInput, Dropped: t.DroppedInputs, Full: t.Full}
+		e := event.Event{Kind: event.Tick, Scope: t.Match, Seq: t.Tick, LastInput: t.YourLastInput, Dropped: t.DroppedInputs, Full: t.Full,
+			SenderSeq: tickDigest(t)}
 		d.mu.Lock()
 		for _, p := range t.Players {
 			if p.PlayerId == d.playerID {
@@ -155,4 +156,42 @@ func (d *gameDriver) ended() {
 	if was {
 		d.c.ev(&event.Event{Kind: event.Leave, Scope: d.match})
 	}
+}
+
+// tickDigest is an FNV-1a hash of what update t says (everything but the
+// echoed client timestamp), so that game-invariants can tell one state sent
+// twice (same tick, same digest) from a tick number used for two states.
+func tickDigest(t *gamev1.TickUpdate) uint64 {
+	h := uint64(14695981039346656037)
+	word := func(v uint64) {
+		for range 8 {
+			h ^= v & 0xff
+			h *= 1099511628211
+			v >>= 8
+		}
+	}
+	str := func(s string) {
+		for i := 0; i < len(s); i++ {
+			h ^= uint64(s[i])
+			h *= 1099511628211
+		}
+		word(uint64(len(s)))
+	}
+	word(t.Tick)
+	if t.Full {
+		word(1)
+	}
+	word(t.YourLastInput)
+	word(t.DroppedInputs)
+	word(uint64(t.ServerUnixNanos))
+	for _, p := range t.Players {
+		str(p.PlayerId)
+		word(math.Float64bits(p.X))
+		word(math.Float64bits(p.Y))
+		word(p.LastInput)
+	}
+	for _, r := range t.Removed {
+		str(r)
+	}
+	return h
 }

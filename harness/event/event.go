@@ -47,7 +47,13 @@ const (
 	Ack
 	// Deliver: the client received another client's (or its own) message.
 	// Scope, Seq, Sender (author user id), MsgID, SenderSeq, Replay, Latency =
-	// send-to-delivery (from the echoed client timestamp).
+	// send-to-delivery (from the echoed client timestamp). Collab: a remote
+	// op (Seq = its version); an editor's own op reaches it only as its Ack,
+	// so each non-duplicate Ack with a version is followed by a Deliver with
+	// Field = FieldOwnAck, Sender = the editor itself and no Latency: the
+	// Delivers of a membership are then every version its stream carried,
+	// and the ordering checks (no-gaps, no-duplicates, delivery-order) judge
+	// a collab replica as they judge a chat member.
 	Deliver
 	// Error: the server answered with an error event (stream stays open).
 	// Code, Detail, Scope, MsgID, SenderSeq, Field.
@@ -57,10 +63,16 @@ const (
 	Fault
 	// Tick: a game update. Scope = match, Seq = tick, X/Y = this player's
 	// position, LastInput = this player's last processed input, Dropped =
-	// inputs dropped so far, Full = snapshot, Latency = input-to-update.
+	// inputs dropped so far, Full = snapshot, Latency = input-to-update,
+	// SenderSeq = a digest of the update as received (tick, full, players,
+	// removed, this player's fields, server timestamp): two updates with
+	// one tick and one digest are one state sent twice.
 	Tick
 	// Replica: a collab client's final state of a document. Scope, Seq =
-	// version the replica has applied, Text = its text.
+	// version the replica has applied, Text = its text, SenderSeq = how many
+	// of those versions it applied op by op (remote ops and its own acked
+	// ops, over all its streams); the rest (Seq - SenderSeq) it took from
+	// snapshots when it opened the document.
 	Replica
 	// ServerState: the server's authoritative state as read by a client at
 	// the end (collab document text at version Seq).
@@ -70,11 +82,46 @@ const (
 	// Phase: the run entered a named phase (Detail), e.g. "attack" when a
 	// role with attack behaviour starts sending. Client = -1.
 	Phase
+	// Anomaly: a collab client absorbed something wrong in what the server
+	// sent it (the Deliver or Ack itself is emitted too). Scope = document,
+	// Field = which anomaly (AnomalyMissing, AnomalyRepeated,
+	// AnomalyOutOfOrder, AnomalyNotApplicable, AnomalyResync), Seq = the
+	// version received, ReplayFrom = the version the replica expected next,
+	// MsgID = the op's "clientid/seq" (when one was involved), Detail = what
+	// happened, in words. AnomalyResync: the client gave up its replica and
+	// reopens the document from a snapshot (once per stream, with the cause
+	// in Detail); Code = the status of the server's Error event that refused
+	// the client's in-flight op (the server announced why), codes.Internal
+	// when the harness itself failed (Detail says so), codes.OK when the
+	// server said nothing: the op stream forced it.
+	Anomaly
+)
+
+// Anomaly names (Event.Field of an Anomaly event).
+const (
+	// AnomalyMissing: a version arrived while a lower one was still
+	// expected (ReplayFrom .. Seq-1 had not arrived).
+	AnomalyMissing = "missing-version"
+	// AnomalyRepeated: a version arrived that this membership already had
+	// (received before, or covered by its Opened snapshot).
+	AnomalyRepeated = "repeated-version"
+	// AnomalyOutOfOrder: a version arrived after a higher one, the first
+	// time it arrived (it had been reported missing).
+	AnomalyOutOfOrder = "out-of-order"
+	// AnomalyNotApplicable: a remote op arrived at the expected version but
+	// does not apply to the replica's text there (Detail: the error).
+	AnomalyNotApplicable = "op-not-applicable"
+	// AnomalyResync: the replica was given up (see Anomaly).
+	AnomalyResync = "resync"
 )
 
 // FieldCloseGrace marks a Disconnect the harness ended because the server
 // did not end the stream within the grace after the client's CloseSend.
 const FieldCloseGrace = "close-grace"
+
+// FieldOwnAck marks the Deliver a collab client emits for its own op's
+// Ack (see Deliver).
+const FieldOwnAck = "own-ack"
 
 // FieldClientEnd marks a Disconnect the client caused on purpose (an
 // attack behaviour dropping its stream or connection): its Code is the
@@ -82,7 +129,7 @@ const FieldCloseGrace = "close-grace"
 const FieldClientEnd = "client-end"
 
 var kindNames = [...]string{"", "connect", "disconnect", "join", "leave", "send", "ack", "deliver",
-	"error", "fault", "tick", "replica", "server-state", "kick", "phase"}
+	"error", "fault", "tick", "replica", "server-state", "kick", "phase", "anomaly"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
