@@ -15,13 +15,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/vbauerster/mpb/v8"
-	"github.com/vbauerster/mpb/v8/decor"
 
 	"github.com/bidikit/bidikit/harness/engine"
 	"github.com/bidikit/bidikit/harness/report"
@@ -56,6 +53,8 @@ type runFlags struct {
 	shardIndexEnv string
 	shardCount    int
 	rawOut        string
+	progressEvery time.Duration
+	failFast      bool
 }
 
 // newRunCmd builds `bidikit run`: load scenarios, find or start the target,
@@ -105,9 +104,25 @@ with the clients' token; a target that refuses it (UNAUTHENTICATED,
 PERMISSION_DENIED, UNIMPLEMENTED) ends the run at once, exit status 1, with one
 line saying what to fix (--token, --target).
 
+Progress goes to stderr: on a terminal a live bar per scenario; otherwise
+(CI logs, pipes) a line when a scenario starts, one every
+--progress-interval (elapsed/total, clients connected, messages sent and
+delivered per second, p99 so far, errors by code, checks already violated),
+one at once when a check finds its first violation, and one with the
+scenario's verdict. --quiet shows none.
+
+Checks that judge as events arrive (total-order, no-gaps, delivery-order,
+no-duplicates, resume-complete, status-codes, fairness's honest errors,
+game-invariants, and thresholds) report a violation while the run goes on;
+--fail-fast ends the scenario at the first one and judges what was seen.
+
+SIGINT (Ctrl-C) or SIGTERM stops the clients, judges what was seen, writes
+every requested report marked "interrupted" and exits 1; the scenarios not
+yet started are listed as not run. A second signal quits at once.
+
 Exit status: 0 every check passed, 1 a check failed or was not measurable
-(never a pass) or a scenario could not run (for example an unreachable
-target), 2 bad usage or a bad scenario file.
+(never a pass), a scenario could not run (for example an unreachable
+target) or the run was interrupted, 2 bad usage or a bad scenario file.
 With --shard, a shard's own verdicts cover only its clients and do not set the
 exit status: 0 once it ran and wrote its results, 1 if a scenario could not
 run or the raw results could not be written.`,
@@ -141,6 +156,8 @@ run or the raw results could not be written.`,
 	fl.StringVar(&f.shardIndexEnv, "shard-index-env", "", "read this shard's 0-based index from environment variable NAME (Kubernetes: JOB_COMPLETION_INDEX); needs --shard-count")
 	fl.IntVar(&f.shardCount, "shard-count", 0, "number of shards, with --shard-index-env")
 	fl.StringVar(&f.rawOut, "raw-out", "", "write this run's raw results (events, histograms) to FILE for 'bidikit report merge'")
+	fl.DurationVar(&f.progressEvery, "progress-interval", 5*time.Second, "when stderr is not a terminal, print one progress line per running scenario this often (on a terminal: a live bar)")
+	fl.BoolVar(&f.failFast, "fail-fast", false, "end a scenario at the first violation a check finds while it runs (or a threshold crossing its bound); the checks then judge what was seen")
 	return cmd
 }
 
@@ -295,6 +312,9 @@ func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
 			return usagef("--run-id: %v", err)
 		}
 	}
+	if f.progressEvery <= 0 {
+		return usagef("--progress-interval %v must be positive", f.progressEvery)
+	}
 	if cmd.Flags().Changed("seed") {
 		for _, s := range scs {
 			s.Seed = f.seed
@@ -302,6 +322,21 @@ func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// After the first signal the run winds down (stop the clients, judge,
+	// write the reports); stop restores the default, so a second one
+	// quits at once.
+	signalled := make(chan struct{})
+	defer close(signalled)
+	go func() {
+		select {
+		case <-ctx.Done():
+			stop()
+			if cmd.Context().Err() == nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "bidikit: %v: stopping the clients, judging what was seen and writing the reports (again to quit at once)\n", context.Cause(ctx))
+			}
+		case <-signalled:
+		}
+	}()
 	logW := cmd.ErrOrStderr()
 	if f.quiet {
 		logW = io.Discard
@@ -347,6 +382,9 @@ func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
 		}
 	}
 	opts = append(opts, engine.WithTargets(targets...), engine.WithServerEnv(adminURL))
+	if f.failFast {
+		opts = append(opts, engine.WithFailFast())
+	}
 
 	var raw *shard.Writer
 	if f.rawOut != "" {
@@ -370,7 +408,13 @@ func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
 	if cmd.Flags().Changed("seed") {
 		run.Seed = f.seed
 	}
-	live := !f.quiet && isTerminal(cmd.OutOrStdout())
+	mode := livePlain
+	switch {
+	case f.quiet:
+		mode = liveNone
+	case isTerminal(cmd.ErrOrStderr()):
+		mode = liveBar
+	}
 	var fatal error    // the error that made the target unusable
 	var fatalIn string // the scenario it came from
 	for _, s := range scs {
@@ -385,15 +429,20 @@ func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
 			sec = raw.Section(shard.HeaderFor(s, yaml, target, shardIndex, shardCount))
 			sopts = append(sopts[:len(sopts):len(sopts)], engine.WithTap(sec))
 		}
-		if fatal != nil {
+		switch {
+		case ctx.Err() != nil:
+			res = result.Scenario{Name: s.Name, File: s.File, Service: s.Service, Seed: s.Seed, Errors: map[string]int{},
+				Interrupted: fmt.Sprintf("not run: the run was interrupted (%v) before it started", context.Cause(ctx))}
+		case fatal != nil:
 			res = result.Scenario{Name: s.Name, File: s.File, Service: s.Service, Seed: s.Seed, Errors: map[string]int{},
 				Failure: "not tried: the target already failed " + fatalIn}
-		} else {
-			res, err = runOne(ctx, cmd.ErrOrStderr(), s, sopts, live)
+		default:
+			res, err = runOne(ctx, cmd.ErrOrStderr(), s, sopts, mode, f.progressEvery)
 			// Unreachable, or refused (a wrong --token, a service the
 			// server does not serve): no later scenario can do better.
-			// The error is the one line exitCode prints.
-			if err != nil && (errors.Is(err, engine.ErrUnreachable) || errors.Is(err, engine.ErrRejected) || ctx.Err() != nil) {
+			// The error is the one line exitCode prints. An interrupt
+			// (the result holds what was judged) ends the loop above.
+			if err != nil && (errors.Is(err, engine.ErrUnreachable) || errors.Is(err, engine.ErrRejected)) {
 				fatal, fatalIn = err, s.Name
 			}
 		}
@@ -407,6 +456,10 @@ func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
 		}
 		run.Scenarios = append(run.Scenarios, res)
 	}
+	if ctx.Err() != nil {
+		run.Interrupted = fmt.Sprintf("interrupted (%v)", context.Cause(ctx))
+		run.Passed = false
+	}
 	if err := writeReports(cmd.OutOrStdout(), outs, run); err != nil {
 		return err
 	}
@@ -419,6 +472,9 @@ func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
 	}
 	if fatal != nil {
 		return fatal
+	}
+	if run.Interrupted != "" {
+		return fmt.Errorf("%s: the reports hold what was judged until then", run.Interrupted)
 	}
 	if sharded {
 		// A shard's verdicts are partial: the merge decides the run.
@@ -506,37 +562,6 @@ func scenarioBytes(s *scenario.Scenario) ([]byte, error) {
 		return nil, fmt.Errorf("--raw-out: scenario file %s changed while bidikit ran", s.File)
 	}
 	return data, nil
-}
-
-// runOne runs one scenario, with a live progress line on a terminal.
-func runOne(ctx context.Context, w io.Writer, s *scenario.Scenario, opts []engine.Option, live bool) (result.Scenario, error) {
-	if !live {
-		return engine.Run(ctx, s, opts...)
-	}
-	p := mpb.New(mpb.WithOutput(w), mpb.WithWidth(30))
-	total := s.Duration.Milliseconds()
-	var mu sync.Mutex
-	var last engine.Progress
-	bar := p.AddBar(total,
-		mpb.PrependDecorators(decor.Name(s.Name, decor.WCSyncSpaceR)),
-		mpb.AppendDecorators(decor.Any(func(decor.Statistics) string {
-			mu.Lock()
-			defer mu.Unlock()
-			return fmt.Sprintf("%d/%d connected  %.0f msg/s  %d errors", last.Connected, last.Clients, last.MessagesPerSec, last.Errors)
-		})))
-	res, err := engine.Run(ctx, s, append(opts, engine.WithProgress(func(pr engine.Progress) {
-		mu.Lock()
-		last = pr
-		mu.Unlock()
-		bar.SetCurrent(min(pr.Elapsed.Milliseconds(), total))
-	}, 0))...)
-	if err != nil {
-		bar.Abort(false)
-	} else {
-		bar.SetCurrent(total)
-	}
-	p.Wait()
-	return res, err
 }
 
 // writeReports renders run once per output.

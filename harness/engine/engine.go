@@ -64,10 +64,19 @@ type run struct {
 		faultDropped atomic.Int64 // fault commands dropped: the client's queue was full
 		faultFailed  atomic.Int64 // fault injections that returned an error
 	}
-	// progress, written by the dispatcher, read by the progress goroutine.
-	prog struct {
-		sent, delivered, errors, connected atomic.Int64
-	}
+	// live is what the dispatcher publishes for progress and --fail-fast;
+	// stage is Run's phase for the progress goroutine.
+	live  live
+	stage stage
+	// abortC closes at --fail-fast's first violation (see abort); abortWhy
+	// is written once, before.
+	abortOnce sync.Once
+	abortC    chan struct{}
+	abortWhy  string
+	// stoppedEarly is set when stopEarly stopped the clients, at
+	// stoppedAt; both written before watchDone closes.
+	stoppedEarly bool
+	stoppedAt    time.Duration
 }
 
 func (r *run) since() time.Duration { return time.Since(r.start) }
@@ -100,9 +109,17 @@ func (r *run) emitRun(e *event.Event) {
 // time has passed and every checker has given its verdict. An error means
 // the scenario could not run or complete (bad options, target unreachable
 // within the dial timeout (ErrUnreachable), the scenario's service refused
-// to a probe stream before any client started (ErrRejected), ctx
-// cancelled); the returned result then has Failure set. Failed checks are
-// not errors: see result.Scenario.Passed.
+// to a probe stream before any client started (ErrRejected), ctx cancelled
+// before the clients started); the returned result then has Failure set.
+// Failed checks are not errors: see result.Scenario.Passed.
+//
+// Once the clients have started, cancelling ctx (SIGINT) interrupts the
+// run: the clients stop as at their end time (cut off after twice the stop
+// grace), the settle time is skipped, every check judges what was seen
+// (with up to InterruptedVerdictLimit for the ones that ask the server),
+// and the result has Interrupted set; the error wraps ErrInterrupted and
+// ctx's error. WithFailFast ends the run the same way at a check's first
+// live violation, without an error.
 func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scenario, error) {
 	res := result.Scenario{Name: s.Name, File: s.File, Service: s.Service, Seed: s.Seed, Errors: map[string]int{}}
 	fail := func(err error) (result.Scenario, error) {
@@ -220,6 +237,18 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 		close(r.allFlushed)
 	}
 
+	r.initLive()
+	r.abortC = make(chan struct{})
+	if o.progress != nil {
+		progStop := make(chan struct{})
+		var prog sync.WaitGroup
+		prog.Go(func() { r.progress(progStop) })
+		defer func() {
+			close(progStop)
+			prog.Wait()
+		}()
+	}
+
 	// Baselines before any client connects.
 	for i, ck := range r.checks {
 		if st, ok := ck.(check.Starter); ok {
@@ -235,27 +264,33 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 		r.dispatch()
 	}()
 	r.start = time.Now()
+	r.stage.start.Store(r.start.UnixNano())
+	r.stage.set(PhaseRunning)
 	if o.tap != nil {
 		o.tap.Begin(r.start)
 	}
-	rctx, cancelRun := context.WithCancel(ctx)
+	// The clients' context outlives ctx: an interrupt stops them the way
+	// their end time does (below), and cancelRun cuts off what is left.
+	rctx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRun()
+	fctx, cancelFaults := context.WithCancel(rctx)
+	defer cancelFaults()
 
-	var bg sync.WaitGroup // flusher, progress
+	var bg sync.WaitGroup // flusher
 	bgStop := make(chan struct{})
 	bg.Go(func() { r.flusher(bgStop) })
-	if o.progress != nil {
-		bg.Go(func() { r.progress(bgStop) })
-	}
 
-	// Each client stops at its role's end (or the run's).
+	// Each client stops at its role's end (or the run's), or earlier when
+	// the run is interrupted or fails fast.
 	var timers []*time.Timer
-	for _, c := range r.clients {
+	stops := make([]func(), len(r.clients))
+	for i, c := range r.clients {
 		end := s.Duration
 		if c.role.Stop > 0 && c.role.Stop < end {
 			end = c.role.Stop
 		}
-		timers = append(timers, time.AfterFunc(end, func() { close(c.stopC) }))
+		stops[i] = sync.OnceFunc(func() { close(c.stopC) })
+		timers = append(timers, time.AfterFunc(end, stops[i]))
 	}
 	var clients sync.WaitGroup
 	for _, c := range r.clients {
@@ -265,18 +300,34 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 	faultsDone := make(chan struct{})
 	go func() {
 		defer close(faultsDone)
-		r.schedule(rctx, &faults)
+		r.schedule(fctx, &faults)
+	}()
+	clientsDone := make(chan struct{})
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		r.stopEarly(ctx, clientsDone, stops, cancelFaults, cancelRun)
 	}()
 
 	clients.Wait()
+	close(clientsDone)
+	<-watchDone
 	for _, t := range timers {
 		t.Stop()
 	}
 	cancelRun() // ends the fault schedule and faults with a duration
 	<-faultsDone
 	faults.Wait()
-	if s.Service == scenario.Collab && ctx.Err() == nil {
-		r.serverState(ctx)
+	// After an interrupt, what still asks the server gets a bounded
+	// context of its own.
+	vctx := ctx
+	if ctx.Err() != nil {
+		c, cancel := context.WithTimeout(context.WithoutCancel(ctx), InterruptedVerdictLimit)
+		defer cancel()
+		vctx = c
+	}
+	if s.Service == scenario.Collab {
+		r.serverState(vctx)
 	}
 	elapsed := r.since()
 
@@ -296,13 +347,21 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 	r.col.Fill(&res)
 	res.Clients = len(r.clients)
 	res.DurationS = elapsed.Seconds()
-	if err := ctx.Err(); err != nil {
-		return fail(fmt.Errorf("scenario %s interrupted: %w", s.Name, err))
+	if r.stoppedEarly && ctx.Err() == nil {
+		res.Interrupted = r.abortWhy // --fail-fast
 	}
-
-	if s.Settle > 0 && !sleepCtx(ctx, s.Settle) {
-		return fail(fmt.Errorf("scenario %s interrupted while settling: %w", s.Name, ctx.Err()))
+	if ctx.Err() == nil && s.Settle > 0 {
+		r.stage.set(PhaseSettling)
+		if !sleepCtx(ctx, s.Settle) {
+			c, cancel := context.WithTimeout(context.WithoutCancel(ctx), InterruptedVerdictLimit)
+			defer cancel()
+			vctx = c
+		}
 	}
+	if ctx.Err() != nil {
+		res.Interrupted = interruptedWhy(ctx, r.stoppedEarly, r.stoppedAt, elapsed, s.Duration)
+	}
+	r.stage.set(PhaseJudging)
 	res.Passed = true
 	var venv check.Env = env
 	var hl *healthLog
@@ -311,7 +370,7 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 		venv = hl
 	}
 	for i, ck := range r.checks {
-		v := ck.Verdict(ctx, venv)
+		v := ck.Verdict(vctx, venv)
 		if v.Name == "" {
 			v.Name = r.names[i]
 		}
@@ -320,8 +379,14 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 		}
 		res.Checks = append(res.Checks, v)
 	}
+	if res.Interrupted != "" {
+		res.Passed = false
+	}
 	if o.tap != nil {
 		o.tap.End(Final{Histograms: r.col.Export(), Health: hl.read()})
+	}
+	if ctx.Err() != nil {
+		return res, fmt.Errorf("scenario %s %w (%v): %w", s.Name, ErrInterrupted, context.Cause(ctx), ctx.Err())
 	}
 	return res, nil
 }
@@ -346,7 +411,10 @@ func withDefaults(s *scenario.Scenario) *scenario.Scenario {
 
 // dispatch feeds every event, in order, to the metrics and every checker.
 // It owns r.col and r.checks until the channel is closed.
+// After each batch it publishes the live figures and polls the live checks
+// (see observed).
 func (r *run) dispatch() {
+	var at time.Duration
 	for b := range r.events {
 		for i := range b {
 			e := &b[i]
@@ -358,13 +426,11 @@ func (r *run) dispatch() {
 		if r.opts.tap != nil {
 			r.opts.tap.Events(b)
 		}
-		m := r.col.Messages()
-		r.prog.sent.Store(m.Sent)
-		r.prog.delivered.Store(m.Delivered)
-		r.prog.connected.Store(int64(r.col.Connected()))
-		r.prog.errors.Store(int64(r.col.ErrorCount()))
+		at = max(at, maxAt(b))
+		r.observed(at, false)
 		putBatch(b)
 	}
+	r.observed(at, true)
 }
 
 // flusher hands over partly filled batches every flushEvery, so that quiet
@@ -381,32 +447,6 @@ func (r *run) flusher(stop <-chan struct{}) {
 				c.em.flush()
 			}
 			r.runEm.flush()
-		}
-	}
-}
-
-// progress reports to the caller's callback every progress interval.
-func (r *run) progress(stop <-chan struct{}) {
-	t := time.NewTicker(r.opts.progressInt)
-	defer t.Stop()
-	var lastSent int64
-	var rate float64
-	last := time.Now()
-	for {
-		select {
-		case <-stop:
-			return
-		case now := <-t.C:
-			sent := r.prog.sent.Load()
-			inst := float64(sent-lastSent) / now.Sub(last).Seconds()
-			lastSent, last = sent, now
-			rate = 0.75*rate + 0.25*inst // smoothed over about a second
-			r.opts.progress(Progress{
-				Scenario: r.s.Name, Elapsed: r.since(), Duration: r.s.Duration,
-				Connected: int(r.prog.connected.Load()), Clients: len(r.clients),
-				MessagesPerSec: rate, Sent: sent, Delivered: r.prog.delivered.Load(),
-				Errors: int(r.prog.errors.Load()),
-			})
 		}
 	}
 }

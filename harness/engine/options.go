@@ -17,16 +17,53 @@ import (
 // Progress is a snapshot of a running scenario for a live display.
 type Progress struct {
 	Scenario string
+	// Phase is what the run is doing (PhaseStarting .. PhaseJudging).
+	Phase    Phase
 	Elapsed  time.Duration
 	Duration time.Duration
 	// Connected is the number of open client streams.
 	Connected int
 	Clients   int
-	// MessagesPerSec is sends per second over the last progress interval.
-	MessagesPerSec float64
-	Sent           int64
-	Delivered      int64
-	Errors         int
+	// MessagesPerSec is sends per second over the last progress interval;
+	// DeliveredPerSec deliveries (chat messages, collab remote ops, game
+	// updates) per second over it.
+	MessagesPerSec  float64
+	DeliveredPerSec float64
+	Sent            int64
+	Delivered       int64
+	Acked           int64
+	Errors          int
+	// ErrorsByCode counts errors so far by status code name, keyed like
+	// result.Scenario.Errors (a copy: the callback may keep it).
+	ErrorsByCode map[string]int
+	// P99 is the send-to-delivery latency p99 so far (0 before the first
+	// delivery).
+	P99 time.Duration
+	// Violated lists the checks that judge live (check.Live) and have found
+	// violations so far, in the scenario's check order (a copy).
+	Violated []Violation
+	// NewViolation marks a report made at once because a check found its
+	// first violation, between two progress intervals.
+	NewViolation bool
+}
+
+// Phase is a stage of Run, for progress displays.
+type Phase string
+
+const (
+	PhaseStarting Phase = "starting" // checks take their baselines
+	PhaseRunning  Phase = "running"  // clients run
+	PhaseStopping Phase = "stopping" // clients end their streams
+	PhaseSettling Phase = "settling" // the scenario's settle time
+	PhaseJudging  Phase = "judging"  // checkers give their verdicts
+)
+
+// Violation is a live check's violations so far: its name, how many, and
+// when (time since the run's start) the first was seen.
+type Violation struct {
+	Check      string
+	Violations int
+	At         time.Duration
 }
 
 // options are Run's settings; defaults first (see defaultOptions).
@@ -48,6 +85,7 @@ type options struct {
 	// shardIndex of shardCount (0 of 1: the whole run); see WithShard.
 	shardIndex, shardCount int
 	tap                    Tap
+	failFast               bool
 }
 
 func defaultOptions() options {
@@ -198,7 +236,9 @@ func WithToken(token string) Option {
 }
 
 // WithProgress calls fn about every interval (0 = 250 ms) from one goroutine
-// while the scenario runs. fn must not block for long.
+// from the checks' baselines until the verdicts are in (Progress.Phase says
+// which stage), and at once when a check finds its first violation. fn
+// must not block for long.
 //
 //	engine.Run(ctx, s, engine.WithProgress(func(p engine.Progress) { bar.Set(p) }, 0))
 func WithProgress(fn func(Progress), interval time.Duration) Option {
@@ -209,6 +249,17 @@ func WithProgress(fn func(Progress), interval time.Duration) Option {
 		}
 		return nil
 	}
+}
+
+// WithFailFast ends the scenario at the first violation a check finds
+// while it runs (a check.Live checker, a threshold crossing its bound):
+// the clients stop as at the scenario's end, every check judges what was
+// seen, and the result is marked Interrupted with the check and when (k6's
+// abortOnFail). Checks that judge only at the end cannot trigger it.
+//
+//	engine.Run(ctx, s, engine.WithTarget(addr), engine.WithFailFast())
+func WithFailFast() Option {
+	return func(o *options) error { o.failFast = true; return nil }
 }
 
 // WithServerEnv gives checkers the target's admin HTTP base URL (for

@@ -81,7 +81,10 @@ func ScenarioSummary(s result.Scenario) string {
 		if s.Failure != "" {
 			parts = append(parts, "could not run: "+oneLine(s.Failure))
 		}
-		return "INTERRUPTED: " + strings.Join(append(parts, judgedParts(c, naList(s.Checks, ""))...), "; ")
+		if c.Checks > 0 {
+			parts = append(parts, judgedParts(c, naList(s.Checks, ""))...)
+		}
+		return "INTERRUPTED: " + strings.Join(parts, "; ")
 	}
 	var na []string
 	for _, v := range s.Checks {

@@ -188,6 +188,9 @@ func figuresLine(s result.Scenario) string {
 	if s.Failure != "" {
 		return s.Name + ": could not run: " + oneLine(s.Failure)
 	}
+	if s.Interrupted != "" && s.DurationS == 0 && len(s.Checks) == 0 {
+		return s.Name + ": " + oneLine(s.Interrupted)
+	}
 	line := fmt.Sprintf("%s: %d clients in %.1fs, sent %d, delivered %d, latency p50 %s p99 %s",
 		s.Name, s.Clients, s.DurationS, s.Messages.Sent, s.Messages.Delivered,
 		fmtMS(s.LatencyMS.P50), fmtMS(s.LatencyMS.P99))

@@ -3,6 +3,7 @@ package threshold
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
@@ -19,8 +20,9 @@ const Step = 250 * time.Millisecond
 
 // MinLiveSamples is how many samples (latency samples, or operations for
 // an error share) a figure needs before a crossing counts live: a p99 of
-// the first five deliveries says little. The final verdict judges whatever
-// there is.
+// the first five deliveries says little. A percentile needs more: at least
+// ten samples beyond it (1,000 for p99, 10,000 for p999). The final verdict
+// judges whatever there is.
 const MinLiveSamples = 100
 
 // checker judges one Spec. It implements check.Checker and check.Live.
@@ -30,6 +32,12 @@ type checker struct {
 	def  metricDef
 
 	hist *hdrhistogram.Histogram // latency metrics, µs
+	// The first latency sample beyond the bound: when it was sent (event
+	// time minus latency) and how long it took. Where a stall began, even
+	// when its samples arrive late.
+	slow        bool
+	slowSentAt  time.Duration
+	slowLatency time.Duration
 
 	count   int64 // rate: events of the source inside the window
 	errs    int64 // errors: matching errors
@@ -45,14 +53,22 @@ type checker struct {
 	lastAt time.Duration // latest event time seen (any client)
 	next   time.Duration // next evaluation time
 
-	// First crossing: when, the figure and the samples then.
-	crossed    bool
-	crossedAt  time.Duration
-	crossedVal float64
-	crossedN   int64
-	now        bool // beyond the bound at the last evaluation
-	sticky     bool // a crossing cannot be undone (max, error counts)
-	live       bool // Violations reports crossings (not rates)
+	// The first crossing, and the one the figure has stayed beyond the
+	// bound since (when, the figure and the samples then).
+	first, since crossing
+	beyond       bool  // beyond the bound at the last evaluation
+	now          bool  // beyond it with enough samples (or for good): what Violations reports
+	minLive      int64 // samples needed before a crossing counts live
+	sticky       bool  // a crossing cannot be undone (max, error counts)
+	live         bool  // Violations reports crossings (not rates)
+}
+
+// crossing is one evaluation that found the figure beyond its bound.
+type crossing struct {
+	ok  bool
+	at  time.Duration
+	val float64
+	n   int64
 }
 
 // New returns the checker for s (built by ParseBound and the scenario
@@ -62,12 +78,15 @@ func New(s Spec) (check.Checker, error) {
 	if !ok {
 		return nil, fmt.Errorf("threshold: unknown metric %q (known: %v)", s.Metric, Metrics())
 	}
-	c := &checker{spec: s, def: def, next: Step, faulted: map[int]bool{}}
+	c := &checker{spec: s, def: def, next: Step, faulted: map[int]bool{}, minLive: MinLiveSamples}
 	switch def.kind {
 	case latency:
 		c.hist = metrics.NewHistogram()
 		c.live = true
 		c.sticky = def.q == 100 && (s.Op == AtMost || s.Op == Below)
+		if def.q < 100 {
+			c.minLive = max(c.minLive, int64(math.Ceil(10/(1-def.q/100)-1e-9)))
+		}
 	case errorsKind:
 		c.live = true
 		c.sticky = !s.Share && (s.Op == AtMost || s.Op == Below)
@@ -94,15 +113,15 @@ func (c *checker) record(e *event.Event) {
 	switch c.def.src {
 	case srcDelivery:
 		if (e.Kind == event.Deliver || e.Kind == event.Tick) && e.Latency > 0 {
-			recordDur(c.hist, e.Latency)
+			c.sample(e.At, e.Latency)
 		}
 	case srcAck:
 		if e.Kind == event.Ack && e.Latency > 0 {
-			recordDur(c.hist, e.Latency)
+			c.sample(e.At, e.Latency)
 		}
 	case srcConnect:
 		if e.Kind == event.Connect {
-			recordDur(c.hist, e.Latency)
+			c.sample(e.At, e.Latency)
 		}
 	case srcSent:
 		if e.Kind == event.Send {
@@ -177,8 +196,12 @@ func (c *checker) closeSecond() {
 	c.secCount = 0
 }
 
-func recordDur(h *hdrhistogram.Histogram, d time.Duration) {
-	_ = h.RecordValue(min(max(d.Microseconds(), 1), h.HighestTrackableValue()))
+// sample records one latency d observed at event time at.
+func (c *checker) sample(at, d time.Duration) {
+	_ = c.hist.RecordValue(min(max(d.Microseconds(), 1), c.hist.HighestTrackableValue()))
+	if !c.slow && !c.spec.Op.holds(float64(d)/float64(time.Millisecond), c.spec.Bound) {
+		c.slow, c.slowSentAt, c.slowLatency = true, at-d, d
+	}
 }
 
 // value is the figure now and the samples behind it (0: nothing to judge).
@@ -219,22 +242,27 @@ func (c *checker) window() time.Duration {
 	return end - c.spec.From
 }
 
-// evaluate judges the figure at event time at and records the first
-// crossing.
+// evaluate judges the figure at event time at: it records the first
+// crossing and the start of the current one, and whether the crossing
+// counts live (enough samples, or a figure that cannot come back).
 func (c *checker) evaluate(at time.Duration) {
 	v, n := c.value()
-	if n == 0 || (!c.sticky && n < MinLiveSamples) {
-		c.now = c.now && c.sticky
+	if n == 0 {
 		return
 	}
 	if c.spec.Op.holds(v, c.spec.Bound) {
+		c.beyond = false
 		c.now = c.now && c.sticky
 		return
 	}
-	c.now = true
-	if !c.crossed {
-		c.crossed, c.crossedAt, c.crossedVal, c.crossedN = true, at, v, n
+	here := crossing{ok: true, at: at, val: v, n: n}
+	if !c.first.ok {
+		c.first = here
 	}
+	if !c.beyond {
+		c.beyond, c.since = true, here
+	}
+	c.now = c.now || c.sticky || n >= c.minLive
 }
 
 // Violations implements check.Live: 1 while the figure is beyond its bound
@@ -280,8 +308,8 @@ func (c *checker) Verdict(context.Context, check.Env) check.Verdict {
 	if c.spec.Op.holds(val, c.spec.Bound) {
 		v.Status = check.Pass
 		v.Summary = fmt.Sprintf("%s, within %s, %s", figure, bound, over)
-		if c.crossed {
-			v.Summary += fmt.Sprintf("; it crossed the bound at %s (%s) and came back", at(c.crossedAt), c.format(c.crossedVal))
+		if c.first.ok {
+			v.Summary += fmt.Sprintf("; it crossed the bound at %s (%s over %d %s) and came back", at(c.first.at), c.format(c.first.val), c.first.n, c.def.sample)
 		}
 		return v
 	}
@@ -301,10 +329,18 @@ func (c *checker) Verdict(context.Context, check.Env) check.Verdict {
 			ev.At = from
 			ev.Detail += fmt.Sprintf("; %s whole second %s..%s: %d/s", word, at(from), at(from+time.Second), c.extCnt)
 		}
-	case c.crossed:
-		ev.At = c.crossedAt
-		ev.Detail = fmt.Sprintf("%s is %s at the end, bound %s, %s; first crossed the bound at %s (%s over %d %s)",
-			c.what(), c.format(val), bound, over, at(c.crossedAt), c.format(c.crossedVal), c.crossedN, c.def.sample)
+	case c.since.ok:
+		ev.At = c.since.at
+		ev.Detail = fmt.Sprintf("%s is %s at the end, bound %s, %s; beyond the bound since %s (%s over %d %s)",
+			c.what(), c.format(val), bound, over, at(c.since.at), c.format(c.since.val), c.since.n, c.def.sample)
+		if c.first.at != c.since.at {
+			ev.Detail += fmt.Sprintf("; it first crossed it at %s (%s over %d %s) and came back before",
+				at(c.first.at), c.format(c.first.val), c.first.n, c.def.sample)
+		}
+		if c.slow {
+			ev.Detail += fmt.Sprintf("; the first sample beyond the bound began at %s and took %s",
+				at(max(c.slowSentAt, 0)), c.format(float64(c.slowLatency)/float64(time.Millisecond)))
+		}
 	default:
 		ev.At = c.lastAt
 		ev.Detail = fmt.Sprintf("%s is %s at the end, bound %s, %s", c.what(), c.format(val), bound, over)
