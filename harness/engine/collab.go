@@ -118,8 +118,6 @@ func (d *collabDriver) start(w *writer) error {
 
 // act makes n local edits (random, or the trace's next patches).
 func (d *collabDriver) act(w *writer, n int) error {
-	var absorbed []event.Event
-	defer func() { d.emitAll(absorbed) }()
 	for range n {
 		if d.flood {
 			if err := d.floodOne(w, "x"); err != nil {
@@ -127,39 +125,54 @@ func (d *collabDriver) act(w *writer, n int) error {
 			}
 			continue
 		}
-		d.mu.Lock()
-		if !d.opened {
-			d.mu.Unlock()
-			return nil
+		if err := d.local(w, func() ot.Op { return d.edit() }); err != nil {
+			return err
 		}
-		op := d.edit()
-		if op == nil {
-			d.mu.Unlock()
-			continue
-		}
-		next, err := ot.Apply(d.text, op)
-		if err != nil {
-			d.mu.Unlock()
-			continue
-		}
-		d.text = next
-		if d.inflight == nil {
-			sub := d.submitLocked(op)
-			d.mu.Unlock()
-			if err := d.sendSubmit(w, sub); err != nil {
-				return err
-			}
-			continue
-		}
-		if d.buffer == nil {
-			d.buffer = op
-		} else if c, err := ot.Compose(d.buffer, op); err == nil {
-			d.buffer = c
-		} else {
-			absorbed = d.giveUpLocked("harness: composing its own local edits failed: "+err.Error(), 0, d.version+1, "", codes.Internal, absorbed)
-		}
-		d.mu.Unlock()
 	}
+	return nil
+}
+
+// local makes one local edit, the op mk returns (mu held while it runs;
+// nil: none): applied to the replica, then submitted, or composed into the
+// buffer while an op is in flight.
+func (d *collabDriver) local(w *writer, mk func() ot.Op) error {
+	d.mu.Lock()
+	if !d.opened {
+		d.mu.Unlock()
+		return nil
+	}
+	op := mk()
+	if op == nil {
+		d.mu.Unlock()
+		return nil
+	}
+	next, err := ot.Apply(d.text, op)
+	if err != nil {
+		d.mu.Unlock()
+		return nil
+	}
+	d.text = next
+	if d.inflight == nil && d.buffer == nil {
+		sub := d.submitLocked(op)
+		d.mu.Unlock()
+		return d.sendSubmit(w, sub)
+	}
+	// Behind the op in flight, or behind a buffer an ack just released
+	// but onWake has not sent yet (submitting op before it would base op
+	// on edits the server has not seen).
+	var absorbed []event.Event
+	if d.buffer == nil {
+		d.buffer = op
+	} else if c, err := ot.Compose(d.buffer, op); err == nil {
+		d.buffer = c
+	} else {
+		absorbed = d.giveUpLocked("harness: composing its own local edits failed: "+err.Error(), 0, d.version+1, "", codes.Internal, absorbed)
+	}
+	if d.inflight == nil {
+		d.signal()
+	}
+	d.mu.Unlock()
+	d.emitAll(absorbed)
 	return nil
 }
 
@@ -227,8 +240,17 @@ func (d *collabDriver) floodOne(w *writer, text string) error {
 	return d.sendSubmit(w, s)
 }
 
+// oversized sends an insert of n bytes: a flooder's blindly, an editor's
+// as a local edit of its replica (a server that accepts it then leaves the
+// replica consistent: nothing to rebuild).
 func (d *collabDriver) oversized(w *writer, n int) error {
-	return d.floodOne(w, strings.Repeat("x", n))
+	if d.flood {
+		return d.floodOne(w, strings.Repeat("x", n))
+	}
+	return d.local(w, func() ot.Op {
+		op, _ := ot.Splice(len([]rune(d.text)), 0, 0, strings.Repeat("x", n))
+		return op
+	})
 }
 
 // onWake sends the buffer once the in-flight op was acknowledged, or asks
