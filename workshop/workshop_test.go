@@ -124,7 +124,8 @@ var criteria = map[int]map[string][]string{
 	2: {"fairness": {`^attackers sent \d+ messages without ever being refused with RESOURCE_EXHAUSTED$`},
 		"game-invariants": {
 			`^#\d+ flooder-\d+ \(flooder\): at least \d+ inputs processed over \d+ tick\(s\) by tick \d+ .*, limit 4 per tick`,
-			`^#\d+ flooder-\d+ \(flooder\) moved [\d.]+ over \d+ tick\(s\) .*, at most [\d.]+ allowed \(max_step 10`}},
+			`^#\d+ flooder-\d+ \(flooder\) moved [\d.]+ over \d+ tick\(s\) .*, at most [\d.]+ allowed \(max_step 10`,
+			`^#\d+ flooder-\d+ \(flooder\) at \(-?[\d.]+, -?[\d.]+\) outside the 1000x1000 map at tick \d+`}},
 	3: {"convergence": {`^replica of #\d+ editors-\d+ \(editors\) diverged at version \d+: first difference at code point \d+`}},
 	4: {"fairness": {
 		`^attackers sent \d+ messages without ever being refused with RESOURCE_EXHAUSTED$`,

@@ -8,6 +8,7 @@ package check
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -45,6 +46,9 @@ type Verdict struct {
 	Violations int        `json:"violations"`
 	Summary    string     `json:"summary"`
 	Evidence   []Evidence `json:"evidence"`
+
+	// kinds[i] is the kind of Evidence[i] when it was added with AddKind.
+	kinds []string
 }
 
 // Passed reports whether the verdict counts as a pass.
@@ -52,9 +56,35 @@ func (v Verdict) Passed() bool { return v.Status == Pass }
 
 // Add records one violation, keeping at most MaxEvidence pieces of evidence.
 func (v *Verdict) Add(e Evidence) {
+	v.AddKind("", e)
+}
+
+// AddKind records one violation of a kind (a short name such as "outside
+// the map") so that the evidence shows every kind found: once MaxEvidence
+// pieces are kept, the first violation of a kind not yet shown replaces the
+// newest piece of the kind shown most often.
+func (v *Verdict) AddKind(kind string, e Evidence) {
 	v.Violations++
+	for len(v.kinds) < len(v.Evidence) {
+		v.kinds = append(v.kinds, "")
+	}
 	if len(v.Evidence) < MaxEvidence {
 		v.Evidence = append(v.Evidence, e)
+		v.kinds = append(v.kinds, kind)
+		return
+	}
+	if kind == "" || slices.Contains(v.kinds, kind) {
+		return
+	}
+	counts := map[string]int{}
+	for _, k := range v.kinds {
+		counts[k]++
+	}
+	for i := len(v.kinds) - 1; i >= 0; i-- {
+		if counts[v.kinds[i]] > 1 {
+			v.Evidence[i], v.kinds[i] = e, kind
+			return
+		}
 	}
 }
 

@@ -212,16 +212,16 @@ func (g *gameRules) Observe(e *event.Event) {
 			g.announced++
 		}
 		if e.X < 0 || e.Y < 0 || e.X > r.width || e.Y > r.height || math.IsNaN(e.X) || math.IsNaN(e.Y) {
-			g.v.Add(Evidence{Scope: e.Scope, Seq: e.Seq, Client: who, At: e.At,
+			g.v.AddKind("outside the map", Evidence{Scope: e.Scope, Seq: e.Seq, Client: who, At: e.At,
 				Detail: fmt.Sprintf("%s at (%.2f, %.2f) outside the %gx%g map at tick %d (%s)",
 					who, e.X, e.Y, r.width, r.height, e.Seq, r.mapSource())})
 		}
 		if p.seen {
 			if what := tickAnomaly(who, p.tick, p.digest, e); what != "" {
-				g.v.Add(Evidence{Scope: e.Scope, Seq: e.Seq, Client: who, At: e.At, Detail: what})
+				g.v.AddKind("tick anomaly", Evidence{Scope: e.Scope, Seq: e.Seq, Client: who, At: e.At, Detail: what})
 			}
 			if e.LastInput < p.lastInput {
-				g.v.Add(Evidence{Scope: e.Scope, Seq: e.Seq, Client: who, At: e.At,
+				g.v.AddKind("last input back", Evidence{Scope: e.Scope, Seq: e.Seq, Client: who, At: e.At,
 					Detail: fmt.Sprintf("%s: last processed input went back from %d to %d at tick %d", who, p.lastInput, e.LastInput, e.Seq)})
 			}
 			if e.Seq > p.tick && e.LastInput > p.lastInput {
@@ -238,7 +238,7 @@ func (g *gameRules) Observe(e *event.Event) {
 				// this gap too. Subtracting both gives a lower bound on the
 				// inputs processed, so an honest server is never blamed.
 				if processed := jump - min(jump, e.Dropped-min(e.Dropped, p.prevDrop)); processed > allowed {
-					g.v.Add(Evidence{Scope: e.Scope, Seq: e.Seq, Client: who, At: e.At,
+					g.v.AddKind("inputs per tick", Evidence{Scope: e.Scope, Seq: e.Seq, Client: who, At: e.At,
 						Detail: fmt.Sprintf("%s: at least %d inputs processed over %d tick(s) by tick %d (last input %d -> %d, %d dropped), limit %d per tick (%s)",
 							who, processed, ticks, e.Seq, p.lastInput, e.LastInput, e.Dropped-min(e.Dropped, p.prevDrop), r.maxInputs, r.src[3])})
 				}
@@ -247,14 +247,14 @@ func (g *gameRules) Observe(e *event.Event) {
 				moved := math.Hypot(e.X-p.x, e.Y-p.y)
 				steps := min(jump, allowed)
 				if limit := float64(steps) * r.maxStep; moved > limit+1e-6 {
-					g.v.Add(Evidence{Scope: e.Scope, Seq: e.Seq, Client: who, At: e.At,
+					g.v.AddKind("step too long", Evidence{Scope: e.Scope, Seq: e.Seq, Client: who, At: e.At,
 						Detail: fmt.Sprintf("%s moved %.2f over %d tick(s) and at most %d input(s) by tick %d, at most %.2f allowed (max_step %g, %s)",
 							who, moved, ticks, steps, e.Seq, limit, r.maxStep, r.src[2])})
 				}
 			} else if e.LastInput == p.lastInput && e.Full {
 				// A full snapshot may correct a position; nothing moved by input.
 			} else if e.LastInput == p.lastInput && math.Hypot(e.X-p.x, e.Y-p.y) > 1e-6 {
-				g.v.Add(Evidence{Scope: e.Scope, Seq: e.Seq, Client: who, At: e.At,
+				g.v.AddKind("moved without input", Evidence{Scope: e.Scope, Seq: e.Seq, Client: who, At: e.At,
 					Detail: fmt.Sprintf("%s moved from (%.2f, %.2f) to (%.2f, %.2f) with no input processed at tick %d", who, p.x, p.y, e.X, e.Y, e.Seq)})
 			}
 		}

@@ -2,6 +2,7 @@ package check_test
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -225,5 +226,23 @@ var _ = Describe("fairness judges what the server did to honest traffic", func()
 		v := run("fairness", params, healthy, evs)
 		Expect(v.Status).To(Equal(check.NotMeasurable))
 		Expect(v.Summary).To(ContainSubstring("send-to-ack p99 ratio (0 calm samples"))
+	})
+})
+
+var _ = Describe("evidence of several kinds", func() {
+	It("keeps the first violation of every kind once the evidence is full", func() {
+		var v check.Verdict
+		for i := range 50 {
+			v.AddKind("step too long", check.Evidence{Detail: fmt.Sprintf("step %d", i)})
+		}
+		v.AddKind("outside the map", check.Evidence{Detail: "outside"})
+		v.AddKind("outside the map", check.Evidence{Detail: "outside again"})
+		v.AddKind("tick anomaly", check.Evidence{Detail: "tick"})
+		Expect(v.Violations).To(Equal(53))
+		Expect(v.Evidence).To(HaveLen(check.MaxEvidence))
+		Expect(v.Evidence).To(ContainElement(HaveField("Detail", "outside")))
+		Expect(v.Evidence).To(ContainElement(HaveField("Detail", "tick")))
+		Expect(v.Evidence).NotTo(ContainElement(HaveField("Detail", "outside again")))
+		Expect(v.Evidence[0].Detail).To(Equal("step 0"))
 	})
 })
