@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,14 +21,35 @@ import (
 // ack latency and for resending after a reconnect.
 const maxPending = 4096
 
+// Resend back-off after an UNAVAILABLE answer (a Join or a Send the server
+// could not serve now, e.g. while a clustered server's stream leader is
+// elected): per room, doubling from minRetry up to maxRetry, reset by the
+// room's next Joined or Ack.
+const (
+	minRetry = 100 * time.Millisecond
+	maxRetry = 2 * time.Second
+)
+
 // chatDriver speaks bidikit.chat.v1 for chatter, lurker, typist, resumer and
 // the chat side of the attackers. The send loop owns out, senderSeq and the
-// rng; mu guards what the receive loop also touches (positions, pending).
+// rng; mu guards what the receive loop also touches (positions, rooms,
+// pending).
+//
+// Order of a sender's messages (see chat.proto's Error): a room's Sends go
+// out only once the room is joined on the current stream (its Joined came);
+// until then, and while a resend waits for its back-off, new messages wait
+// behind the unacknowledged ones. A new stream, or an UNAVAILABLE answer to
+// a Send, sends the room's unacknowledged messages again from the oldest, in
+// sender order, before any new one; the server acks those it had stored as
+// duplicates. The oldest goes first, alone (a probe): the others follow its
+// ack, so a server still electing a stream leader refuses one message per
+// attempt rather than every one waiting.
 type chatDriver struct {
 	c      *vclient
 	rooms  []string
 	body   string
 	typing bool // typist: mostly typing indicators
+	wakeC  chan struct{}
 
 	senderSeq uint64
 	out       chatv1.ClientEvent
@@ -39,11 +61,13 @@ type chatDriver struct {
 	hasPos    map[string]bool
 	asked     map[string]uint64 // resume_after asked in the current stream
 	joined    map[string]bool
-	pending   map[string]pendingSend
+	pending   map[string]*pendingSend
+	state     map[string]*chatRoom
 	staleBack uint64 // positions to go back on the next join (+1: 0 means none)
 }
 
 type pendingSend struct {
+	id   string
 	room string
 	seq  uint64
 	at   time.Time
@@ -51,10 +75,33 @@ type pendingSend struct {
 	sent int64
 }
 
+// roomPhase is where a room stands on the current stream.
+type roomPhase int
+
+const (
+	roomJoining roomPhase = iota // Join sent, no answer yet
+	roomReady                    // joined: Sends go out
+	roomRejoin                   // the Join was refused for now: send it again at due
+	roomResend                   // resend from the oldest at due
+	roomProbe                    // the oldest went out again alone: the others wait for its answer
+)
+
+// chatRoom is one room's sending state: queue (unacknowledged messages, in
+// sender order) outlives streams; phase, sent, join and due are per stream.
+type chatRoom struct {
+	queue   []*pendingSend
+	sent    int // queue[:sent] went out on the current stream since the last resend
+	phase   roomPhase
+	join    *chatv1.Join // the current stream's Join, sent again on roomRejoin
+	due     time.Time
+	backoff time.Duration
+}
+
 func newChatDriver(c *vclient, bodyBytes int, typing bool) *chatDriver {
 	return &chatDriver{c: c, rooms: c.plan.Scopes, body: strings.Repeat("m", max(bodyBytes, 1)), typing: typing,
-		pos: map[string]uint64{}, hasPos: map[string]bool{}, asked: map[string]uint64{},
-		joined: map[string]bool{}, pending: map[string]pendingSend{}}
+		wakeC: make(chan struct{}, 1),
+		pos:   map[string]uint64{}, hasPos: map[string]bool{}, asked: map[string]uint64{},
+		joined: map[string]bool{}, pending: map[string]*pendingSend{}, state: map[string]*chatRoom{}}
 }
 
 func (d *chatDriver) method() (*grpc.StreamDesc, string) {
@@ -63,9 +110,15 @@ func (d *chatDriver) method() (*grpc.StreamDesc, string) {
 
 func (d *chatDriver) recvMsg() proto.Message { return &d.in }
 
-func (d *chatDriver) wake() <-chan struct{} { return nil }
+func (d *chatDriver) wake() <-chan struct{} { return d.wakeC }
 
-func (d *chatDriver) onWake(*writer) error { return nil }
+// poke asks the send loop to look at the rooms (onWake); it never blocks.
+func (d *chatDriver) poke() {
+	select {
+	case d.wakeC <- struct{}{}:
+	default:
+	}
+}
 
 func (d *chatDriver) stale(back uint64) {
 	d.mu.Lock()
@@ -73,8 +126,27 @@ func (d *chatDriver) stale(back uint64) {
 	d.mu.Unlock()
 }
 
+// room returns name's sending state. Caller holds d.mu.
+func (d *chatDriver) room(name string) *chatRoom {
+	rs := d.state[name]
+	if rs == nil {
+		rs = &chatRoom{}
+		d.state[name] = rs
+	}
+	return rs
+}
+
+// retryLater puts rs into phase (roomRejoin or roomResend) and schedules a
+// wake-up after its back-off. Caller holds d.mu.
+func (d *chatDriver) retryLater(rs *chatRoom, phase roomPhase) {
+	rs.backoff = min(max(rs.backoff*2, minRetry), maxRetry)
+	rs.phase, rs.due, rs.sent = phase, time.Now().Add(rs.backoff), 0
+	time.AfterFunc(rs.backoff, d.poke)
+}
+
 // start joins every room, resuming from the last seen position after the
-// first stream, then resends what was never acknowledged, in send order.
+// first stream. The rooms' unacknowledged messages go out again once each
+// room's Joined has come (onWake).
 func (d *chatDriver) start(w *writer) error {
 	d.mu.Lock()
 	joins := make([]*chatv1.Join, 0, len(d.rooms))
@@ -93,14 +165,44 @@ func (d *chatDriver) start(w *writer) error {
 			j.ResumeAfter = &after
 			d.asked[room] = after
 		}
+		rs := d.room(room)
+		rs.phase, rs.sent, rs.join = roomJoining, 0, j
 		joins = append(joins, j)
 	}
 	d.staleBack = 0
-	resend := make([]pendingSend, 0, len(d.pending))
-	ids := make([]string, 0, len(d.pending))
-	for id, p := range d.pending {
-		resend = append(resend, p)
-		ids = append(ids, id)
+	d.mu.Unlock()
+	for _, j := range joins {
+		if err := w.send(&chatv1.ClientEvent{Event: &chatv1.ClientEvent_Join{Join: j}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// onWake sends again the Joins whose back-off is over, and the messages of
+// the joined rooms that have not gone out on this stream, oldest first.
+func (d *chatDriver) onWake(w *writer) error {
+	now := time.Now()
+	var joins []*chatv1.Join
+	var out []*pendingSend
+	d.mu.Lock()
+	for _, room := range d.rooms {
+		rs := d.room(room)
+		switch {
+		case rs.phase == roomRejoin && !now.Before(rs.due):
+			rs.phase = roomJoining
+			joins = append(joins, rs.join)
+		case rs.phase == roomResend && !now.Before(rs.due):
+			rs.phase, rs.sent = roomReady, 0
+			if len(rs.queue) > 0 {
+				rs.phase, rs.sent = roomProbe, 1
+				out = append(out, rs.queue[0])
+			}
+		}
+		if rs.phase == roomReady && rs.sent < len(rs.queue) {
+			out = append(out, rs.queue[rs.sent:]...) // a copy: forget edits the queue
+			rs.sent = len(rs.queue)
+		}
 	}
 	d.mu.Unlock()
 	for _, j := range joins {
@@ -108,23 +210,24 @@ func (d *chatDriver) start(w *writer) error {
 			return err
 		}
 	}
-	idx := make([]int, len(resend))
-	for i := range idx {
-		idx[i] = i
-	}
-	sort.Slice(idx, func(a, b int) bool { return resend[idx[a]].seq < resend[idx[b]].seq })
-	for _, i := range idx {
-		p := resend[i]
-		m := &chatv1.ClientEvent{Event: &chatv1.ClientEvent_Send{Send: &chatv1.Send{
-			Room: p.room, ClientMsgId: ids[i], SenderSeq: p.seq, Body: p.body, ClientSentUnixNanos: p.sent}}}
-		if err := w.send(m); err != nil {
+	return d.transmit(w, out)
+}
+
+// transmit sends ps, in order.
+func (d *chatDriver) transmit(w *writer, ps []*pendingSend) error {
+	for _, p := range ps {
+		d.send = chatv1.Send{Room: p.room, ClientMsgId: p.id, SenderSeq: p.seq, Body: p.body, ClientSentUnixNanos: p.sent,
+			SenderSession: d.c.r.opts.runID}
+		d.out.Event = &chatv1.ClientEvent_Send{Send: &d.send}
+		if err := w.send(&d.out); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// act sends n messages (typists mostly send typing indicators).
+// act sends n messages (typists mostly send typing indicators, to joined
+// rooms only).
 func (d *chatDriver) act(w *writer, n int) error {
 	for range n {
 		room := d.rooms[0]
@@ -132,6 +235,12 @@ func (d *chatDriver) act(w *writer, n int) error {
 			room = d.rooms[d.c.rng.IntN(len(d.rooms))]
 		}
 		if d.typing && d.c.rng.IntN(5) != 0 {
+			d.mu.Lock()
+			ready := d.room(room).phase == roomReady
+			d.mu.Unlock()
+			if !ready {
+				continue
+			}
 			if err := w.send(&chatv1.ClientEvent{Event: &chatv1.ClientEvent_Typing{Typing: &chatv1.Typing{Room: room, Active: true}}}); err != nil {
 				return err
 			}
@@ -144,19 +253,30 @@ func (d *chatDriver) act(w *writer, n int) error {
 	return nil
 }
 
+// sendBody numbers a new message and sends it, after the room's older
+// unacknowledged ones, once the room is ready; until then it waits in the
+// room's queue. Past maxPending unacknowledged messages it goes out at once,
+// untracked (no resend, no ack latency).
 func (d *chatDriver) sendBody(w *writer, room, body string) error {
 	d.senderSeq++
 	id := d.c.plan.User + "." + d.c.r.opts.runID + "." + strconv.FormatUint(d.senderSeq, 10)
 	now := time.Now()
+	p := &pendingSend{id: id, room: room, seq: d.senderSeq, at: now, body: body, sent: now.UnixNano()}
+	out := []*pendingSend{p}
 	d.mu.Lock()
 	if len(d.pending) < maxPending {
-		d.pending[id] = pendingSend{room: room, seq: d.senderSeq, at: now, body: body, sent: now.UnixNano()}
+		d.pending[id] = p
+		rs := d.room(room)
+		rs.queue = append(rs.queue, p)
+		out = nil
+		if rs.phase == roomReady {
+			out = append(out, rs.queue[rs.sent:]...) // a copy: forget edits the queue
+			rs.sent = len(rs.queue)
+		}
 	}
 	d.mu.Unlock()
 	d.c.ev(&event.Event{Kind: event.Send, Scope: room, MsgID: id, SenderSeq: d.senderSeq})
-	d.send = chatv1.Send{Room: room, ClientMsgId: id, SenderSeq: d.senderSeq, Body: body, ClientSentUnixNanos: now.UnixNano()}
-	d.out.Event = &chatv1.ClientEvent_Send{Send: &d.send}
-	return w.send(&d.out)
+	return d.transmit(w, out)
 }
 
 func (d *chatDriver) oversized(w *writer, n int) error {
@@ -180,7 +300,13 @@ func (d *chatDriver) handle(m proto.Message) {
 			d.pos[j.Room] = after
 		}
 		d.hasPos[j.Room] = true
+		if rs := d.state[j.Room]; rs != nil {
+			// Unacknowledged messages go out again, the oldest first
+			// (onWake).
+			rs.phase, rs.due, rs.backoff = roomResend, time.Now(), 0
+		}
 		d.mu.Unlock()
+		d.poke()
 		d.c.ev(&event.Event{Kind: event.Join, Scope: j.Room, Seq: j.HeadSeq, ResumeAfter: after, HasResume: asked,
 			ReplayFrom: j.ReplayFrom, Complete: j.ResumeComplete})
 	case *chatv1.ServerEvent_Message:
@@ -194,7 +320,10 @@ func (d *chatDriver) handle(m proto.Message) {
 		a := ev.Ack
 		d.mu.Lock()
 		p, ok := d.pending[a.ClientMsgId]
-		delete(d.pending, a.ClientMsgId)
+		if ok {
+			d.forget(p)
+			d.room(p.room).backoff = 0
+		}
 		d.mu.Unlock()
 		e := event.Event{Kind: event.Ack, Scope: a.Room, MsgID: a.ClientMsgId, Seq: a.Seq, Duplicate: a.Duplicate}
 		if ok {
@@ -206,13 +335,56 @@ func (d *chatDriver) handle(m proto.Message) {
 		d.c.ev(&e)
 	case *chatv1.ServerEvent_Error:
 		er := ev.Error
-		if er.ClientMsgId != "" {
-			d.mu.Lock()
-			delete(d.pending, er.ClientMsgId) // refused: never resent
-			d.mu.Unlock()
+		d.mu.Lock()
+		switch {
+		case er.ClientMsgId != "" && codes.Code(er.Code) == codes.Unavailable:
+			// Not stored now: resend from the oldest unacknowledged
+			// message of the room, in order, after a back-off.
+			if p := d.pending[er.ClientMsgId]; p != nil {
+				if rs := d.room(p.room); rs.phase == roomReady || rs.phase == roomProbe {
+					d.retryLater(rs, roomResend)
+				}
+			}
+		case er.ClientMsgId != "":
+			if p := d.pending[er.ClientMsgId]; p != nil {
+				d.forget(p) // refused for good: never resent
+			}
+		case strings.HasPrefix(er.Field, "join") && er.Room != "":
+			if rs := d.state[er.Room]; rs != nil && rs.phase == roomJoining {
+				if codes.Code(er.Code) == codes.Unavailable {
+					d.retryLater(rs, roomRejoin)
+				} else {
+					// Refused for good: its Sends go out and are refused
+					// in turn, each with its own Error event.
+					rs.phase = roomReady
+					d.poke()
+				}
+			}
 		}
+		d.mu.Unlock()
 		d.c.ev(&event.Event{Kind: event.Error, Code: codes.Code(er.Code), Detail: er.Message, Field: er.Field,
 			Scope: er.Room, MsgID: er.ClientMsgId})
+	}
+}
+
+// forget drops p (answered: acked or refused for good) from the pending
+// messages and its room's queue; a probe's answer lets the others go.
+// Caller holds d.mu.
+func (d *chatDriver) forget(p *pendingSend) {
+	delete(d.pending, p.id)
+	rs := d.room(p.room)
+	for i, q := range rs.queue {
+		if q == p {
+			rs.queue = slices.Delete(rs.queue, i, i+1)
+			if i < rs.sent {
+				rs.sent--
+			}
+			break
+		}
+	}
+	if rs.phase == roomProbe && rs.sent == 0 {
+		rs.phase = roomReady
+		d.poke()
 	}
 }
 

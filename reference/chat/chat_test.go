@@ -205,6 +205,30 @@ var _ = Describe("Service", func() {
 		}
 	}, SpecTimeout(30*time.Second))
 
+	It("refuses a sender_session's Send that would follow a later one of the session (FAILED_PRECONDITION), and acks its resends as duplicates", func(ctx SpecContext) {
+		ts := startServer(testConfig(), nil, nil)
+		cc := chattest.Dial(GinkgoT(), ts.addr)
+		a := chattest.Connect(GinkgoT(), cc, "alice")
+		a.Join("lobby")
+		a.Send(sessionSend("lobby", "m2", 2, "s1"))
+		a.Send(sessionSend("lobby", "m1", 1, "s1"))
+		a.Send(sessionSend("lobby", "m2", 2, "s1"))
+		a.Send(sessionSend("lobby", "n1", 1, "s2")) // another numbering
+		a.Send(chattest.SendEv("lobby", "x1", 1, "no session"))
+		Eventually(ctx, func() int { return len(a.Acks()) + len(a.Errors()) }).Should(Equal(5))
+		Expect(a.Errors()).To(ConsistOf(SatisfyAll(HaveField("Code", BeEquivalentTo(codes.FailedPrecondition)),
+			HaveField("Field", Equal("send.sender_seq")), HaveField("ClientMsgId", Equal("m1")))))
+		Expect(a.Acks()).To(HaveExactElements(
+			SatisfyAll(HaveField("ClientMsgId", Equal("m2")), HaveField("Seq", BeEquivalentTo(1)), HaveField("Duplicate", BeFalse())),
+			SatisfyAll(HaveField("ClientMsgId", Equal("m2")), HaveField("Seq", BeEquivalentTo(1)), HaveField("Duplicate", BeTrue())),
+			SatisfyAll(HaveField("ClientMsgId", Equal("n1")), HaveField("Seq", BeEquivalentTo(2))),
+			SatisfyAll(HaveField("ClientMsgId", Equal("x1")), HaveField("Seq", BeEquivalentTo(3)))))
+		a.Send(sessionSend("lobby", "z", 0, "s1"))
+		Eventually(ctx, func() int { return len(a.Errors()) }).Should(Equal(2))
+		Expect(a.Errors()[1]).To(SatisfyAll(HaveField("Code", BeEquivalentTo(codes.InvalidArgument)), HaveField("Field", Equal("send.sender_seq"))))
+		Expect(a.CloseAndWait()).To(Succeed())
+	}, SpecTimeout(30*time.Second))
+
 	It("continues seq after a restart over the same store", func(ctx SpecContext) {
 		st := store.NewMemory(0)
 		ts1 := newTestServer(testConfig(), st, nil)
@@ -421,6 +445,7 @@ var _ = Describe("Service", func() {
 		Entry("send bad room", nil, mustMarshal(chattest.SendEv("", "1", 1, "hi")), codes.InvalidArgument, "send.room"),
 		Entry("send empty id", []*chatv1.ClientEvent{chattest.JoinEv("r")}, mustMarshal(chattest.SendEv("r", "", 1, "hi")), codes.InvalidArgument, "send.client_msg_id"),
 		Entry("send long id", []*chatv1.ClientEvent{chattest.JoinEv("r")}, mustMarshal(chattest.SendEv("r", strings.Repeat("i", 129), 1, "hi")), codes.InvalidArgument, "send.client_msg_id"),
+		Entry("send long sender_session", []*chatv1.ClientEvent{chattest.JoinEv("r")}, mustMarshal(sessionSend("r", "1", 1, strings.Repeat("s", 65))), codes.InvalidArgument, "send.sender_session"),
 		Entry("send empty body", []*chatv1.ClientEvent{chattest.JoinEv("r")}, mustMarshal(chattest.SendEv("r", "1", 1, "")), codes.InvalidArgument, "send.body"),
 		Entry("send oversized body", []*chatv1.ClientEvent{chattest.JoinEv("r")}, mustMarshal(chattest.SendEv("r", "1", 1, strings.Repeat("b", 17))), codes.InvalidArgument, "send.body"),
 	)

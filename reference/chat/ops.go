@@ -167,16 +167,22 @@ func (s *Service) send(ss *session, m *membership, snd *chatv1.Send) {
 		return
 	}
 	r.mu.Unlock()
-	sseq := snd.GetSenderSeq()
-	top, seen := r.newest[ss.user]
+	sseq, session := snd.GetSenderSeq(), snd.GetSenderSession()
+	writer := writerOf(ss.user, session)
+	top, seen := r.newest[writer]
 	if seen && sseq > top {
-		// Newer than anything this sender has stored: not a resend.
+		// Newer than anything this writer has stored: not a resend.
 	} else if seq, ok, err := s.st.FindKey(r.stream, key); err != nil {
 		ss.reject(codes.Unavailable, "send", r.name, id,
 			fmt.Sprintf("could not check client_msg_id %q for a resend: %v", id, err))
 		return
 	} else if ok {
 		ss.pushEvent(ackEvent(r.name, id, seq, true, time.Now().UnixNano()))
+		return
+	} else if seen && session != "" {
+		ss.reject(codes.FailedPrecondition, "send.sender_seq", r.name, id, fmt.Sprintf(
+			"not stored, and never will be: your message with sender_seq %d is already ordered in room %q (sender_session %q); storing sender_seq %d after it would break your order",
+			top, r.name, session, sseq))
 		return
 	}
 
@@ -194,7 +200,7 @@ func (s *Service) send(ss *session, m *membership, snd *chatv1.Send) {
 	if r.newest == nil {
 		r.newest = map[string]uint64{}
 	}
-	r.newest[ss.user] = max(top, sseq)
+	r.newest[writer] = max(top, sseq)
 	p := &pending{key: key, clientMsgID: id, seq: r.next, sender: ss}
 	r.mu.Lock()
 	r.inflight[key] = p

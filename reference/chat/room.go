@@ -116,11 +116,14 @@ type room struct {
 	seqMu  sync.Mutex
 	loaded bool   // guarded by seqMu
 	next   uint64 // last assigned seq; guarded by seqMu
-	// newest maps a sender to the highest sender_seq it has had ordered in
-	// this room since the room was loaded (guarded by seqMu). A Send with a
-	// higher sender_seq cannot be a resend of anything stored (sender seqs
-	// increase, per the contract), so it skips the store lookup; the first
-	// Send of each sender after a load, and any lower one, looks it up.
+	// newest maps a writer (user and sender_session, writerOf) to the
+	// highest sender_seq it has had ordered in this room since the room was
+	// loaded (guarded by seqMu). A Send with a higher sender_seq cannot be a
+	// resend of anything stored (sender seqs increase, per the contract), so
+	// it skips the store lookup; the first Send of each writer after a load,
+	// and any lower one, looks it up, and a lower one that is not stored is
+	// refused when the writer has a sender_session (it would be ordered
+	// after a later message of the same numbering).
 	newest map[string]uint64
 	// stopFeed ends the room's shared-log feed (shared mode). Written under
 	// seqMu by the loader while it holds a reference; taken under the
@@ -130,6 +133,12 @@ type room struct {
 	// assigned but not stored, so the room refuses Sends until it is dropped
 	// from memory and reloaded from the store.
 	failed atomic.Bool
+
+	// chainMu guards chains (shared mode): per writer (user and
+	// sender_session), the Sends waiting to be published (order.go). Taken
+	// alone, never with another room lock.
+	chainMu sync.Mutex
+	chains  map[string]*chain
 
 	// mu guards everything below: membership, the committed head and the
 	// in-flight table. Broadcasts happen under it, so a member registered
@@ -151,6 +160,10 @@ type membership struct {
 	// after this instance's head: a lagging feed's messages up to it were
 	// seen already and are not delivered again. Set before registration.
 	skip uint64
+	// fence (shared mode) is the sender_seq of this stream's Send to the
+	// room whose outcome the log did not confirm, 0 when none: later Sends
+	// with a higher sender_seq are refused until it is resent (order.go).
+	fence atomic.Uint64
 }
 
 // pending is a Send whose store commit has not been reported yet.

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bidikit/bidikit/reference/validate"
 	"github.com/bidikit/bidikit/reference/wire"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
@@ -24,6 +25,10 @@ import (
 
 // maxClientMsgIDBytes bounds Send.client_msg_id (the contract says 1-128).
 const maxClientMsgIDBytes = 128
+
+// maxSenderSessionBytes bounds Send.sender_session (the contract says 1-64
+// when set).
+const maxSenderSessionBytes = 64
 
 // replayChunk is how many records one store.Range call of a replay reads.
 const replayChunk = 256
@@ -361,6 +366,17 @@ func (ss *session) onSend(snd *chatv1.Send) error {
 	if err := validBody("send.body", snd.GetBody(), ss.svc.cfg.MaxBodyBytes); err != nil {
 		ss.rejectErr("send.body", err, name, id)
 		return nil
+	}
+	if sess := snd.GetSenderSession(); sess != "" {
+		if err := validate.ID("send.sender_session", sess, maxSenderSessionBytes); err != nil {
+			ss.rejectErr("send.sender_session", err, name, id)
+			return nil
+		}
+		if snd.GetSenderSeq() == 0 {
+			ss.reject(codes.InvalidArgument, "send.sender_seq", name, id,
+				"send.sender_seq: must be 1 or more with a sender_session (the session numbers its messages 1, 2, 3, ...)")
+			return nil
+		}
 	}
 	if !ss.lim.Allow() {
 		return ss.refuse(name, id)

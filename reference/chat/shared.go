@@ -38,6 +38,20 @@ type SharedLog interface {
 	// Range calls fn for the retained messages with from <= seq <= to, in
 	// order, stopping at fn's first error.
 	Range(ctx context.Context, room string, from, to uint64, fn func(seq uint64, payload []byte) error) error
+	// PublishAfter is Publish for a message of writer (a sender and its
+	// sender_session) that must directly follow writer's newest stored
+	// message, at seq writerLast (0: writer has none): when writer's newest
+	// message is elsewhere, nothing is stored and done gets an error
+	// wrapping store.ErrConflict (unless key is a resend the log answers
+	// as a duplicate).
+	PublishAfter(room, writer, key string, payload []byte, writerLast uint64, done func(seq uint64, duplicate bool, err error))
+	// WriterLast returns writer's newest stored message, as the log's
+	// authority on it sees it (never a lagging copy): seq and payload, found
+	// false when there is none.
+	WriterLast(ctx context.Context, room, writer string) (seq uint64, payload []byte, found bool, err error)
+	// WriterKey returns the seq of writer's message stored under key, among
+	// writer's messages up to seq upTo, if the log still retains it.
+	WriterKey(ctx context.Context, room, writer, key string, upTo uint64) (seq uint64, found bool, err error)
 }
 
 // sharedReplayChunk is how many messages one SharedLog.Range call of a replay
@@ -124,11 +138,12 @@ func (s *Service) deliverShared(r *room, seq uint64, payload []byte) {
 	}
 }
 
-// sendShared publishes one validated Send to the shared log. The ack is
-// queued when the log confirmed the message is stored (its seq is the log's);
-// the message itself reaches every member, the sender included, through the
-// room's feed, so every instance delivers the same order. A sender's Sends
-// are published in order on one connection, so they are stored in order.
+// sendShared hands one validated Send to its writer's chain (order.go),
+// which publishes it to the shared log once the writer's earlier Sends on
+// this instance are settled. The ack is queued when the log confirmed the
+// message is stored (its seq is the log's); the message itself reaches every
+// member, the sender included, through the room's feed, so every instance
+// delivers the same order.
 func (s *Service) sendShared(ss *session, m *membership, snd *chatv1.Send) {
 	r := m.room
 	id := snd.GetClientMsgId()
@@ -143,28 +158,8 @@ func (s *Service) sendShared(ss *session, m *membership, snd *chatv1.Send) {
 	}
 	ss.inflight.Add(1)
 	s.rooms.retain(r)
-	s.shared.Publish(r.name, ss.user+"\x00"+id, raw, func(seq uint64, dup bool, err error) {
-		if err != nil {
-			s.log.Warn("message publish failed", "room", r.name, "user", ss.user, "client_msg_id", id, "err", err)
-			ss.pushEvent(&chatv1.ServerEvent{Event: &chatv1.ServerEvent_Error{Error: &chatv1.Error{
-				Code:        uint32(codes.Unavailable),
-				Message:     fmt.Sprintf("message not confirmed by the shared log (%v); resend it with the same client_msg_id", err),
-				Field:       "send",
-				Room:        r.name,
-				ClientMsgId: id,
-			}}})
-		} else {
-			nanos := now
-			if dup {
-				nanos = time.Now().UnixNano()
-			} else {
-				s.mCommitted.Inc()
-			}
-			ss.pushEvent(ackEvent(r.name, id, seq, dup, nanos))
-		}
-		ss.inflightDone()
-		s.rooms.release(r)
-	})
+	s.enqueue(r, &outgoing{ss: ss, m: m, id: id, key: ss.user + "\x00" + id, sseq: snd.GetSenderSeq(),
+		session: snd.GetSenderSession(), raw: raw, now: now})
 }
 
 // readLog appends to recs the next chunk of r's log from seq from (at most
@@ -180,4 +175,13 @@ func (s *Service) readLog(ctx context.Context, r *room, from, to uint64, recs *[
 		*recs = append(*recs, store.Record{Stream: r.stream, Seq: seq, Payload: withSeq(payload, seq)})
 		return nil
 	})
+}
+
+// senderSeqOf reads Message.sender_seq from an encoded Message.
+func senderSeqOf(payload []byte) (uint64, error) {
+	var m chatv1.Message
+	if err := proto.Unmarshal(payload, &m); err != nil {
+		return 0, err
+	}
+	return m.GetSenderSeq(), nil
 }

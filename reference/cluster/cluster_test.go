@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	chatv1 "github.com/bidikit/bidikit/proto/bidikit/chat/v1"
 	"github.com/bidikit/bidikit/reference"
 	"github.com/bidikit/bidikit/reference/cluster"
+	"github.com/bidikit/bidikit/reference/store"
 )
 
 var _ = Describe("Clustered chat over JetStream", func() {
@@ -355,6 +357,55 @@ var _ = Describe("Log", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(h.Last).To(BeEquivalentTo(3))
 		Expect(h.Oldest).To(BeEquivalentTo(1))
+	}, SpecTimeout(30*time.Second))
+
+	It("stores a writer's entry only right after the writer's newest one, reads it from the leader, and finds old keys", func(ctx SpecContext) {
+		url := refcluster.StartNATS(GinkgoT()).ClientURL()
+		lg = newLog(url, func(c *cluster.Config) { c.Duplicates = 100 * time.Millisecond })
+		after := func(writer, key string, last uint64) result {
+			ch := make(chan result, 1)
+			lg.PublishAfter("o", writer, key, []byte(key), last, func(seq uint64, dup bool, err error) { ch <- result{seq, dup, err} })
+			var r result
+			Eventually(ch).Should(Receive(&r))
+			return r
+		}
+		_, _, found, err := lg.WriterLast(ctx, "o", "alice")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(found).To(BeFalse())
+		Expect(after("alice", "a1", 0)).To(Equal(result{seq: 1}))
+		Expect(publish("o", "other")).To(Equal(result{seq: 2}))
+		Expect(after("bob", "b1", 0)).To(Equal(result{seq: 3}))
+		r := after("alice", "a2", 0) // stale: alice's newest is at 1
+		Expect(r.err).To(MatchError(cluster.ErrWriterMoved))
+		Expect(r.err).To(MatchError(store.ErrConflict))
+		Expect(after("alice", "a2", 1)).To(Equal(result{seq: 4}))
+		Expect(after("alice", "a1", 4)).To(Equal(result{seq: 1, dup: true}), "inside the window: Nats-Msg-Id")
+		// A condition that never holds never stores; inside the window a
+		// clustered server answers the resend first (a single server checks
+		// the condition first).
+		if r := after("alice", "a1", math.MaxUint64); r.err != nil {
+			Expect(r.err).To(MatchError(cluster.ErrWriterMoved))
+		} else {
+			Expect(r).To(Equal(result{seq: 1, dup: true}))
+		}
+		seq, payload, found, err := lg.WriterLast(ctx, "o", "alice")
+		Expect(err).NotTo(HaveOccurred())
+		Expect([]any{seq, string(payload), found}).To(Equal([]any{uint64(4), "a2", true}))
+
+		time.Sleep(300 * time.Millisecond) // outside the window (not an assertion on time)
+		Expect(after("alice", "a1", math.MaxUint64).err).To(MatchError(cluster.ErrWriterMoved), "after the window")
+		seq, found, err = lg.WriterKey(ctx, "o", "alice", "a1", 4)
+		Expect(err).NotTo(HaveOccurred())
+		Expect([]any{seq, found}).To(Equal([]any{uint64(1), true}))
+		_, found, err = lg.WriterKey(ctx, "o", "alice", "a3", 4)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(found).To(BeFalse())
+		_, found, err = lg.WriterKey(ctx, "o", "bob", "a1", 4)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(found).To(BeFalse(), "another writer's entries do not hold the key")
+		h, err := lg.Head(ctx, "o")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(h.Last).To(BeEquivalentTo(4))
 	}, SpecTimeout(30*time.Second))
 
 	It("ranges over stored messages and follows new ones in order", func(ctx SpecContext) {

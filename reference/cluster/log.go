@@ -9,6 +9,7 @@
 //
 //	stream   CHAT_<R>                 file or memory storage, Duplicates window
 //	subject  bidikit.chat.<R>.<K>     one subject per de-duplication key
+//	subject  bidikit.chat.<R>.w<W>    every entry of writer W, in W's order (writer.go)
 //
 // K is a hash of the message's de-duplication key (sender + client message
 // id). A publish carries it twice: as Nats-Msg-Id (a resend inside the
@@ -86,6 +87,12 @@ func (c Config) check() error {
 	return nil
 }
 
+// leaderReadTimeout bounds one read from a stream's leader (at most the
+// Config's Timeout): while a leader is being elected nobody answers, and the
+// caller (a Join, a client's resend) does better to try again soon than to
+// wait.
+const leaderReadTimeout = 2 * time.Second
+
 // ErrClosed is passed to Publish callbacks after Close.
 var ErrClosed = errors.New("cluster log closed")
 
@@ -96,22 +103,37 @@ type Log struct {
 	js  jetstream.JetStream
 	cfg Config
 	log *slog.Logger
+	// apiPrefix is the JetStream API subject prefix ("$JS.API.").
+	apiPrefix string
 
 	mu     sync.RWMutex // guards closed and sends on acks (Close closes acks under the write lock)
 	closed bool
 	acks   chan pendingPub
 	done   chan struct{} // closed when the acker returned
 
-	bg sync.WaitGroup // consumer deletions started by a Follow's stop
+	bg sync.WaitGroup // Follow feeds and their consumer deletions
+
+	feedsMu sync.Mutex
+	feeds   map[*follower]struct{} // running Follow feeds, stopped by Close
 }
 
 type pendingPub struct {
 	f       jetstream.PubAckFuture
 	stream  string
 	subject string
-	expect  bool // an Append: a wrong last sequence that is no resend is ErrConflict
+	kind    pubKind
 	done    func(seq uint64, duplicate bool, err error)
 }
+
+// pubKind says what a publish expected of the log, and so what a wrong last
+// sequence that is no resend means.
+type pubKind int
+
+const (
+	pubPlain  pubKind = iota // Publish: only a resend fails the expectation
+	pubAppend                // Append: ErrConflict
+	pubWriter                // PublishAfter: ErrWriterMoved
+)
 
 // ErrConflict is passed to an Append callback when the log had grown past
 // the expected last seq: another writer appended first. Nothing was stored;
@@ -143,7 +165,8 @@ func New(nc *nats.Conn, cfg Config, log *slog.Logger) (*Log, error) {
 	if _, err := js.AccountInfo(ctx); err != nil {
 		return nil, fmt.Errorf("cluster: JetStream is not available on %s (start nats-server with -js): %w", nc.ConnectedUrlRedacted(), err)
 	}
-	l := &Log{js: js, cfg: cfg, log: log, acks: make(chan pendingPub, cfg.MaxPending), done: make(chan struct{})}
+	l := &Log{js: js, cfg: cfg, log: log, apiPrefix: jetstream.DefaultAPIPrefix,
+		acks: make(chan pendingPub, cfg.MaxPending), done: make(chan struct{})}
 	go l.acker()
 	return l, nil
 }
@@ -157,7 +180,8 @@ func (l *Log) ForKind(kind string) (*Log, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	k := &Log{js: l.js, cfg: cfg, log: l.log, acks: make(chan pendingPub, cfg.MaxPending), done: make(chan struct{})}
+	k := &Log{js: l.js, cfg: cfg, log: l.log, apiPrefix: l.apiPrefix,
+		acks: make(chan pendingPub, cfg.MaxPending), done: make(chan struct{})}
 	go k.acker()
 	return k, nil
 }
@@ -221,9 +245,13 @@ func (l *Log) streamConfig(room string) jetstream.StreamConfig {
 
 // stream returns room's stream, creating it when missing. Instances racing
 // to create it all succeed: JetStream accepts an identical configuration.
+// Asking for the stream is bounded by leaderReadTimeout (its leader answers:
+// none does while one is elected), creating it by ctx.
 func (l *Log) stream(ctx context.Context, room string) (jetstream.Stream, error) {
 	name := l.StreamName(room)
-	s, err := l.js.Stream(ctx, name)
+	ictx, cancel := context.WithTimeout(ctx, min(l.cfg.Timeout, leaderReadTimeout))
+	s, err := l.js.Stream(ictx, name)
+	cancel()
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		s, err = l.js.CreateStream(ctx, l.streamConfig(room))
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
@@ -253,62 +281,6 @@ func (l *Log) Head(ctx context.Context, room string) (store.Head, error) {
 	return h, nil
 }
 
-// Follow delivers every message of room with seq > after to fn, in order,
-// one at a time on one goroutine, through an ordered consumer (which
-// re-creates itself after a lost connection without gap or duplicate).
-// Delivery goes on until stop is called; stop does not wait for a running fn.
-// onErr (may be nil) hears about consumer problems.
-func (l *Log) Follow(room string, after uint64, fn func(seq uint64, payload []byte), onErr func(error)) (stop func(), err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.Timeout)
-	defer cancel()
-	name := l.StreamName(room)
-	cons, err := l.js.OrderedConsumer(ctx, name, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:   after + 1,
-		// A backstop: stop deletes the consumer, but one whose instance
-		// died goes away on its own.
-		InactiveThreshold: followInactive,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("follow room %q (stream %s) after seq %d: %w", room, name, after, err)
-	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		md, err := m.Metadata()
-		if err != nil {
-			l.log.Error("message without JetStream metadata", "stream", name, "err", err)
-			return
-		}
-		fn(md.Sequence.Stream, m.Data())
-	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		l.log.Warn("room feed", "stream", name, "err", err)
-		if onErr != nil {
-			onErr(err)
-		}
-	}))
-	if err != nil {
-		return nil, fmt.Errorf("follow room %q (stream %s): %w", room, name, err)
-	}
-	stop = func() {
-		cc.Stop()
-		info := cons.CachedInfo()
-		if info == nil {
-			return
-		}
-		l.bg.Add(1)
-		go func() {
-			defer l.bg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), l.cfg.Timeout)
-			defer cancel()
-			_ = l.js.DeleteConsumer(ctx, name, info.Name)
-		}()
-	}
-	return stop, nil
-}
-
-// followInactive is how long JetStream keeps a Follow consumer nobody pulls
-// from (its instance died without stopping it).
-const followInactive = time.Minute
-
 // Publish appends payload to room's log with de-duplication key key and
 // returns without waiting. done is called exactly once, on the acker
 // goroutine, in Publish order: with the seq JetStream stored the message at,
@@ -336,9 +308,17 @@ func (l *Log) publish(room, key string, payload []byte, expectLast *uint64, done
 	tok := keyToken(key)
 	subject := l.subjectRoot(room) + "." + tok
 	opts := []jetstream.PublishOpt{jetstream.WithMsgID(tok), jetstream.WithExpectLastSequencePerSubject(0)}
+	kind := pubPlain
 	if expectLast != nil {
 		opts = append(opts, jetstream.WithExpectLastSequence(*expectLast))
+		kind = pubAppend
 	}
+	l.send(room, subject, payload, opts, kind, done)
+}
+
+// send publishes asynchronously and queues the acknowledgement for the
+// acker, which calls done.
+func (l *Log) send(room, subject string, payload []byte, opts []jetstream.PublishOpt, kind pubKind, done func(seq uint64, duplicate bool, err error)) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
@@ -350,7 +330,7 @@ func (l *Log) publish(room, key string, payload []byte, expectLast *uint64, done
 		done(0, false, fmt.Errorf("publish to %s: %w", subject, err))
 		return
 	}
-	l.acks <- pendingPub{f: f, stream: l.StreamName(room), subject: subject, expect: expectLast != nil, done: done}
+	l.acks <- pendingPub{f: f, stream: l.StreamName(room), subject: subject, kind: kind, done: done}
 }
 
 // Lookup returns the seq at which key was stored in room's log, if the log
@@ -384,11 +364,17 @@ func (l *Log) acker() {
 			var apiErr *jetstream.APIError
 			if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 				apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-				// The key's subject already holds a message (a resend after
-				// the Duplicates window: its seq is that message's), or, for an
-				// Append, the log has grown past the expected seq.
+				// For a PublishAfter: the writer's newest entry is elsewhere.
+				// Otherwise the key's subject already holds a message (a
+				// resend after the Duplicates window: its seq is that
+				// message's), or, for an Append, the log has grown past the
+				// expected seq.
+				if p.kind == pubWriter {
+					p.done(0, false, ErrWriterMoved)
+					continue
+				}
 				seq, lerr := l.lastOnSubject(p.stream, p.subject)
-				if p.expect && errors.Is(lerr, jetstream.ErrMsgNotFound) {
+				if p.kind == pubAppend && errors.Is(lerr, jetstream.ErrMsgNotFound) {
 					p.done(0, false, ErrConflict)
 					continue
 				}
@@ -485,9 +471,10 @@ func (l *Log) Range(ctx context.Context, room string, from, to uint64, fn func(s
 	return fnErr
 }
 
-// Close refuses further publishes and waits (bounded by Timeout plus a
-// second) for the acknowledgements of those in flight, whose callbacks run
-// before Close returns, and for the deletion of stopped Follow consumers.
+// Close refuses further publishes, stops every Follow feed and waits
+// (bounded by Timeout plus a second) for the acknowledgements of those in
+// flight, whose callbacks run before Close returns, and for the feeds'
+// goroutines and consumer deletions.
 // The NATS connection stays open: its owner closes it.
 func (l *Log) Close() error {
 	l.mu.Lock()
@@ -496,6 +483,11 @@ func (l *Log) Close() error {
 		close(l.acks)
 	}
 	l.mu.Unlock()
+	l.feedsMu.Lock()
+	for f := range l.feeds {
+		f.stop()
+	}
+	l.feedsMu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		<-l.done

@@ -3,7 +3,8 @@
 // Guarantees a conforming server gives (the bidikit checks verify them):
 //   - per room one total order: every member sees the same messages in the same
 //     order, numbered 1, 2, 3, ... without gaps (Message.seq);
-//   - one sender's messages keep their order (Send.sender_seq);
+//   - one sender's messages keep their order (Send.sender_seq): never is a
+//     message ordered after a later one of the same Send.sender_session;
 //   - an acknowledged message (Ack) is durable and is replayed to a member that
 //     joins with an earlier resume position;
 //   - a resend of the same client_msg_id is not stored twice (Ack.duplicate).
@@ -320,8 +321,17 @@ type Send struct {
 	// client_sent_unix_nanos is echoed back in Message so that any receiver can
 	// measure send-to-delivery latency. Opaque to the server.
 	ClientSentUnixNanos int64 `protobuf:"varint,5,opt,name=client_sent_unix_nanos,json=clientSentUnixNanos,proto3" json:"client_sent_unix_nanos,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// sender_session names one numbering of sender_seq: a client that starts
+	// counting from 1 again (a new app install, a new harness run) uses a new
+	// value, 1-64 bytes, and keeps it across reconnects and instances. With it,
+	// the server keeps the order of (room, sender, sender_session) even across
+	// the death of the instance that stored the newest message: a Send that
+	// would be ordered after a later one of the same session, and is not a
+	// resend of a stored message, is refused with FAILED_PRECONDITION. Empty:
+	// a sender's order is kept per stream only.
+	SenderSession string `protobuf:"bytes,6,opt,name=sender_session,json=senderSession,proto3" json:"sender_session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Send) Reset() {
@@ -387,6 +397,13 @@ func (x *Send) GetClientSentUnixNanos() int64 {
 		return x.ClientSentUnixNanos
 	}
 	return 0
+}
+
+func (x *Send) GetSenderSession() string {
+	if x != nil {
+		return x.SenderSession
+	}
+	return ""
 }
 
 // Typing is an ephemeral indicator; servers throttle and never store it.
@@ -1124,10 +1141,30 @@ func (x *TypingNotice) GetActive() bool {
 
 // Error answers one client event that could not be honoured; the stream stays
 // open.
+//
+// What a client does about a refused Send, by code:
+//
+//	UNAVAILABLE          not stored now (storage or a stream leader briefly
+//	                     unavailable, or an earlier unacknowledged Send of this
+//	                     stream in the room was not stored): resend it with the
+//	                     same client_msg_id after a short back-off, together
+//	                     with every unacknowledged Send of the room, in
+//	                     sender_seq order, before any new one. A resend of a
+//	                     stored message is acked with duplicate=true.
+//	FAILED_PRECONDITION  never stored: the room is not joined on this stream
+//	                     (join first), or a later message of the same
+//	                     sender_session is already stored (storing this one
+//	                     would break the sender's order). Do not resend as is.
+//	RESOURCE_EXHAUSTED   over the sender's rate limit: slow down.
+//	INVALID_ARGUMENT     the field named is invalid.
+//
+// A Join answered with UNAVAILABLE (the room could not be read) may be sent
+// again after a back-off; Sends to that room wait for its Joined.
 type Error struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// code is a gRPC status code number (google.rpc.Code): 3 INVALID_ARGUMENT,
-	// 7 PERMISSION_DENIED, 8 RESOURCE_EXHAUSTED, 9 FAILED_PRECONDITION.
+	// 7 PERMISSION_DENIED, 8 RESOURCE_EXHAUSTED, 9 FAILED_PRECONDITION,
+	// 14 UNAVAILABLE.
 	Code uint32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
 	// message says what was wrong in words a person can act on.
 	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
@@ -1221,14 +1258,15 @@ const file_bidikit_chat_v1_chat_proto_rawDesc = "" +
 	"\fresume_after\x18\x02 \x01(\x04H\x00R\vresumeAfter\x88\x01\x01B\x0f\n" +
 	"\r_resume_after\"\x1b\n" +
 	"\x05Leave\x12\x12\n" +
-	"\x04room\x18\x01 \x01(\tR\x04room\"\xa6\x01\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\"\xcd\x01\n" +
 	"\x04Send\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\"\n" +
 	"\rclient_msg_id\x18\x02 \x01(\tR\vclientMsgId\x12\x1d\n" +
 	"\n" +
 	"sender_seq\x18\x03 \x01(\x04R\tsenderSeq\x12\x12\n" +
 	"\x04body\x18\x04 \x01(\tR\x04body\x123\n" +
-	"\x16client_sent_unix_nanos\x18\x05 \x01(\x03R\x13clientSentUnixNanos\"4\n" +
+	"\x16client_sent_unix_nanos\x18\x05 \x01(\x03R\x13clientSentUnixNanos\x12%\n" +
+	"\x0esender_session\x18\x06 \x01(\tR\rsenderSession\"4\n" +
 	"\x06Typing\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x16\n" +
 	"\x06active\x18\x02 \x01(\bR\x06active\"\xaf\x03\n" +

@@ -3,7 +3,8 @@
 // Guarantees a conforming server gives (the bidikit checks verify them):
 //   - per room one total order: every member sees the same messages in the same
 //     order, numbered 1, 2, 3, ... without gaps (Message.seq);
-//   - one sender's messages keep their order (Send.sender_seq);
+//   - one sender's messages keep their order (Send.sender_seq): never is a
+//     message ordered after a later one of the same Send.sender_session;
 //   - an acknowledged message (Ack) is durable and is replayed to a member that
 //     joins with an earlier resume position;
 //   - a resend of the same client_msg_id is not stored twice (Ack.duplicate).
