@@ -60,18 +60,43 @@ func (e *env) close() {
 // AdminURL implements check.Env.
 func (e *env) AdminURL() string { return e.opts.adminURL }
 
+// DownReporter is implemented by a fault.Server (WithFaultEnv) that takes
+// targets down on purpose, e.g. a "kill-server" fault killing one instance
+// of a cluster: Down lists those it killed and did not restart, by the
+// address clients dial (as in WithTargets). Health after the run is judged
+// over the other targets, so an instance the run killed does not fail the
+// checks that ask (status-codes, fairness), while one that died otherwise
+// still does.
+type DownReporter interface {
+	Down() []string
+}
+
 // Healthy implements check.Env: the overall gRPC health of every target
-// that answered preflight. One instance NOT_SERVING or gone makes the
+// that answered preflight, except those the run's own server faults took
+// down (DownReporter). One other instance NOT_SERVING or gone makes the
 // cluster unhealthy: a dead instance after an attack is what the checks
-// asking this are for (a scenario that kills an instance on purpose should
-// not ask them).
+// asking this are for. When the run killed every target, nothing is left
+// to ask: an error says so.
 func (e *env) Healthy(ctx context.Context) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.opts.dialTimeout)
 	defer cancel()
+	down := map[string]bool{}
+	if dr, ok := e.opts.faultServer.(DownReporter); ok {
+		for _, t := range dr.Down() {
+			down[t] = true
+		}
+	}
+	asked := 0
+	var killed []string
 	for i, c := range e.conns {
 		if !e.live[i] {
 			continue
 		}
+		if down[e.opts.targets[i]] {
+			killed = append(killed, e.opts.targets[i])
+			continue
+		}
+		asked++
 		resp, err := healthpb.NewHealthClient(c.cc).Check(ctx, &healthpb.HealthCheckRequest{})
 		if err != nil {
 			if len(e.conns) > 1 {
@@ -82,6 +107,9 @@ func (e *env) Healthy(ctx context.Context) (bool, error) {
 		if resp.Status != healthpb.HealthCheckResponse_SERVING {
 			return false, nil
 		}
+	}
+	if asked == 0 && len(killed) > 0 {
+		return false, fmt.Errorf("no target left to ask: the run killed %s", strings.Join(killed, ", "))
 	}
 	return true, nil
 }

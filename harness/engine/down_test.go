@@ -1,0 +1,86 @@
+package engine_test
+
+import (
+	"log/slog"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gleak"
+
+	"github.com/bidikit/bidikit/harness/engine"
+	"github.com/bidikit/bidikit/harness/fault"
+	"github.com/bidikit/bidikit/harness/matchers"
+	"github.com/bidikit/bidikit/harness/scenario"
+	"github.com/bidikit/bidikit/internal/refcluster"
+)
+
+// reportingKiller is a refcluster.Killer that says which target it took
+// down (engine.DownReporter).
+type reportingKiller struct {
+	*refcluster.Killer
+	addr string
+}
+
+func (k reportingKiller) Down() []string {
+	select {
+	case <-k.Killed():
+		return []string{k.addr}
+	default:
+		return nil
+	}
+}
+
+// killOneChat: chatters over two instances, instance A killed at 1 s, and
+// status-codes among the checks.
+const killOneChat = `name: kill-one
+service: chat
+seed: 8
+duration: 2500ms
+ramp: 200ms
+settle: 0s
+roles:
+  - {name: chatter, count: 4, behaviour: chatter, rooms: 1, rate: 10/s}
+faults:
+  - {fault: kill-server, at: 1s}
+checks: [no-lost-acks, sender-fifo, status-codes]
+`
+
+var _ = Describe("health after a run that killed an instance", func() {
+	BeforeEach(func() {
+		baseline := gleak.Goroutines()
+		DeferCleanup(func() {
+			Eventually(gleak.Goroutines).WithTimeout(20 * time.Second).ShouldNot(gleak.HaveLeaked(baseline))
+		})
+	})
+
+	DescribeTable("is judged over the instances the run did not kill; an instance down that nobody said the run killed fails status-codes",
+		func(ctx SpecContext, reports bool) {
+			log := slog.New(slog.NewTextHandler(GinkgoWriter, &slog.HandlerOptions{Level: slog.LevelError}))
+			ins := refcluster.StartN(GinkgoT(), 2, refcluster.StartNATS(GinkgoT()).ClientURL(), log)
+			s, err := scenario.Parse("kill-one.yaml", []byte(killOneChat))
+			Expect(err).NotTo(HaveOccurred())
+			k := refcluster.NewKiller(ins[0])
+			var srv fault.Server = k
+			if reports {
+				srv = reportingKiller{k, ins[0].Addr()}
+			}
+			res, err := engine.Run(ctx, s, engine.WithTargets(ins[0].Addr(), ins[1].Addr()), engine.WithFaultEnv(srv), engine.WithLogger(log))
+			Expect(err).NotTo(HaveOccurred(), describe(res))
+			Expect(k.Killed()).To(BeClosed(), "the kill-server fault never fired")
+			Expect(res).To(matchers.PassCheck("no-lost-acks", "sender-fifo"), describe(res))
+			if reports {
+				Expect(res).To(matchers.PassCheck("status-codes"), describe(res))
+				return
+			}
+			Expect(res).NotTo(matchers.PassCheck("status-codes"), describe(res))
+			for _, v := range res.Checks {
+				if v.Name == "status-codes" {
+					Expect(v.Evidence).To(ContainElement(HaveField("Detail", And(ContainSubstring(ins[0].Addr()), ContainSubstring("no longer answers health checks")))))
+				}
+			}
+		},
+		Entry("the fault server reports what it killed", true, SpecTimeout(40*time.Second)),
+		Entry("it does not: the dead instance fails status-codes", false, SpecTimeout(40*time.Second)),
+	)
+})
