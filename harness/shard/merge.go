@@ -329,7 +329,7 @@ func mergeSection(ctx context.Context, rs []*Reader, hs []*Header) (Scenario, er
 			return out, fmt.Errorf("scenario %q: the shards' raw files disagree with themselves: %w", s.Name, err)
 		}
 	}
-	var failures []string
+	var failures, interrupted []string
 	for i, t := range ts {
 		for k, v := range t.Result.Errors {
 			if strings.HasPrefix(k, "harness:") {
@@ -339,8 +339,12 @@ func mergeSection(ctx context.Context, rs []*Reader, hs []*Header) (Scenario, er
 		if t.Result.Failure != "" {
 			failures = append(failures, fmt.Sprintf("shard %s: %s", hs[i].Label(), t.Result.Failure))
 		}
+		if t.Result.Interrupted != "" {
+			interrupted = append(interrupted, fmt.Sprintf("shard %s: %s", hs[i].Label(), t.Result.Interrupted))
+		}
 	}
 	res.Failure = strings.Join(failures, "; ")
+	res.Interrupted = strings.Join(interrupted, "; ") // an interrupted shard saw only part of its run
 
 	env := &mergedEnv{hs: hs, ts: ts}
 	res.Passed = res.Failure == ""
