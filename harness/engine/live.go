@@ -28,7 +28,7 @@ type live struct {
 	violated []Violation
 
 	last     []int           // dispatcher-owned: each check's live count at the last poll (-1: not live)
-	firstAt  []time.Duration // dispatcher-owned: when each check's count first went above 0
+	firstAt  []time.Duration // dispatcher-owned: when each check's count first went above 0 (0: never)
 	lastSnap time.Time       // dispatcher-owned
 	// nudge wakes the progress goroutine when a check finds its first
 	// violation (capacity 1; a full channel already holds the news).
@@ -100,8 +100,10 @@ func (r *run) observed(at time.Duration, force bool) {
 			continue
 		}
 		changed = true
-		if r.live.last[i] == 0 && n > 0 {
-			r.live.firstAt[i] = at
+		if r.live.last[i] == 0 && n > 0 { // a first violation, or a threshold crossing again
+			if r.live.firstAt[i] == 0 {
+				r.live.firstAt[i] = max(at, 1)
+			}
 			if first == "" {
 				first = r.names[i]
 			}
