@@ -124,6 +124,7 @@ var _ = Describe("Parse", func() {
 		Entry(nil, "params-unknown.yaml", "8:7: roles[0].params.bodybytes: ", `unknown field "bodybytes"; did you mean "body_bytes"?`),
 		Entry(nil, "params-rooms-per-client.yaml", "9:7: roles[0].params.rooms_per_client: ", "5 is more than the role's 2 rooms"),
 		Entry(nil, "params-bad-duration.yaml", "8:7: roles[0].params.reconnect_every: ", `"5x" is not a duration`),
+		Entry(nil, "params-offline-too-long.yaml", "9:7: roles[0].params.offline: ", "must be at least 0 and less than reconnect_every (2s), got 3s"),
 		Entry(nil, "fault-at-after-duration.yaml", "10:5: faults[0].at: ", "45s is not before the end of the run (duration 30s)"),
 		Entry(nil, "fault-unknown-role.yaml", "11:21: faults[0].roles[1]: ", `unknown role "flooders" (roles: honest)`),
 		Entry(nil, "fault-fraction.yaml", "11:5: faults[0].fraction: ", "got 1.5"),
@@ -147,7 +148,7 @@ var _ = Describe("Parse", func() {
 	It("has a table entry for every broken fixture", func() {
 		files, err := filepath.Glob(filepath.Join(fixtures, "broken", "*.yaml"))
 		Expect(err).NotTo(HaveOccurred())
-		Expect(files).To(HaveLen(41))
+		Expect(files).To(HaveLen(42))
 	})
 
 	It("reports several problems of one file together", func() {
@@ -197,7 +198,7 @@ checks: []
 		Expect(flooder.Scopes).To(Equal(1), "default scope count")
 		Expect(flooder.Params).To(Equal(&scenario.FlooderParams{BodyBytes: 32}))
 		Expect(resumer.Rate).To(Equal(0.5))
-		Expect(resumer.Params).To(Equal(&scenario.ResumerParams{BodyBytes: 32, RoomsPerClient: 1, ReconnectEvery: 2 * time.Second}))
+		Expect(resumer.Params).To(Equal(&scenario.ResumerParams{BodyBytes: 32, RoomsPerClient: 1, ReconnectEvery: 2 * time.Second, Offline: 500 * time.Millisecond}))
 
 		Expect(s.Faults).To(HaveLen(3))
 		f := s.Faults[0]
