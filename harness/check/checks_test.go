@@ -306,6 +306,10 @@ var _ = Describe("game-invariants", func() {
 			tick(1, 0, 5, 5), send(1), send(2), send(3), send(4), send(5), send(6), tick(2, 6, 10, 5)}, check.Fail, "at least 6 inputs processed over 1 tick(s)"),
 		Entry("over-limit drops reported one update early belong to the next gap", []ev.Event{
 			dropped(tick(1, 4, 5, 5), 0), dropped(tick(2, 8, 5, 5), 66), dropped(tick(3, 78, 5, 5), 82)}, check.Pass, ""),
+		Entry("drops reported while last_input stood still belong to the next gap (a tick whose inputs were all dropped)", []ev.Event{
+			dropped(tick(1, 4, 5, 5), 0), dropped(tick(2, 8, 5, 5), 10), dropped(tick(3, 8, 5, 5), 22), dropped(tick(4, 34, 5, 5), 22)}, check.Pass, ""),
+		Entry("inputs processed beyond the limit are still caught after a still update", []ev.Event{
+			dropped(tick(1, 4, 5, 5), 0), dropped(tick(2, 8, 5, 5), 10), dropped(tick(3, 8, 5, 5), 12), dropped(tick(4, 34, 5, 5), 12)}, check.Fail, "inputs processed over 1 tick(s)"),
 		Entry("moved with no input", []ev.Event{tick(1, 2, 5, 5), tick(2, 2, 9, 5)}, check.Fail, "with no input processed"),
 		Entry("no ticks", []ev.Event{}, check.NotMeasurable, ""),
 	)

@@ -152,7 +152,7 @@ type playerState struct {
 	sent     []uint64
 	sends    bool
 	dropped  uint64 // dropped_inputs at the last update
-	prevDrop uint64 // dropped_inputs at the update before it
+	prevDrop uint64 // dropped_inputs before the update at which lastInput was reached
 	x, y     float64
 	seen     bool
 	digest   uint64 // the last update's digest (Tick.SenderSeq)
@@ -259,9 +259,17 @@ func (g *gameRules) Observe(e *event.Event) {
 			}
 		}
 		p.sentUpTo(e.LastInput)
-		prev := p.dropped
-		if !p.seen {
+		// prevDrop is the drop counter before the update at which
+		// last_input reached its current value: every drop reported since
+		// then is of an input above it, so it may lie in the next gap
+		// (an update whose inputs were all dropped leaves last_input where
+		// it was, and its drops belong to the gap that follows).
+		prev := p.prevDrop
+		switch {
+		case !p.seen:
 			prev = e.Dropped
+		case e.LastInput != p.lastInput:
+			prev = p.dropped
 		}
 		p.seen, p.tick, p.lastInput, p.prevDrop, p.dropped, p.x, p.y = true, e.Seq, e.LastInput, prev, e.Dropped, e.X, e.Y
 		p.digest = e.SenderSeq
