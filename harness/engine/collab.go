@@ -360,7 +360,7 @@ func (d *collabDriver) handle(m proto.Message) {
 		}
 		if !d.flood && d.inflight != nil && a.ClientSeq == d.inflightSeq {
 			switch {
-			case d.resync:
+			case d.resync: // already given up: nothing to apply or count
 			case a.Version != d.version+1 && !a.Duplicate:
 				// A version we never saw: the replica cannot be trusted.
 				absorbed = d.giveUpLocked(fmt.Sprintf("the ack of its op %s says version %d, the replica expected version %d",
