@@ -120,7 +120,8 @@ func parseGoroutineProfile(body string) (goroutineProfile, error) {
 
 // frameOf renders one "#	0xaddr	pkg.Func+0xoff	/path/file.go:line" line
 // as "pkg.Func file.go:line" (package path shortened to its last element);
-// ok is false for runtime frames, which say nothing about who leaked.
+// ok is false for runtime, internal and sync frames, which say nothing
+// about who leaked.
 func frameOf(line string) (string, bool) {
 	f := strings.Fields(strings.TrimPrefix(line, "#"))
 	if len(f) < 2 {
@@ -130,7 +131,10 @@ func frameOf(line string) (string, bool) {
 	if i := strings.LastIndex(fn, "+0x"); i > 0 {
 		fn = fn[:i]
 	}
-	if strings.HasPrefix(fn, "runtime.") || strings.HasPrefix(fn, "internal/runtime/") {
+	// Runtime and lock frames say where a goroutine waits, not who left it
+	// there: a goroutine parked on a mutex would otherwise be named by
+	// sync's frames alone.
+	if strings.HasPrefix(fn, "runtime.") || strings.HasPrefix(fn, "internal/") || strings.HasPrefix(fn, "sync.") {
 		return "", false
 	}
 	if i := strings.LastIndex(fn, "/"); i >= 0 {

@@ -229,6 +229,20 @@ var _ = Describe("leaks", func() {
 			},
 			summary: []string{"goroutines 10 (baseline 10, +0"},
 		}, SpecTimeout(20*time.Second)),
+		Entry("goroutines parked on a mutex are named by the code that holds them there, not by sync's frames", leakCase{
+			ended: 3, status: check.Fail,
+			after: func(a *admin) {
+				a.stacks = append(a.stacks, stack{5, []string{
+					"runtime.gopark /go/src/runtime/proc.go:435",
+					"sync.runtime_SemacquireMutex /go/src/runtime/sema.go:95",
+					"internal/sync.(*Mutex).lockSlow /go/src/internal/sync/mutex.go:149",
+					"sync.(*Mutex).Lock /go/src/sync/mutex.go:46",
+					"example.com/ghosts.(*server).remove /src/ghosts/server.go:77",
+					"example.com/ghosts.(*server).Play /src/ghosts/server.go:60",
+				}})
+			},
+			evidence: []string{"+5 goroutines (0 at baseline, 5 after) in ghosts.(*server).remove server.go:77 <- ghosts.(*server).Play server.go:60"},
+		}, SpecTimeout(20*time.Second)),
 		Entry("200 ended streams and 3 goroutines more: within 2 + 0.1 x 200", leakCase{
 			ended: 200, after: func(a *admin) { a.stacks = append(a.stacks, held(3)) }, status: check.Pass,
 			summary: []string{"goroutines 13 (baseline 10, +3, allowed +22 = 2 + 0.1 x 200 ended streams)"},
