@@ -50,6 +50,10 @@ func (s *Server) AdminURL() string { return "http://" + s.admin }
 // including those a defect leaked. Safe to call twice.
 func (s *Server) Stop() { s.once.Do(s.stop) }
 
+// maxRecvMsgSize bounds one received message, as the reference's default
+// does.
+const maxRecvMsgSize = 64 << 10
+
 // serve serves a gRPC server set up by register on a free loopback port,
 // with health and channelz, plus the admin endpoints on another. stopSvc
 // runs first at Stop: it releases whatever the service's handlers wait on
@@ -65,8 +69,10 @@ func serve(what string, register func(*grpc.Server), stopSvc func()) (*Server, e
 		return nil, fmt.Errorf("broken %s server: listen for admin HTTP on 127.0.0.1:0: %w", what, err)
 	}
 	// WaitForHandlers: Stop returns only after every handler has returned,
-	// so nothing a handler starts on its way out outlives Stop.
-	gs := grpc.NewServer(grpc.WaitForHandlers(true))
+	// so nothing a handler starts on its way out outlives Stop. Messages
+	// over 64 KiB are refused by grpc-go with RESOURCE_EXHAUSTED, as the
+	// reference refuses them (its --max-recv-msg-size default).
+	gs := grpc.NewServer(grpc.WaitForHandlers(true), grpc.MaxRecvMsgSize(maxRecvMsgSize))
 	register(gs)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)

@@ -2,6 +2,7 @@ package broken
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	chatv1 "github.com/bidikit/bidikit/proto/bidikit/chat/v1"
 )
@@ -24,8 +26,8 @@ const (
 	// queueLen bounds each subscriber's queue of events; one that
 	// overflows ends that stream with RESOURCE_EXHAUSTED.
 	queueLen = 256
-	// maxBody bounds Send.body in bytes.
-	maxBody = 64 << 10
+	// maxBody bounds Send.body in bytes (the reference's default limit).
+	maxBody = 4096
 	// dropAfter is how many messages of a room DropSubscription delivers.
 	dropAfter = 20
 )
@@ -90,10 +92,20 @@ func (s *chatServer) Connect(st chatStream) error {
 	return m.write(st.Context())
 }
 
-// read handles the stream's client events in order until Recv fails.
+// read handles the stream's client events in order until Recv fails. It
+// receives raw bytes and decodes them itself: grpc-go answers a message its
+// codec cannot decode with INTERNAL, the contract says INVALID_ARGUMENT.
 func (s *chatServer) read(m *member) {
+	var raw rawFrame
 	for {
-		ev, err := m.st.Recv()
+		err := m.st.RecvMsg(&raw)
+		ev := &chatv1.ClientEvent{}
+		if err == nil {
+			if derr := proto.Unmarshal(raw.b, ev); derr != nil {
+				m.cut(status.Errorf(codes.InvalidArgument, "undecodable message (%d bytes): %v", len(raw.b), derr))
+				err = derr
+			}
+		}
 		if err != nil {
 			s.leaveAll(m)
 			if err == io.EOF {
@@ -103,6 +115,20 @@ func (s *chatServer) read(m *member) {
 		}
 		s.handle(m, ev)
 	}
+}
+
+// rawFrame receives one message's bytes undecoded: a legacy message with
+// its own Unmarshal, which the gRPC codec calls with the raw bytes.
+type rawFrame struct{ b []byte }
+
+func (*rawFrame) Reset()         {}
+func (*rawFrame) String() string { return "rawFrame" }
+func (*rawFrame) ProtoMessage()  {}
+
+// Unmarshal keeps a copy of b (the codec reuses its buffer).
+func (f *rawFrame) Unmarshal(b []byte) error {
+	f.b = append(f.b[:0], b...)
+	return nil
 }
 
 // handle answers one client event; problems are Error events.
@@ -148,7 +174,7 @@ func (s *chatServer) send(m *member, in *chatv1.Send) {
 	case in.ClientMsgId == "" || len(in.ClientMsgId) > 128:
 		m.push(errorEvent(codes.InvalidArgument, "client_msg_id must be 1-128 bytes", "send.client_msg_id", in.Room, in.ClientMsgId))
 	case in.Body == "" || len(in.Body) > maxBody:
-		m.push(errorEvent(codes.InvalidArgument, "body must be 1-65536 bytes", "send.body", in.Room, in.ClientMsgId))
+		m.push(errorEvent(codes.InvalidArgument, fmt.Sprintf("body must be 1-%d bytes", maxBody), "send.body", in.Room, in.ClientMsgId))
 	case s.defect != NoRateLimit && !s.limiter(m.user).Allow(): // defect: NoRateLimit (never refuses)
 		m.push(errorEvent(codes.ResourceExhausted, "over the send rate of 50 messages/s (burst 100)", "send", in.Room, in.ClientMsgId))
 	default:

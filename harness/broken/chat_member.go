@@ -26,7 +26,8 @@ type member struct {
 	direct  bool // BlockingBroadcast
 	reorder bool // ReorderSome, on odd streams
 	out     chan *chatv1.ServerEvent
-	kicked  chan struct{} // closed once, when out overflowed
+	kicked  chan struct{} // closed once, when the server ends the stream (cut sets endErr first)
+	endErr  error         // the stream's status once kicked is closed
 	once    sync.Once
 	sendMu  sync.Mutex // serialises direct sends (BlockingBroadcast)
 	rooms   map[string]*room
@@ -49,16 +50,24 @@ func (m *member) push(ev *chatv1.ServerEvent) {
 	select {
 	case m.out <- ev:
 	default:
-		m.once.Do(func() { close(m.kicked) })
+		m.cut(status.Errorf(codes.ResourceExhausted, "slow consumer: more than %d events queued for this stream", queueLen))
 	}
 }
 
-// kickErr is the stream's RESOURCE_EXHAUSTED status once m was kicked, nil
-// before.
+// cut ends the stream with err (the first cut wins); the writer returns it.
+func (m *member) cut(err error) {
+	m.once.Do(func() {
+		m.endErr = err
+		close(m.kicked)
+	})
+}
+
+// kickErr is the stream's status once m was cut (RESOURCE_EXHAUSTED for a
+// slow consumer, INVALID_ARGUMENT for an undecodable message), nil before.
 func (m *member) kickErr() error {
 	select {
 	case <-m.kicked:
-		return status.Errorf(codes.ResourceExhausted, "slow consumer: more than %d events queued for this stream", queueLen)
+		return m.endErr
 	default:
 		return nil
 	}
