@@ -134,6 +134,9 @@ func (s *Service) settleSafely(r *room, c *chain, o *outgoing) {
 // settle publishes o (or answers it without publishing) and queues its ack
 // or Error event.
 func (s *Service) settle(r *room, c *chain, o *outgoing) {
+	if o.ss.qClosed.Load() {
+		return // the stream ended before o's turn: its client resends o
+	}
 	if f := o.m.fence.Load(); f != 0 {
 		if o.sseq > f {
 			o.ss.reject(codes.Unavailable, "send", r.name, o.id, fmt.Sprintf(

@@ -223,9 +223,20 @@ func (ss *session) readLoop(ctx context.Context, recv <-chan recvResult) error {
 	}
 }
 
+// finishWait bounds how long an ending stream waits for its Sends still in
+// flight, whose acks go out before the end. In shared mode a Send may wait
+// behind its writer's earlier ones while a stream leader is elected
+// (seconds): the stream then ends without their acks, and those its chain
+// has not published yet are dropped (order.go); the client resends them on
+// its next stream, where a stored one is acked as a duplicate.
+const finishWait = time.Second
+
 func (ss *session) finish(ctx context.Context) error {
-	if err := ss.waitInflight(ctx); err != nil {
-		return err
+	wctx, cancel := context.WithTimeout(ctx, finishWait)
+	err := ss.waitInflight(wctx)
+	cancel()
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
 	}
 	ss.closeQueue()
 	return nil

@@ -54,6 +54,12 @@ type SharedLog interface {
 	WriterKey(ctx context.Context, room, writer, key string, upTo uint64) (seq uint64, found bool, err error)
 }
 
+// sharedHeadTimeout bounds reading a room's head for a Join. The Join holds
+// up its stream's other events meanwhile, so while the room's stream has
+// no leader (seconds, after a JetStream server died) the Join is answered
+// with UNAVAILABLE soon, and the client joins again after a back-off.
+const sharedHeadTimeout = 3 * time.Second
+
 // sharedReplayChunk is how many messages one SharedLog.Range call of a replay
 // reads (each call costs a consumer round trip, so chunks are larger than
 // with a local store).
@@ -73,7 +79,7 @@ func NewShared(cfg Config, lg SharedLog, m *metrics.Set, acl ACL, log *slog.Logg
 // loadShared reads r's head from the shared log and starts r's feed after
 // it. Caller holds r.seqMu and r is not loaded.
 func (s *Service) loadShared(r *room) (store.Head, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), sharedHeadTimeout)
 	defer cancel()
 	h, err := s.shared.Head(ctx, r.name)
 	if err != nil {
@@ -103,7 +109,7 @@ func (s *Service) headShared(r *room) (store.Head, error) {
 		return h, err
 	}
 	r.seqMu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), sharedHeadTimeout)
 	defer cancel()
 	return s.shared.Head(ctx, r.name)
 }
@@ -171,6 +177,10 @@ func (s *Service) readLog(ctx context.Context, r *room, from, to uint64, recs *[
 			return nil
 		})
 	}
+	// A replay holds up the stream's writer: while the room's stream has no
+	// leader it fails soon, and the stream ends with UNAVAILABLE.
+	ctx, cancel := context.WithTimeout(ctx, sharedHeadTimeout)
+	defer cancel()
 	return s.shared.Range(ctx, r.name, from, min(from+sharedReplayChunk-1, to), func(seq uint64, payload []byte) error {
 		*recs = append(*recs, store.Record{Stream: r.stream, Seq: seq, Payload: withSeq(payload, seq)})
 		return nil

@@ -40,14 +40,22 @@ const (
 // same, but waits 10 s to notice and backs off up to 10 s between attempts:
 // a room's feed would stay silent for up to 20 s after a JetStream server
 // died.) Delivery goes on until stop is called; stop does not wait for a
-// running fn. onErr (may be nil) hears about feed problems. Follow fails
-// when the first consumer cannot be created.
+// running fn. onErr (may be nil) hears about feed problems, among them a
+// first consumer that could not be created (while a stream leader is
+// elected): the feed keeps trying in the background, as after a loss.
 func (l *Log) Follow(room string, after uint64, fn func(seq uint64, payload []byte), onErr func(error)) (stop func(), err error) {
 	f := &follower{l: l, room: room, stream: l.StreamName(room), next: after + 1, fn: fn, onErr: onErr,
 		stopC: make(chan struct{})}
-	cons, err := f.create(l.cfg.Timeout)
+	l.mu.RLock()
+	closed := l.closed
+	l.mu.RUnlock()
+	if closed {
+		return nil, fmt.Errorf("follow room %q: %w", room, ErrClosed)
+	}
+	cons, err := f.create(followCreateTimeout)
 	if err != nil {
-		return nil, fmt.Errorf("follow room %q (stream %s) after seq %d: %w", room, f.stream, after, err)
+		f.problem(fmt.Errorf("follow stream %s after seq %d (retrying every %v at most): %w", f.stream, after, followRetryMax, err))
+		cons = nil
 	}
 	l.feedsMu.Lock()
 	if l.feeds == nil {
@@ -122,6 +130,11 @@ func (f *follower) create(timeout time.Duration) (jetstream.Consumer, error) {
 func (f *follower) run(cons jetstream.Consumer) {
 	defer f.l.bg.Done()
 	defer f.forget()
+	if cons == nil {
+		if cons = f.recreate(); cons == nil {
+			return
+		}
+	}
 	for {
 		err := f.consume(cons)
 		f.delete(cons)

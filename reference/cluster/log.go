@@ -93,6 +93,38 @@ func (c Config) check() error {
 // wait.
 const leaderReadTimeout = 2 * time.Second
 
+// readConsumer creates a short-lived consumer of stream for reading
+// (memory, one replica, no acks; cfg says where it starts and what it
+// filters). While nobody can create it (no stream leader, an API request
+// nobody answers) it tries again every headRetry, each attempt bounded by
+// leaderReadTimeout, for at most headWait or until ctx ends.
+func (l *Log) readConsumer(ctx context.Context, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	cfg.AckPolicy, cfg.InactiveThreshold, cfg.MemoryStorage, cfg.Replicas = jetstream.AckNonePolicy, 30*time.Second, true, 1
+	ctx, cancel := context.WithTimeout(ctx, max(headWait, l.cfg.Timeout))
+	defer cancel()
+	for {
+		actx, acancel := context.WithTimeout(ctx, min(l.cfg.Timeout, leaderReadTimeout))
+		cons, err := l.js.CreateConsumer(actx, stream, cfg)
+		acancel()
+		if err == nil {
+			return cons, nil
+		}
+		t := time.NewTimer(headRetry)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+	}
+}
+
+// headWait and headRetry pace Head while a stream has no leader.
+const (
+	headWait  = 15 * time.Second
+	headRetry = 250 * time.Millisecond
+)
+
 // ErrClosed is passed to Publish callbacks after Close.
 var ErrClosed = errors.New("cluster log closed")
 
@@ -266,12 +298,29 @@ func (l *Log) stream(ctx context.Context, room string) (jetstream.Stream, error)
 
 // Head returns what room's log holds (creating the empty log on first use):
 // Last is the highest seq, Oldest the lowest retained one (0 when empty).
+//
+// While the stream has no leader (one is being elected: 4-9 s after the
+// server that led it died) Head asks again every headRetry, for at most
+// headWait or until ctx ends, whichever comes first: a caller that can wait
+// (opening a document) gets the head after the election rather than an
+// error; one that cannot (a chat Join, which holds up its stream) passes a
+// short ctx.
 func (l *Log) Head(ctx context.Context, room string) (store.Head, error) {
-	ctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, max(headWait, l.cfg.Timeout))
 	defer cancel()
-	s, err := l.stream(ctx, room)
-	if err != nil {
-		return store.Head{}, err
+	var s jetstream.Stream
+	var err error
+	for {
+		if s, err = l.stream(ctx, room); err == nil {
+			break
+		}
+		t := time.NewTimer(headRetry)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return store.Head{}, err
+		case <-t.C:
+		}
 	}
 	st := s.CachedInfo().State
 	h := store.Head{Last: st.LastSeq}
@@ -409,8 +458,10 @@ const rangeBatch = 256
 
 // Range calls fn for each retained message of room with from <= seq <= to,
 // in order, through a short-lived consumer that Range deletes before
-// returning. It stops at fn's first error and returns it. Messages below the
-// stream's first retained seq are skipped (Head.Oldest says where it is).
+// returning (see readConsumer: a caller that must not wait for a stream
+// leader passes a short ctx). It stops at fn's first error and returns it.
+// Messages below the stream's first retained seq are skipped (Head.Oldest
+// says where it is).
 func (l *Log) Range(ctx context.Context, room string, from, to uint64, fn func(seq uint64, payload []byte) error) error {
 	if from == 0 {
 		from = 1
@@ -419,56 +470,71 @@ func (l *Log) Range(ctx context.Context, room string, from, to uint64, fn func(s
 		return nil
 	}
 	name := l.StreamName(room)
-	cctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
-	cons, err := l.js.CreateConsumer(cctx, name, jetstream.ConsumerConfig{
-		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:       from,
-		AckPolicy:         jetstream.AckNonePolicy,
-		InactiveThreshold: 30 * time.Second,
-		MemoryStorage:     true,
-		Replicas:          1,
+	next := from
+	var fnErr error
+	for attempt := 1; ; attempt++ {
+		err := l.rangeOnce(ctx, name, &next, to, fn, &fnErr)
+		if err == nil || fnErr != nil {
+			return fnErr
+		}
+		if attempt == rangeAttempts || ctx.Err() != nil {
+			return fmt.Errorf("read room %q (stream %s) from seq %d: %w", room, name, next, err)
+		}
+	}
+}
+
+// rangeAttempts bounds how many consumers one Range uses: a consumer that
+// stops answering (its server died, or it was placed where nobody answers
+// for it: "no responders") is replaced, starting where it stopped.
+const rangeAttempts = 3
+
+// rangeOnce is Range through one consumer, from *next (advanced as fn is
+// called; fn's error goes to *fnErr and ends the read).
+func (l *Log) rangeOnce(ctx context.Context, name string, next *uint64, to uint64, fn func(seq uint64, payload []byte) error, fnErr *error) error {
+	wait := min(l.cfg.Timeout, leaderReadTimeout)
+	cons, err := l.readConsumer(ctx, name, jetstream.ConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   *next,
 	})
-	cancel()
 	if err != nil {
-		return fmt.Errorf("read room %q (stream %s) from seq %d: %w", room, name, from, err)
+		return err
 	}
 	defer func() {
 		dctx, dcancel := context.WithTimeout(context.Background(), l.cfg.Timeout)
 		_ = l.js.DeleteConsumer(dctx, name, cons.CachedInfo().Name)
 		dcancel()
 	}()
-	var fnErr error
-	for next := from; next <= to && fnErr == nil; {
+	for *next <= to && *fnErr == nil {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		want := min(to-next+1, rangeBatch)
-		batch, err := cons.Fetch(int(want), jetstream.FetchMaxWait(l.cfg.Timeout))
+		want := min(to-*next+1, rangeBatch)
+		batch, err := cons.Fetch(int(want), jetstream.FetchMaxWait(wait))
 		if err != nil {
-			return fmt.Errorf("read room %q (stream %s) from seq %d: %w", room, name, next, err)
+			return err
 		}
 		n := 0
 		for m := range batch.Messages() { // read to the end even after fn failed
 			n++
 			md, err := m.Metadata()
-			if err != nil || fnErr != nil {
+			if err != nil || *fnErr != nil {
 				continue
 			}
 			seq := md.Sequence.Stream
-			if seq < next || seq > to {
+			if seq < *next || seq > to {
 				continue
 			}
-			next = seq + 1
-			fnErr = fn(seq, m.Data())
+			*next = seq + 1
+			*fnErr = fn(seq, m.Data())
 		}
-		if err := batch.Error(); err != nil && fnErr == nil {
-			return fmt.Errorf("read room %q (stream %s) from seq %d: %w", room, name, next, err)
+		if err := batch.Error(); err != nil && *fnErr == nil {
+			return err
 		}
 		if n == 0 {
-			return fmt.Errorf("read room %q (stream %s): no message at or after seq %d within %v", room, name, next, l.cfg.Timeout)
+			return fmt.Errorf("no message at or after seq %d within %v", *next, wait)
 		}
 	}
-	return fnErr
+	return nil
 }
 
 // Close refuses further publishes, stops every Follow feed and waits

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -93,16 +92,7 @@ func (l *Log) WriterKey(ctx context.Context, room, writer, key string, upTo uint
 // returning; it stops at fn's first error and returns it.
 func (l *Log) scan(ctx context.Context, room, subject string, upTo uint64, fn func(m jetstream.Msg, seq uint64) error) error {
 	name := l.StreamName(room)
-	cctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
-	cons, err := l.js.CreateConsumer(cctx, name, jetstream.ConsumerConfig{
-		DeliverPolicy:     jetstream.DeliverAllPolicy,
-		FilterSubject:     subject,
-		AckPolicy:         jetstream.AckNonePolicy,
-		InactiveThreshold: 30 * time.Second,
-		MemoryStorage:     true,
-		Replicas:          1,
-	})
-	cancel()
+	cons, err := l.readConsumer(ctx, name, jetstream.ConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy, FilterSubject: subject})
 	if err != nil {
 		return err
 	}
