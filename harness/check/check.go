@@ -101,6 +101,29 @@ type Env interface {
 	Healthy(ctx context.Context) (bool, error)
 }
 
+// TargetHealth is one target's gRPC health after the run.
+type TargetHealth struct {
+	// Target is the address as given (host:port); Position its 1-based
+	// place in the target list.
+	Target   string
+	Position int
+	// Killed: the run's own server fault took it down (see
+	// engine.DownReporter); it is not asked.
+	Killed bool
+	// Asked: it answered before the run (preflight) and was asked now.
+	Asked bool
+	// Err is nil when it answered SERVING.
+	Err error
+}
+
+// TargetsEnv is implemented by an Env that drives several targets (the
+// engine's): the health of each, in target order. status-codes uses it to
+// leave out the targets a scenario expects down (expect_down); an Env
+// without it is judged as a whole (Healthy).
+type TargetsEnv interface {
+	TargetsHealth(ctx context.Context) []TargetHealth
+}
+
 // Checker consumes events and returns a verdict.
 type Checker interface {
 	// Observe is called for every event in order, from one goroutine. It

@@ -22,11 +22,16 @@ import (
 // role. Codes the harness caused itself (a cancel, a fault it injected, an
 // attack dropping its own stream) are not the server's. A stream the server
 // did not end within the grace after the client's CloseSend is its own
-// violation (how many, and time-to-close percentiles). Parameters:
+// violation (how many, and time-to-close percentiles). After the run every
+// target must still serve, except those the run killed itself (a
+// kill-server fault whose server says what it took down) and those the
+// scenario expects down. Parameters:
 //
 //	forbid: [UNKNOWN, INTERNAL]            # codes no client may ever see (default)
 //	allow: [ABORTED]                        # codes added to the contract for every role
 //	expect: {malformed: [INVALID_ARGUMENT]} # per role: the codes it must see, and only those
+//	expect_down: [2]                        # targets (1-based, in --target order) killed by an
+//	                                        # operator during the run: not judged by their health
 type statusCodes struct {
 	forbid   map[codes.Code]bool
 	allow    map[codes.Code]bool
@@ -34,9 +39,11 @@ type statusCodes struct {
 	seenRole map[string]map[codes.Code]int
 	contract *contract
 	service  string
-	faulted  map[int]bool
-	ends     int // stream ends observed
-	statuses int // non-OK statuses judged
+	// expectDown: 1-based target positions the scenario expects down.
+	expectDown map[int]bool
+	faulted    map[int]bool
+	ends       int // stream ends observed
+	statuses   int // non-OK statuses judged
 	// toClose: CloseSend-to-end times of streams the client closed;
 	// unclosed: those the server did not end within the grace.
 	toClose       *hdrhistogram.Histogram
@@ -89,9 +96,10 @@ func (s *statusCodes) SetService(service string) {
 
 // StatusParams are the status-codes checker's parameters.
 type StatusParams struct {
-	Forbid []string            `yaml:"forbid"`
-	Allow  []string            `yaml:"allow"`
-	Expect map[string][]string `yaml:"expect"`
+	Forbid     []string            `yaml:"forbid"`
+	Allow      []string            `yaml:"allow"`
+	Expect     map[string][]string `yaml:"expect"`
+	ExpectDown []int               `yaml:"expect_down"`
 }
 
 // ParseCode reads a gRPC code name such as "INVALID_ARGUMENT" (any case).
@@ -123,7 +131,7 @@ func init() {
 			return nil, err
 		}
 		s := &statusCodes{forbid: map[codes.Code]bool{}, allow: map[codes.Code]bool{}, expect: map[string]map[codes.Code]bool{},
-			seenRole: map[string]map[codes.Code]int{}, faulted: map[int]bool{},
+			seenRole: map[string]map[codes.Code]int{}, faulted: map[int]bool{}, expectDown: map[int]bool{},
 			toClose: hdrhistogram.New(1, int64(10*time.Minute/time.Microsecond), 3), v: Verdict{Name: "status-codes"}}
 		for _, n := range p.Allow {
 			c, err := ParseCode(n)
@@ -138,6 +146,12 @@ func init() {
 				return nil, fmt.Errorf("forbid: %w", err)
 			}
 			s.forbid[c] = true
+		}
+		for _, pos := range p.ExpectDown {
+			if pos < 1 {
+				return nil, fmt.Errorf("expect_down: %d is no target position (1 is the first --target)", pos)
+			}
+			s.expectDown[pos] = true
 		}
 		for role, names := range p.Expect {
 			s.expect[role] = map[codes.Code]bool{}
@@ -274,10 +288,15 @@ func (s *statusCodes) Verdict(ctx context.Context, env Env) Verdict {
 	healthy := "server still serving"
 	if env == nil {
 		healthy = ""
+	} else if te, ok := env.(TargetsEnv); ok && len(s.expectDown) > 0 {
+		healthy = s.judgeTargets(te.TargetsHealth(ctx))
 	} else if ok, err := env.Healthy(ctx); err != nil || !ok {
 		detail := "server reports NOT_SERVING after the run"
 		if err != nil {
 			detail = "server no longer answers health checks after the run: " + err.Error()
+		}
+		if len(s.expectDown) > 0 {
+			detail += " (expect_down cannot be honoured: the target list is not known here)"
 		}
 		s.v.Add(Evidence{Detail: detail})
 	}
@@ -296,4 +315,36 @@ func (s *statusCodes) Verdict(ctx context.Context, env Env) Verdict {
 	summarise(&s.v, fmt.Sprintf("%d stream ends, %d error statuses, all documented by %s; %s; %s", s.ends, s.statuses, contract, closeNote, healthy),
 		"%d wrong or missing status codes", s.v.Violations)
 	return s.v
+}
+
+// judgeTargets files a violation for every target that is down after the
+// run though neither the run killed it nor the scenario expects it down,
+// and says what it found.
+func (s *statusCodes) judgeTargets(hs []TargetHealth) string {
+	var serving, expected, killed []string
+	for _, h := range hs {
+		switch {
+		case h.Killed:
+			killed = append(killed, h.Target)
+		case s.expectDown[h.Position] && h.Err != nil:
+			expected = append(expected, fmt.Sprintf("%s (target %d)", h.Target, h.Position))
+		case !h.Asked:
+		case h.Err != nil:
+			s.v.Add(Evidence{Detail: fmt.Sprintf("target %d (%s) no longer serves after the run, and the scenario does not expect it down (expect_down): %v",
+				h.Position, h.Target, h.Err)})
+		default:
+			serving = append(serving, h.Target)
+		}
+	}
+	if len(serving) == 0 {
+		s.v.Add(Evidence{Detail: "no target serves after the run"})
+	}
+	out := fmt.Sprintf("%d of %d targets still serving", len(serving), len(hs))
+	if len(expected) > 0 {
+		out += "; down as the scenario expects: " + strings.Join(expected, ", ")
+	}
+	if len(killed) > 0 {
+		out += "; killed by the run: " + strings.Join(killed, ", ")
+	}
+	return out
 }

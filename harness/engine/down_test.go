@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -8,6 +9,7 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/gleak"
 
+	"github.com/bidikit/bidikit/harness/check"
 	"github.com/bidikit/bidikit/harness/engine"
 	"github.com/bidikit/bidikit/harness/fault"
 	"github.com/bidikit/bidikit/harness/matchers"
@@ -32,7 +34,7 @@ func (k reportingKiller) Down() []string {
 }
 
 // killOneChat: chatters over two instances, instance A killed at 1 s, and
-// status-codes among the checks.
+// status-codes (with %s) among the checks.
 const killOneChat = `name: kill-one
 service: chat
 seed: 8
@@ -43,7 +45,10 @@ roles:
   - {name: chatter, count: 4, behaviour: chatter, rooms: 1, rate: 10/s}
 faults:
   - {fault: kill-server, at: 1s}
-checks: [no-lost-acks, sender-fifo, status-codes]
+checks:
+  - no-lost-acks
+  - sender-fifo
+  - status-codes: {%s}
 `
 
 var _ = Describe("health after a run that killed an instance", func() {
@@ -54,11 +59,11 @@ var _ = Describe("health after a run that killed an instance", func() {
 		})
 	})
 
-	DescribeTable("is judged over the instances the run did not kill; an instance down that nobody said the run killed fails status-codes",
-		func(ctx SpecContext, reports bool) {
+	DescribeTable("is judged over the instances the run did not kill and those the scenario expects down; any other instance down fails status-codes",
+		func(ctx SpecContext, reports bool, params string, pass bool) {
 			log := slog.New(slog.NewTextHandler(GinkgoWriter, &slog.HandlerOptions{Level: slog.LevelError}))
 			ins := refcluster.StartN(GinkgoT(), 2, refcluster.StartNATS(GinkgoT()).ClientURL(), log)
-			s, err := scenario.Parse("kill-one.yaml", []byte(killOneChat))
+			s, err := scenario.Parse("kill-one.yaml", []byte(fmt.Sprintf(killOneChat, params)))
 			Expect(err).NotTo(HaveOccurred())
 			k := refcluster.NewKiller(ins[0])
 			var srv fault.Server = k
@@ -69,18 +74,26 @@ var _ = Describe("health after a run that killed an instance", func() {
 			Expect(err).NotTo(HaveOccurred(), describe(res))
 			Expect(k.Killed()).To(BeClosed(), "the kill-server fault never fired")
 			Expect(res).To(matchers.PassCheck("no-lost-acks", "sender-fifo"), describe(res))
-			if reports {
-				Expect(res).To(matchers.PassCheck("status-codes"), describe(res))
+			for _, v := range res.Checks {
+				if v.Name != "status-codes" {
+					continue
+				}
+				if pass {
+					Expect(v.Status).To(Equal(check.Pass), describe(res))
+					if params != "" {
+						Expect(v.Summary).To(ContainSubstring("1 of 2 targets still serving; down as the scenario expects: %s (target 1)", ins[0].Addr()))
+					}
+					return
+				}
+				Expect(v.Status).To(Equal(check.Fail), describe(res))
+				Expect(v.Evidence).To(ContainElement(HaveField("Detail", And(ContainSubstring(ins[0].Addr()), ContainSubstring("no longer")))))
 				return
 			}
-			Expect(res).NotTo(matchers.PassCheck("status-codes"), describe(res))
-			for _, v := range res.Checks {
-				if v.Name == "status-codes" {
-					Expect(v.Evidence).To(ContainElement(HaveField("Detail", And(ContainSubstring(ins[0].Addr()), ContainSubstring("no longer answers health checks")))))
-				}
-			}
+			Fail("no status-codes verdict")
 		},
-		Entry("the fault server reports what it killed", true, SpecTimeout(40*time.Second)),
-		Entry("it does not: the dead instance fails status-codes", false, SpecTimeout(40*time.Second)),
+		Entry("the fault server reports what it killed", true, "", true, SpecTimeout(40*time.Second)),
+		Entry("it does not: the dead instance fails status-codes", false, "", false, SpecTimeout(40*time.Second)),
+		Entry("it does not, but the scenario expects target 1 down", false, "expect_down: [1]", true, SpecTimeout(40*time.Second)),
+		Entry("the scenario expects another target down", false, "expect_down: [2]", false, SpecTimeout(40*time.Second)),
 	)
 })

@@ -7,6 +7,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -36,7 +37,10 @@ type env struct {
 	rtt time.Duration
 }
 
-var _ check.Env = (*env)(nil)
+var (
+	_ check.Env        = (*env)(nil)
+	_ check.TargetsEnv = (*env)(nil)
+)
 
 func newEnv(ctx context.Context, o *options) (*env, error) {
 	e := &env{opts: o, live: make([]bool, len(o.targets))}
@@ -78,6 +82,38 @@ type DownReporter interface {
 // asking this are for. When the run killed every target, nothing is left
 // to ask: an error says so.
 func (e *env) Healthy(ctx context.Context) (bool, error) {
+	var killed []string
+	asked := 0
+	for _, h := range e.TargetsHealth(ctx) {
+		switch {
+		case h.Killed:
+			killed = append(killed, h.Target)
+		case !h.Asked:
+		case h.Err == nil:
+			asked++
+		case errors.Is(h.Err, errNotServing):
+			return false, nil
+		case len(e.conns) > 1:
+			return false, fmt.Errorf("target %s: %w", h.Target, h.Err)
+		default:
+			return false, h.Err
+		}
+	}
+	if asked == 0 && len(killed) > 0 {
+		return false, fmt.Errorf("no target left to ask: the run killed %s", strings.Join(killed, ", "))
+	}
+	return true, nil
+}
+
+// errNotServing is a TargetHealth error: the target answered, but not
+// SERVING.
+var errNotServing = errors.New("health: not serving")
+
+// TargetsHealth implements check.TargetsEnv: each target's gRPC health, in
+// target order, asked in parallel (within the dial timeout). Targets that
+// did not answer preflight are not asked; those the run's own server faults
+// took down (DownReporter) are marked Killed and not asked.
+func (e *env) TargetsHealth(ctx context.Context) []check.TargetHealth {
 	ctx, cancel := context.WithTimeout(ctx, e.opts.dialTimeout)
 	defer cancel()
 	down := map[string]bool{}
@@ -86,32 +122,33 @@ func (e *env) Healthy(ctx context.Context) (bool, error) {
 			down[t] = true
 		}
 	}
-	asked := 0
-	var killed []string
+	out := make([]check.TargetHealth, len(e.conns))
+	var wg sync.WaitGroup
 	for i, c := range e.conns {
-		if !e.live[i] {
+		h := &out[i]
+		h.Target, h.Position = e.opts.targets[i], i+1
+		switch {
+		case down[h.Target]:
+			h.Killed = true
+			continue
+		case !e.live[i]:
 			continue
 		}
-		if down[e.opts.targets[i]] {
-			killed = append(killed, e.opts.targets[i])
-			continue
-		}
-		asked++
-		resp, err := healthpb.NewHealthClient(c.cc).Check(ctx, &healthpb.HealthCheckRequest{})
-		if err != nil {
-			if len(e.conns) > 1 {
-				return false, fmt.Errorf("target %s: %w", e.opts.targets[i], err)
+		h.Asked = true
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := healthpb.NewHealthClient(c.cc).Check(ctx, &healthpb.HealthCheckRequest{})
+			switch {
+			case err != nil:
+				h.Err = err
+			case resp.Status != healthpb.HealthCheckResponse_SERVING:
+				h.Err = fmt.Errorf("%w (%s)", errNotServing, resp.Status)
 			}
-			return false, err
-		}
-		if resp.Status != healthpb.HealthCheckResponse_SERVING {
-			return false, nil
-		}
+		}()
 	}
-	if asked == 0 && len(killed) > 0 {
-		return false, fmt.Errorf("no target left to ask: the run killed %s", strings.Join(killed, ", "))
-	}
-	return true, nil
+	wg.Wait()
+	return out
 }
 
 // ErrUnreachable is wrapped by Run's error when no target answers gRPC
