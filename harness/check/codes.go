@@ -288,8 +288,8 @@ func (s *statusCodes) Verdict(ctx context.Context, env Env) Verdict {
 	healthy := "server still serving"
 	if env == nil {
 		healthy = ""
-	} else if te, ok := env.(TargetsEnv); ok && len(s.expectDown) > 0 {
-		healthy = s.judgeTargets(te.TargetsHealth(ctx))
+	} else if hs := targetsHealth(ctx, env, len(s.expectDown) > 0); hs != nil {
+		healthy = s.judgeTargets(hs)
 	} else if ok, err := env.Healthy(ctx); err != nil || !ok {
 		detail := "server reports NOT_SERVING after the run"
 		if err != nil {
@@ -315,6 +315,14 @@ func (s *statusCodes) Verdict(ctx context.Context, env Env) Verdict {
 	summarise(&s.v, fmt.Sprintf("%d stream ends, %d error statuses, all documented by %s; %s; %s", s.ends, s.statuses, contract, closeNote, healthy),
 		"%d wrong or missing status codes", s.v.Violations)
 	return s.v
+}
+
+// targetsHealth is env's per-target health when wanted and known, else nil.
+func targetsHealth(ctx context.Context, env Env, want bool) []TargetHealth {
+	if te, ok := env.(TargetsEnv); ok && want {
+		return te.TargetsHealth(ctx)
+	}
+	return nil
 }
 
 // judgeTargets files a violation for every target that is down after the

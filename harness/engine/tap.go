@@ -95,6 +95,27 @@ func (h *healthLog) Healthy(ctx context.Context) (bool, error) {
 	return ok, err
 }
 
+// TargetsHealth forwards check.TargetsEnv (nil when the wrapped Env has no
+// per-target health) and records the outcome as Healthy does.
+func (h *healthLog) TargetsHealth(ctx context.Context) []check.TargetHealth {
+	te, ok := h.Env.(check.TargetsEnv)
+	if !ok {
+		return nil
+	}
+	hs := te.TargetsHealth(ctx)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.health == nil {
+		h.health = &Health{OK: true}
+	}
+	for _, t := range hs {
+		if h.health.OK && t.Asked && t.Err != nil {
+			h.health.OK, h.health.Err = false, fmt.Sprintf("target %s: %v", t.Target, t.Err)
+		}
+	}
+	return hs
+}
+
 func (h *healthLog) read() *Health {
 	h.mu.Lock()
 	defer h.mu.Unlock()
