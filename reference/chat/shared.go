@@ -45,9 +45,10 @@ type SharedLog interface {
 	// wrapping store.ErrConflict (unless key is a resend the log answers
 	// as a duplicate).
 	PublishAfter(room, writer, key string, payload []byte, writerLast uint64, done func(seq uint64, duplicate bool, err error))
-	// WriterLast returns writer's newest stored message, as the log's
-	// authority on it sees it (never a lagging copy): seq and payload, found
-	// false when there is none.
+	// WriterLast returns writer's newest stored message: seq and payload,
+	// found false when there is none. It may come from a copy that lags
+	// (an older message): PublishAfter's condition, not this read, keeps
+	// the order.
 	WriterLast(ctx context.Context, room, writer string) (seq uint64, payload []byte, found bool, err error)
 	// WriterKey returns the seq of writer's message stored under key, among
 	// writer's messages up to seq upTo, if the log still retains it.

@@ -2,10 +2,12 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bidikit/bidikit/reference/store"
@@ -21,9 +23,11 @@ import (
 // Nats-Expected-Last-Subject-Sequence set to the seq of W's newest entry, so
 // JetStream stores it only right after the entry its publisher saw last, and
 // refuses it while another entry of W is being stored. WriterLast reads W's
-// newest entry from the stream's leader (one subject: no scan). Resends
-// inside the Duplicates window are answered through Nats-Msg-Id, as with
-// Publish; WriterKey finds older ones by scanning W's entries.
+// newest entry with a direct get (one subject: no scan; any replica answers,
+// so it works while a leader is being elected, and one that lags only makes
+// the next PublishAfter fail its condition and read again). Resends inside
+// the Duplicates window are answered through Nats-Msg-Id, as with Publish;
+// WriterKey finds older ones by scanning W's entries.
 
 // ErrWriterMoved is passed to a PublishAfter callback when the writer's
 // newest entry in the log is not at the seq given: another instance stored
@@ -51,11 +55,13 @@ func (l *Log) PublishAfter(room, writer, key string, payload []byte, writerLast 
 	l.send(room, l.writerSubject(room, writer), payload, opts, pubWriter, done)
 }
 
-// WriterLast returns writer's newest entry in room's log, read from the
-// stream's leader (never from a replica that lags): its seq and payload;
-// found is false when the log retains none of writer's entries.
+// WriterLast returns writer's newest entry in room's log: its seq and
+// payload; found is false when the log retains none of writer's entries. A
+// replica answers (a direct get), so the answer may be older than the
+// leader's: callers rely on PublishAfter's condition, not on this read, for
+// the order.
 func (l *Log) WriterLast(ctx context.Context, room, writer string) (seq uint64, payload []byte, found bool, err error) {
-	seq, payload, found, err = l.leaderLast(ctx, room, l.writerSubject(room, writer))
+	seq, payload, found, err = l.directLast(ctx, room, l.writerSubject(room, writer))
 	if err != nil {
 		return 0, nil, false, fmt.Errorf("read a writer's newest entry in room %q (stream %s): %w", room, l.StreamName(room), err)
 	}
@@ -146,61 +152,58 @@ func (l *Log) scan(ctx context.Context, room, subject string, upTo uint64, fn fu
 // errScanDone ends a scan that passed its last seq.
 var errScanDone = errors.New("scan done")
 
-// msgGetRequest and msgGetResponse are JetStream's STREAM.MSG.GET API, which
-// the stream's leader answers (a direct get may be answered by a replica
-// that lags behind it).
-type msgGetRequest struct {
-	LastFor string `json:"last_by_subj"`
-}
-
-type msgGetResponse struct {
-	Message *struct {
-		Seq  uint64 `json:"seq"`
-		Data []byte `json:"data"`
-	} `json:"message"`
-	Error *jetstream.APIError `json:"error"`
-}
-
-// leaderLast returns the newest message of room's stream on subject, asking
-// the stream's leader. A missing stream is created (empty).
-func (l *Log) leaderLast(ctx context.Context, room, subject string) (uint64, []byte, bool, error) {
-	seq, data, found, err := l.leaderGet(ctx, room, subject)
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamNotFound {
-		cctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
-		_, err = l.stream(cctx, room)
-		cancel()
-		if err != nil {
+// directLast returns the newest message of room's stream on subject through
+// a direct get, which every replica of the stream answers. While nobody
+// answers (the stream is missing: it is created, empty; or it was created a
+// moment ago and its replicas do not serve direct gets yet) it asks again
+// every directRetry for up to leaderReadTimeout.
+func (l *Log) directLast(ctx context.Context, room, subject string) (uint64, []byte, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, max(leaderReadTimeout, l.cfg.Timeout))
+	defer cancel()
+	deadline := time.Now().Add(leaderReadTimeout)
+	for attempt := 0; ; attempt++ {
+		seq, data, found, err := l.directGet(ctx, room, subject)
+		if !errors.Is(err, nats.ErrNoResponders) {
+			return seq, data, found, err
+		}
+		if attempt == 0 {
+			if _, serr := l.stream(ctx, room); serr != nil {
+				return 0, nil, false, serr
+			}
+		}
+		if time.Now().After(deadline) {
 			return 0, nil, false, err
 		}
-		return 0, nil, false, nil
+		t := time.NewTimer(directRetry)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, nil, false, err
+		case <-t.C:
+		}
 	}
-	return seq, data, found, err
 }
 
-// leaderGet is one STREAM.MSG.GET request for the last message on subject.
-func (l *Log) leaderGet(ctx context.Context, room, subject string) (uint64, []byte, bool, error) {
+// directRetry paces directLast while no replica answers.
+const directRetry = 100 * time.Millisecond
+
+// directGet is one DIRECT.GET request for the last message on subject.
+func (l *Log) directGet(ctx context.Context, room, subject string) (uint64, []byte, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, min(l.cfg.Timeout, leaderReadTimeout))
 	defer cancel()
-	req, err := json.Marshal(msgGetRequest{LastFor: subject})
+	m, err := l.js.Conn().RequestWithContext(ctx, l.apiPrefix+"DIRECT.GET."+l.StreamName(room)+"."+subject, nil)
 	if err != nil {
 		return 0, nil, false, err
 	}
-	reply, err := l.js.Conn().RequestWithContext(ctx, l.apiPrefix+"STREAM.MSG.GET."+l.StreamName(room), req)
+	if st := m.Header.Get("Status"); st != "" && len(m.Data) == 0 {
+		if st == "404" {
+			return 0, nil, false, nil
+		}
+		return 0, nil, false, fmt.Errorf("direct get: status %s %s", st, m.Header.Get("Description"))
+	}
+	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
 	if err != nil {
-		return 0, nil, false, err
+		return 0, nil, false, fmt.Errorf("direct get: no sequence in the answer: %w", err)
 	}
-	var resp msgGetResponse
-	if err := json.Unmarshal(reply.Data, &resp); err != nil {
-		return 0, nil, false, fmt.Errorf("undecodable answer to a message get: %w", err)
-	}
-	switch {
-	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
-		return 0, nil, false, nil
-	case resp.Error != nil:
-		return 0, nil, false, resp.Error
-	case resp.Message == nil:
-		return 0, nil, false, errors.New("a message get answered with neither a message nor an error")
-	}
-	return resp.Message.Seq, resp.Message.Data, true, nil
+	return seq, m.Data, true, nil
 }
