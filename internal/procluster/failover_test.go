@@ -135,7 +135,10 @@ var _ = Describe("three `bidikit serve` processes in one JetStream cluster, one 
 			Expect(count(chat, event.Ack, kill-250*time.Millisecond, kill)).To(BeNumerically(">", 0), "no chat message acknowledged in the 250ms before the kill")
 			late := end - 2*time.Second
 			Expect(scopes(chat, event.Ack, late, end)).To(ConsistOf("room-0", "room-1", "room-2"), "rooms with messages acknowledged in the last 2s")
-			Expect(scopes(collab, event.Ack, late, end)).To(HaveLen(2), "documents with operations acknowledged in the last 2s")
+			// A document's editors ack far fewer ops than a room's chatters,
+			// and a busy CI machine slows their catch-up after the election:
+			// the last 5s (the kill was 12s before the end) still prove it.
+			Expect(scopes(collab, event.Ack, end-5*time.Second, end)).To(HaveLen(2), "documents with operations acknowledged in the last 5s")
 			Expect(scopes(game, event.Tick, late, end)).To(HaveLen(2), "matches ticking in the last 2s")
 
 			// Clients of the victim went on elsewhere; match-0's owner died
