@@ -167,7 +167,10 @@ var _ = Describe("A match shared by three instances", func() {
 		Expect(status.Code(fs.end)).To(Equal(codes.ResourceExhausted), "flooder's end: %v", fs.end)
 		Expect(fs.end.Error()).To(ContainSubstring("input flooding"))
 		Expect(fs.kicks).To(ContainElement(HaveField("Reason", gamev1.Kick_REASON_INPUT_FLOOD)))
-		Expect(a.svc.Stats().Dropped).To(BeNumerically(">", 300), "the owner counts the inputs the relay dropped")
+		// The kick came once the owner had counted more drops than
+		// FloodKickAfter (20); how many more depends on when the kick
+		// landed among the 400 sends (seen: 169 on a loaded machine).
+		Expect(a.svc.Stats().Dropped).To(BeNumerically(">", 20), "the owner counts the inputs the relay dropped")
 		Eventually(func() map[string]*gamev1.PlayerState { return owner.snapshot().states }).ShouldNot(HaveKey(fid))
 		Consistently(func() bool { return honest.snapshot().ended }, 300*time.Millisecond).Should(BeFalse())
 		Expect(honest.snapshot().kicks).To(BeEmpty())
