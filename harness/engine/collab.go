@@ -58,6 +58,13 @@ type collabDriver struct {
 	inflightSeq uint64
 	buffer      ot.Op
 	resync      bool // a rejected op or a broken replica: reopen from a snapshot
+	// openBackoff, reopen: an Open answered UNAVAILABLE (e.g. while a
+	// clustered server elects the document's stream leader) is sent again
+	// on the same stream once its back-off (doubling from minRetry up to
+	// maxRetry, reset by Opened) has passed and reopen is set.
+	openBackoff time.Duration
+	reopen      bool
+	streamGen   uint64 // counts start calls: a back-off of an earlier stream does nothing
 	track       versionTrack
 	// incremental counts the versions the replica applied op by op (remote
 	// ops and its own acked ops), over all its streams (Replica.SenderSeq).
@@ -112,6 +119,8 @@ func (d *collabDriver) start(w *writer) error {
 	d.mu.Lock()
 	d.opened = false
 	d.resync = false
+	d.reopen = false
+	d.streamGen++
 	d.mu.Unlock()
 	return w.send(&collabv1.ClientEvent{Event: &collabv1.ClientEvent_Open{Open: &collabv1.Open{Document: d.doc, ClientId: d.clientID}}})
 }
@@ -261,6 +270,11 @@ func (d *collabDriver) onWake(w *writer) error {
 		d.mu.Unlock()
 		return errReconnect
 	}
+	if d.reopen && !d.opened {
+		d.reopen = false
+		d.mu.Unlock()
+		return w.send(&collabv1.ClientEvent{Event: &collabv1.ClientEvent_Open{Open: &collabv1.Open{Document: d.doc, ClientId: d.clientID}}})
+	}
 	if d.inflight != nil || d.buffer == nil || !d.opened {
 		d.mu.Unlock()
 		return nil
@@ -335,7 +349,7 @@ func (d *collabDriver) handle(m proto.Message) {
 	case *collabv1.ServerEvent_Opened:
 		o := ev.Opened
 		d.mu.Lock()
-		d.opened = true
+		d.opened, d.reopen, d.openBackoff = true, false, 0
 		d.text, d.version = o.Text, o.Version
 		d.track.reset(o.Version)
 		d.inflight, d.buffer = nil, nil
@@ -404,6 +418,16 @@ func (d *collabDriver) handle(m proto.Message) {
 			}
 			absorbed = d.giveUpLocked(fmt.Sprintf("the server refused its op %s with %s: %s", msgID, code, er.Message),
 				0, d.version+1, msgID, code, absorbed)
+		}
+		if !d.opened && strings.HasPrefix(er.Field, "open") && codes.Code(er.Code) == codes.Unavailable {
+			d.openBackoff = min(max(d.openBackoff*2, minRetry), maxRetry)
+			gen := d.streamGen
+			time.AfterFunc(d.openBackoff, func() {
+				d.mu.Lock()
+				d.reopen = d.reopen || (gen == d.streamGen && !d.opened)
+				d.mu.Unlock()
+				d.signal()
+			})
 		}
 		d.mu.Unlock()
 		d.c.ev(&event.Event{Kind: event.Error, Code: codes.Code(er.Code), Detail: er.Message, Field: er.Field,
