@@ -85,6 +85,8 @@ type process struct {
 	// signalled is set (under Server.op) when the harness sent SIGKILL or
 	// SIGTERM, so the exit is expected.
 	signalled bool
+	// killed is set (under Server.op) once Kill has ended this process.
+	killed bool
 }
 
 func (p *process) exited() bool {
@@ -170,6 +172,20 @@ func (s *Server) Kill() error {
 		return fmt.Errorf("kill server (pid %d): %w", p.cmd.Process.Pid, err)
 	}
 	<-p.done
+	p.killed = true
+	return nil
+}
+
+// Down implements engine.DownReporter: the gRPC address while the current
+// process is one that Kill ended (a kill-server fault without a restart, or
+// before it). A process that died by itself is not reported, so health after
+// the run still fails on it.
+func (s *Server) Down() []string {
+	s.op.Lock()
+	defer s.op.Unlock()
+	if s.proc != nil && s.proc.killed {
+		return []string{s.addr}
+	}
 	return nil
 }
 

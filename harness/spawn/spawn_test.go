@@ -77,8 +77,10 @@ var _ = Describe("Server with a stand-in binary", func() {
 		Expect(dialable(addr)).To(BeFalse(), "port %s still open after Kill", addr)
 		Expect(s.Running()).To(BeFalse())
 		Expect(s.Kill()).To(MatchError(ContainSubstring("not running")))
+		Expect(s.Down()).To(Equal([]string{addr}), "a killed server is down (engine.DownReporter)")
 
 		Expect(s.Restart(ctx)).To(Succeed())
+		Expect(s.Down()).To(BeEmpty(), "a restarted server is not down")
 		Expect(s.Addr()).To(Equal(addr))
 		Expect(s.AdminAddr()).To(Equal(admin))
 		Expect(s.Pid()).NotTo(Equal(pid))
@@ -129,6 +131,7 @@ var _ = Describe("Server with a stand-in binary", func() {
 		s, err := startFake(ctx, spawn.Options{Args: []string{"--mode=crash-after"}})
 		Expect(err).NotTo(HaveOccurred())
 		Eventually(s.Running).WithTimeout(10 * time.Second).Should(BeFalse())
+		Expect(s.Down()).To(BeEmpty(), "a server that died by itself is not one the run took down")
 		Expect(s.Kill()).To(MatchError(And(ContainSubstring("not running"), ContainSubstring("server exited"), ContainSubstring("panic: oops"))))
 		Expect(s.Stop()).To(MatchError(ContainSubstring("panic: oops")))
 		Expect(s.Stop()).To(Succeed(), "an unexpected death is reported once")

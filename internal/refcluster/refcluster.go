@@ -165,3 +165,14 @@ func (k *Killer) Restart(context.Context) error {
 
 // Killed is closed once Kill has killed the victim.
 func (k *Killer) Killed() <-chan struct{} { return k.killed }
+
+// Down implements engine.DownReporter: the victim's address once it is
+// killed, so health after the run is judged over the other instances.
+func (k *Killer) Down() []string {
+	select {
+	case <-k.killed:
+		return []string{k.victim.Addr()}
+	default:
+		return nil
+	}
+}
