@@ -36,6 +36,8 @@ type Options struct {
 	// StartTimeout bounds the start of all members (default 90s: each waits
 	// for a majority of the routes before it serves).
 	StartTimeout time.Duration
+	// Args are extra `bidikit serve` flags for every member.
+	Args []string
 }
 
 // Cluster is n running (or killed) members. Members, Addrs and AdminURLs
@@ -96,6 +98,7 @@ func start(ctx context.Context, o Options, attempt int) (*Cluster, error) {
 			},
 			StartTimeout: o.StartTimeout,
 		}
+		opts.Args = append(opts.Args, o.Args...)
 		if o.Output != nil {
 			opts.Output = &prefixWriter{w: o.Output, prefix: name + ": "}
 		}
