@@ -14,8 +14,8 @@ import (
 
 	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
 	"github.com/bidikit/bidikit/reference/collab"
-	"github.com/bidikit/bidikit/reference/collab/ot"
-	"github.com/bidikit/bidikit/reference/collab/trace"
+	"github.com/bidikit/bidikit/internal/collab/ot"
+	"github.com/bidikit/bidikit/internal/collab/trace"
 )
 
 // TraceMismatchError says that the document's final text differs from the

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/bidikit/bidikit/bench"
-	"github.com/bidikit/bidikit/reference/collab/trace"
+	"github.com/bidikit/bidikit/internal/collab/trace"
 )
 
 // BenchmarkCollabTraceAutomergePaper runs the collab-trace workload (the

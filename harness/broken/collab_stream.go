@@ -13,7 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
-	"github.com/bidikit/bidikit/reference/collab/ot"
+	"github.com/bidikit/bidikit/internal/collab/ot"
 )
 
 // Limits of the corpus collab server.

@@ -15,8 +15,8 @@ import (
 	"github.com/bidikit/bidikit/harness/event"
 	"github.com/bidikit/bidikit/harness/scenario"
 	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
-	"github.com/bidikit/bidikit/reference/collab/ot"
-	"github.com/bidikit/bidikit/reference/collab/trace"
+	"github.com/bidikit/bidikit/internal/collab/ot"
+	"github.com/bidikit/bidikit/internal/collab/trace"
 )
 
 // collabDriver is a Jupiter-style editor client: a local replica, at most one

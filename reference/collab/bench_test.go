@@ -14,8 +14,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
-	"github.com/bidikit/bidikit/reference/collab/ot"
-	"github.com/bidikit/bidikit/reference/collab/trace"
+	"github.com/bidikit/bidikit/internal/collab/ot"
+	"github.com/bidikit/bidikit/internal/collab/trace"
 	"github.com/bidikit/bidikit/reference/store"
 )
 

@@ -19,8 +19,8 @@ import (
 	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
 	"github.com/bidikit/bidikit/reference/acl"
 	"github.com/bidikit/bidikit/reference/collab"
-	"github.com/bidikit/bidikit/reference/collab/ot"
-	"github.com/bidikit/bidikit/reference/collab/trace"
+	"github.com/bidikit/bidikit/internal/collab/ot"
+	"github.com/bidikit/bidikit/internal/collab/trace"
 	"github.com/bidikit/bidikit/reference/store"
 )
 

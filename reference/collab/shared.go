@@ -11,7 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
-	"github.com/bidikit/bidikit/reference/collab/ot"
+	"github.com/bidikit/bidikit/internal/collab/ot"
 	"github.com/bidikit/bidikit/reference/metrics"
 	"github.com/bidikit/bidikit/reference/store"
 )

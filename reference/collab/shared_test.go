@@ -16,7 +16,7 @@ import (
 	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
 	"github.com/bidikit/bidikit/reference/cluster"
 	"github.com/bidikit/bidikit/reference/collab"
-	"github.com/bidikit/bidikit/reference/collab/ot"
+	"github.com/bidikit/bidikit/internal/collab/ot"
 	"github.com/bidikit/bidikit/reference/store"
 )
 

@@ -6,7 +6,7 @@ import (
 	"unicode/utf8"
 
 	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
-	"github.com/bidikit/bidikit/reference/collab/ot"
+	"github.com/bidikit/bidikit/internal/collab/ot"
 )
 
 // FromProto converts a wire operation to a normalised ot.Op. Zero-length

@@ -8,7 +8,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
-	"github.com/bidikit/bidikit/reference/collab/trace"
+	"github.com/bidikit/bidikit/internal/collab/trace"
 )
 
 const concurrent = `{"kind":"concurrent","endContent":"hi!","numAgents":2,"txns":[

@@ -3,8 +3,8 @@ package ot_test
 import (
 	"testing"
 
-	"github.com/bidikit/bidikit/reference/collab/ot"
-	"github.com/bidikit/bidikit/reference/collab/trace"
+	"github.com/bidikit/bidikit/internal/collab/ot"
+	"github.com/bidikit/bidikit/internal/collab/trace"
 )
 
 // BenchmarkAutomergePaperRope applies the whole automerge-paper trace

@@ -9,8 +9,8 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
-	"github.com/bidikit/bidikit/reference/collab/ot"
-	"github.com/bidikit/bidikit/reference/collab/trace"
+	"github.com/bidikit/bidikit/internal/collab/ot"
+	"github.com/bidikit/bidikit/internal/collab/trace"
 )
 
 // alphabet mixes ASCII with multi-byte code points so that byte and
