@@ -12,10 +12,10 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/codes"
 
-	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
-	"github.com/bidikit/bidikit/reference/collab"
 	"github.com/bidikit/bidikit/internal/collab/ot"
 	"github.com/bidikit/bidikit/internal/collab/trace"
+	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
+	"github.com/bidikit/bidikit/reference/collab"
 )
 
 // TraceMismatchError says that the document's final text differs from the

@@ -14,9 +14,9 @@ import (
 
 	"github.com/bidikit/bidikit/harness/event"
 	"github.com/bidikit/bidikit/harness/scenario"
-	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
 	"github.com/bidikit/bidikit/internal/collab/ot"
 	"github.com/bidikit/bidikit/internal/collab/trace"
+	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
 )
 
 // collabDriver is a Jupiter-style editor client: a local replica, at most one

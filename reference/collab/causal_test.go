@@ -12,10 +12,10 @@ import (
 	. "github.com/onsi/gomega"
 	"google.golang.org/grpc"
 
-	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
-	"github.com/bidikit/bidikit/reference/collab"
 	"github.com/bidikit/bidikit/internal/collab/ot"
 	"github.com/bidikit/bidikit/internal/collab/trace"
+	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
+	"github.com/bidikit/bidikit/reference/collab"
 	"github.com/bidikit/bidikit/reference/store"
 )
 

@@ -16,11 +16,11 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 
+	"github.com/bidikit/bidikit/internal/collab/ot"
+	"github.com/bidikit/bidikit/internal/collab/trace"
 	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
 	"github.com/bidikit/bidikit/reference/acl"
 	"github.com/bidikit/bidikit/reference/collab"
-	"github.com/bidikit/bidikit/internal/collab/ot"
-	"github.com/bidikit/bidikit/internal/collab/trace"
 	"github.com/bidikit/bidikit/reference/store"
 )
 

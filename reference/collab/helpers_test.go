@@ -19,10 +19,10 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/bidikit/bidikit/internal/collab/ot"
 	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
 	"github.com/bidikit/bidikit/reference/auth"
 	"github.com/bidikit/bidikit/reference/collab"
-	"github.com/bidikit/bidikit/internal/collab/ot"
 	"github.com/bidikit/bidikit/reference/metrics"
 	"github.com/bidikit/bidikit/reference/store"
 )

@@ -13,10 +13,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/bidikit/bidikit/internal/collab/ot"
 	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
 	"github.com/bidikit/bidikit/reference/cluster"
 	"github.com/bidikit/bidikit/reference/collab"
-	"github.com/bidikit/bidikit/internal/collab/ot"
 	"github.com/bidikit/bidikit/reference/store"
 )
 

@@ -5,8 +5,8 @@ import (
 	"math"
 	"unicode/utf8"
 
-	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
 	"github.com/bidikit/bidikit/internal/collab/ot"
+	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
 )
 
 // FromProto converts a wire operation to a normalised ot.Op. Zero-length
