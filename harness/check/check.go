@@ -8,85 +8,28 @@ package check
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sort"
 	"sync"
-	"time"
 
 	"github.com/bidikit/bidikit/harness/event"
+	"github.com/bidikit/bidikit/harness/verdict"
 )
 
-// Status is a verdict's outcome.
-type Status string
+// Status, Verdict, Evidence and their constants are harness/verdict's,
+// named here too so that a checker speaks of its own verdict.
+type (
+	Status   = verdict.Status
+	Evidence = verdict.Evidence
+	Verdict  = verdict.Verdict
+)
 
 const (
-	Pass Status = "pass"
-	Fail Status = "fail"
-	// NotMeasurable: the target exposes nothing the checker can judge by. It
-	// is never counted as a pass.
-	NotMeasurable Status = "not-measurable"
+	Pass          = verdict.Pass
+	Fail          = verdict.Fail
+	NotMeasurable = verdict.NotMeasurable
+	// MaxEvidence bounds the evidence a verdict keeps; Violations still counts all.
+	MaxEvidence = verdict.MaxEvidence
 )
-
-// Evidence points at one violation: where, when and who.
-type Evidence struct {
-	Scope  string        `json:"scope,omitempty"`
-	Seq    uint64        `json:"seq,omitempty"`
-	Client string        `json:"client,omitempty"`
-	At     time.Duration `json:"at_ns,omitempty"`
-	Detail string        `json:"detail"`
-}
-
-// MaxEvidence bounds the evidence a verdict keeps; Violations still counts all.
-const MaxEvidence = 20
-
-// Verdict is a checker's result.
-type Verdict struct {
-	Name       string     `json:"name"`
-	Status     Status     `json:"status"`
-	Violations int        `json:"violations"`
-	Summary    string     `json:"summary"`
-	Evidence   []Evidence `json:"evidence"`
-
-	// kinds[i] is the kind of Evidence[i] when it was added with AddKind.
-	kinds []string
-}
-
-// Passed reports whether the verdict counts as a pass.
-func (v Verdict) Passed() bool { return v.Status == Pass }
-
-// Add records one violation, keeping at most MaxEvidence pieces of evidence.
-func (v *Verdict) Add(e Evidence) {
-	v.AddKind("", e)
-}
-
-// AddKind records one violation of a kind (a short name such as "outside
-// the map") so that the evidence shows every kind found: once MaxEvidence
-// pieces are kept, the first violation of a kind not yet shown replaces the
-// newest piece of the kind shown most often.
-func (v *Verdict) AddKind(kind string, e Evidence) {
-	v.Violations++
-	for len(v.kinds) < len(v.Evidence) {
-		v.kinds = append(v.kinds, "")
-	}
-	if len(v.Evidence) < MaxEvidence {
-		v.Evidence = append(v.Evidence, e)
-		v.kinds = append(v.kinds, kind)
-		return
-	}
-	if kind == "" || slices.Contains(v.kinds, kind) {
-		return
-	}
-	counts := map[string]int{}
-	for _, k := range v.kinds {
-		counts[k]++
-	}
-	for i := len(v.kinds) - 1; i >= 0; i-- {
-		if counts[v.kinds[i]] > 1 {
-			v.Evidence[i], v.kinds[i] = e, kind
-			return
-		}
-	}
-}
 
 // Env is what a checker may consult besides events. Implemented by the
 // engine; fields are nil when the target does not expose them.
