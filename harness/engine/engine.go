@@ -77,6 +77,8 @@ type run struct {
 	// stoppedAt; both written before watchDone closes.
 	stoppedEarly bool
 	stoppedAt    time.Duration
+	// srvMarks records server restarts for the result's markers.
+	srvMarks serverMarks
 }
 
 func (r *run) since() time.Duration { return time.Since(r.start) }
@@ -206,7 +208,7 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 	}
 	roles := make([]metrics.RoleInfo, len(s.Roles))
 	for i, rl := range s.Roles {
-		roles[i] = metrics.RoleInfo{Name: rl.Name, Behaviour: rl.Behaviour}
+		roles[i] = metrics.RoleInfo{Name: rl.Name, Behaviour: rl.Behaviour, Attack: scenario.Behaviours[rl.Behaviour].Attack}
 	}
 	for i, c := range r.plan.Clients {
 		if mine[i] {
@@ -379,6 +381,7 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 		}
 		res.Checks = append(res.Checks, v)
 	}
+	r.addMarkers(&res)
 	if res.Interrupted != "" {
 		res.Passed = false
 	}
@@ -454,7 +457,7 @@ func (r *run) flusher(stop <-chan struct{}) {
 // schedule fires the plan's firings at their times. Each injection runs in
 // its own goroutine (tracked by wg) so a slow fault does not delay the next.
 func (r *run) schedule(ctx context.Context, wg *sync.WaitGroup) {
-	for _, f := range r.plan.Firings {
+	for n, f := range r.plan.Firings {
 		if !sleepUntil(ctx, nil, r.start.Add(f.At)) {
 			return
 		}
@@ -484,10 +487,10 @@ func (r *run) schedule(ctx context.Context, wg *sync.WaitGroup) {
 		for _, i := range chosen {
 			c := r.byIndex[i]
 			targets = append(targets, c)
-			c.ev(&event.Event{Kind: event.Fault, Detail: step.Fault})
+			c.ev(&event.Event{Kind: event.Fault, Detail: step.Fault, Seq: uint64(n + 1)})
 		}
 		if len(chosen) == 0 {
-			r.emitRun(&event.Event{Kind: event.Fault, Detail: step.Fault})
+			r.emitRun(&event.Event{Kind: event.Fault, Detail: step.Fault, Seq: uint64(n + 1)})
 		}
 		wg.Go(func() {
 			if err := flt.Inject(ctx, r, targets); err != nil && ctx.Err() == nil {
@@ -502,7 +505,12 @@ func (r *run) schedule(ctx context.Context, wg *sync.WaitGroup) {
 func (r *run) Proxy() *toxiproxy.Proxy { return r.proxy }
 
 // Server implements fault.Env.
-func (r *run) Server() fault.Server { return r.opts.faultServer }
+func (r *run) Server() fault.Server {
+	if r.opts.faultServer == nil {
+		return nil
+	}
+	return watchedServer{Server: r.opts.faultServer, r: r}
+}
 
 // newRunID returns 12 random hex digits (see WithRunID).
 func newRunID() string {

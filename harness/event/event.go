@@ -59,7 +59,8 @@ const (
 	// Code, Detail, Scope, MsgID, SenderSeq, Field.
 	Error
 	// Fault: a fault fired on this client (Client = -1 for run-wide faults).
-	// Detail = fault name and parameters.
+	// Detail = fault name, Seq = the firing's number in the plan (1-based;
+	// every client one firing hit has the same).
 	Fault
 	// Tick: a game update. Scope = match, Seq = tick, X/Y = this player's
 	// position, LastInput = this player's last processed input, Dropped =

@@ -48,6 +48,9 @@ type RoleInfo struct {
 	Name      string
 	Behaviour string
 	Clients   int
+	// Attack marks a role whose behaviour attacks the server (flooder,
+	// slow-reader, ...): its start and stop become markers.
+	Attack bool
 }
 
 // roleStats is one role's aggregates.
@@ -59,6 +62,7 @@ type roleStats struct {
 	connect   *hdrhistogram.Histogram // stream setup
 	firstMsg  *hdrhistogram.Histogram // connect to first delivery
 	tickDelay *hdrhistogram.Histogram // input-to-update (game)
+	tl        roleTimeline
 }
 
 // Collector aggregates events. Build it with New; feed it with Observe from
@@ -78,6 +82,8 @@ type Collector struct {
 
 	connected int
 	timeline  timeline
+	marks     markerLog
+	end       time.Duration // Finish's
 }
 
 // DefaultInterval is the timeline's first interval.
@@ -96,8 +102,10 @@ func New(roles []RoleInfo, roleOf []int) *Collector {
 	for _, r := range roles {
 		c.roles = append(c.roles, roleStats{info: r, delivery: NewHistogram(), ack: NewHistogram(),
 			connect: NewHistogram(), firstMsg: NewHistogram(), tickDelay: NewHistogram()})
+		c.roles[len(c.roles)-1].tl.tl.init(DefaultInterval)
 	}
 	c.timeline.init(DefaultInterval)
+	c.marks.init(roles)
 	return c
 }
 
@@ -118,11 +126,14 @@ func (c *Collector) AddError(key string, n int) {
 func (c *Collector) Observe(e *event.Event) {
 	c.timeline.advance(e.At)
 	var r *roleStats
+	ri := -1
 	if e.Client >= 0 && e.Client < len(c.roleOf) {
-		if ri := c.roleOf[e.Client]; ri >= 0 && ri < len(c.roles) {
+		if ri = c.roleOf[e.Client]; ri >= 0 && ri < len(c.roles) {
 			r = &c.roles[ri]
+			r.tl.observe(e)
 		}
 	}
+	c.marks.observe(e, ri)
 	cur := c.timeline.cur()
 	switch e.Kind {
 	case event.Send:
@@ -209,6 +220,10 @@ func CodeName(c codes.Code) string {
 func (c *Collector) Finish(at time.Duration) {
 	c.timeline.advance(at)
 	c.timeline.close(at)
+	for i := range c.roles {
+		c.roles[i].tl.finish(at)
+	}
+	c.end = at
 }
 
 // Connected is the number of open streams seen so far.
@@ -247,7 +262,8 @@ func (c *Collector) ErrorCount() int {
 }
 
 // Fill writes the collector's figures into s: Clients, Messages, LatencyMS,
-// Errors, Roles and Timeline.
+// Errors, Roles (with their timelines), Timeline and Markers (faults and
+// attacks; the engine adds the rest).
 func (c *Collector) Fill(s *result.Scenario) {
 	s.Clients = c.clients
 	s.Messages = c.msgs
@@ -270,9 +286,11 @@ func (c *Collector) Fill(s *result.Scenario) {
 			ConnectMS:      Summary(r.connect),
 			FirstMessageMS: Summary(r.firstMsg),
 			Distribution:   Distribution(lat),
+			Timeline:       r.tl.points(),
 		})
 	}
 	s.Timeline = c.timeline.points()
+	s.Markers = c.marks.markers(c.end)
 }
 
 // Histograms is the collector's histograms in exportable form, for merging

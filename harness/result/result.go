@@ -42,6 +42,9 @@ type Scenario struct {
 	// Timeline holds one point per interval for charts (bounded: at most
 	// MaxTimeline points; the interval grows for long runs).
 	Timeline []Point `json:"timeline"`
+	// Markers are the moments that explain the charts (faults, attacks,
+	// server kills, first violations), by time (see markers.go).
+	Markers []Marker `json:"markers,omitempty"`
 	// Failure is set when the scenario could not run at all (target
 	// unreachable, server failed to start); Passed is then false.
 	Failure string `json:"failure,omitempty"`
@@ -87,6 +90,10 @@ type Role struct {
 	// Distribution is a coarse latency histogram for charts: upper bounds in
 	// ms and counts.
 	Distribution []Bucket `json:"distribution,omitempty"`
+	// Timeline is this role's share of Scenario.Timeline, on the same
+	// intervals: its clients' sends, deliveries, errors, open streams and
+	// latency percentiles.
+	Timeline []Point `json:"timeline,omitempty"`
 }
 
 // Bucket is one histogram bar.

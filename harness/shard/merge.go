@@ -230,7 +230,7 @@ func mergeSection(ctx context.Context, rs []*Reader, hs []*Header) (Scenario, er
 	plan := scenario.NewPlan(s)
 	roles := make([]metrics.RoleInfo, len(s.Roles))
 	for i, rl := range s.Roles {
-		roles[i] = metrics.RoleInfo{Name: rl.Name, Behaviour: rl.Behaviour, Clients: rl.Count}
+		roles[i] = metrics.RoleInfo{Name: rl.Name, Behaviour: rl.Behaviour, Clients: rl.Count, Attack: scenario.Behaviours[rl.Behaviour].Attack}
 	}
 	roleOf := make([]int, len(plan.Clients))
 	for i, c := range plan.Clients {
@@ -363,6 +363,10 @@ func mergeSection(ctx context.Context, rs []*Reader, hs []*Header) (Scenario, er
 		}
 		res.Checks = append(res.Checks, v)
 	}
+	for _, t := range ts { // restarts are not events: the shard that restarted the server kept them
+		res.Markers = append(res.Markers, result.MarkersOf(t.Result.Markers, result.MarkServerRestart)...)
+	}
+	res.MarkViolations(nil)
 	out.Result = res
 	return out, nil
 }
