@@ -43,9 +43,7 @@ injected faults and returns verdicts with evidence.`,
 }
 
 func main() {
-	rootCmd.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
-		return usageError{fmt.Errorf("%w\nSee '%s --help'.", err, cmd.CommandPath())}
-	})
+	rootCmd.SetFlagErrorFunc(flagError)
 	err := rootCmd.Execute()
 	os.Exit(exitCode(err))
 }

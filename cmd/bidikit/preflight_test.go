@@ -37,7 +37,15 @@ var _ = Describe("bidikit run's preflight", func() {
 
 		code, stdout, stderr := runBidikit(ctx, dir, "run", "--target", srv.grpc, "--token", "wrong", "--report", "json", "a.yaml", "b.yaml")
 		Expect(code).To(Equal(1), "stdout: %s\nstderr: %s", stdout, stderr)
-		lines := linesWith(stderr, "UNAUTHENTICATED")
+		// One error line; the console summary (on stderr, as the JSON
+		// report took stdout) shows the scenario's row besides, and no log
+		// line repeats it.
+		var lines []string
+		for _, l := range linesWith(stderr, "UNAUTHENTICATED") {
+			if strings.HasPrefix(l, "bidikit:") || strings.Contains(l, "level=") {
+				lines = append(lines, l)
+			}
+		}
 		Expect(lines).To(HaveLen(1), "stderr:\n%s", stderr)
 		Expect(lines[0]).To(And(ContainSubstring("--token"), ContainSubstring(srv.grpc), ContainSubstring("bidikit.chat.v1.ChatService")))
 

@@ -19,6 +19,7 @@ func newReportCmd() *cobra.Command {
 		Short: "Build reports from raw results (sharded runs)",
 	}
 	cmd.AddCommand(newReportMergeCmd())
+	subcommandsOnly(cmd)
 	return cmd
 }
 
@@ -26,7 +27,10 @@ func newReportCmd() *cobra.Command {
 // results, judge the union, render the reports, map the outcome to the exit
 // code.
 func newReportMergeCmd() *cobra.Command {
-	var f runFlags // only reports and outs
+	var (
+		reports reportFlags
+		quiet   bool
+	)
 	cmd := &cobra.Command{
 		Use:   "merge SHARD-FILE...",
 		Short: "Merge the raw results of every shard of a run into one report",
@@ -45,17 +49,16 @@ func newReportMergeCmd() *cobra.Command {
 Every shard of the run must be given, once each, with the same scenarios,
 seed and shard count.
 
-Reports: --report text|json|junit|html, repeatable; the n-th --out FILE takes
-the n-th report. Default: text to stdout.
+` + reportHelp + `
 
 Exit status: 0 every check passed, 1 a check failed or was not measurable, or
 a shard's scenario could not run, 2 bad usage or raw files that are not the
 shards of one run (missing, duplicate or mismatched shards, corrupt files).`,
 		Example: `  bidikit report merge shard-0.raw shard-1.raw shard-2.raw
-  bidikit report merge /results/*.raw --report junit --out report.xml --report text`,
+  bidikit report merge /results/*.raw --report junit=report.xml --report markdown=summary.md`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			outs, err := f.outputs()
+			outs, err := reports.outputs()
 			if err != nil {
 				return err
 			}
@@ -69,7 +72,8 @@ shards of one run (missing, duplicate or mismatched shards, corrupt files).`,
 				return usageError{err}
 			}
 			run := shard.Report(merged)
-			if err := writeReports(cmd.OutOrStdout(), outs, run); err != nil {
+			sink := reportSink{stdout: cmd.OutOrStdout(), stderr: cmd.ErrOrStderr(), quiet: quiet, getenv: os.Getenv}
+			if err := sink.write(outs, run); err != nil {
 				return err
 			}
 			if !run.OK() { // a failed or not-measurable check, or a scenario not run
@@ -79,7 +83,7 @@ shards of one run (missing, duplicate or mismatched shards, corrupt files).`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringArrayVar(&f.reports, "report", nil, "report format: text, json, junit or html (repeatable)")
-	fl.StringArrayVar(&f.outs, "out", nil, "file for the matching --report (repeatable; \"-\" is stdout)")
+	reports.register(fl)
+	fl.BoolVar(&quiet, "quiet", false, "no text summary on the console beside the reports (text to stdout stays the default report)")
 	return cmd
 }

@@ -7,11 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
-	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,13 +19,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/bidikit/bidikit/harness/engine"
-	"github.com/bidikit/bidikit/harness/report"
 	"github.com/bidikit/bidikit/harness/result"
-	"github.com/bidikit/bidikit/harness/scenario"
 	"github.com/bidikit/bidikit/harness/shard"
 	"github.com/bidikit/bidikit/harness/spawn"
 	"github.com/bidikit/bidikit/reference"
-	"github.com/bidikit/bidikit/scenarios"
 )
 
 func init() { rootCmd.AddCommand(newRunCmd()) }
@@ -42,8 +37,8 @@ type runFlags struct {
 	tlsServerName string
 	token         string
 	seed          int64
-	reports       []string
-	outs          []string
+	reports       reportFlags
+	sets          []string
 	adminURL      string
 	spawnServer   bool
 	quiet         bool
@@ -84,9 +79,7 @@ answers; the silent ones are named in a warning. Health and leak checks ask
 every instance that answered. Connection faults (latency, reset, ...) need a
 single target.
 
-Reports: --report text|json|junit|html, repeatable; the n-th --out FILE takes
-the n-th report, reports without an --out go to stdout. Default: text to
-stdout.
+` + reportHelp + `
 
 Sharded runs (past one machine): --shard i/n runs the i-th of n disjoint
 shares of every scenario's clients (1-based: 1/3, 2/3, 3/3; the same seed
@@ -98,6 +91,15 @@ for its own clients); server faults need --spawn-server, so a sharded run
 cannot use them. Kubernetes Indexed Jobs number pods from 0:
 --shard-index-env JOB_COMPLETION_INDEX --shard-count n reads the 0-based
 index from the environment instead (see deploy/kubernetes).
+
+--set KEY=VALUE (repeatable) changes every scenario before it is checked
+and run, so CI can shorten a suite without copying files: --set duration=10s
+--set roles.honest.count=50. KEY is a path of the file's keys; roles are
+addressed by name (roles.*.FIELD is every role), listed checks by name
+(checks.leaks.settle), faults by index or name (faults[0].at), thresholds by
+role (thresholds.honest.p99). A key that names nothing, or a value the file's
+checks refuse, is a usage error naming the --set (exit 2). See
+docs/scenarios.md.
 
 Before any client starts, each scenario opens one probe stream of its service
 with the clients' token; a target that refuses it (UNAUTHENTICATED,
@@ -127,10 +129,11 @@ With --shard, a shard's own verdicts cover only its clients and do not set the
 exit status: 0 once it ran and wrote its results, 1 if a scenario could not
 run or the raw results could not be written.`,
 		Example: `  bidikit run
-  bidikit run scenarios/ --report junit --out report.xml
+  bidikit run scenarios/ --report junit=report.xml --report markdown=summary.md
   bidikit run chat.yaml --target 127.0.0.1:7070 --token "$TOKEN" --seed 7
+  bidikit run scenarios/chat --set duration=10s --set roles.honest.count=50
   bidikit run chat.yaml --target 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
-  bidikit run chat.yaml --report text --report html --out - --out report.html
+  bidikit run chat.yaml --report json=- --report html=report.html
   bidikit run chat.yaml --target chat:7070 --shard 2/3 --raw-out shard-2.raw`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runScenarios(cmd, args, &f)
@@ -145,11 +148,11 @@ run or the raw results could not be written.`,
 	fl.StringVar(&f.tlsServerName, "tls-server-name", "", "server name to verify the certificate against (enables TLS)")
 	fl.StringVar(&f.token, "token", "", "bearer token every client presents (default: each client's own user id, which dev-auth servers accept)")
 	fl.Int64Var(&f.seed, "seed", 0, "override every scenario's seed")
-	fl.StringArrayVar(&f.reports, "report", nil, "report format: text, json, junit or html (repeatable)")
-	fl.StringArrayVar(&f.outs, "out", nil, "file for the matching --report (repeatable; \"-\" is stdout)")
+	fl.StringArrayVar(&f.sets, "set", nil, "override KEY=VALUE in every scenario, checked as the file is (repeatable): duration=10s, roles.honest.count=50, roles.*.rate=1/s, checks.leaks.settle=5s, thresholds.honest.p99=50ms")
+	f.reports.register(fl)
 	fl.StringVar(&f.adminURL, "admin-url", "", "the target's admin HTTP base URL (http://host:port) for leak checks")
 	fl.BoolVar(&f.spawnServer, "spawn-server", false, "start 'bidikit serve' as a subprocess (memory-less: SQLite in a temp dir) so server faults can kill and restart it")
-	fl.BoolVar(&f.quiet, "quiet", false, "no progress line and no server logs")
+	fl.BoolVar(&f.quiet, "quiet", false, "no progress lines, no server logs, and no text summary on the console beside the reports (text to stdout stays the default report)")
 	fl.DurationVar(&f.dialTimeout, "dial-timeout", 5*time.Second, "how long to wait for the target to answer before giving up")
 	fl.StringVar(&f.runID, "run-id", "", "id carried by every chat client_msg_id and collab client_id, so a server that keeps state between runs never takes this run's messages for resends of an earlier run's (default: random per scenario; give shards of one run the same one to trace them)")
 	fl.StringVar(&f.shard, "shard", "", "run only shard i of n of every scenario's clients, 1-based (1/3 .. 3/3); needs --target")
@@ -159,44 +162,6 @@ run or the raw results could not be written.`,
 	fl.DurationVar(&f.progressEvery, "progress-interval", 5*time.Second, "when stderr is not a terminal, print one progress line per running scenario this often (on a terminal: a live bar)")
 	fl.BoolVar(&f.failFast, "fail-fast", false, "end a scenario at the first violation a check finds while it runs (or a threshold crossing its bound); the checks then judge what was seen")
 	return cmd
-}
-
-// output is one report destination.
-type output struct {
-	format string
-	path   string // "" or "-" = stdout
-}
-
-func (f *runFlags) outputs() ([]output, error) {
-	if len(f.outs) > len(f.reports) {
-		return nil, usagef("%d --out given for %d --report: each --out needs a --report before it", len(f.outs), len(f.reports))
-	}
-	known := map[string]bool{}
-	for _, k := range report.Formats() {
-		known[k] = true
-	}
-	var out []output
-	stdout := 0
-	for i, r := range f.reports {
-		if !known[r] {
-			return nil, usagef("--report %q: unknown format (known: %s)", r, strings.Join(report.Formats(), ", "))
-		}
-		o := output{format: r}
-		if i < len(f.outs) {
-			o.path = f.outs[i]
-		}
-		if o.path == "" || o.path == "-" {
-			stdout++
-		}
-		out = append(out, o)
-	}
-	if stdout > 1 {
-		return nil, usagef("%d reports would go to stdout; give each but one an --out FILE", stdout)
-	}
-	if len(out) == 0 {
-		out = []output{{format: "text"}}
-	}
-	return out, nil
 }
 
 func (f *runFlags) engineOptions() ([]engine.Option, error) {
@@ -239,43 +204,8 @@ func (f *runFlags) engineOptions() ([]engine.Option, error) {
 	return append(opts, engine.WithTLS(cfg)), nil
 }
 
-// loadScenarios reads args, or the smoke suite when there are none: from
-// ./scenarios/smoke when it exists, else the copy embedded in the binary.
-func loadScenarios(args []string) ([]*scenario.Scenario, error) {
-	if len(args) > 0 {
-		return scenario.Load(args...)
-	}
-	dir := filepath.Join("scenarios", scenarios.SmokeDir)
-	if st, err := os.Stat(dir); err == nil && st.IsDir() {
-		return scenario.Load(dir)
-	}
-	entries, err := fs.ReadDir(scenarios.Smoke, scenarios.SmokeDir)
-	if err != nil {
-		return nil, err
-	}
-	var out []*scenario.Scenario
-	var errs []error
-	for _, e := range entries {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), ".yaml") {
-			continue
-		}
-		name := path.Join(scenarios.SmokeDir, e.Name())
-		data, err := fs.ReadFile(scenarios.Smoke, name)
-		if err != nil {
-			return nil, err
-		}
-		s, err := scenario.Parse(builtinPrefix+name, data)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		out = append(out, s)
-	}
-	return out, errors.Join(errs...)
-}
-
 func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
-	outs, err := f.outputs()
+	outs, err := f.reports.outputs()
 	if err != nil {
 		return err
 	}
@@ -300,7 +230,11 @@ func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
 	if sharded && f.target == "" {
 		return usagef("--shard %d/%d needs --target: every shard must drive the same server", shardIndex+1, shardCount)
 	}
-	scs, err := loadScenarios(args)
+	sets, err := parseSets(f.sets)
+	if err != nil {
+		return err
+	}
+	scs, yamls, err := loadScenarios(args, sets)
 	if err != nil {
 		return usageError{err}
 	}
@@ -417,16 +351,12 @@ func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
 	}
 	var fatal error    // the error that made the target unusable
 	var fatalIn string // the scenario it came from
-	for _, s := range scs {
+	for i, s := range scs {
 		var res result.Scenario
 		sopts := opts
 		var sec *shard.Section // this scenario's raw results, with --raw-out
 		if raw != nil {
-			yaml, err := scenarioBytes(s)
-			if err != nil {
-				return err
-			}
-			sec = raw.Section(shard.HeaderFor(s, yaml, target, shardIndex, shardCount))
+			sec = raw.Section(shard.HeaderFor(s, yamls[i], target, shardIndex, shardCount))
 			sopts = append(sopts[:len(sopts):len(sopts)], engine.WithTap(sec))
 		}
 		switch {
@@ -460,7 +390,8 @@ func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
 		run.Interrupted = fmt.Sprintf("interrupted (%v)", context.Cause(ctx))
 		run.Passed = false
 	}
-	if err := writeReports(cmd.OutOrStdout(), outs, run); err != nil {
+	sink := reportSink{stdout: cmd.OutOrStdout(), stderr: cmd.ErrOrStderr(), quiet: f.quiet, getenv: os.Getenv}
+	if err := sink.write(outs, run); err != nil {
 		return err
 	}
 	if raw != nil {
@@ -538,52 +469,6 @@ func parseShard(v string) (i, n int, ok bool) {
 	i, err1 := strconv.Atoi(a)
 	n, err2 := strconv.Atoi(b)
 	return i, n, err1 == nil && err2 == nil
-}
-
-// builtinPrefix marks the File of scenarios read from the binary's own copy.
-const builtinPrefix = "(built-in) "
-
-// scenarioBytes is s's file as it was parsed, for the raw results: read again
-// (from the binary for built-in scenarios) and checked to parse to the same
-// scenario.
-func scenarioBytes(s *scenario.Scenario) ([]byte, error) {
-	var data []byte
-	var err error
-	if name, ok := strings.CutPrefix(s.File, builtinPrefix); ok {
-		data, err = fs.ReadFile(scenarios.Smoke, name)
-	} else {
-		data, err = os.ReadFile(s.File)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("--raw-out: re-reading scenario %s: %w", s.File, err)
-	}
-	again, err := scenario.Parse(s.File, data)
-	if err != nil || again.Name != s.Name {
-		return nil, fmt.Errorf("--raw-out: scenario file %s changed while bidikit ran", s.File)
-	}
-	return data, nil
-}
-
-// writeReports renders run once per output.
-func writeReports(stdout io.Writer, outs []output, run *result.Run) error {
-	for _, o := range outs {
-		if o.path == "" || o.path == "-" {
-			if err := report.Write(stdout, o.format, run); err != nil {
-				return fmt.Errorf("writing the %s report: %w", o.format, err)
-			}
-			continue
-		}
-		file, err := os.Create(o.path)
-		if err != nil {
-			return fmt.Errorf("--out %s: %w", o.path, err)
-		}
-		werr := report.Write(file, o.format, run)
-		cerr := file.Close()
-		if err := errors.Join(werr, cerr); err != nil {
-			return fmt.Errorf("writing the %s report to %s: %w", o.format, o.path, err)
-		}
-	}
-	return nil
 }
 
 // isTerminal reports whether w is a character device (a terminal).

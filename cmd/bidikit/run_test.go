@@ -54,6 +54,7 @@ var _ = Describe("bidikit run", func() {
 	var dir string
 	BeforeEach(func() {
 		dir = GinkgoT().TempDir()
+		Expect(os.WriteFile(filepath.Join(dir, "tiny.yaml"), []byte(tinyScenario), 0o644)).To(Succeed())
 	})
 
 	DescribeTable("exits 2 on bad usage",
@@ -69,7 +70,27 @@ var _ = Describe("bidikit run", func() {
 		Entry("an empty element in a --target list", []string{"--target", "127.0.0.1:1,,127.0.0.1:2"}, `--target: element 2 of "127.0.0.1:1,,127.0.0.1:2" is empty`, SpecTimeout(time.Minute)),
 		Entry("a --run-id with a space", []string{"--run-id", "a b"}, `--run-id: run id "a b": want 1-32 characters`, SpecTimeout(time.Minute)),
 		Entry("a --target without a port", []string{"--target", "127.0.0.1"}, `--target: "127.0.0.1": missing port`, SpecTimeout(time.Minute)),
+		Entry("a --set naming no role", []string{"tiny.yaml", "--set", "roles.nosuch.count=5"}, `--set roles.nosuch.count=5: no role "nosuch" (roles: chatter)`, SpecTimeout(time.Minute)),
+		Entry("a --set value the file's checks refuse", []string{"tiny.yaml", "--set", "duration=soon"}, `--set duration=soon: duration: "soon" is not a duration`, SpecTimeout(time.Minute)),
+		Entry("a --set without =", []string{"tiny.yaml", "--set", "duration"}, `--set duration: want KEY=VALUE`, SpecTimeout(time.Minute)),
+		Entry("a --set of an unknown field", []string{"tiny.yaml", "--set", "durration=1s"}, `did you mean "duration"?`, SpecTimeout(time.Minute)),
 	)
+
+	It("applies --set to every scenario before it runs", func(ctx SpecContext) {
+		Expect(os.WriteFile(filepath.Join(dir, "tiny.yaml"), []byte(tinyScenario), 0o644)).To(Succeed())
+		code, stdout, stderr := runBidikit(ctx, dir, "run", "tiny.yaml", "--set", "duration=1s", "--set", "roles.chatter.count=3", "--set", "seed=5", "--report", "json=-", "--quiet")
+		Expect(code).To(Equal(0), "stdout: %s\nstderr: %s", stdout, stderr)
+		var run struct {
+			Scenarios []struct {
+				Clients int   `json:"clients"`
+				Seed    int64 `json:"seed"`
+			} `json:"scenarios"`
+		}
+		Expect(json.Unmarshal([]byte(stdout), &run)).To(Succeed(), stdout)
+		Expect(run.Scenarios).To(HaveLen(1))
+		Expect(run.Scenarios[0].Clients).To(Equal(3))
+		Expect(run.Scenarios[0].Seed).To(BeEquivalentTo(5))
+	}, SpecTimeout(time.Minute))
 
 	It("exits 2 on a bad scenario file, naming file and line", func(ctx SpecContext) {
 		Expect(os.WriteFile(filepath.Join(dir, "bad.yaml"), []byte("name: bad\nservice: chat\nduration: 2s\nroles:\n  - name: a\n    cuont: 1\n    behaviour: chatter\nchecks: []\n"), 0o644)).To(Succeed())

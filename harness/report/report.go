@@ -23,6 +23,8 @@ var renderers = map[string]Renderer{
 	"json":  JSON,
 	"junit": JUnit,
 	"html":  HTML,
+	// markdown: CI job summaries and PR comments (markdown.go).
+	"markdown": Markdown,
 }
 
 // Formats lists the report formats Write accepts, sorted.
@@ -35,7 +37,7 @@ func Formats() []string {
 	return out
 }
 
-// Write renders run to w in format (text, json, junit or html). The text
+// Write renders run to w in format (text, json, junit, html or markdown). The text
 // format uses colour only when w is a terminal (see Text).
 func Write(w io.Writer, format string, run *result.Run) error {
 	r, ok := renderers[format]

@@ -116,7 +116,7 @@ var _ = Describe("report", func() {
 	})
 
 	It("lists its formats and rejects an unknown one", func() {
-		Expect(report.Formats()).To(Equal([]string{"html", "json", "junit", "text"}))
+		Expect(report.Formats()).To(Equal([]string{"html", "json", "junit", "markdown", "text"}))
 		Expect(report.Write(&bytes.Buffer{}, "pdf", fixture())).To(MatchError(ContainSubstring(`unknown report format "pdf"`)))
 		Expect(report.Write(&bytes.Buffer{}, "text", nil)).To(HaveOccurred())
 	})
