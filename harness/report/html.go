@@ -2,7 +2,6 @@ package report
 
 import (
 	"fmt"
-	"html"
 	"html/template"
 	"io"
 	"math"
@@ -13,40 +12,117 @@ import (
 )
 
 // HTML renders one self-contained page: per scenario its figures, latency
-// percentiles over time (p50/p99), throughput over time (sent/delivered per
-// second), a latency distribution per role and the verdict table with
-// evidence. Charts are inline SVG generated here, so the page loads nothing
-// from the network and needs no JavaScript. (go-echarts v2 always loads
-// echarts.min.js from an assets host — a CDN by default — and the module
-// ships no copy to inline.)
+// percentiles over time (p50 and p99 per role), throughput over time
+// (sent and delivered per second per role), markers on both time axes
+// (fault firings, attack start and stop, server kill and restart, the
+// first violation of each failed check; their evidence on hover and in a
+// table under the charts), a latency distribution per role and the verdict
+// table with evidence. Charts are inline SVG generated here, so the page
+// loads nothing from the network and needs no JavaScript. (go-echarts v2
+// always loads echarts.min.js from an assets host — a CDN by default — and
+// the module ships no copy to inline.)
 func HTML(w io.Writer, run *result.Run) error {
 	page := htmlPage{Run: run, OK: run.OK(), Verdict: Summary(run)}
 	for i, s := range run.Scenarios {
 		hs := htmlScenario{Scenario: s, ID: fmt.Sprintf("s%d", i), Verdict: ScenarioSummary(s)}
 		hs.Badge, hs.BadgeClass = scenarioBadge(s)
-		xs := make([]float64, len(s.Timeline))
-		p50, p99 := make([]float64, len(s.Timeline)), make([]float64, len(s.Timeline))
-		sent, deliv := make([]float64, len(s.Timeline)), make([]float64, len(s.Timeline))
-		for j, p := range s.Timeline {
-			xs[j], p50[j], p99[j], sent[j], deliv[j] = p.AtS, p.P50MS, p.P99MS, p.SentPerSec, p.DeliveredPerSec
-		}
-		hs.Latency = template.HTML(lineChart("latency percentiles over time", "ms", xs,
-			[]series{{"p50", "#2b7bb9", p50}, {"p99", "#d9534f", p99}}))
-		hs.Throughput = template.HTML(lineChart("throughput over time", "messages/s", xs,
-			[]series{{"sent/s", "#5cb85c", sent}, {"delivered/s", "#8e44ad", deliv}}))
+		lat, thr := scenarioLines(s)
+		xmax := chartEnd(s)
+		hs.Latency = template.HTML(timeChart{title: "delivery latency over time (p99 solid, p50 dashed)", yTitle: "latency (ms)",
+			xmax: xmax, lines: lat, markers: s.Markers, allowLog: true}.svg())
+		hs.Throughput = template.HTML(timeChart{title: "throughput over time (sent solid, delivered dashed)", yTitle: "messages per second",
+			xmax: xmax, lines: thr, markers: s.Markers, allowLog: true}.svg())
+		hs.Markers = markerRows(s.Markers)
 		for k, r := range s.Roles {
-			labels := make([]string, len(r.Distribution))
-			vals := make([]float64, len(r.Distribution))
-			for b, bk := range r.Distribution {
-				labels[b] = "≤" + trimFloat(bk.LeMS)
-				vals[b] = float64(bk.Count)
-			}
 			hs.Roles = append(hs.Roles, htmlRole{Role: r, ID: fmt.Sprintf("%s-role%d", hs.ID, k),
-				Chart: template.HTML(barChart(fmt.Sprintf("%s (%s): latency distribution", r.Name, r.Behaviour), "ms", labels, vals))})
+				Chart: template.HTML(histogramSVG(fmt.Sprintf("%s (%s): latency distribution", r.Name, r.Behaviour), roleColor(k), r.Distribution))})
 		}
 		page.Scenarios = append(page.Scenarios, hs)
 	}
 	return pageTmpl.Execute(w, page)
+}
+
+// rolePalette colours roles in every chart of a scenario, by role index;
+// it avoids the markers' colours (markerStyles).
+var rolePalette = []string{"#1f77b4", "#bcbd22", "#8c564b", "#17becf", "#e377c2", "#393b79", "#7f7f7f", "#637939"}
+
+func roleColor(i int) string { return rolePalette[i%len(rolePalette)] }
+
+// scenarioLines are the latency lines (p99 solid, p50 dashed) and the
+// throughput lines (sent/s solid, delivered/s dashed) of each role with a
+// timeline and something to draw; the scenario's overall lines when no
+// role has any (results without per-role timelines).
+func scenarioLines(s result.Scenario) (lat, thr []line) {
+	for k, r := range s.Roles {
+		c := roleColor(k)
+		lat = append(lat, pointLines(r.Name, c, r.Timeline)...)
+		thr = append(thr, rateLines(r.Name, c, r.Timeline)...)
+	}
+	if len(lat) == 0 {
+		lat = pointLines("all", "", s.Timeline)
+	}
+	if len(thr) == 0 {
+		thr = rateLines("all", "", s.Timeline)
+	}
+	return lat, thr
+}
+
+// pointLines are role's p99 and p50 lines over tl; none when it has no
+// latency sample. color "" picks the overall chart's colours.
+func pointLines(role, color string, tl []result.Point) []line {
+	xs, p50, p99 := make([]float64, len(tl)), make([]float64, len(tl)), make([]float64, len(tl))
+	has := false
+	for j, p := range tl {
+		xs[j], p50[j], p99[j] = p.AtS, p.P50MS, p.P99MS
+		has = has || p.P99MS > 0
+	}
+	if !has {
+		return nil
+	}
+	c50, c99 := color, color
+	if color == "" {
+		c50, c99 = "#2b7bb9", "#d9534f"
+	}
+	return []line{
+		{legend: role + " p99", role: role, stat: "p99", color: c99, xs: xs, ys: p99, gaps: true},
+		{legend: role + " p50", role: role, stat: "p50", color: c50, dashed: true, xs: xs, ys: p50, gaps: true},
+	}
+}
+
+// rateLines are role's sent/s and delivered/s lines over tl, each only
+// when not zero throughout.
+func rateLines(role, color string, tl []result.Point) []line {
+	xs, sent, deliv := make([]float64, len(tl)), make([]float64, len(tl)), make([]float64, len(tl))
+	anyS, anyD := false, false
+	for j, p := range tl {
+		xs[j], sent[j], deliv[j] = p.AtS, p.SentPerSec, p.DeliveredPerSec
+		anyS, anyD = anyS || p.SentPerSec > 0, anyD || p.DeliveredPerSec > 0
+	}
+	cs, cd := color, color
+	if color == "" {
+		cs, cd = "#5cb85c", "#8e44ad"
+	}
+	var out []line
+	if anyS {
+		out = append(out, line{legend: role + " sent/s", role: role, stat: "sent", color: cs, xs: xs, ys: sent})
+	}
+	if anyD {
+		out = append(out, line{legend: role + " delivered/s", role: role, stat: "delivered", color: cd, dashed: true, xs: xs, ys: deliv})
+	}
+	return out
+}
+
+// chartEnd is the time axes' end: the run's duration, or the last point or
+// marker when later.
+func chartEnd(s result.Scenario) float64 {
+	end := s.DurationS
+	if n := len(s.Timeline); n > 0 {
+		end = math.Max(end, s.Timeline[n-1].AtS)
+	}
+	for _, m := range s.Markers {
+		end = math.Max(end, m.AtS)
+	}
+	return end
 }
 
 type htmlPage struct {
@@ -65,7 +141,9 @@ type htmlScenario struct {
 	Badge, BadgeClass   string
 	Verdict             string
 	Latency, Throughput template.HTML
-	Roles               []htmlRole
+	// Markers are the rows of the marker table, numbered as the badges.
+	Markers []htmlMarker
+	Roles   []htmlRole
 }
 
 // scenarioBadge is the word and CSS class of a scenario's heading badge:
@@ -108,7 +186,7 @@ const pageHTML = `<!DOCTYPE html>
 <meta charset="utf-8">
 <title>bidikit report — {{if .OK}}PASSED{{else if .Run.Interrupted}}INTERRUPTED{{else}}FAILED{{end}}</title>
 <style>
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222;max-width:1100px}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222;max-width:1060px}
 h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
 .verdict{font-weight:bold;padding:.2em .6em;border-radius:4px;color:#fff}
 .verdict.passed{background:#3c9a3c}.verdict.failed{background:#c9302c}
@@ -120,9 +198,14 @@ tr.notmeasurable td{background:#fff4e0} tr.fail td,tr.couldnotrun td{background:
 p.summary{font-weight:bold}
 table{border-collapse:collapse;margin:.8em 0}
 th,td{border:1px solid #ddd;padding:.3em .6em;text-align:left;vertical-align:top;font-size:14px}
-th{background:#f5f5f5} td.num{text-align:right;font-variant-numeric:tabular-nums}
-.charts{display:flex;flex-wrap:wrap;gap:1em}
-.chart{border:1px solid #eee;padding:.4em}
+th{background:#f5f5f5} td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.charts{display:flex;flex-wrap:wrap;gap:.8em}
+.chart{border:1px solid #eee;padding:.3em;box-sizing:border-box}
+.chart.wide{flex:1 1 100%}.chart svg{display:block;max-width:100%;height:auto}
+.marker{cursor:help}.marker:hover .mline{stroke-width:4}
+table.markers td.num{white-space:nowrap}
+.mk{display:inline-block;min-width:1.4em;text-align:center;color:#fff;font-weight:bold;font-size:12px;border-radius:3px}
+p.hint{color:#666;font-size:13px;margin:.2em 0}
 ul.evidence{margin:.3em 0;padding-left:1.2em;font-family:ui-monospace,monospace;font-size:12px}
 .failure{background:#fbeaea;border:1px solid #c9302c;padding:.6em}
 .meta{color:#666}
@@ -171,9 +254,18 @@ ul.evidence{margin:.3em 0;padding-left:1.2em;font-family:ui-monospace,monospace;
 <tr><td class="num">{{.Messages.Sent}}</td><td class="num">{{.Messages.Acked}}</td><td class="num">{{.Messages.Delivered}}</td><td class="num">{{ms .LatencyMS.P50}}</td><td class="num">{{ms .LatencyMS.P90}}</td><td class="num">{{ms .LatencyMS.P99}}</td><td class="num">{{ms .LatencyMS.P999}}</td><td class="num">{{ms .LatencyMS.Max}}</td><td>{{errs .Errors}}</td></tr>
 </table>
 <div class="charts">
-<div class="chart" id="{{.ID}}-latency">{{.Latency}}</div>
-<div class="chart" id="{{.ID}}-throughput">{{.Throughput}}</div>
+<div class="chart wide" id="{{.ID}}-latency">{{.Latency}}</div>
+<div class="chart wide" id="{{.ID}}-throughput">{{.Throughput}}</div>
 </div>
+{{- if .Markers}}
+<p class="hint">Numbered lines on the time axes: hover one for its evidence, or read it below.</p>
+<table class="markers" id="{{.ID}}-markers">
+<tr><th>#</th><th>at</th><th>what</th><th>evidence</th></tr>
+{{- range .Markers}}
+<tr class="marker-row" data-kind="{{.Kind}}"><td><span class="mk" style="background:{{.Color}}">{{.N}}</span></td><td class="num">{{.At}}</td><td>{{.Word}}: {{.Label}}</td><td>{{.Detail}}</td></tr>
+{{- end}}
+</table>
+{{- end}}
 {{- if .Roles}}
 <table class="roles">
 <tr><th>role</th><th>behaviour</th><th>clients</th><th>sent</th><th>delivered</th><th>p50</th><th>p99</th><th>connect p99</th><th>first message p99</th></tr>
@@ -192,135 +284,6 @@ ul.evidence{margin:.3em 0;padding-left:1.2em;font-family:ui-monospace,monospace;
 </body>
 </html>
 `
-
-// series is one line of a line chart.
-type series struct {
-	name, color string
-	ys          []float64
-}
-
-const (
-	chartW, chartH                 = 520, 260
-	padL, padR, padT, padB float64 = 56, 16, 28, 44
-)
-
-// lineChart draws series over xs (seconds) as an SVG line chart.
-func lineChart(title, unit string, xs []float64, ss []series) string {
-	var b strings.Builder
-	svgOpen(&b, title)
-	if len(xs) == 0 {
-		noData(&b)
-		b.WriteString("</svg>")
-		return b.String()
-	}
-	xmax := xs[len(xs)-1]
-	if xmax <= 0 {
-		xmax = 1
-	}
-	ymax := 0.0
-	for _, s := range ss {
-		for _, y := range s.ys {
-			ymax = math.Max(ymax, y)
-		}
-	}
-	ymax = niceCeil(ymax)
-	px := func(x float64) float64 { return padL + x/xmax*(chartW-padL-padR) }
-	py := func(y float64) float64 { return chartH - padB - y/ymax*(chartH-padT-padB) }
-	axes(&b, ymax, unit, func(i int) (float64, string) {
-		x := xmax * float64(i) / 4
-		return px(x), trimFloat(x) + "s"
-	})
-	for k, s := range ss {
-		var pts []string
-		for i, y := range s.ys {
-			pts = append(pts, fmt.Sprintf("%.1f,%.1f", px(xs[i]), py(y)))
-		}
-		fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="1.6" points="%s"><title>%s</title></polyline>`,
-			s.color, strings.Join(pts, " "), html.EscapeString(s.name))
-		lx := padL + 8 + float64(k)*110
-		fmt.Fprintf(&b, `<rect x="%.0f" y="%.0f" width="12" height="3" fill="%s"/><text x="%.0f" y="%.0f" font-size="11">%s</text>`,
-			lx, float64(chartH)-12, s.color, lx+16, float64(chartH)-8, html.EscapeString(s.name))
-	}
-	b.WriteString("</svg>")
-	return b.String()
-}
-
-// barChart draws one bar per label as an SVG bar chart.
-func barChart(title, unit string, labels []string, vals []float64) string {
-	var b strings.Builder
-	svgOpen(&b, title)
-	if len(vals) == 0 {
-		noData(&b)
-		b.WriteString("</svg>")
-		return b.String()
-	}
-	ymax := 0.0
-	for _, v := range vals {
-		ymax = math.Max(ymax, v)
-	}
-	ymax = niceCeil(ymax)
-	slot := (chartW - padL - padR) / float64(len(vals))
-	py := func(y float64) float64 { return chartH - padB - y/ymax*(chartH-padT-padB) }
-	axes(&b, ymax, "count", nil)
-	for i, v := range vals {
-		x := padL + float64(i)*slot
-		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#2b7bb9"><title>%s %s: %s</title></rect>`,
-			x+slot*0.1, py(v), slot*0.8, py(0)-py(v), html.EscapeString(labels[i]), unit, trimFloat(v))
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" font-size="10" text-anchor="middle">%s</text>`,
-			x+slot/2, float64(chartH)-padB+14, html.EscapeString(labels[i]))
-	}
-	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" font-size="11" text-anchor="middle">latency (%s)</text>`,
-		padL+(chartW-padL-padR)/2, float64(chartH)-8, unit)
-	b.WriteString("</svg>")
-	return b.String()
-}
-
-func svgOpen(b *strings.Builder, title string) {
-	fmt.Fprintf(b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-label="%s">`,
-		chartW, chartH, chartW, chartH, html.EscapeString(title))
-	fmt.Fprintf(b, `<text x="%d" y="16" font-size="13" font-weight="bold" text-anchor="middle">%s</text>`, chartW/2, html.EscapeString(title))
-}
-
-func noData(b *strings.Builder) {
-	fmt.Fprintf(b, `<text x="%d" y="%d" font-size="12" text-anchor="middle" fill="#888">no data</text>`, chartW/2, chartH/2)
-}
-
-// axes draws the frame, five y gridlines labelled 0..ymax, and, when xtick
-// is given, five x ticks.
-func axes(b *strings.Builder, ymax float64, unit string, xtick func(i int) (float64, string)) {
-	x0, x1 := padL, float64(chartW)-padR
-	y0, y1 := float64(chartH)-padB, padT
-	for i := 0; i <= 4; i++ {
-		y := y0 - float64(i)/4*(y0-y1)
-		fmt.Fprintf(b, `<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="#e5e5e5"/>`, x0, y, x1, y)
-		fmt.Fprintf(b, `<text x="%.0f" y="%.1f" font-size="10" text-anchor="end">%s</text>`, x0-4, y+3, trimFloat(ymax*float64(i)/4))
-	}
-	fmt.Fprintf(b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="#888"/>`, x0, y0, x1, y0)
-	fmt.Fprintf(b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="#888"/>`, x0, y0, x0, y1)
-	fmt.Fprintf(b, `<text x="12" y="%.0f" font-size="10" transform="rotate(-90 12 %.0f)" text-anchor="middle">%s</text>`,
-		(y0+y1)/2, (y0+y1)/2, html.EscapeString(unit))
-	if xtick == nil {
-		return
-	}
-	for i := 0; i <= 4; i++ {
-		x, label := xtick(i)
-		fmt.Fprintf(b, `<text x="%.1f" y="%.0f" font-size="10" text-anchor="middle">%s</text>`, x, y0+14, label)
-	}
-}
-
-// niceCeil rounds v up to 1, 2 or 5 times a power of ten (at least 1).
-func niceCeil(v float64) float64 {
-	if !(v > 0) || math.IsInf(v, 0) {
-		return 1
-	}
-	p := math.Pow(10, math.Floor(math.Log10(v)))
-	for _, m := range []float64{1, 2, 5, 10} {
-		if v <= m*p {
-			return m * p
-		}
-	}
-	return 10 * p
-}
 
 // trimFloat formats v compactly: integers without decimals, else up to 2.
 func trimFloat(v float64) string {

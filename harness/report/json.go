@@ -45,6 +45,8 @@ type (
 		Checks      []jsonVerdict   `json:"checks"`
 		Roles       []jsonRole      `json:"roles"`
 		Timeline    []result.Point  `json:"timeline"`
+		// Markers are result.Scenario.Markers ([] when none).
+		Markers []result.Marker `json:"markers"`
 	}
 	jsonVerdict struct {
 		Name       string           `json:"name"`
@@ -57,6 +59,8 @@ type (
 	jsonRole struct {
 		result.Role
 		Distribution []result.Bucket `json:"distribution"`
+		// Timeline is result.Role.Timeline ([] when none).
+		Timeline []result.Point `json:"timeline"`
 	}
 )
 
@@ -79,12 +83,16 @@ func JSON(w io.Writer, run *result.Run) error {
 			Checks:   make([]jsonVerdict, 0, len(s.Checks)),
 			Roles:    make([]jsonRole, 0, len(s.Roles)),
 			Timeline: s.Timeline,
+			Markers:  s.Markers,
 		}
 		if js.Errors == nil {
 			js.Errors = map[string]int{}
 		}
 		if js.Timeline == nil {
 			js.Timeline = []result.Point{}
+		}
+		if js.Markers == nil {
+			js.Markers = []result.Marker{}
 		}
 		for _, v := range s.Checks {
 			ev := v.Evidence
@@ -99,7 +107,11 @@ func JSON(w io.Writer, run *result.Run) error {
 			if d == nil {
 				d = []result.Bucket{}
 			}
-			js.Roles = append(js.Roles, jsonRole{Role: r, Distribution: d})
+			tl := r.Timeline
+			if tl == nil {
+				tl = []result.Point{}
+			}
+			js.Roles = append(js.Roles, jsonRole{Role: r, Distribution: d, Timeline: tl})
 		}
 		out.Scenarios = append(out.Scenarios, js)
 	}

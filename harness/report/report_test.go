@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"encoding/xml"
-	"html/template"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -351,43 +349,6 @@ var _ = Describe("report", func() {
 				"scope=room-3 client=honest-12 at=10.2s p99 150 ms over 50 ms\n" +
 					"scope=room-4 seq=17 client=honest-<7> at=11s waited \"too\" long & dropped\n" +
 					"... and 5 more\n"))
-		})
-	})
-
-	Describe("html", func() {
-		It("is one self-contained page with the charts' containers and the verdicts", func() {
-			out := string(render("html"))
-			Expect(out).To(HavePrefix("<!DOCTYPE html>"))
-			for _, id := range []string{"s0-latency", "s0-throughput", "s0-role0-distribution", "s0-role1-distribution",
-				"s1-latency", "s1-throughput", "verdicts"} {
-				Expect(out).To(ContainSubstring(`id="`+id+`"`), id)
-			}
-			Expect(regexp.MustCompile(`(?i)<script[^>]*\bsrc=`).MatchString(out)).To(BeFalse(), "no external scripts")
-			Expect(regexp.MustCompile(`(?i)<link[^>]*\bhref=`).MatchString(out)).To(BeFalse(), "no external styles")
-			Expect(strings.Count(out, "<polyline")).To(Equal(4), "p50/p99 and sent/delivered lines of the scenario with a timeline")
-			Expect(strings.Count(out, "<svg")).To(Equal(2*2+2+2), "no charts for the scenario that could not run")
-			Expect(out).To(ContainSubstring("client=honest-&lt;7&gt;"), "evidence is escaped")
-			Expect(out).To(ContainSubstring("could not run: dial 127.0.0.1:7000: connection refused"))
-		})
-
-		It("shows the run's verdict line, and not measurable and could-not-run with their own badges and reasons", func() {
-			out := string(render("html"))
-			Expect(out).To(ContainSubstring("<title>bidikit report — FAILED</title>"))
-			Expect(out).To(ContainSubstring(`<p class="summary" id="summary">` + template.HTMLEscapeString(finalLine) + `</p>`))
-			Expect(out).To(MatchRegexp(`<tr class="notmeasurable"><td>chat-flood</td><td>leaks</td><td><span class="badge notmeasurable">NOT MEASURABLE</span></td><td class="num">-</td><td>not measurable: target exposes no admin endpoint`))
-			Expect(out).To(ContainSubstring(`<span class="badge couldnotrun">COULD NOT RUN</span>`))
-			Expect(out).To(ContainSubstring(`chat-resume <span class="verdict notmeasurable">NOT MEASURABLE</span></h2>`))
-			Expect(out).To(ContainSubstring(`game-down <span class="verdict couldnotrun">COULD NOT RUN</span></h2>`))
-			Expect(out).To(ContainSubstring(`chat-basic <span class="verdict passed">PASSED</span></h2>`))
-			Expect(out).To(MatchRegexp(`\.badge\.notmeasurable\{background:#[0-9a-f]{6}\}`), "a colour of its own")
-
-			run := fixture()
-			run.Passed = true
-			run.Scenarios = run.Scenarios[3:]
-			run.Scenarios[0].Passed = true
-			var buf bytes.Buffer
-			Expect(report.Write(&buf, "html", run)).To(Succeed())
-			Expect(buf.String()).To(ContainSubstring(`bidikit report <span class="verdict failed">FAILED</span>`), "a run marked passed with a not-measurable check")
 		})
 	})
 })
