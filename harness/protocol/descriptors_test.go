@@ -15,8 +15,8 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/descriptorpb"
 
-	chatv1 "github.com/bidikit/bidikit/proto/bidikit/chat/v1"
 	"github.com/bidikit/bidikit/harness/protocol"
+	chatv1 "github.com/bidikit/bidikit/proto/bidikit/chat/v1"
 )
 
 // protoDir is this repository's proto/ folder, the import path of its .proto sources.

@@ -9,6 +9,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/format"
 	"github.com/onsi/gomega/gleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -18,6 +19,7 @@ import (
 
 func TestProtocol(t *testing.T) {
 	RegisterFailHandler(Fail)
+	format.MaxLength = 0 // error messages are compared whole
 	RunSpecs(t, "protocol")
 }
 
