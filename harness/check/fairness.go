@@ -29,6 +29,12 @@ import (
 //     over their acks (tick updates) is at least jain_min;
 //   - the server is healthy afterwards.
 //
+// Attackers that run HTTP/2 attacks below gRPC (event.Attack, harness/
+// h2attack) send no gRPC message there is to refuse: the attack's start
+// begins the phase under attack, and only honest traffic is judged (the
+// throttling criteria apply to the attackers' gRPC sends, when they make
+// any).
+//
 // Any criterion it cannot measure (too few calm samples, no honest sends
 // under attack, no health answer) makes the verdict not measurable, naming
 // it; a proven violation still fails.
@@ -59,6 +65,7 @@ type attackerStats struct {
 	refused  int64
 	sent     int64
 	kicked   bool
+	h2       int64 // HTTP/2 attacks started (event.Attack)
 }
 
 // FairnessParams are the fairness checker's parameters.
@@ -123,6 +130,14 @@ func (f *fairness) Observe(e *event.Event) {
 			a.sent++
 			if f.attackStart == 0 || e.At < f.attackStart {
 				f.attackStart = e.At
+			}
+			f.attackEnd = max(f.attackEnd, e.At)
+		case event.Attack:
+			if e.Field == event.AttackStart {
+				a.h2++
+				if f.attackStart == 0 || e.At < f.attackStart {
+					f.attackStart = e.At
+				}
 			}
 			f.attackEnd = max(f.attackEnd, e.At)
 		case event.Ack:
@@ -193,12 +208,13 @@ func Jain(xs []float64) float64 {
 
 func (f *fairness) Verdict(ctx context.Context, env Env) Verdict {
 	if len(f.attackers) == 0 || f.attackStart == 0 {
-		return notMeasurable(&f.v, "no sends from attacker role %q observed", f.p.Attackers)
+		return notMeasurable(&f.v, "no sends or HTTP/2 attacks from attacker role %q observed", f.p.Attackers)
 	}
-	var refused, sent int64
+	var refused, sent, h2 int64
 	for _, a := range f.attackers {
 		refused += a.refused
 		sent += a.sent
+		h2 += a.h2
 		if f.p.Rate > 0 {
 			span := (a.last - a.first).Seconds()
 			allowed := int64(math.Ceil(f.p.Rate*span)) + f.p.Burst
@@ -209,10 +225,16 @@ func (f *fairness) Verdict(ctx context.Context, env Env) Verdict {
 			}
 		}
 	}
-	if refused == 0 {
+	if refused == 0 && (sent > 0 || h2 == 0) {
 		f.v.Add(Evidence{At: f.attackStart, Detail: fmt.Sprintf("attackers sent %d messages without ever being refused with RESOURCE_EXHAUSTED", sent)})
 	}
 	notes := []string{fmt.Sprintf("attackers sent %d, refused %d", sent, refused)}
+	if h2 > 0 {
+		notes[0] = fmt.Sprintf("attackers ran %d HTTP/2 attack(s) below gRPC from %s (judged on honest traffic)", h2, f.attackStart.Round(time.Millisecond))
+		if sent > 0 {
+			notes = append(notes, fmt.Sprintf("attackers sent %d, refused %d", sent, refused))
+		}
+	}
 	var unmeasured []string
 	measuredRatios := 0
 	ratio := func(what string, calm, under *hdrhistogram.Histogram) {

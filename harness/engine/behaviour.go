@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/bidikit/bidikit/harness/event"
+	"github.com/bidikit/bidikit/harness/h2attack"
 	"github.com/bidikit/bidikit/harness/scenario"
 )
 
@@ -79,6 +80,11 @@ func newClient(r *run, i int) (*vclient, error) {
 		}
 	case *scenario.ReconnectStormParams, *scenario.OpenCancelParams:
 		c.d, err = serviceDriver(c, service, 1, false)
+	case h2attack.Params: // HTTP/2 attacks below gRPC (h2attack.go)
+		c.d, err = serviceDriver(c, service, 1, false)
+		if err == nil {
+			err = checkH2Attack(c)
+		}
 	default:
 		return nil, fmt.Errorf("role %q: behaviour %q has parameters of type %T", role.Name, role.Behaviour, role.Params)
 	}
@@ -120,6 +126,10 @@ func (c *vclient) run(ctx context.Context) {
 		c.r.attackOnce.Do(func() {
 			c.r.emitRun(&event.Event{Kind: event.Phase, Detail: "attack"})
 		})
+	}
+	if p, ok := c.role.Params.(h2attack.Params); ok {
+		c.runH2Attack(ctx, p)
+		return
 	}
 	switch c.role.Behaviour {
 	case "reconnect-storm":

@@ -86,6 +86,11 @@ type options struct {
 	shardIndex, shardCount int
 	tap                    Tap
 	failFast               bool
+	// tlsCfg is what WithTLS gave: HTTP/2 attackers dial with it.
+	tlsCfg *tls.Config
+	// allowRemoteAttacks lets HTTP/2 attack roles target a non-loopback
+	// address (see WithAllowRemoteAttacks, h2attack.go).
+	allowRemoteAttacks bool
 }
 
 func defaultOptions() options {
@@ -210,7 +215,7 @@ func ParseTargets(list string) ([]string, error) {
 //
 //	engine.Run(ctx, s, engine.WithTarget(addr), engine.WithInsecure())
 func WithInsecure() Option {
-	return func(o *options) error { o.creds = nil; return nil }
+	return func(o *options) error { o.creds, o.tlsCfg = nil, nil; return nil }
 }
 
 // WithTLS dials with TLS using cfg (root CAs, client certificate, server
@@ -223,6 +228,7 @@ func WithTLS(cfg *tls.Config) Option {
 			return errors.New("engine: nil TLS config")
 		}
 		o.creds = credentials.NewTLS(cfg)
+		o.tlsCfg = cfg
 		return nil
 	}
 }

@@ -96,6 +96,23 @@ const (
 	// when the harness itself failed (Detail says so), codes.OK when the
 	// server said nothing: the op stream forced it.
 	Anomaly
+	// Attack: an HTTP/2 attack below gRPC (harness/h2attack) reports what
+	// it did or what the server answered. Scope = the attack's name, Field
+	// = what happened (AttackStart, AttackStop, and the h2attack
+	// observation kinds: "connected", "goaway", "rst", "closed",
+	// "write-blocked"), Detail = in words, Seq = frames the connection had
+	// written by then (the whole attack's for AttackStop), Latency = time
+	// since the attack started (for "closed": time to close), MsgID = the
+	// HTTP/2 error code name (GOAWAY, RST_STREAM), Text = GOAWAY debug
+	// data, SenderSeq = how many RST_STREAMs ("rst").
+	Attack
+)
+
+// Attack event fields (Event.Field of an Attack event) that mark an
+// attack's start and end; the others are h2attack.ObservationKind values.
+const (
+	AttackStart = "start"
+	AttackStop  = "stop"
 )
 
 // Anomaly names (Event.Field of an Anomaly event).
@@ -130,7 +147,7 @@ const FieldOwnAck = "own-ack"
 const FieldClientEnd = "client-end"
 
 var kindNames = [...]string{"", "connect", "disconnect", "join", "leave", "send", "ack", "deliver",
-	"error", "fault", "tick", "replica", "server-state", "kick", "phase", "anomaly"}
+	"error", "fault", "tick", "replica", "server-state", "kick", "phase", "anomaly", "attack"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {

@@ -96,8 +96,17 @@ var _ = DescribeTable("each attack against grpc-go with the reference's limits: 
 			Expect(res.Closed).To(HaveLen(2))
 			// Paced, the frames written before the close are about those read.
 			Expect(res.FirstClose.Frames).To(BeNumerically("<", 100), "closed within ~16 KiB of headers, not after 5000 KiB")
-			Expect(res.Stopped).To(Equal("the server closed every connection"))
+			Expect(res.Stopped).To(Equal("the server closed the connection"))
+			Expect(res.Reconnects).To(BeZero(), "reconnect is off")
 			Expect(obs.find(h2attack.Closed)).NotTo(BeNil())
+		}}, SpecTimeout(30*time.Second)),
+	Entry("continuation-flood, reconnecting: every new connection is closed too", attackCase{
+		params: &h2attack.ContinuationFloodParams{Connections: 1, Reconnect: true, Frames: 5000, FrameBytes: 1024, Duration: short, Rate: 2000},
+		verify: func(res h2attack.Result, _ *testServer, obs *observed) {
+			Expect(res.Reconnects).To(BeNumerically(">=", 3))
+			Expect(res.Connections).To(Equal(res.Reconnects + 1))
+			Expect(res.ClosedCount).To(BeNumerically(">=", res.Connections-1), "each connection was closed by the server (the last perhaps by the time bound)")
+			Expect(res.Summary()).To(MatchRegexp(`on \d+ connection\(s\) \(\d+ reconnects\)`))
 		}}, SpecTimeout(30*time.Second)),
 	Entry("ping-flood: GOAWAY ENHANCE_YOUR_CALM too_many_pings", attackCase{
 		params: &h2attack.PingFloodParams{Connections: 1, Pings: 2000, Duration: short, Rate: 2000},

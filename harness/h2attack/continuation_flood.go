@@ -22,6 +22,10 @@ import (
 type ContinuationFloodParams struct {
 	// Connections attacking in parallel. Default 1.
 	Connections int `yaml:"connections"`
+	// Reconnect dials again (after 50ms) when the server closes a
+	// connection before the time bound, at most 1000 times per
+	// connection. Default true.
+	Reconnect bool `yaml:"reconnect"`
 	// Frames is CONTINUATION frames per connection. Default 100000.
 	Frames int `yaml:"frames"`
 	// FrameBytes is the header-block bytes each frame carries (literal
@@ -37,7 +41,7 @@ type ContinuationFloodParams struct {
 
 // DefaultContinuationFlood returns continuation-flood's defaults.
 func DefaultContinuationFlood() ContinuationFloodParams {
-	return ContinuationFloodParams{Connections: 1, Frames: 100_000, FrameBytes: 1024, Duration: 30 * time.Second, Rate: 10_000}
+	return ContinuationFloodParams{Connections: 1, Reconnect: true, Frames: 100_000, FrameBytes: 1024, Duration: 30 * time.Second, Rate: 10_000}
 }
 
 func (p *ContinuationFloodParams) limits() limits {
@@ -54,6 +58,9 @@ func (p *ContinuationFloodParams) Validate() error {
 
 // SetRate implements Params.
 func (p *ContinuationFloodParams) SetRate(r float64) { p.Rate = r }
+
+// Pace implements Params.
+func (p *ContinuationFloodParams) Pace() float64 { return p.Rate }
 
 // floodFragment returns about n bytes of header block: never-indexed
 // literal fields "x-flood: aaa…" (they leave the dynamic table alone, so
@@ -88,7 +95,7 @@ func (p *ContinuationFloodParams) Run(ctx context.Context, t Target, req Request
 	if err := p.Validate(); err != nil {
 		return Result{Attack: "continuation-flood", Target: t.Addr}, fmt.Errorf("h2attack: %w", err)
 	}
-	return run(ctx, t, req, spec{name: "continuation-flood", lim: p.limits(),
+	return run(ctx, t, req, spec{noReconnect: !p.Reconnect, name: "continuation-flood", lim: p.limits(),
 		describe: fmt.Sprintf("one HEADERS without END_HEADERS, then CONTINUATION frames of %d bytes that never end it", p.FrameBytes),
 		loop: func(ctx context.Context, c *conn) (string, error) {
 			id, ok := c.newStream()

@@ -17,6 +17,10 @@ import (
 type EmptyFramesParams struct {
 	// Connections attacking in parallel. Default 1.
 	Connections int `yaml:"connections"`
+	// Reconnect dials again (after 50ms) when the server closes a
+	// connection before the time bound, at most 1000 times per
+	// connection. Default true.
+	Reconnect bool `yaml:"reconnect"`
 	// Frames per connection. Default 100000.
 	Frames int `yaml:"frames"`
 	// Kind is "data" (zero-length DATA on one open stream) or "headers"
@@ -31,7 +35,7 @@ type EmptyFramesParams struct {
 
 // DefaultEmptyFrames returns empty-frames' defaults.
 func DefaultEmptyFrames() EmptyFramesParams {
-	return EmptyFramesParams{Connections: 1, Frames: 100_000, Kind: "data", Duration: 30 * time.Second, Rate: 10_000}
+	return EmptyFramesParams{Connections: 1, Reconnect: true, Frames: 100_000, Kind: "data", Duration: 30 * time.Second, Rate: 10_000}
 }
 
 func (p *EmptyFramesParams) limits() limits {
@@ -49,6 +53,9 @@ func (p *EmptyFramesParams) Validate() error {
 // SetRate implements Params.
 func (p *EmptyFramesParams) SetRate(r float64) { p.Rate = r }
 
+// Pace implements Params.
+func (p *EmptyFramesParams) Pace() float64 { return p.Rate }
+
 // Run implements Params.
 func (p *EmptyFramesParams) Run(ctx context.Context, t Target, req Request, report Report) (Result, error) {
 	if err := p.Validate(); err != nil {
@@ -58,7 +65,7 @@ func (p *EmptyFramesParams) Run(ctx context.Context, t Target, req Request, repo
 	if p.Kind == "headers" {
 		what = "HEADERS frames with an empty header block, one new stream each"
 	}
-	return run(ctx, t, req, spec{name: "empty-frames", lim: p.limits(), describe: what,
+	return run(ctx, t, req, spec{noReconnect: !p.Reconnect, name: "empty-frames", lim: p.limits(), describe: what,
 		loop: func(ctx context.Context, c *conn) (string, error) {
 			if p.Kind == "headers" {
 				return c.pace(ctx, p.Frames, p.Rate, func(int) error {

@@ -155,8 +155,10 @@ type CloseInfo struct {
 type Result struct {
 	Attack string
 	Target string
-	// Connections that completed the HTTP/2 set-up.
-	Connections int
+	// Connections that completed the HTTP/2 set-up, reconnections
+	// included; Reconnects: how many of them replaced one the server
+	// closed.
+	Connections, Reconnects int
 	// Frames and Streams sent over every connection.
 	Frames  int64
 	Streams int64
@@ -169,9 +171,11 @@ type Result struct {
 	StatusEnds map[string]int64
 	// PingAcks and SettingsAcks: acknowledgements the server sent.
 	PingAcks, SettingsAcks int64
-	// Closed: connections the server closed; FirstClose the earliest.
-	Closed     []CloseInfo
-	FirstClose *CloseInfo
+	// ClosedCount: connections the server closed; Closed lists the first
+	// of them (at most 64), FirstClose is the earliest.
+	ClosedCount int
+	Closed      []CloseInfo
+	FirstClose  *CloseInfo
 	// WriteBlocked: connections whose writes the server stopped reading.
 	WriteBlocked int
 	// ServerMaxStreams is the SETTINGS_MAX_CONCURRENT_STREAMS the server
@@ -179,7 +183,9 @@ type Result struct {
 	ServerMaxStreams uint32
 	Elapsed          time.Duration
 	// Stopped says why the attack ended: "count reached", "duration
-	// reached", "the server closed every connection", "stopped".
+	// reached", "the server closed the connection" (and reconnecting was
+	// off, or failed), "stopped"; several reasons with their counts when
+	// the connections differ.
 	Stopped string
 }
 
@@ -190,7 +196,11 @@ func (r Result) Summary() string {
 	if r.Streams > 0 {
 		fmt.Fprintf(&b, ", %d streams", r.Streams)
 	}
-	fmt.Fprintf(&b, " on %d connection(s) in %s (%s)", r.Connections, r.Elapsed.Round(time.Millisecond), r.Stopped)
+	fmt.Fprintf(&b, " on %d connection(s)", r.Connections)
+	if r.Reconnects > 0 {
+		fmt.Fprintf(&b, " (%d reconnects)", r.Reconnects)
+	}
+	fmt.Fprintf(&b, " in %s (%s)", r.Elapsed.Round(time.Millisecond), r.Stopped)
 	var ans []string
 	for _, g := range r.GoAways {
 		ans = append(ans, fmt.Sprintf("GOAWAY %s %q after %d frames (%s)", g.Code, g.Debug, g.Frames, g.After.Round(time.Millisecond)))
@@ -214,7 +224,7 @@ func (r Result) Summary() string {
 		ans = append(ans, fmt.Sprintf("%d SETTINGS acks", r.SettingsAcks))
 	}
 	if r.FirstClose != nil {
-		ans = append(ans, fmt.Sprintf("%d connection(s) closed, the first after %d frames (%s)", len(r.Closed), r.FirstClose.Frames, r.FirstClose.After.Round(time.Millisecond)))
+		ans = append(ans, fmt.Sprintf("%d connection(s) closed, the first after %d frames (%s)", r.ClosedCount, r.FirstClose.Frames, r.FirstClose.After.Round(time.Millisecond)))
 	}
 	if r.WriteBlocked > 0 {
 		ans = append(ans, fmt.Sprintf("%d connection(s) stopped being read", r.WriteBlocked))
@@ -267,6 +277,8 @@ type Params interface {
 	// SetRate sets the pace (frames or streams per second per connection;
 	// 0: as fast as the connection takes them).
 	SetRate(perSecond float64)
+	// Pace is the rate set (the default's until SetRate).
+	Pace() float64
 	// Run runs the attack with these parameters.
 	Run(ctx context.Context, t Target, req Request, report Report) (Result, error)
 }

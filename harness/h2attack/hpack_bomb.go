@@ -32,6 +32,10 @@ const bombRef = 0x80 | 62
 type HpackBombParams struct {
 	// Connections attacking in parallel. Default 1.
 	Connections int `yaml:"connections"`
+	// Reconnect dials again (after 50ms) when the server closes a
+	// connection before the time bound, at most 1000 times per
+	// connection. Default true.
+	Reconnect bool `yaml:"reconnect"`
 	// Streams per connection carrying the bomb. Default 100.
 	Streams int `yaml:"streams"`
 	// Refs is the references per header block (one byte each on the
@@ -47,7 +51,7 @@ type HpackBombParams struct {
 
 // DefaultHpackBomb returns hpack-bomb's defaults.
 func DefaultHpackBomb() HpackBombParams {
-	return HpackBombParams{Connections: 1, Streams: 100, Refs: 4000, Duration: 30 * time.Second, Rate: 100}
+	return HpackBombParams{Connections: 1, Reconnect: true, Streams: 100, Refs: 4000, Duration: 30 * time.Second, Rate: 100}
 }
 
 func (p *HpackBombParams) limits() limits {
@@ -65,6 +69,9 @@ func (p *HpackBombParams) Validate() error {
 // SetRate implements Params.
 func (p *HpackBombParams) SetRate(r float64) { p.Rate = r }
 
+// Pace implements Params.
+func (p *HpackBombParams) Pace() float64 { return p.Rate }
+
 // Run implements Params.
 func (p *HpackBombParams) Run(ctx context.Context, t Target, req Request, report Report) (Result, error) {
 	if err := p.Validate(); err != nil {
@@ -74,7 +81,7 @@ func (p *HpackBombParams) Run(ctx context.Context, t Target, req Request, report
 	for i := range refs {
 		refs[i] = bombRef
 	}
-	return run(ctx, t, req, spec{name: "hpack-bomb", lim: p.limits(),
+	return run(ctx, t, req, spec{noReconnect: !p.Reconnect, name: "hpack-bomb", lim: p.limits(),
 		describe: fmt.Sprintf("a %d-byte header in the HPACK table, then %d one-byte references to it per header block (~%d MiB decoded per stream)",
 			len(bombName)+len(bombValue), p.Refs, int64(p.Refs)*int64(len(bombName)+len(bombValue))>>20),
 		loop: func(ctx context.Context, c *conn) (string, error) {

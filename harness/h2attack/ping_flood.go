@@ -17,6 +17,10 @@ import (
 type PingFloodParams struct {
 	// Connections attacking in parallel. Default 1.
 	Connections int `yaml:"connections"`
+	// Reconnect dials again (after 50ms) when the server closes a
+	// connection before the time bound, at most 1000 times per
+	// connection. Default true.
+	Reconnect bool `yaml:"reconnect"`
 	// Pings per connection. Default 100000.
 	Pings int `yaml:"pings"`
 	// Duration bounds the attack. Default 30s.
@@ -28,7 +32,7 @@ type PingFloodParams struct {
 
 // DefaultPingFlood returns ping-flood's defaults.
 func DefaultPingFlood() PingFloodParams {
-	return PingFloodParams{Connections: 1, Pings: 100_000, Duration: 30 * time.Second, Rate: 10_000}
+	return PingFloodParams{Connections: 1, Reconnect: true, Pings: 100_000, Duration: 30 * time.Second, Rate: 10_000}
 }
 
 func (p *PingFloodParams) limits() limits {
@@ -41,12 +45,15 @@ func (p *PingFloodParams) Validate() error { return p.limits().validate("ping-fl
 // SetRate implements Params.
 func (p *PingFloodParams) SetRate(r float64) { p.Rate = r }
 
+// Pace implements Params.
+func (p *PingFloodParams) Pace() float64 { return p.Rate }
+
 // Run implements Params.
 func (p *PingFloodParams) Run(ctx context.Context, t Target, req Request, report Report) (Result, error) {
 	if err := p.Validate(); err != nil {
 		return Result{Attack: "ping-flood", Target: t.Addr}, fmt.Errorf("h2attack: %w", err)
 	}
-	return run(ctx, t, req, spec{name: "ping-flood", lim: p.limits(),
+	return run(ctx, t, req, spec{noReconnect: !p.Reconnect, name: "ping-flood", lim: p.limits(),
 		describe: "PING frames, each owed an ACK",
 		loop: func(ctx context.Context, c *conn) (string, error) {
 			return c.pace(ctx, p.Pings, p.Rate, func(i int) error {

@@ -19,6 +19,10 @@ import (
 type RapidResetParams struct {
 	// Connections attacking in parallel. Default 1.
 	Connections int `yaml:"connections"`
+	// Reconnect dials again (after 50ms) when the server closes a
+	// connection before the time bound, at most 1000 times per
+	// connection. Default true.
+	Reconnect bool `yaml:"reconnect"`
 	// Streams opened and reset per connection. Default 100000.
 	Streams int `yaml:"streams"`
 	// Duration bounds the attack. Default 30s.
@@ -30,7 +34,7 @@ type RapidResetParams struct {
 
 // DefaultRapidReset returns rapid-reset's defaults.
 func DefaultRapidReset() RapidResetParams {
-	return RapidResetParams{Connections: 1, Streams: 100_000, Duration: 30 * time.Second, Rate: 1000}
+	return RapidResetParams{Connections: 1, Reconnect: true, Streams: 100_000, Duration: 30 * time.Second, Rate: 1000}
 }
 
 func (p *RapidResetParams) limits() limits {
@@ -43,12 +47,15 @@ func (p *RapidResetParams) Validate() error { return p.limits().validate("rapid-
 // SetRate implements Params.
 func (p *RapidResetParams) SetRate(r float64) { p.Rate = r }
 
+// Pace implements Params.
+func (p *RapidResetParams) Pace() float64 { return p.Rate }
+
 // Run implements Params.
 func (p *RapidResetParams) Run(ctx context.Context, t Target, req Request, report Report) (Result, error) {
 	if err := p.Validate(); err != nil {
 		return Result{Attack: "rapid-reset", Target: t.Addr}, fmt.Errorf("h2attack: %w", err)
 	}
-	return run(ctx, t, req, spec{name: "rapid-reset", lim: p.limits(),
+	return run(ctx, t, req, spec{noReconnect: !p.Reconnect, name: "rapid-reset", lim: p.limits(),
 		describe: "HEADERS then RST_STREAM(CANCEL) per stream",
 		loop: func(ctx context.Context, c *conn) (string, error) {
 			return c.pace(ctx, p.Streams, p.Rate, func(int) error {

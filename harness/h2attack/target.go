@@ -50,3 +50,10 @@ func resolve(ctx context.Context, t Target) (string, error) {
 	}
 	return net.JoinHostPort(ips[0].IP.String(), port), nil
 }
+
+// CheckTarget reports whether t may be attacked (see Target.AllowRemote)
+// without connecting: a caller checks before anything starts.
+func CheckTarget(ctx context.Context, t Target) error {
+	_, err := resolve(ctx, t)
+	return err
+}

@@ -16,6 +16,10 @@ import (
 type WindowUpdateFloodParams struct {
 	// Connections attacking in parallel. Default 1.
 	Connections int `yaml:"connections"`
+	// Reconnect dials again (after 50ms) when the server closes a
+	// connection before the time bound, at most 1000 times per
+	// connection. Default true.
+	Reconnect bool `yaml:"reconnect"`
 	// Frames per connection. Default 100000.
 	Frames int `yaml:"frames"`
 	// Duration bounds the attack. Default 30s.
@@ -27,7 +31,7 @@ type WindowUpdateFloodParams struct {
 
 // DefaultWindowUpdateFlood returns window-update-flood's defaults.
 func DefaultWindowUpdateFlood() WindowUpdateFloodParams {
-	return WindowUpdateFloodParams{Connections: 1, Frames: 100_000, Duration: 30 * time.Second, Rate: 10_000}
+	return WindowUpdateFloodParams{Connections: 1, Reconnect: true, Frames: 100_000, Duration: 30 * time.Second, Rate: 10_000}
 }
 
 func (p *WindowUpdateFloodParams) limits() limits {
@@ -42,12 +46,15 @@ func (p *WindowUpdateFloodParams) Validate() error {
 // SetRate implements Params.
 func (p *WindowUpdateFloodParams) SetRate(r float64) { p.Rate = r }
 
+// Pace implements Params.
+func (p *WindowUpdateFloodParams) Pace() float64 { return p.Rate }
+
 // Run implements Params.
 func (p *WindowUpdateFloodParams) Run(ctx context.Context, t Target, req Request, report Report) (Result, error) {
 	if err := p.Validate(); err != nil {
 		return Result{Attack: "window-update-flood", Target: t.Addr}, fmt.Errorf("h2attack: %w", err)
 	}
-	return run(ctx, t, req, spec{name: "window-update-flood", lim: p.limits(),
+	return run(ctx, t, req, spec{noReconnect: !p.Reconnect, name: "window-update-flood", lim: p.limits(),
 		describe: "WINDOW_UPDATE frames of increment 1, on the connection and one open stream in turn",
 		loop: func(ctx context.Context, c *conn) (string, error) {
 			id, err := c.openStream(false)

@@ -20,6 +20,10 @@ import (
 type ZeroWindowParams struct {
 	// Connections attacking in parallel. Default 1.
 	Connections int `yaml:"connections"`
+	// Reconnect dials again (after 50ms) when the server closes a
+	// connection before the time bound, at most 1000 times per
+	// connection. Default true.
+	Reconnect bool `yaml:"reconnect"`
 	// Streams opened per connection (all held until the end). Default 50.
 	Streams int `yaml:"streams"`
 	// Duration bounds the attack. Default 30s.
@@ -31,7 +35,7 @@ type ZeroWindowParams struct {
 
 // DefaultZeroWindow returns zero-window's defaults.
 func DefaultZeroWindow() ZeroWindowParams {
-	return ZeroWindowParams{Connections: 1, Streams: 50, Duration: 30 * time.Second, Rate: 100}
+	return ZeroWindowParams{Connections: 1, Reconnect: true, Streams: 50, Duration: 30 * time.Second, Rate: 100}
 }
 
 func (p *ZeroWindowParams) limits() limits {
@@ -44,12 +48,15 @@ func (p *ZeroWindowParams) Validate() error { return p.limits().validate("zero-w
 // SetRate implements Params.
 func (p *ZeroWindowParams) SetRate(r float64) { p.Rate = r }
 
+// Pace implements Params.
+func (p *ZeroWindowParams) Pace() float64 { return p.Rate }
+
 // Run implements Params.
 func (p *ZeroWindowParams) Run(ctx context.Context, t Target, req Request, report Report) (Result, error) {
 	if err := p.Validate(); err != nil {
 		return Result{Attack: "zero-window", Target: t.Addr}, fmt.Errorf("h2attack: %w", err)
 	}
-	return run(ctx, t, req, spec{name: "zero-window", lim: p.limits(), zeroWindow: true,
+	return run(ctx, t, req, spec{noReconnect: !p.Reconnect, name: "zero-window", lim: p.limits(), zeroWindow: true,
 		settings: []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: 0}},
 		describe: fmt.Sprintf("SETTINGS_INITIAL_WINDOW_SIZE 0, %d request streams per connection, no WINDOW_UPDATE ever", p.Streams),
 		loop: func(ctx context.Context, c *conn) (string, error) {

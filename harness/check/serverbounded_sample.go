@@ -1,0 +1,97 @@
+package check
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// boundFigure is one figure server-bounded samples.
+type boundFigure int
+
+const (
+	figRSS        boundFigure = iota // process_resident_memory_bytes
+	figHeap                          // go_memstats_heap_inuse_bytes
+	figGoroutines                    // go_goroutines
+	nFigures
+)
+
+var (
+	figureNames  = [nFigures]string{"rss", "heap", "goroutines"}
+	figureMetric = [nFigures]string{"process_resident_memory_bytes", "go_memstats_heap_inuse_bytes", "go_goroutines"}
+)
+
+func (f boundFigure) String() string { return figureNames[f] }
+
+// render shows a value of f: MiB for memory, a count for goroutines.
+func (f boundFigure) render(v float64) string {
+	if f == figGoroutines {
+		return fmt.Sprintf("%.0f", v)
+	}
+	return leakMiB(int64(v))
+}
+
+// renderSigned shows a difference of f with its sign.
+func (f boundFigure) renderSigned(v float64) string {
+	if f == figGoroutines {
+		return fmt.Sprintf("%+.0f", v)
+	}
+	return leakSignedMiB(int64(v))
+}
+
+// boundSample is one reading of the server during the run: the figures
+// from /metrics (-1 when missing, errs says why) and its gRPC health.
+type boundSample struct {
+	wall    time.Time
+	vals    [nFigures]float64
+	errs    [nFigures]string
+	healthy bool   // SERVING
+	health  string // "" when SERVING, else what was answered or why not
+	asked   bool   // health was asked
+}
+
+// readBoundSample reads the Prometheus /metrics of the admin endpoint at
+// base (with the leaks checker's bounded GET) and, when health is set, the
+// target's gRPC health through env. It blocks for at most one GET of
+// leakHTTPTimeout and one health call within ctx.
+func readBoundSample(ctx context.Context, base string, env Env, health bool) boundSample {
+	s := boundSample{wall: time.Now()}
+	for i := range s.vals {
+		s.vals[i] = -1
+	}
+	if base == "" {
+		for i := range s.errs {
+			s.errs[i] = errNoAdminURL.Error()
+		}
+	} else {
+		body, err := leakGet(ctx, strings.TrimRight(base, "/")+"/metrics")
+		for f := range nFigures {
+			switch {
+			case err != nil:
+				s.errs[f] = err.Error()
+			default:
+				if v, ok := promOrPprofValue(body, figureMetric[f]+" "); ok {
+					s.vals[f] = v
+				} else {
+					s.errs[f] = fmt.Sprintf("%s/metrics has no %s", strings.TrimRight(base, "/"), figureMetric[f])
+				}
+			}
+		}
+	}
+	if health && env != nil {
+		s.asked = true
+		hctx, cancel := context.WithTimeout(ctx, leakHTTPTimeout)
+		ok, err := env.Healthy(hctx)
+		cancel()
+		switch {
+		case err != nil:
+			s.health = "no health answer: " + err.Error()
+		case !ok:
+			s.health = "not SERVING"
+		default:
+			s.healthy = true
+		}
+	}
+	return s
+}

@@ -1,0 +1,134 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/bidikit/bidikit/harness/event"
+	"github.com/bidikit/bidikit/harness/h2attack"
+	"github.com/bidikit/bidikit/harness/scenario"
+	chatv1 "github.com/bidikit/bidikit/proto/bidikit/chat/v1"
+	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
+	gamev1 "github.com/bidikit/bidikit/proto/bidikit/game/v1"
+)
+
+// This file adapts harness/h2attack's HTTP/2 attacks to virtual clients:
+// a client of a role whose behaviour is an attack (rapid-reset,
+// ping-flood, ...) runs it from its start time to its end time on raw
+// HTTP/2 connections of its own to its target, and every observation
+// becomes an event.Attack event (Field = what happened: start, goaway, rst,
+// closed, write-blocked, stop). It opens no gRPC stream, so it emits no
+// Connect or Disconnect: the checks that judge streams do not see it.
+
+// WithAllowRemoteAttacks lets HTTP/2 attack roles target an address that
+// is not loopback (127.0.0.0/8, ::1). Without it, a scenario with such a
+// role fails before any client starts when the target is remote. Only for
+// servers you own, on your own network.
+//
+//	engine.Run(ctx, s, engine.WithTarget("10.0.0.5:7070"), engine.WithAllowRemoteAttacks())
+func WithAllowRemoteAttacks() Option {
+	return func(o *options) error { o.allowRemoteAttacks = true; return nil }
+}
+
+// h2Target is the target client i attacks: its own first target (as its
+// gRPC connection would prefer), never the fault proxy.
+func (r *run) h2Target(i int) h2attack.Target {
+	ts := r.opts.targets
+	return h2attack.Target{Addr: ts[i%len(ts)], TLS: r.opts.tlsCfg, AllowRemote: r.opts.allowRemoteAttacks,
+		DialTimeout: r.opts.dialTimeout}
+}
+
+// checkH2Attack refuses, before anything starts, an attack role whose
+// target is not loopback while remote attacks are not allowed.
+func checkH2Attack(c *vclient) error {
+	if err := h2attack.CheckTarget(context.Background(), c.r.h2Target(c.plan.Index)); err != nil {
+		return fmt.Errorf("behaviour %q: %w", c.role.Behaviour, err)
+	}
+	return nil
+}
+
+// h2Request is what the attack's streams ask for: the scenario's bidi
+// method with the client's token, and its join message (chat Join, collab
+// Open, game JoinMatch of its first scope), so that streams held open
+// (zero-window, stream-hold) have a server side that answers.
+func (c *vclient) h2Request() (h2attack.Request, error) {
+	_, method := c.d.method()
+	scope := c.plan.Scopes[0]
+	var m proto.Message
+	switch c.r.s.Service {
+	case scenario.Chat:
+		m = &chatv1.ClientEvent{Event: &chatv1.ClientEvent_Join{Join: &chatv1.Join{Room: scope}}}
+	case scenario.Collab:
+		m = &collabv1.ClientEvent{Event: &collabv1.ClientEvent_Open{Open: &collabv1.Open{Document: scope,
+			ClientId: fmt.Sprintf("h2attack-%s-%d", c.r.opts.runID, c.plan.Index)}}}
+	case scenario.Game:
+		m = &gamev1.ClientEvent{Event: &gamev1.ClientEvent_Join{Join: &gamev1.JoinMatch{Match: scope}}}
+	}
+	req := h2attack.Request{Path: method, Metadata: [][2]string{{"authorization", "Bearer " + c.r.token(c.plan.User)}}}
+	if m != nil {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			return req, fmt.Errorf("encoding the attack's join message: %w", err)
+		}
+		req.Messages = [][]byte{b}
+	}
+	return req, nil
+}
+
+// runH2Attack runs the client's attack until its end time (stopC) or ctx;
+// the attack's own duration and count bound it too.
+func (c *vclient) runH2Attack(ctx context.Context, p h2attack.Params) {
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.stopC:
+			cancel()
+		case <-actx.Done():
+		}
+	}()
+	p = cloneParams(p) // the role's params are shared by its clients
+	p.SetRate(c.rate)
+	req, err := c.h2Request()
+	if err == nil {
+		_, err = p.Run(actx, c.r.h2Target(c.plan.Index), req, c.h2Report)
+	}
+	if err != nil && actx.Err() == nil {
+		c.ev(&event.Event{Kind: event.Attack, Scope: c.role.Behaviour, Field: event.AttackStop,
+			Detail: fmt.Sprintf("%s could not run: %v", c.role.Behaviour, err)})
+		c.r.opts.log.Warn("HTTP/2 attack failed", "role", c.role.Name, "client", c.plan.Index, "err", err)
+	}
+}
+
+// h2Report turns an observation into an event.Attack event (safe for
+// concurrent use: the emitter is).
+func (c *vclient) h2Report(o h2attack.Observation) {
+	e := &event.Event{Kind: event.Attack, Scope: o.Attack, Field: string(o.Kind), Detail: o.Detail,
+		Seq: uint64(max(o.Frames, 0)), Latency: o.After, SenderSeq: uint64(max(o.Count, 0)), Text: o.Debug}
+	switch o.Kind {
+	case h2attack.Started:
+		e.Field = event.AttackStart
+	case h2attack.Stopped:
+		e.Field = event.AttackStop
+	case h2attack.GoAway, h2attack.Resets:
+		e.MsgID = o.Code.String()
+	}
+	c.ev(e)
+}
+
+// cloneParams returns a copy of p (a pointer to a params struct).
+func cloneParams(p h2attack.Params) h2attack.Params {
+	v := reflect.ValueOf(p)
+	if v.Kind() != reflect.Pointer || v.IsNil() {
+		return p
+	}
+	cp := reflect.New(v.Elem().Type())
+	cp.Elem().Set(v.Elem())
+	if q, ok := cp.Interface().(h2attack.Params); ok {
+		return q
+	}
+	return p
+}
