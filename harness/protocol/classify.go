@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -67,7 +68,13 @@ const maxItems = 1 << 16
 // an error naming its path.
 func (m *Mapping) Classify(dst []Incoming, msg proto.Message) ([]Incoming, error) {
 	dst = dst[:0]
-	act := &activation{m: msg}
+	if msg == nil {
+		return dst, errors.New("classify: no message")
+	}
+	if got, want := msg.ProtoReflect().Descriptor().FullName(), m.method.Output().FullName(); got != want {
+		return dst, fmt.Errorf("classify: got a %s, want the method's %s", got, want)
+	}
+	act := &activation{m: m.adapter.NativeToValue(msg)}
 	for _, r := range m.rules {
 		v, _, err := r.when.Eval(act)
 		if err != nil {

@@ -15,7 +15,8 @@ import (
 // CompileProtos compiles .proto sources at run time (no protoc needed) with
 // github.com/bufbuild/protocompile. files are names relative to one of
 // importPaths (as an import statement spells them) or paths on disk inside
-// one of them; with no import paths, the current directory is the one.
+// one of them; with no import paths, each file's folder is one (and the
+// current directory, for names that are not paths on disk).
 // Well-known imports (google/protobuf/*.proto) need no path. A syntax or
 // type error names the .proto file, line and column.
 func CompileProtos(ctx context.Context, importPaths, files []string) (*Descriptors, error) {
@@ -23,7 +24,7 @@ func CompileProtos(ctx context.Context, importPaths, files []string) (*Descripto
 		return nil, errors.New(".proto sources: no files given")
 	}
 	if len(importPaths) == 0 {
-		importPaths = []string{"."}
+		importPaths = defaultImportPaths(files)
 	}
 	names := make([]string, len(files))
 	for i, f := range files {
@@ -43,6 +44,20 @@ func CompileProtos(ctx context.Context, importPaths, files []string) (*Descripto
 		}
 	}
 	return newDescriptors(reg, ".proto sources "+strings.Join(names, ", "), nil), nil
+}
+
+// defaultImportPaths are the folders of the files that exist on disk, then ".".
+func defaultImportPaths(files []string) []string {
+	var out []string
+	for _, f := range files {
+		if _, err := os.Stat(f); err == nil && !contains(out, filepath.Dir(f)) {
+			out = append(out, filepath.Dir(f))
+		}
+	}
+	if !contains(out, ".") {
+		out = append(out, ".")
+	}
+	return out
 }
 
 // importName turns a path on disk inside an import path into the name

@@ -8,7 +8,8 @@ import (
 )
 
 // LoadDescriptors gets the descriptors s names: its protoset, its .proto
-// sources (paths relative to the spec's file), or, by default, server
+// sources (paths relative to the spec's file; import paths default to its
+// folder), or, by default, server
 // reflection over conn (target names the server in messages). conn may be
 // nil when s names a file source; with reflection it is required. Errors
 // name the spec's file, line and column.
@@ -28,6 +29,9 @@ func LoadDescriptors(ctx context.Context, s *Spec, conn grpc.ClientConnInterface
 		}
 		for _, p := range ds.ImportPaths {
 			paths = append(paths, s.resolve(p.Value))
+		}
+		if len(paths) == 0 {
+			paths = []string{s.Dir}
 		}
 		d, err := CompileProtos(ctx, paths, files)
 		if err != nil {

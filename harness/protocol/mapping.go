@@ -2,11 +2,11 @@ package protocol
 
 import (
 	"errors"
-	"fmt"
 	"sort"
 	"strings"
 
 	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/types"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/dynamicpb"
@@ -27,6 +27,7 @@ type Mapping struct {
 	mapped   map[Path]bool
 	msgType  protoreflect.MessageType // the client message's dynamic type
 	decode   protojson.UnmarshalOptions
+	adapter  types.Adapter // wraps a server message once for all of its rules
 }
 
 type metaEntry struct {
@@ -150,12 +151,11 @@ func (m *Mapping) compileIncoming(s *Spec, d *Descriptors, errs *errorList) erro
 	if err != nil {
 		return &Error{File: s.File, Line: s.Line, Col: s.Col, Path: "protocol.incoming", Msg: err.Error()}
 	}
+	m.adapter = c.base.CELTypeAdapter()
 	for _, rs := range s.Incoming {
 		r := &rule{kind: rs.Kind, path: rs.Path}
-		ok := true
-		if r.when, _, ok = c.compile(c.base, rs.When, acceptBool, "bool"); !ok {
-			ok = false
-		}
+		var ok bool
+		r.when, _, ok = c.compile(c.base, rs.When, acceptBool, "bool")
 		env := c.base
 		if rs.Each.Value != "" {
 			prg, t, eachOK := c.compile(c.base, rs.Each, acceptList, "a list, e.g. m.batch.messages or [m.message]")
@@ -268,5 +268,3 @@ func validHeaderKey(k string) bool {
 	}
 	return true
 }
-
-var _ = fmt.Sprint

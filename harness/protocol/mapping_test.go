@@ -11,6 +11,8 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/bidikit/bidikit/harness/protocol"
@@ -150,6 +152,16 @@ var _ = Describe("The chat mapping", func() {
 			c.end()
 		}
 	}, SpecTimeout(30*time.Second))
+
+	It("sends raw bytes for the malformed behaviours: the reference refuses them with INVALID_ARGUMENT", func(ctx SpecContext) {
+		conn, _ := startReference()
+		d, err := protocol.LoadProtoset(writeProtoset(chatv1.File_bidikit_chat_v1_chat_proto))
+		Expect(err).NotTo(HaveOccurred())
+		c := openMember(ctx, conn, compileFile("chat.yaml", d), "mallory")
+		Expect(c.st.Send(protocol.Raw{0xff, 0xff, 0xff})).To(Succeed())
+		_, err = c.st.Recv()
+		Expect(status.Code(err)).To(Equal(codes.InvalidArgument), "got %v", err)
+	}, SpecTimeout(20*time.Second))
 
 	It("compiles the same from a protoset and from .proto sources, and says what it maps", func(ctx SpecContext) {
 		fromSet, err := protocol.LoadProtoset(writeProtoset(chatv1.File_bidikit_chat_v1_chat_proto))

@@ -1,8 +1,8 @@
 package protocol
 
 import (
-	"errors"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/goccy/go-yaml/ast"
@@ -177,7 +177,7 @@ func (d *yamlDoc) list(n ast.Node, path string) []Text {
 	}
 	var out []Text
 	for i, v := range seq.Values {
-		if t, ok := d.text(v, path+"["+itoa(i)+"]"); ok {
+		if t, ok := d.text(v, path+"["+strconv.Itoa(i)+"]"); ok {
 			out = append(out, t)
 		}
 	}
@@ -245,14 +245,4 @@ func (s *Spec) resolve(p string) string {
 		return p
 	}
 	return filepath.Join(s.Dir, p)
-}
-
-var errNoDescriptorSource = errors.New("no descriptor source")
-
-func itoa(i int) string {
-	const digits = "0123456789"
-	if i < 10 {
-		return digits[i : i+1]
-	}
-	return itoa(i/10) + digits[i%10:i%10+1]
 }

@@ -1,7 +1,6 @@
 package protocol
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -281,5 +280,3 @@ func appendEscaped(dst []byte, s string) []byte {
 
 // String renders the template with v, for messages and tests.
 func (t *template) String(v Values) string { return string(t.render(nil, &v, nil)) }
-
-var _ = fmt.Sprint

@@ -2,7 +2,6 @@ package protocol
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/goccy/go-yaml/ast"
@@ -273,13 +272,4 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
