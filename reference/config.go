@@ -2,7 +2,6 @@ package reference
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -21,6 +20,7 @@ import (
 	"github.com/bidikit/bidikit/reference/gamehub"
 	"github.com/bidikit/bidikit/reference/service"
 	"github.com/bidikit/bidikit/reference/store"
+	"github.com/bidikit/bidikit/reference/validate"
 )
 
 // Config is everything needed to build the standard reference server (chat,
@@ -79,6 +79,10 @@ type Config struct {
 	Collab collab.Config
 	// Game configures the game-sync service.
 	Game game.Config
+
+	// flags is the flag set RegisterFlags bound c to, if any: Build's errors
+	// then name flags (validate.FlagError) where they name fields.
+	flags *pflag.FlagSet
 }
 
 // DefaultConfig returns the documented defaults: loopback addresses, memory
@@ -138,68 +142,106 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	c.Chat.RegisterFlags(fs)
 	c.Collab.RegisterFlags(fs)
 	c.Game.RegisterFlags(fs)
+	for _, ff := range flagFields {
+		validate.BindFlag(fs, ff[0], ff[1])
+	}
+	c.flags = fs
 }
 
 // Finish settles flag interactions after fs was parsed: --tokens without an
-// explicit --dev-auth turns development auth off. It then checks c.
+// explicit --dev-auth turns development auth off. It then checks c; the
+// error names fs's flags (validate.FlagError) where Check names fields.
 func (c *Config) Finish(fs *pflag.FlagSet) error {
 	if c.TokensFile != "" && !fs.Changed("dev-auth") {
 		c.DevAuth = false
 	}
-	return c.Check()
+	return validate.FlagError(fs, c.Check())
 }
 
-// Check reports a configuration that cannot work, naming the flag.
+// Check reports a configuration that cannot work as a
+// *validate.SettingError naming the field(s).
 func (c *Config) Check() error {
+	o := &c.Options
 	switch {
 	case c.TokensFile != "" && c.DevAuth:
-		return errors.New("--dev-auth and --tokens exclude each other: pick one")
+		return &validate.SettingError{Field: "DevAuth", Also: []string{"TokensFile"}, Reason: "exclude each other: pick one"}
 	case c.TokensFile == "" && !c.DevAuth:
-		return errors.New("no authentication: give --tokens FILE, or --dev-auth for local development")
+		return &validate.SettingError{Field: "TokensFile", Also: []string{"DevAuth"},
+			Reason: "is empty and {} is off: no authentication; give a tokens file, or development auth for local use"}
 	case (c.NATS != "" || c.NATSEmbed != "") && c.DB != "":
-		return errors.New("--db and --nats/--nats-embed exclude each other: in clustered mode rooms and documents live in JetStream")
+		return &validate.SettingError{Field: "DB", Also: []string{"NATS", "NATSEmbed"},
+			Reason: "is set with {} or {}: they exclude each other (in clustered mode rooms and documents live in JetStream)"}
 	case c.NATS != "" && c.NATSEmbed != "":
-		return errors.New("--nats and --nats-embed exclude each other: connect to a NATS server, or start one")
+		return &validate.SettingError{Field: "NATS", Also: []string{"NATSEmbed"},
+			Reason: "exclude each other: connect to a NATS server, or start one"}
 	case c.NATSStorage != "file" && c.NATSStorage != "memory":
-		return fmt.Errorf("--nats-storage is %q, want file or memory", c.NATSStorage)
+		return validate.Settingf("NATSStorage", "is %q, want file or memory", c.NATSStorage)
 	case c.NATSReplicas < 1 || c.NATSReplicas > 5:
-		return fmt.Errorf("--nats-replicas is %d, want 1..5", c.NATSReplicas)
+		return validate.Settingf("NATSReplicas", "is %d, want 1..5", c.NATSReplicas)
 	case c.NATSEmbed == "" && (c.NATSServerName != "" || c.NATSClusterListen != "" || len(c.NATSRoutes) > 0):
-		return errors.New("--nats-server-name, --nats-cluster-listen and --nats-routes configure the embedded NATS server: give --nats-embed DIR too")
+		return &validate.SettingError{Field: "NATSServerName", Also: []string{"NATSEmbed", "NATSClusterListen", "NATSRoutes"},
+			Reason: "configure the embedded NATS server: give {} DIR too"}
 	case c.NATSEmbed != "" && c.embedConfig().Check() != nil:
-		return c.embedConfig().Check()
+		return validate.RenameFields(c.embedConfig().Check(), embedFields)
 	case c.NATSEmbed != "" && c.NATSClusterListen == "" && c.NATSReplicas > 1:
-		return fmt.Errorf("--nats-replicas is %d, but a standalone --nats-embed server holds 1 replica: add --nats-cluster-listen and --nats-routes to form a cluster", c.NATSReplicas)
-	case c.Options.Addr == "":
-		return errors.New("--addr is empty")
-	case !isHostPort(c.Options.Addr):
-		return fmt.Errorf("--addr is %q, want host:port (e.g. 127.0.0.1:7070)", c.Options.Addr)
-	case c.Options.AdminAddr != "" && !isHostPort(c.Options.AdminAddr):
-		return fmt.Errorf("--admin-addr is %q, want host:port (e.g. 127.0.0.1:7071), or \"\" to disable it", c.Options.AdminAddr)
-	case c.Options.ReadBufferSize < 1:
-		return fmt.Errorf("--read-buffer-size is %d, want >= 1", c.Options.ReadBufferSize)
-	case c.Options.MaxConnections < 1:
-		return fmt.Errorf("--max-connections is %d, want >= 1", c.Options.MaxConnections)
-	case c.Options.MaxRecvMsgSize < 1:
-		return fmt.Errorf("--max-recv-msg-size is %d, want >= 1", c.Options.MaxRecvMsgSize)
-	case c.Options.MaxConcurrentStreams < 1:
-		return errors.New("--max-concurrent-streams is 0, want >= 1")
-	case c.Options.MaxHeaderListSize < 1:
-		return errors.New("--max-header-list-size is 0, want >= 1")
-	case c.Options.Keepalive.Time < time.Second:
-		return fmt.Errorf("--keepalive-time is %v, want >= 1s (gRPC's minimum)", c.Options.Keepalive.Time)
-	case c.Options.Keepalive.Timeout <= 0:
-		return fmt.Errorf("--keepalive-timeout is %v, want > 0", c.Options.Keepalive.Timeout)
-	case c.Options.KeepalivePolicy.MinTime <= 0:
-		return fmt.Errorf("--keepalive-min-time is %v, want > 0", c.Options.KeepalivePolicy.MinTime)
-	case c.Options.GracePeriod <= 0:
-		return fmt.Errorf("--grace is %v, want > 0", c.Options.GracePeriod)
+		return &validate.SettingError{Field: "NATSReplicas", Also: []string{"NATSEmbed", "NATSClusterListen", "NATSRoutes"},
+			Reason: fmt.Sprintf("is %d, but a standalone {} server holds 1 replica: add {} and {} to form a cluster", c.NATSReplicas)}
+	case o.Addr == "":
+		return validate.Settingf("Options.Addr", "is empty")
+	case !isHostPort(o.Addr):
+		return validate.Settingf("Options.Addr", "is %q, want host:port (e.g. 127.0.0.1:7070)", o.Addr)
+	case o.AdminAddr != "" && !isHostPort(o.AdminAddr):
+		return validate.Settingf("Options.AdminAddr", "is %q, want host:port (e.g. 127.0.0.1:7071), or \"\" to disable it", o.AdminAddr)
+	case o.ReadBufferSize < 1:
+		return validate.Settingf("Options.ReadBufferSize", "is %d, want >= 1", o.ReadBufferSize)
+	case o.MaxConnections < 1:
+		return validate.Settingf("Options.MaxConnections", "is %d, want >= 1", o.MaxConnections)
+	case o.MaxRecvMsgSize < 1:
+		return validate.Settingf("Options.MaxRecvMsgSize", "is %d, want >= 1", o.MaxRecvMsgSize)
+	case o.MaxConcurrentStreams < 1:
+		return validate.Settingf("Options.MaxConcurrentStreams", "is 0, want >= 1")
+	case o.MaxHeaderListSize < 1:
+		return validate.Settingf("Options.MaxHeaderListSize", "is 0, want >= 1")
+	case o.Keepalive.Time < time.Second:
+		return validate.Settingf("Options.Keepalive.Time", "is %v, want >= 1s (gRPC's minimum)", o.Keepalive.Time)
+	case o.Keepalive.Timeout <= 0:
+		return validate.Settingf("Options.Keepalive.Timeout", "is %v, want > 0", o.Keepalive.Timeout)
+	case o.KeepalivePolicy.MinTime <= 0:
+		return validate.Settingf("Options.KeepalivePolicy.MinTime", "is %v, want > 0", o.KeepalivePolicy.MinTime)
+	case o.GracePeriod <= 0:
+		return validate.Settingf("Options.GracePeriod", "is %v, want > 0", o.GracePeriod)
 	}
 	return nil
 }
 
+// embedFields maps cluster.EmbedConfig's field names to Config's.
+var embedFields = map[string]string{
+	"EmbedConfig.Dir":           "NATSEmbed",
+	"EmbedConfig.Listen":        "NATSListen",
+	"EmbedConfig.ServerName":    "NATSServerName",
+	"EmbedConfig.ClusterListen": "NATSClusterListen",
+	"EmbedConfig.Routes":        "NATSRoutes",
+}
+
+// flagFields binds each flag RegisterFlags defines for Config's own fields
+// and Options to the field it sets (the services bind theirs).
+var flagFields = [][2]string{
+	{"addr", "Options.Addr"}, {"admin-addr", "Options.AdminAddr"}, {"db", "DB"}, {"tokens", "TokensFile"},
+	{"dev-auth", "DevAuth"}, {"acl", "ACLFile"}, {"nats", "NATS"}, {"nats-embed", "NATSEmbed"},
+	{"nats-listen", "NATSListen"}, {"nats-server-name", "NATSServerName"},
+	{"nats-cluster-listen", "NATSClusterListen"}, {"nats-routes", "NATSRoutes"},
+	{"nats-storage", "NATSStorage"}, {"nats-replicas", "NATSReplicas"},
+	{"max-concurrent-streams", "Options.MaxConcurrentStreams"}, {"max-connections", "Options.MaxConnections"},
+	{"max-recv-msg-size", "Options.MaxRecvMsgSize"}, {"max-header-list-size", "Options.MaxHeaderListSize"},
+	{"read-buffer-size", "Options.ReadBufferSize"}, {"keepalive-time", "Options.Keepalive.Time"},
+	{"keepalive-timeout", "Options.Keepalive.Timeout"}, {"keepalive-min-time", "Options.KeepalivePolicy.MinTime"},
+	{"grace", "Options.GracePeriod"},
+}
+
 // ConfigError marks a Build failure caused by the configuration itself (a
-// flag's value, a file a flag names), as opposed to the environment.
+// field's value, a file a field names), as opposed to the environment. Err
+// holds a *validate.SettingError naming the field (or, for a Config bound to
+// flags by RegisterFlags, the flag).
 type ConfigError struct{ Err error }
 
 func (e *ConfigError) Error() string { return e.Err.Error() }
@@ -214,7 +256,7 @@ func Build(cfg Config, log *slog.Logger) (*Server, error) {
 		log = slog.Default()
 	}
 	if err := cfg.Check(); err != nil {
-		return nil, &ConfigError{err}
+		return nil, cfg.configError(err)
 	}
 	opts := cfg.Options
 	opts.Logger = log
@@ -227,7 +269,7 @@ func Build(cfg Config, log *slog.Logger) (*Server, error) {
 	} else {
 		tokens, err := auth.LoadTokens(cfg.TokensFile)
 		if err != nil {
-			return nil, &ConfigError{fmt.Errorf("--tokens: %w", err)}
+			return nil, cfg.configError(validate.SettingErr("TokensFile", err))
 		}
 		opts.Authenticator = tokens
 		log.Info("auth: bearer tokens", "file", cfg.TokensFile, "tokens", len(tokens))
@@ -236,7 +278,7 @@ func Build(cfg Config, log *slog.Logger) (*Server, error) {
 	if cfg.ACLFile != "" {
 		var err error
 		if list, err = acl.Load(cfg.ACLFile); err != nil {
-			return nil, &ConfigError{fmt.Errorf("--acl: %w", err)}
+			return nil, cfg.configError(validate.SettingErr("ACLFile", err))
 		}
 		log.Info("acl loaded", "file", cfg.ACLFile)
 	}
@@ -252,7 +294,7 @@ func Build(cfg Config, log *slog.Logger) (*Server, error) {
 	} else {
 		db, err := store.OpenSQLite(cfg.DB, store.WithLogger(log))
 		if err != nil {
-			return nil, fmt.Errorf("--db: %w", err)
+			return nil, cfg.fieldError(validate.SettingErr("DB", err))
 		}
 		st, storage = db, "sqlite:"+cfg.DB
 		log.Info("storage: SQLite (durable)", "db", cfg.DB)
@@ -286,14 +328,14 @@ func Build(cfg Config, log *slog.Logger) (*Server, error) {
 		gnc, err := cluster.Connect(url, "bidikit serve (game)", log)
 		if err != nil {
 			closeAll()
-			return nil, fmt.Errorf("--nats: %w", err)
+			return nil, cfg.fieldError(validate.SettingErr("NATS", err))
 		}
 		closers = append([]func() error{func() error { gnc.Close(); return nil }}, closers...)
 		hcfg := gamehub.DefaultConfig()
 		hcfg.Replicas = cfg.NATSReplicas
 		if hub, err = gamehub.New(gnc, hcfg, log.With("component", "gamehub")); err != nil {
 			closeAll()
-			return nil, fmt.Errorf("--nats: %w", err)
+			return nil, cfg.fieldError(validate.SettingErr("NATS", err))
 		}
 		storage = "jetstream:" + url
 	}
@@ -315,7 +357,7 @@ func Build(cfg Config, log *slog.Logger) (*Server, error) {
 		chatSvc, err = chat.New(cfg.Chat, st, opts.Metrics, list.Rooms(), log)
 	}
 	if err != nil {
-		return fail(&ConfigError{err})
+		return fail(cfg.configError(err))
 	}
 	services = append(services, chatSvc)
 	if list != nil {
@@ -331,7 +373,7 @@ func Build(cfg Config, log *slog.Logger) (*Server, error) {
 		collabSvc, err = collab.New(cfg.Collab, st, opts.Metrics, log.With("service", "collab"))
 	}
 	if err != nil {
-		return fail(&ConfigError{err})
+		return fail(cfg.configError(err))
 	}
 	services = append(services, collabSvc)
 	var gameSvc *game.Service
@@ -341,7 +383,7 @@ func Build(cfg Config, log *slog.Logger) (*Server, error) {
 		gameSvc, err = game.New(cfg.Game, opts.Metrics, log.With("service", "game"))
 	}
 	if err != nil {
-		return fail(&ConfigError{err})
+		return fail(cfg.configError(err))
 	}
 	services = append(services, gameSvc)
 	srv, err := New(opts, services...)
@@ -354,6 +396,16 @@ func Build(cfg Config, log *slog.Logger) (*Server, error) {
 	return srv, nil
 }
 
+// configError wraps err, a configuration problem, in a *ConfigError; its
+// field names become flag names when c is bound to flags.
+func (c *Config) configError(err error) *ConfigError {
+	return &ConfigError{c.fieldError(err)}
+}
+
+// fieldError returns err naming flags instead of fields when c is bound to
+// flags (RegisterFlags), else err.
+func (c *Config) fieldError(err error) error { return validate.FlagError(c.flags, err) }
+
 // openCluster connects to (or starts, with --nats-embed) the NATS server
 // and opens the JetStream room log. It returns the closers of what it
 // opened, in closing order, even when it fails.
@@ -363,7 +415,7 @@ func openCluster(cfg Config, log *slog.Logger) (*cluster.Log, string, []func() e
 	if cfg.NATSEmbed != "" {
 		e, err := cfg.embedConfig().Start(log)
 		if err != nil {
-			return nil, "", nil, &ConfigError{err}
+			return nil, "", nil, cfg.configError(validate.RenameFields(err, embedFields))
 		}
 		url = e.ClientURL()
 		closers = append(closers, e.Shutdown)
@@ -377,14 +429,14 @@ func openCluster(cfg Config, log *slog.Logger) (*cluster.Log, string, []func() e
 			err := e.WaitJetStreamReady(ctx)
 			cancel()
 			if err != nil {
-				return nil, "", closers, fmt.Errorf("--nats-routes: %w", err)
+				return nil, "", closers, cfg.fieldError(validate.SettingErr("NATSRoutes", err))
 			}
 			log.Info("JetStream cluster ready", "route_connections", e.Routes())
 		}
 	}
 	nc, err := cluster.Connect(url, "bidikit serve", log)
 	if err != nil {
-		return nil, "", closers, fmt.Errorf("--nats: %w", err)
+		return nil, "", closers, cfg.fieldError(validate.SettingErr("NATS", err))
 	}
 	closeConn := func() error { nc.Close(); return nil }
 	closers = append([]func() error{closeConn}, closers...)
@@ -393,7 +445,7 @@ func openCluster(cfg Config, log *slog.Logger) (*cluster.Log, string, []func() e
 	ccfg.Replicas = cfg.NATSReplicas
 	lg, err := cluster.New(nc, ccfg, log.With("component", "cluster"))
 	if err != nil {
-		return nil, "", closers, fmt.Errorf("--nats: %w", err)
+		return nil, "", closers, cfg.fieldError(validate.SettingErr("NATS", err))
 	}
 	closers = append([]func() error{lg.Close}, closers...)
 	log.Info("storage: chat rooms and collab documents in NATS JetStream, game match owners in its KV, shared with every instance using it",

@@ -53,7 +53,7 @@ var _ = Describe("Service", func() {
 		bad := DefaultConfig()
 		bad.QueueMessages = 0
 		_, err = New(bad, store.NewMemory(0), nil, nil, nil)
-		Expect(err).To(MatchError(ContainSubstring("queue messages")))
+		Expect(err).To(MatchError(HavePrefix("Chat.QueueMessages is 0")))
 		ts := startServer(testConfig(), nil, nil)
 		Expect(ts.svc.Name()).To(Equal("bidikit.chat.v1.ChatService"))
 	})

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/bidikit/bidikit/reference/validate"
 )
 
 // Config holds the chat service's limits. Every limit names its overflow
@@ -82,27 +84,40 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.QueueBytes, "chat-queue-bytes", c.QueueBytes, "chat: per-stream send queue bound in bytes; over it the stream ends with RESOURCE_EXHAUSTED (slow consumer)")
 	fs.DurationVar(&c.TypingInterval, "chat-typing-interval", c.TypingInterval, "chat: at most one relayed typing indicator per user per room per interval; extra ones are dropped")
 	fs.IntVar(&c.History, "chat-history", c.History, "chat: messages retained per room by the in-memory store")
+	validate.BindFlag(fs, "chat-max-body-bytes", "Chat.MaxBodyBytes")
+	validate.BindFlag(fs, "chat-max-rooms-per-stream", "Chat.MaxRoomsPerStream")
+	validate.BindFlag(fs, "chat-send-rate", "Chat.SendRate")
+	validate.BindFlag(fs, "chat-send-burst", "Chat.SendBurst")
+	validate.BindFlag(fs, "chat-flood-factor", "Chat.FloodFactor")
+	validate.BindFlag(fs, "chat-flood-window", "Chat.FloodWindow")
+	validate.BindFlag(fs, "chat-queue-messages", "Chat.QueueMessages")
+	validate.BindFlag(fs, "chat-queue-bytes", "Chat.QueueBytes")
+	validate.BindFlag(fs, "chat-typing-interval", "Chat.TypingInterval")
+	validate.BindFlag(fs, "chat-history", "Chat.History")
 }
 
-// check reports the first unusable value.
+// check reports the first unusable value as a *validate.SettingError
+// naming its field.
 func (c Config) check() error {
 	switch {
 	case c.MaxBodyBytes < 1:
-		return fmt.Errorf("chat config: max body bytes is %d, want >= 1", c.MaxBodyBytes)
+		return validate.Settingf("Chat.MaxBodyBytes", "is %d, want >= 1 (the max body bytes of a Send)", c.MaxBodyBytes)
 	case c.MaxRoomsPerStream < 1:
-		return fmt.Errorf("chat config: max rooms per stream is %d, want >= 1", c.MaxRoomsPerStream)
+		return validate.Settingf("Chat.MaxRoomsPerStream", "is %d, want >= 1", c.MaxRoomsPerStream)
 	case c.SendBurst < 1:
-		return fmt.Errorf("chat config: send burst is %d, want >= 1", c.SendBurst)
+		return validate.Settingf("Chat.SendBurst", "is %d, want >= 1", c.SendBurst)
 	case c.FloodFactor > 0 && c.FloodWindow <= 0:
-		return fmt.Errorf("chat config: flood window is %v, want > 0", c.FloodWindow)
+		return &validate.SettingError{Field: "Chat.FloodWindow", Also: []string{"Chat.FloodFactor"},
+			Reason: fmt.Sprintf("are %v and %d: a flood factor > 0 needs a window > 0", c.FloodWindow, c.FloodFactor)}
 	case c.QueueMessages < 1:
-		return fmt.Errorf("chat config: queue messages is %d, want >= 1", c.QueueMessages)
+		return validate.Settingf("Chat.QueueMessages", "is %d, want >= 1", c.QueueMessages)
 	case c.QueueBytes < 1024:
-		return fmt.Errorf("chat config: queue bytes is %d, want >= 1024", c.QueueBytes)
+		return validate.Settingf("Chat.QueueBytes", "is %d, want >= 1024", c.QueueBytes)
 	case c.QueueBytes < c.MaxBodyBytes+1024:
-		return fmt.Errorf("chat config: queue bytes (%d) must exceed max body bytes (%d) by at least 1024", c.QueueBytes, c.MaxBodyBytes)
+		return &validate.SettingError{Field: "Chat.QueueBytes", Also: []string{"Chat.MaxBodyBytes"},
+			Reason: fmt.Sprintf("are %d and %d: the queue must exceed the body bound by at least 1024", c.QueueBytes, c.MaxBodyBytes)}
 	case c.TypingInterval < 0:
-		return fmt.Errorf("chat config: typing interval is %v, want >= 0", c.TypingInterval)
+		return validate.Settingf("Chat.TypingInterval", "is %v, want >= 0", c.TypingInterval)
 	}
 	return nil
 }

@@ -310,7 +310,7 @@ func (ss *session) onJoin(j *chatv1.Join) {
 	}
 	if len(ss.rooms) >= ss.svc.cfg.MaxRoomsPerStream {
 		ss.reject(codes.ResourceExhausted, "join.room", name, "",
-			fmt.Sprintf("this stream has joined %d rooms, the limit (--chat-max-rooms-per-stream); Leave one first", len(ss.rooms)))
+			fmt.Sprintf("this stream has joined %d rooms, the limit (MaxRoomsPerStream); Leave one first", len(ss.rooms)))
 		return
 	}
 	if ss.svc.acl != nil && !ss.svc.acl.Allowed(name, ss.user) {

@@ -304,15 +304,15 @@ var _ = Describe("Build with --nats-embed", func() {
 		Expect(a.Messages("r")[0]).To(SatisfyAll(HaveField("Seq", BeEquivalentTo(1)), HaveField("Sender", Equal("b"))))
 	}, SpecTimeout(30*time.Second))
 
-	DescribeTable("rejects flag combinations that cannot work",
+	DescribeTable("rejects field combinations that cannot work, naming the fields",
 		func(mod func(*reference.Config), want string) {
 			cfg := reference.DefaultConfig()
 			mod(&cfg)
 			Expect(cfg.Check()).To(MatchError(ContainSubstring(want)))
 		},
 		Entry("both --nats and --nats-embed", func(c *reference.Config) { c.NATS, c.NATSEmbed = "nats://x", "/tmp/x" }, "exclude each other"),
-		Entry("unknown storage", func(c *reference.Config) { c.NATSStorage = "disk" }, "--nats-storage"),
-		Entry("no replicas", func(c *reference.Config) { c.NATSReplicas = 0 }, "--nats-replicas"),
+		Entry("unknown storage", func(c *reference.Config) { c.NATSStorage = "disk" }, "NATSStorage"),
+		Entry("no replicas", func(c *reference.Config) { c.NATSReplicas = 0 }, "NATSReplicas"),
 	)
 })
 

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bidikit/bidikit/reference/validate"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -109,7 +110,8 @@ func (c EmbedConfig) defaultServerName() string {
 	return "bidikit-" + strings.ReplaceAll(host, " ", "-") + "-" + suffix
 }
 
-// Check reports a configuration that cannot work, naming the flag. It
+// Check reports a configuration that cannot work as a
+// *validate.SettingError naming the field. It
 // checks c with its defaults applied.
 func (c EmbedConfig) Check() error {
 	_, _, _, err := c.withDefaults().parse()
@@ -120,35 +122,38 @@ func (c EmbedConfig) Check() error {
 // addresses and the routes.
 func (c EmbedConfig) parse() (client, cluster hostPort, routes []*url.URL, err error) {
 	if c.Dir == "" {
-		return client, cluster, nil, errors.New("--nats-embed: empty storage directory")
+		return client, cluster, nil, validate.Settingf("EmbedConfig.Dir", "is empty: want the JetStream storage directory")
 	}
 	if client, err = splitHostPort(c.Listen); err != nil {
-		return client, cluster, nil, fmt.Errorf("--nats-listen %q: %w (e.g. 127.0.0.1:4222)", c.Listen, err)
+		return client, cluster, nil, &validate.SettingError{Field: "EmbedConfig.Listen", Reason: fmt.Sprintf("%q (e.g. 127.0.0.1:4222)", c.Listen), Err: err}
 	}
 	if strings.ContainsFunc(c.ServerName, isSpace) || c.ServerName == "" {
-		return client, cluster, nil, fmt.Errorf("--nats-server-name %q: want a name without spaces, unique in the cluster", c.ServerName)
+		return client, cluster, nil, validate.Settingf("EmbedConfig.ServerName", "is %q: want a name without spaces, unique in the cluster", c.ServerName)
 	}
 	if strings.ContainsFunc(c.ClusterName, isSpace) {
-		return client, cluster, nil, fmt.Errorf("embedded NATS cluster name %q: must not contain spaces", c.ClusterName)
+		return client, cluster, nil, validate.Settingf("EmbedConfig.ClusterName", "is %q: must not contain spaces", c.ClusterName)
 	}
 	switch {
 	case c.ClusterListen == "" && len(c.Routes) > 0:
-		return client, cluster, nil, errors.New("--nats-routes needs --nats-cluster-listen (the address this server's routes listen on)")
+		return client, cluster, nil, &validate.SettingError{Field: "EmbedConfig.Routes", Also: []string{"EmbedConfig.ClusterListen"},
+			Reason: "needs {} (the address this server's routes listen on)"}
 	case c.ClusterListen == "":
 		return client, cluster, nil, nil
 	case len(c.Routes) == 0:
-		return client, cluster, nil, errors.New("--nats-cluster-listen needs --nats-routes: a JetStream cluster needs seed routes (give every server the same list, its own address included)")
+		return client, cluster, nil, &validate.SettingError{Field: "EmbedConfig.ClusterListen", Also: []string{"EmbedConfig.Routes"},
+			Reason: "needs {}: a JetStream cluster needs seed routes (give every server the same list, its own address included)"}
 	}
 	if cluster, err = splitHostPort(c.ClusterListen); err != nil {
-		return client, cluster, nil, fmt.Errorf("--nats-cluster-listen %q: %w (e.g. 127.0.0.1:6222)", c.ClusterListen, err)
+		return client, cluster, nil, &validate.SettingError{Field: "EmbedConfig.ClusterListen", Reason: fmt.Sprintf("%q (e.g. 127.0.0.1:6222)", c.ClusterListen), Err: err}
 	}
 	if client.port != 0 && client.port == cluster.port && client.host == cluster.host {
-		return client, cluster, nil, fmt.Errorf("--nats-cluster-listen %q: same address as --nats-listen", c.ClusterListen)
+		return client, cluster, nil, &validate.SettingError{Field: "EmbedConfig.ClusterListen", Also: []string{"EmbedConfig.Listen"},
+			Reason: fmt.Sprintf("%q: same address as {}", c.ClusterListen)}
 	}
 	for _, r := range c.Routes {
 		u, err := parseRoute(r)
 		if err != nil {
-			return client, cluster, nil, fmt.Errorf("--nats-routes: route %q: %w", r, err)
+			return client, cluster, nil, &validate.SettingError{Field: "EmbedConfig.Routes", Reason: fmt.Sprintf("route %q", r), Err: err}
 		}
 		routes = append(routes, u)
 	}
@@ -237,7 +242,7 @@ func (c EmbedConfig) Start(log *slog.Logger) (*Embedded, error) {
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
-		return nil, fmt.Errorf("embedded nats-server (--nats-embed %s): %w", c.Dir, err)
+		return nil, &validate.SettingError{Field: "EmbedConfig.Dir", Reason: fmt.Sprintf("%s: starting the embedded nats-server", c.Dir), Err: err}
 	}
 	if log != nil {
 		srv.SetLoggerV2(slogAdapter{log.With("component", "nats-server", "server_name", c.ServerName)}, false, false, false)
@@ -312,7 +317,7 @@ func (e *Embedded) WaitJetStreamReady(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("embedded NATS server %s: JetStream not ready (%d routes up; a cluster needs a majority of its --nats-routes servers running): %w",
+			return fmt.Errorf("embedded NATS server %s: JetStream not ready (%d routes up; a cluster needs a majority of the servers of its Routes running): %w",
 				e.cfg.ServerName, e.srv.NumRoutes(), err)
 		case <-tick.C:
 		}

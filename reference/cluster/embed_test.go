@@ -18,7 +18,7 @@ import (
 )
 
 var _ = Describe("EmbedConfig", func() {
-	DescribeTable("Check rejects a configuration that cannot work, naming the flag",
+	DescribeTable("Check rejects a configuration that cannot work, naming the field",
 		func(mod func(*cluster.EmbedConfig), flag, detail string) {
 			c := cluster.EmbedConfig{Dir: "/tmp/js", ClusterListen: "127.0.0.1:6222", Routes: []string{"nats-route://127.0.0.1:6222"}}
 			mod(&c)
@@ -28,22 +28,22 @@ var _ = Describe("EmbedConfig", func() {
 			_, err = c.Start(nil)
 			Expect(err).To(MatchError(HavePrefix(flag)), "Start checks too")
 		},
-		Entry("no storage directory", func(c *cluster.EmbedConfig) { c.Dir = "" }, "--nats-embed", "empty storage directory"),
-		Entry("client address without port", func(c *cluster.EmbedConfig) { c.Listen = "127.0.0.1" }, "--nats-listen", "want host:port"),
-		Entry("server name with a space", func(c *cluster.EmbedConfig) { c.ServerName = "node 1" }, "--nats-server-name", "without spaces"),
-		Entry("routes without a cluster address", func(c *cluster.EmbedConfig) { c.ClusterListen = "" }, "--nats-routes", "needs --nats-cluster-listen"),
-		Entry("cluster address without routes", func(c *cluster.EmbedConfig) { c.Routes = nil }, "--nats-cluster-listen", "needs --nats-routes"),
-		Entry("cluster address without port", func(c *cluster.EmbedConfig) { c.ClusterListen = "127.0.0.1" }, "--nats-cluster-listen", "want host:port"),
-		Entry("cluster port out of range", func(c *cluster.EmbedConfig) { c.ClusterListen = "127.0.0.1:70000" }, "--nats-cluster-listen", "bad port"),
-		Entry("cluster address equal to the client address", func(c *cluster.EmbedConfig) { c.Listen = "127.0.0.1:6222" }, "--nats-cluster-listen", "same address"),
-		Entry("route with another scheme", func(c *cluster.EmbedConfig) { c.Routes = []string{"http://127.0.0.1:6222"} }, "--nats-routes", "want nats-route://host:port"),
-		Entry("route without scheme", func(c *cluster.EmbedConfig) { c.Routes = []string{"127.0.0.1:6222"} }, "--nats-routes", "want nats-route://host:port"),
-		Entry("route without port", func(c *cluster.EmbedConfig) { c.Routes = []string{"nats-route://127.0.0.1"} }, "--nats-routes", "want nats-route://host:port"),
-		Entry("route to port 0", func(c *cluster.EmbedConfig) { c.Routes = []string{"nats-route://127.0.0.1:0"} }, "--nats-routes", "non-zero port"),
-		Entry("route with a path", func(c *cluster.EmbedConfig) { c.Routes = []string{"nats-route://127.0.0.1:6222/x"} }, "--nats-routes", "want nats-route://host:port"),
+		Entry("no storage directory", func(c *cluster.EmbedConfig) { c.Dir = "" }, "EmbedConfig.Dir", "is empty"),
+		Entry("client address without port", func(c *cluster.EmbedConfig) { c.Listen = "127.0.0.1" }, "EmbedConfig.Listen", "want host:port"),
+		Entry("server name with a space", func(c *cluster.EmbedConfig) { c.ServerName = "node 1" }, "EmbedConfig.ServerName", "without spaces"),
+		Entry("routes without a cluster address", func(c *cluster.EmbedConfig) { c.ClusterListen = "" }, "EmbedConfig.Routes", "needs EmbedConfig.ClusterListen"),
+		Entry("cluster address without routes", func(c *cluster.EmbedConfig) { c.Routes = nil }, "EmbedConfig.ClusterListen", "needs EmbedConfig.Routes"),
+		Entry("cluster address without port", func(c *cluster.EmbedConfig) { c.ClusterListen = "127.0.0.1" }, "EmbedConfig.ClusterListen", "want host:port"),
+		Entry("cluster port out of range", func(c *cluster.EmbedConfig) { c.ClusterListen = "127.0.0.1:70000" }, "EmbedConfig.ClusterListen", "bad port"),
+		Entry("cluster address equal to the client address", func(c *cluster.EmbedConfig) { c.Listen = "127.0.0.1:6222" }, "EmbedConfig.ClusterListen", "same address"),
+		Entry("route with another scheme", func(c *cluster.EmbedConfig) { c.Routes = []string{"http://127.0.0.1:6222"} }, "EmbedConfig.Routes", "want nats-route://host:port"),
+		Entry("route without scheme", func(c *cluster.EmbedConfig) { c.Routes = []string{"127.0.0.1:6222"} }, "EmbedConfig.Routes", "want nats-route://host:port"),
+		Entry("route without port", func(c *cluster.EmbedConfig) { c.Routes = []string{"nats-route://127.0.0.1"} }, "EmbedConfig.Routes", "want nats-route://host:port"),
+		Entry("route to port 0", func(c *cluster.EmbedConfig) { c.Routes = []string{"nats-route://127.0.0.1:0"} }, "EmbedConfig.Routes", "non-zero port"),
+		Entry("route with a path", func(c *cluster.EmbedConfig) { c.Routes = []string{"nats-route://127.0.0.1:6222/x"} }, "EmbedConfig.Routes", "want nats-route://host:port"),
 		Entry("second route bad", func(c *cluster.EmbedConfig) {
 			c.Routes = []string{"nats-route://127.0.0.1:6222", "nats-route://[::1"}
-		}, "--nats-routes", `"nats-route://[::1"`),
+		}, "EmbedConfig.Routes", `"nats-route://[::1"`),
 	)
 
 	It("accepts a standalone server and a cluster member, and names members after host and route port", func() {

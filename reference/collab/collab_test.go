@@ -53,7 +53,7 @@ var _ = Describe("Config", func() {
 		Expect(cfg.MaxDocRunes).To(Equal(10))
 		Expect(cfg.SubmitRate).To(Equal(5.0))
 		_, err := collab.New(cfg, store.NewMemory(0), nil, nil)
-		Expect(err).To(MatchError(ContainSubstring("--collab-retain-ops must be >= 1")))
+		Expect(err).To(MatchError(ContainSubstring("Collab.RetainOps is 0, want >= 1")))
 	})
 })
 

@@ -1,9 +1,9 @@
 package collab
 
 import (
-	"fmt"
-
 	"github.com/spf13/pflag"
+
+	"github.com/bidikit/bidikit/reference/validate"
 )
 
 // Config bounds and tunes the collab service. Every bound has a named
@@ -74,29 +74,39 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.SnapshotEvery, "collab-snapshot-every", c.SnapshotEvery, "collab: store a text snapshot every N versions")
 	fs.IntVar(&c.RetainOps, "collab-retain-ops", c.RetainOps, "collab: recent operations kept in memory per document for transforming late submits and replaying reopens")
 	fs.IntVar(&c.MaxDocsPerStream, "collab-max-docs-per-stream", c.MaxDocsPerStream, "collab: documents one stream may have open")
+	validate.BindFlag(fs, "collab-max-doc-runes", "Collab.MaxDocRunes")
+	validate.BindFlag(fs, "collab-max-insert-runes", "Collab.MaxInsertRunes")
+	validate.BindFlag(fs, "collab-submit-rate", "Collab.SubmitRate")
+	validate.BindFlag(fs, "collab-submit-burst", "Collab.SubmitBurst")
+	validate.BindFlag(fs, "collab-flood-strikes", "Collab.FloodStrikes")
+	validate.BindFlag(fs, "collab-queue-events", "Collab.QueueEvents")
+	validate.BindFlag(fs, "collab-queue-bytes", "Collab.QueueBytes")
+	validate.BindFlag(fs, "collab-snapshot-every", "Collab.SnapshotEvery")
+	validate.BindFlag(fs, "collab-retain-ops", "Collab.RetainOps")
+	validate.BindFlag(fs, "collab-max-docs-per-stream", "Collab.MaxDocsPerStream")
 }
 
-// check names the first bad setting.
+// check names the first bad setting's field (a *validate.SettingError).
 func (c Config) check() error {
 	switch {
 	case c.MaxDocRunes < 1:
-		return fmt.Errorf("--collab-max-doc-runes must be >= 1, got %d", c.MaxDocRunes)
+		return validate.Settingf("Collab.MaxDocRunes", "is %d, want >= 1", c.MaxDocRunes)
 	case c.MaxInsertRunes < 1:
-		return fmt.Errorf("--collab-max-insert-runes must be >= 1, got %d", c.MaxInsertRunes)
+		return validate.Settingf("Collab.MaxInsertRunes", "is %d, want >= 1", c.MaxInsertRunes)
 	case c.SubmitRate > 0 && c.SubmitBurst < 1:
-		return fmt.Errorf("--collab-submit-burst must be >= 1, got %d", c.SubmitBurst)
+		return validate.Settingf("Collab.SubmitBurst", "is %d, want >= 1", c.SubmitBurst)
 	case c.FloodStrikes < 1:
-		return fmt.Errorf("--collab-flood-strikes must be >= 1, got %d", c.FloodStrikes)
+		return validate.Settingf("Collab.FloodStrikes", "is %d, want >= 1", c.FloodStrikes)
 	case c.QueueEvents < 16:
-		return fmt.Errorf("--collab-queue-events must be >= 16, got %d", c.QueueEvents)
+		return validate.Settingf("Collab.QueueEvents", "is %d, want >= 16", c.QueueEvents)
 	case c.QueueBytes < 4096:
-		return fmt.Errorf("--collab-queue-bytes must be >= 4096, got %d", c.QueueBytes)
+		return validate.Settingf("Collab.QueueBytes", "is %d, want >= 4096", c.QueueBytes)
 	case c.SnapshotEvery < 1:
-		return fmt.Errorf("--collab-snapshot-every must be >= 1, got %d", c.SnapshotEvery)
+		return validate.Settingf("Collab.SnapshotEvery", "is %d, want >= 1", c.SnapshotEvery)
 	case c.RetainOps < 1:
-		return fmt.Errorf("--collab-retain-ops must be >= 1, got %d", c.RetainOps)
+		return validate.Settingf("Collab.RetainOps", "is %d, want >= 1", c.RetainOps)
 	case c.MaxDocsPerStream < 1:
-		return fmt.Errorf("--collab-max-docs-per-stream must be >= 1, got %d", c.MaxDocsPerStream)
+		return validate.Settingf("Collab.MaxDocsPerStream", "is %d, want >= 1", c.MaxDocsPerStream)
 	}
 	return nil
 }

@@ -1,11 +1,12 @@
 package game
 
 import (
-	"fmt"
 	"math"
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/bidikit/bidikit/reference/validate"
 )
 
 // Config holds the game service's rules and limits. Every limit names its
@@ -113,39 +114,53 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.MaxQueuedTicks, "game-max-queued-ticks", c.MaxQueuedTicks, "game: unsent tick updates a stream may have before it is sent one full update of the newest tick instead")
 	fs.IntVar(&c.QueueMessages, "game-queue-messages", c.QueueMessages, "game: per-stream send queue bound in messages; over it the stream ends with RESOURCE_EXHAUSTED (slow consumer)")
 	fs.IntVar(&c.QueueBytes, "game-queue-bytes", c.QueueBytes, "game: per-stream send queue bound in bytes; over it the stream ends with RESOURCE_EXHAUSTED (slow consumer)")
+	validate.BindFlag(fs, "game-tick-rate", "Game.TickRate")
+	validate.BindFlag(fs, "game-width", "Game.Width")
+	validate.BindFlag(fs, "game-height", "Game.Height")
+	validate.BindFlag(fs, "game-max-step", "Game.MaxStep")
+	validate.BindFlag(fs, "game-max-inputs-per-tick", "Game.MaxInputsPerTick")
+	validate.BindFlag(fs, "game-max-players", "Game.MaxPlayers")
+	validate.BindFlag(fs, "game-max-matches", "Game.MaxMatches")
+	validate.BindFlag(fs, "game-idle-expiry", "Game.IdleExpiry")
+	validate.BindFlag(fs, "game-flood-kick-after", "Game.FloodKickAfter")
+	validate.BindFlag(fs, "game-flood-window", "Game.FloodWindow")
+	validate.BindFlag(fs, "game-max-queued-ticks", "Game.MaxQueuedTicks")
+	validate.BindFlag(fs, "game-queue-messages", "Game.QueueMessages")
+	validate.BindFlag(fs, "game-queue-bytes", "Game.QueueBytes")
 }
 
 func finitePositive(v float64) bool { return v > 0 && !math.IsInf(v, 0) && !math.IsNaN(v) }
 
-// check reports the first unusable value, naming its flag.
+// check reports the first unusable value as a *validate.SettingError
+// naming its field.
 func (c Config) check() error {
 	switch {
 	case c.TickRate < 1 || c.TickRate > 1000:
-		return fmt.Errorf("game config: --game-tick-rate is %d, want 1..1000", c.TickRate)
+		return validate.Settingf("Game.TickRate", "is %d, want 1..1000", c.TickRate)
 	case !finitePositive(c.Width):
-		return fmt.Errorf("game config: --game-width is %v, want a finite number > 0", c.Width)
+		return validate.Settingf("Game.Width", "is %v, want a finite number > 0", c.Width)
 	case !finitePositive(c.Height):
-		return fmt.Errorf("game config: --game-height is %v, want a finite number > 0", c.Height)
+		return validate.Settingf("Game.Height", "is %v, want a finite number > 0", c.Height)
 	case !finitePositive(c.MaxStep):
-		return fmt.Errorf("game config: --game-max-step is %v, want a finite number > 0", c.MaxStep)
+		return validate.Settingf("Game.MaxStep", "is %v, want a finite number > 0", c.MaxStep)
 	case c.MaxInputsPerTick < 1 || c.MaxInputsPerTick > 1000:
-		return fmt.Errorf("game config: --game-max-inputs-per-tick is %d, want 1..1000", c.MaxInputsPerTick)
+		return validate.Settingf("Game.MaxInputsPerTick", "is %d, want 1..1000", c.MaxInputsPerTick)
 	case c.MaxPlayers < 1:
-		return fmt.Errorf("game config: --game-max-players is %d, want >= 1", c.MaxPlayers)
+		return validate.Settingf("Game.MaxPlayers", "is %d, want >= 1", c.MaxPlayers)
 	case c.MaxMatches < 1:
-		return fmt.Errorf("game config: --game-max-matches is %d, want >= 1", c.MaxMatches)
+		return validate.Settingf("Game.MaxMatches", "is %d, want >= 1", c.MaxMatches)
 	case c.IdleExpiry <= 0:
-		return fmt.Errorf("game config: --game-idle-expiry is %v, want > 0", c.IdleExpiry)
+		return validate.Settingf("Game.IdleExpiry", "is %v, want > 0", c.IdleExpiry)
 	case c.FloodKickAfter < 1:
-		return fmt.Errorf("game config: --game-flood-kick-after is %d, want >= 1", c.FloodKickAfter)
+		return validate.Settingf("Game.FloodKickAfter", "is %d, want >= 1", c.FloodKickAfter)
 	case c.FloodWindow <= 0:
-		return fmt.Errorf("game config: --game-flood-window is %v, want > 0", c.FloodWindow)
+		return validate.Settingf("Game.FloodWindow", "is %v, want > 0", c.FloodWindow)
 	case c.MaxQueuedTicks < 1:
-		return fmt.Errorf("game config: --game-max-queued-ticks is %d, want >= 1", c.MaxQueuedTicks)
+		return validate.Settingf("Game.MaxQueuedTicks", "is %d, want >= 1", c.MaxQueuedTicks)
 	case c.QueueMessages < 4:
-		return fmt.Errorf("game config: --game-queue-messages is %d, want >= 4", c.QueueMessages)
+		return validate.Settingf("Game.QueueMessages", "is %d, want >= 4", c.QueueMessages)
 	case c.QueueBytes < 64<<10:
-		return fmt.Errorf("game config: --game-queue-bytes is %d, want >= 65536", c.QueueBytes)
+		return validate.Settingf("Game.QueueBytes", "is %d, want >= 65536", c.QueueBytes)
 	}
 	return nil
 }

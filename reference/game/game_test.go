@@ -21,6 +21,7 @@ import (
 	"github.com/bidikit/bidikit/reference/acl"
 	"github.com/bidikit/bidikit/reference/game"
 	"github.com/bidikit/bidikit/reference/metrics"
+	"github.com/bidikit/bidikit/reference/validate"
 )
 
 const (
@@ -67,22 +68,32 @@ var _ = Describe("Config", func() {
 		Expect(cfg.FloodWindow).To(Equal(3 * time.Second))
 	})
 
-	DescribeTable("New refuses unusable values, naming the flag",
-		func(mutate func(*game.Config), flag string) {
+	It("names the flag of a bad value once the config is bound to flags", func() {
+		cfg := game.DefaultConfig()
+		fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+		cfg.RegisterFlags(fs)
+		Expect(fs.Parse([]string{"--game-flood-window=0s"})).To(Succeed())
+		_, err := game.New(cfg, metrics.Discard(), nil)
+		Expect(err).To(MatchError(HavePrefix("Game.FloodWindow is 0s")))
+		Expect(validate.FlagError(fs, err)).To(MatchError(HavePrefix("--game-flood-window is 0s")))
+	})
+
+	DescribeTable("New refuses unusable values, naming the field",
+		func(mutate func(*game.Config), field string) {
 			cfg := game.DefaultConfig()
 			mutate(&cfg)
 			_, err := game.New(cfg, metrics.Discard(), nil)
-			Expect(err).To(MatchError(ContainSubstring(flag)))
+			Expect(err).To(MatchError(HavePrefix(field)))
 		},
-		Entry("tick rate 0", func(c *game.Config) { c.TickRate = 0 }, "--game-tick-rate"),
-		Entry("NaN width", func(c *game.Config) { c.Width = math.NaN() }, "--game-width"),
-		Entry("infinite height", func(c *game.Config) { c.Height = math.Inf(1) }, "--game-height"),
-		Entry("max step 0", func(c *game.Config) { c.MaxStep = 0 }, "--game-max-step"),
-		Entry("0 inputs per tick", func(c *game.Config) { c.MaxInputsPerTick = 0 }, "--game-max-inputs-per-tick"),
-		Entry("0 players", func(c *game.Config) { c.MaxPlayers = 0 }, "--game-max-players"),
-		Entry("0 matches", func(c *game.Config) { c.MaxMatches = 0 }, "--game-max-matches"),
-		Entry("no idle expiry", func(c *game.Config) { c.IdleExpiry = 0 }, "--game-idle-expiry"),
-		Entry("flood kick 0", func(c *game.Config) { c.FloodKickAfter = 0 }, "--game-flood-kick-after"),
+		Entry("tick rate 0", func(c *game.Config) { c.TickRate = 0 }, "Game.TickRate"),
+		Entry("NaN width", func(c *game.Config) { c.Width = math.NaN() }, "Game.Width"),
+		Entry("infinite height", func(c *game.Config) { c.Height = math.Inf(1) }, "Game.Height"),
+		Entry("max step 0", func(c *game.Config) { c.MaxStep = 0 }, "Game.MaxStep"),
+		Entry("0 inputs per tick", func(c *game.Config) { c.MaxInputsPerTick = 0 }, "Game.MaxInputsPerTick"),
+		Entry("0 players", func(c *game.Config) { c.MaxPlayers = 0 }, "Game.MaxPlayers"),
+		Entry("0 matches", func(c *game.Config) { c.MaxMatches = 0 }, "Game.MaxMatches"),
+		Entry("no idle expiry", func(c *game.Config) { c.IdleExpiry = 0 }, "Game.IdleExpiry"),
+		Entry("flood kick 0", func(c *game.Config) { c.FloodKickAfter = 0 }, "Game.FloodKickAfter"),
 	)
 })
 
