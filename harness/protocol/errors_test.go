@@ -1,6 +1,8 @@
 package protocol_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -36,6 +38,13 @@ func chatDescriptors() *protocol.Descriptors {
 	}}, "test set")
 	Expect(err).NotTo(HaveOccurred())
 	return d
+}
+
+// mustSpec parses a mapping named custom.yaml.
+func mustSpec(text string) *protocol.Spec {
+	spec, err := protocol.ParseSpec("custom.yaml", []byte(text))
+	Expect(err).NotTo(HaveOccurred())
+	return spec
 }
 
 // compileText parses and compiles a mapping named custom.yaml.
@@ -131,6 +140,40 @@ var _ = Describe("Mapping errors", func() {
 		Expect(lines).To(HaveLen(2))
 		Expect(lines[0]).To(HavePrefix(`custom.yaml:5:23: protocol.outgoing.join: unknown field "rm"`))
 		Expect(lines[1]).To(HavePrefix(`custom.yaml:11:18: protocol.incoming.ack.seq: undefined field 'sq' on bidikit.chat.v1.Ack`))
+	})
+
+	It("takes a protoset beside the mapping, and one descriptor source only", func(ctx SpecContext) {
+		dir := GinkgoT().TempDir()
+		set := writeProtoset(chatv1.File_bidikit_chat_v1_chat_proto)
+		Expect(os.Rename(set, filepath.Join(dir, "chat.protoset"))).To(Succeed())
+		text := strings.Replace(baseMapping, "  outgoing:\n", "  descriptors: {protoset: chat.protoset}\n  outgoing:\n", 1)
+		spec, err := protocol.ParseSpec(filepath.Join(dir, "custom.yaml"), []byte(text))
+		Expect(err).NotTo(HaveOccurred())
+		d, err := protocol.LoadDescriptors(ctx, spec, nil, "")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(d.Source).To(Equal("protoset " + filepath.Join(dir, "chat.protoset")))
+
+		text = strings.Replace(baseMapping, "  outgoing:\n", "  descriptors: {protoset: missing.protoset}\n  outgoing:\n", 1)
+		spec, err = protocol.ParseSpec("custom.yaml", []byte(text))
+		Expect(err).NotTo(HaveOccurred())
+		_, err = protocol.LoadDescriptors(ctx, spec, nil, "")
+		Expect(err).To(MatchError(HavePrefix("custom.yaml:4:27: protocol.descriptors.protoset: protoset: open missing.protoset: no such file or directory")))
+
+		text = strings.Replace(baseMapping, "  outgoing:\n", "  descriptors: {protoset: a.protoset, reflection: true}\n  outgoing:\n", 1)
+		_, err = protocol.ParseSpec("custom.yaml", []byte(text))
+		Expect(err).To(MatchError("custom.yaml:4:16: protocol.descriptors: give one source: reflection, protoset or proto"))
+
+		_, err = protocol.LoadDescriptors(ctx, mustSpec(baseMapping), nil, "")
+		Expect(err).To(MatchError(ContainSubstring("descriptors come from server reflection, and no connection to a server was given")))
+	}, SpecTimeout(10e9))
+
+	It("checks metadata keys and room names", func() {
+		_, err := compileText(strings.Replace(baseMapping, "  outgoing:\n", "  metadata: {Grpc-Timeout: '1S'}\n  outgoing:\n", 1))
+		Expect(err).To(MatchError(`custom.yaml:4:14: protocol.metadata.Grpc-Timeout: metadata key "grpc-timeout": want lowercase letters, digits, '-', '_' or '.', not starting with grpc-`))
+		_, err = compileText(strings.Replace(baseMapping, "  outgoing:\n", "  room_name: lobby\n  outgoing:\n", 1))
+		Expect(err).To(MatchError("custom.yaml:4:14: protocol.room_name: room_name must contain {{index}} so that each room gets its own name"))
+		_, err = compileText(strings.Replace(baseMapping, "  outgoing:\n", "  room_name: 'r-{{room}}'\n  outgoing:\n", 1))
+		Expect(err).To(MatchError("custom.yaml:4:17: protocol.room_name: placeholder {{room}} has no value here; placeholders here: index"))
 	})
 
 	It("needs a protocol block, a method and incoming rules", func() {

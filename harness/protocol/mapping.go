@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"errors"
+	"fmt"
 	"sort"
 	"strings"
 
@@ -82,7 +83,8 @@ func Compile(s *Spec, d *Descriptors) (*Mapping, error) {
 func (m *Mapping) compileMetadata(s *Spec, errs *errorList) {
 	for _, e := range s.Metadata {
 		if !validHeaderKey(e.Key) {
-			errs.add(e.Value.errorf(s.File, 0, "metadata key %q: want lowercase letters, digits, '-', '_' or '.', not starting with grpc-", e.Key))
+			errs.add(&Error{File: s.File, Line: e.KeyLine, Col: e.KeyCol, Path: e.Value.Path,
+				Msg: fmt.Sprintf("metadata key %q: want lowercase letters, digits, '-', '_' or '.', not starting with grpc-", e.Key)})
 			continue
 		}
 		t, perrs := parseTemplate(s.File, e.Value, setMetadata, false)

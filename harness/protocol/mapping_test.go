@@ -87,9 +87,15 @@ func (c *member) end() {
 var _ = Describe("The chat mapping", func() {
 	It("round-trips the reference's chat stream: join, send, ack, delivery, resume with a batch", func(ctx SpecContext) {
 		conn, addr := startReference()
-		d, err := protocol.Reflect(ctx, conn, addr, "bidikit.chat.v1.ChatService")
+		data, err := os.ReadFile(filepath.Join("testdata", "chat.yaml"))
 		Expect(err).NotTo(HaveOccurred())
-		m := compileFile("chat.yaml", d)
+		spec, err := protocol.ParseSpec("chat.yaml", data)
+		Expect(err).NotTo(HaveOccurred())
+		d, err := protocol.LoadDescriptors(ctx, spec, conn, addr)
+		Expect(err).NotTo(HaveOccurred(), "no descriptors block: server reflection")
+		Expect(d.Source).To(HavePrefix("server reflection (grpc.reflection.v1)"))
+		m, err := protocol.Compile(spec, d)
+		Expect(err).NotTo(HaveOccurred())
 		room := m.RoomName(3)
 		Expect(room).To(Equal("room-3"))
 

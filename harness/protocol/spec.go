@@ -37,8 +37,9 @@ type DescriptorSpec struct {
 // MetadataSpec is one request metadata entry sent when a stream opens; its
 // value is a template ({{token}}, {{client}}, {{session}}).
 type MetadataSpec struct {
-	Key   string
-	Value Text
+	Key             string
+	KeyLine, KeyCol int
+	Value           Text
 }
 
 // TemplateSpec is one outgoing message: its name ("join", "send", or an
@@ -105,9 +106,10 @@ func SpecFromNode(file string, data []byte, node ast.Node) (*Spec, error) {
 		case "descriptors":
 			d.descriptors(val, path, &s.Descriptors)
 		case "metadata":
-			d.fields(val, path, nil, func(k string, _, v ast.Node) {
+			d.fields(val, path, nil, func(k string, keyNode, v ast.Node) {
 				if t, ok := d.text(v, path+"."+k); ok {
-					s.Metadata = append(s.Metadata, MetadataSpec{Key: strings.ToLower(k), Value: t})
+					line, col := nodePos(keyNode)
+					s.Metadata = append(s.Metadata, MetadataSpec{Key: strings.ToLower(k), KeyLine: line, KeyCol: col, Value: t})
 				}
 			})
 		case "room_name":
