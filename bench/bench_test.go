@@ -167,34 +167,67 @@ var _ = Describe("Compare", func() {
 		}
 		return out
 	}
-	verdict := func(old, new []bench.Result) string {
-		ds := bench.Compare(old, new, 0.03)
+	delta := func(old, new []bench.Result, o bench.CompareOptions) bench.Delta {
+		ds := bench.Compare(old, new, o)
 		Expect(ds).To(HaveLen(1))
 		Expect(ds[0].Metric).To(Equal("messages_per_sec"))
-		return ds[0].Verdict()
+		return ds[0]
 	}
-	It("says within noise when the ranges overlap", func() {
-		Expect(verdict(runs("e", 100, 110, 90), runs("e", 105, 95, 112))).To(Equal("within noise"))
+	It("calls a clear difference between 3 and 3 runs significant, with its p-value", func() {
+		d := delta(runs("e", 100, 101, 99), runs("e", 120, 121, 119), bench.CompareOptions{})
+		Expect(d.Judged).To(BeTrue())
+		Expect(d.P).To(BeNumerically("<", 0.05))
+		Expect(d.Verdict()).To(MatchRegexp(`^better \(p=0\.0\d\d\)$`))
+		d = delta(runs("e", 100, 101, 99), runs("e", 80, 81, 79), bench.CompareOptions{})
+		Expect(d.Verdict()).To(HavePrefix("worse (p="))
 	})
-	It("says within noise for a change under the threshold", func() {
-		Expect(verdict(runs("e", 100), runs("e", 102))).To(Equal("within noise"))
+	It("says no significant difference for 3 and 3 runs that overlap, with its p-value", func() {
+		d := delta(runs("e", 100, 110, 90), runs("e", 105, 95, 112), bench.CompareOptions{})
+		Expect(d.Judged).To(BeTrue())
+		Expect(d.P).To(BeNumerically(">=", 0.05))
+		Expect(d.Verdict()).To(MatchRegexp(`^no significant difference \(p=0\.\d{3}\)$`))
 	})
-	It("says better or worse when the ranges are apart", func() {
-		Expect(verdict(runs("e", 100, 101, 99), runs("e", 120, 121, 119))).To(Equal("better"))
-		Expect(verdict(runs("e", 100, 101, 99), runs("e", 80, 81, 79))).To(Equal("worse"))
+	It("cannot judge from fewer than 3 runs a side, however far apart: a +60% p99 from one run each is not 'worse'", func() {
+		old := []bench.Result{{Workload: "w", LatencyMS: bench.Latency{P99: 10}}}
+		cur := []bench.Result{{Workload: "w", LatencyMS: bench.Latency{P99: 16}}}
+		ds := bench.Compare(old, cur, bench.CompareOptions{})
+		Expect(ds).To(HaveLen(1))
+		Expect(ds[0].Judged).To(BeFalse())
+		Expect(ds[0].Verdict()).To(Equal("cannot judge: 1 vs 1 runs (need 3 per side)"))
+		Expect(delta(runs("e", 100, 101, 99), runs("e", 200, 201), bench.CompareOptions{}).Verdict()).To(HavePrefix("cannot judge: 3 vs 2 runs"))
 	})
-	It("reports medians and spread", func() {
-		ds := bench.Compare(runs("e", 1, 3, 2, 10), runs("e", 5), 0.03)
+	It("uses the U-test on request: 3 runs a side can never reach 0.05 with it, 4 can", func() {
+		u := bench.CompareOptions{Test: bench.UTest}
+		d := delta(runs("e", 100, 101, 99), runs("e", 120, 121, 119), u)
+		Expect(d.P).To(BeNumerically("~", 0.1, 1e-9))
+		Expect(d.Verdict()).To(HavePrefix("no significant difference (p=0.100)"))
+		Expect(d.Warnings).To(ContainElement(ContainSubstring("need >= 4 samples")))
+		d = delta(runs("e", 100, 101, 99, 102), runs("e", 120, 121, 119, 122), u)
+		Expect(d.Verdict()).To(Equal("better (p=0.029)"))
+	})
+	It("calls a significant change under the noise threshold negligible", func() {
+		d := delta(runs("e", 100, 100.1, 99.9), runs("e", 101, 101.1, 100.9), bench.CompareOptions{Noise: 0.03})
+		Expect(d.Significant).To(BeTrue())
+		Expect(d.Verdict()).To(HavePrefix("negligible: +1.0% (p="))
+	})
+	It("reports medians and spread, and names the test", func() {
+		ds := bench.Compare(runs("e", 1, 3, 2, 10), runs("e", 5, 6, 7), bench.CompareOptions{})
 		Expect(ds[0].Old).To(Equal(bench.Spread{N: 4, Median: 2.5, Min: 1, Max: 10}))
 		var buf bytes.Buffer
 		Expect(bench.DeltaText(&buf, ds)).To(Succeed())
 		Expect(buf.String()).To(ContainSubstring("2.5 [1..10] (4)"))
+		Expect(buf.String()).To(ContainSubstring("significance: Welch's t-test (golang.org/x/perf/benchmath), alpha 0.05"))
 	})
 	It("treats lower latency as better", func() {
-		old := []bench.Result{{Workload: "w", LatencyMS: bench.Latency{P50: 10}}}
-		cur := []bench.Result{{Workload: "w", LatencyMS: bench.Latency{P50: 5}}}
-		ds := bench.Compare(old, cur, 0.03)
+		lat := func(p50 ...float64) []bench.Result {
+			var out []bench.Result
+			for _, v := range p50 {
+				out = append(out, bench.Result{Workload: "w", LatencyMS: bench.Latency{P50: v}})
+			}
+			return out
+		}
+		ds := bench.Compare(lat(10, 10.2, 9.8), lat(5, 5.1, 4.9), bench.CompareOptions{})
 		Expect(ds).To(HaveLen(1))
-		Expect(ds[0].Verdict()).To(Equal("better"))
+		Expect(ds[0].Verdict()).To(HavePrefix("better (p="))
 	})
 })

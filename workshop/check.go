@@ -28,6 +28,9 @@ type CheckOptions struct {
 	Log *slog.Logger
 	// Progress, when set, is called about every 250 ms while a scenario runs.
 	Progress func(engine.Progress)
+	// Conn holds engine options for dialing Target (TLS, a token: the
+	// CLI's connection flags); ignored when Check starts the server.
+	Conn []engine.Option
 }
 
 // Outcome is one run of an exercise's suite.
@@ -166,6 +169,9 @@ func Check(ctx context.Context, ex Exercise, o CheckOptions) (Outcome, error) {
 		}
 		if o.Progress != nil {
 			opts = append(opts, engine.WithProgress(o.Progress, 0))
+		}
+		if o.Target != "" {
+			opts = append(opts, o.Conn...)
 		}
 		res, err := engine.Run(ctx, s, opts...)
 		if admin == "" {

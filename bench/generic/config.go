@@ -138,7 +138,7 @@ func (c Config) Validate() error {
 		return usagef("--cert and --key go together")
 	}
 	if c.Insecure && (c.CACert != "" || c.Cert != "" || c.SkipVerify || c.ServerName != "") {
-		return usagef("--insecure excludes the TLS flags (--cacert, --cert, --key, --server-name, --skip-verify)")
+		return usagef("--insecure excludes the TLS flags (--tls-ca, --tls-cert, --tls-key, --tls-server-name, --tls-skip-verify; ghz: --cacert, --cert, --key, --cname, --skipTLS)")
 	}
 	var js any
 	if err := json.Unmarshal([]byte(c.Data), &js); err != nil && !strings.Contains(c.Data, "{{") {
@@ -179,7 +179,7 @@ func (c Config) TransportCredentials() (credentials.TransportCredentials, error)
 	if c.Insecure {
 		return insecure.NewCredentials(), nil
 	}
-	cfg := &tls.Config{ServerName: c.ServerName, InsecureSkipVerify: c.SkipVerify} //nolint:gosec // --skip-verify is the user's explicit choice
+	cfg := &tls.Config{ServerName: c.ServerName, InsecureSkipVerify: c.SkipVerify} //nolint:gosec // --tls-skip-verify (ghz: --skipTLS) is the user's explicit choice
 	if c.CACert != "" {
 		pem, err := os.ReadFile(c.CACert)
 		if err != nil {

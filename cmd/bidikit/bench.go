@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -29,9 +30,11 @@ type benchFlags struct {
 // server, or (--call) any gRPC bidi method through ghz's runner.
 func newBenchCmd() *cobra.Command {
 	var (
-		g  generic.Config
-		p  bench.Params
-		bf benchFlags
+		g     generic.Config
+		p     bench.Params
+		bf    benchFlags
+		conn  connFlags
+		spawn bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench [WORKLOAD] [flags]",
@@ -55,9 +58,11 @@ Workloads (against the reference server started in-process, or --target):
                 memory of the whole process, clients included)
 
 chat-* are driven through the harness engine (so its overhead is what is
-measured; --engine=false uses a bare loop instead); --baseline adds a bare
+measured; --no-engine uses a bare loop instead); --baseline adds a bare
 generated-stub loop on the same workload and prints ours/baseline. The other
-workloads use bench's own generated-stub loops.
+workloads use bench's own generated-stub loops. Workloads dial --target in
+plaintext, each client with its own dev token (what 'bidikit serve' without
+--tokens accepts): the --tls* flags and --token apply to --call.
 
 Generic driver (--call package.Service/Method, flags modelled on ghz's): the
 method is described by --proto (+ --import-paths), --protoset, or server
@@ -67,17 +72,35 @@ faults through toxiproxy in front of --target, checks channelz for leaks after
 the run when the target serves it (a leak exits 1), and with --vs ghz runs
 plain ghz in alternating --rounds and prints both with their ratio.
 
+` + connHelp + `
+
+Unlike ghz, whose default is TLS, --call dials in plaintext unless a --tls*
+flag is given. ghz's spellings are accepted too: --cacert (--tls-ca), --cert
+(--tls-cert), --key (--tls-key), --cname (--tls-server-name), --skipTLS
+(--tls-skip-verify), --insecure. --token T is sent as "authorization: Bearer
+T" metadata. A --call method the server does not have is answered with the
+service's methods (or the services) its reflection lists.
+
 Output: a table on stdout; --json FILE (or - for stdout) and --html FILE.
 Exit 0 = done, 1 = a verdict failed (trace mismatch, leak) or the run failed,
 2 = bad usage.`,
 		Example: `  bidikit bench chat-echo --clients 100 -z 10s --baseline
   bidikit bench chat-fanout --clients 1000 --scopes 10 --rate 1
   bidikit bench collab-trace --trace testdata/traces/automerge-paper.json.gz
-  bidikit bench --call grpc.testing.TestService/FullDuplexCall --target 127.0.0.1:50051 --insecure \
+  bidikit bench conn-ramp --spawn-server --clients 4000
+  bidikit bench --call grpc.testing.TestService/FullDuplexCall --target 127.0.0.1:50051 \
       -d '{"response_parameters":[{"size":64}],"payload":{"body":"AAAA"}}' \
       -c 100 --connections 1 --stream-call-count 1000 -z 10s --vs ghz --rounds 3
-  bidikit bench compare old.json new1.json new2.json`,
-		Args: cobra.MaximumNArgs(1),
+  bidikit bench compare old1.json old2.json old3.json -- new1.json new2.json new3.json`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 && args[1] == "self" && spawn {
+				return usagef("--spawn-server is a switch now (it runs this binary's 'bidikit serve'): drop %q", args[1])
+			}
+			if len(args) > 1 {
+				return usagef("one workload at a time, got %d (%s)", len(args), strings.Join(args, ", "))
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var lv slog.Level
 			if err := lv.UnmarshalText([]byte(bf.logLevel)); err != nil {
@@ -87,19 +110,28 @@ Exit 0 = done, 1 = a verdict failed (trace mismatch, leak) or the run failed,
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			fs := cmd.Flags()
+			if err := conn.validate(); err != nil {
+				return err
+			}
 			if g.Call != "" {
 				if len(args) > 0 {
 					return usagef("--call and a workload (%s) exclude each other", args[0])
 				}
+				if spawn {
+					return usagef("--spawn-server applies to conn-ramp; --call benchmarks the server at --target")
+				}
 				if fs.Changed("duration") {
 					g.Duration = p.Duration
 				}
+				if err := callConn(&g, conn); err != nil {
+					return err
+				}
 				res, err := generic.Run(ctx, g)
 				if errors.Is(err, generic.ErrUsage) {
-					return usageError{err}
+					return usageError{describeCall(ctx, err, g)}
 				}
 				if err != nil && !errors.Is(err, generic.ErrLeak) {
-					return err
+					return explain(ctx, err, []string{g.Target}, !g.Insecure)
 				}
 				if werr := writeBench(cmd.OutOrStdout(), cmd.ErrOrStderr(), []bench.Result{res}, bf); werr != nil {
 					return werr
@@ -111,14 +143,23 @@ Exit 0 = done, 1 = a verdict failed (trace mismatch, leak) or the run failed,
 				return nil
 			}
 			if len(args) == 0 {
-				return usagef("name a workload (chat-fanout, chat-echo, collab-trace, game-ticks, conn-ramp) or give --call package.Service/Method\nSee 'bidikit bench --help'.")
+				return usagef("name a workload (chat-fanout, chat-echo, collab-trace, game-ticks, conn-ramp), 'compare', or give --call package.Service/Method\nSee 'bidikit bench --help'.")
+			}
+			if conn.wantTLS() || conn.token != "" {
+				return usagef("bench %s dials in plaintext with each client's own dev token: --tls*, --token and ghz's TLS flags apply to --call", args[0])
 			}
 			p.Engine = !bf.noEngine
 			p.Log = log
 			if err := bench.Check(args[0], p); err != nil {
-				return usageError{err}
+				return usageError{fmt.Errorf("%w%s", err, didYouMean(args[0], append(benchWorkloads(), "compare")))}
 			}
-			if p.Spawn == "self" {
+			if spawn {
+				if args[0] != bench.ConnRamp {
+					return usagef("--spawn-server applies to conn-ramp (its server's own memory); %s runs the reference server in-process or uses --target", args[0])
+				}
+				if g.Target != "" {
+					return usagef("--spawn-server and --target exclude each other: the spawned server is the target")
+				}
 				exe, err := os.Executable()
 				if err != nil {
 					return err
@@ -153,12 +194,10 @@ Exit 0 = done, 1 = a verdict failed (trace mismatch, leak) or the run failed,
 	fs.UintVar(&g.Connections, "connections", 1, "generic: TCP connections the streams share")
 	fs.UintVar(&g.StreamCallCount, "stream-call-count", 0, "generic: messages per stream before it half-closes (0 = until the round ends)")
 	fs.DurationVar(&g.StreamInterval, "stream-interval", 0, "generic: pause between a stream's messages")
-	fs.BoolVar(&g.Insecure, "insecure", false, "generic: plaintext connection (default TLS, as in ghz)")
-	fs.StringVar(&g.CACert, "cacert", "", "generic: PEM file of root certificates for TLS")
-	fs.StringVar(&g.Cert, "cert", "", "generic: client certificate PEM file (with --key)")
-	fs.StringVar(&g.Key, "key", "", "generic: client key PEM file (with --cert)")
-	fs.StringVar(&g.ServerName, "cname", "", "generic: TLS server name override")
-	fs.BoolVar(&g.SkipVerify, "skipTLS", false, "generic: skip TLS certificate verification")
+	// Connection: bidikit's vocabulary; ghz's spellings through ghzAliases.
+	fs.SetNormalizeFunc(ghzAliases)
+	conn.registerTLS(fs)
+	conn.registerToken(fs, "generic: bearer token, sent as \"authorization: Bearer T\" metadata")
 	fs.StringArrayVar(&g.Faults, "fault", nil, "generic: connection fault through toxiproxy, repeatable: latency=50ms, bandwidth=100 (KB/s), reset, latency:latency=50ms,jitter=5ms")
 	fs.StringVar(&g.Vs, "vs", "", "generic: also run this tool on the same target, alternating rounds (ghz)")
 	fs.IntVar(&g.Rounds, "rounds", 1, "generic: rounds per tool")
@@ -176,7 +215,7 @@ Exit 0 = done, 1 = a verdict failed (trace mismatch, leak) or the run failed,
 	fs.IntVar(&p.Step, "step", 500, "conn-ramp: streams opened per step")
 	fs.DurationVar(&p.StepEvery, "step-every", 250*time.Millisecond, "conn-ramp: time between steps")
 	fs.IntVar(&p.StreamsPerConn, "streams-per-conn", 100, "conn-ramp: streams sharing one TCP connection")
-	fs.StringVar(&p.Spawn, "spawn-server", "", "conn-ramp: run the server as a subprocess of this bidikit binary (\"self\" = this one) to read its own RSS")
+	fs.BoolVar(&spawn, "spawn-server", false, "conn-ramp: run the server as a 'bidikit serve' subprocess of this binary, to read its own RSS")
 	fs.StringVar(&p.AdminURL, "admin-url", "", "the target's admin HTTP base URL, to read its RSS (e.g. http://127.0.0.1:7071)")
 	fs.BoolVar(&p.Baseline, "baseline", false, "chat-*: also run a bare generated-stub loop and print the ratio")
 	fs.BoolVar(&bf.noEngine, "no-engine", false, "chat-*: drive with bench's own loop instead of the harness engine")
@@ -232,41 +271,83 @@ func writeFileWith(path string, fn func(io.Writer) error) error {
 	return f.Close()
 }
 
-// newBenchCompareCmd builds `bidikit bench compare OLD.json NEW.json...`.
+// newBenchCompareCmd builds `bidikit bench compare OLD... -- NEW...`.
 func newBenchCompareCmd() *cobra.Command {
-	var threshold float64
+	var o bench.CompareOptions
 	cmd := &cobra.Command{
-		Use:   "compare OLD.json NEW.json...",
-		Short: "Compare repeated bench runs: medians, min..max, and whether a difference is within noise",
-		Long: `compare reads bench JSON results (a file may hold one result or an array of
-repeated runs). The first file is the old set; every further file joins the new
-set. Per workload and tool it prints each metric's median with its min..max and
-count, the change of the medians, and a verdict: "within noise" when the old and
-new min..max ranges overlap or the change is under --noise; else better or worse.`,
+		Use:   "compare OLD.json... -- NEW.json...",
+		Short: "Compare repeated bench runs with a significance test: better, worse, or no significant difference",
+		Long: `compare reads bench JSON results (--json FILE; a file may hold one result
+or an array of repeated runs): the files before -- are the old runs, those
+after it the new ones. Without --, the first file is the old set and the
+others the new.
+
+Per workload and tool it prints each metric's median with its min..max and
+number of runs, the change of the medians, and a verdict from a significance
+test of golang.org/x/perf/benchmath over the runs of each side:
+
+  better / worse (p=...)               the difference is significant (p < --alpha)
+  no significant difference (p=...)    it is not: noise cannot be ruled out
+  negligible: +1.2% (p=...)            significant, but under --noise
+  cannot judge: 1 vs 3 runs            a side has fewer than 3 runs
+
+--test t (default) is Welch's t-test, which can judge from 3 runs per side;
+--test u is the Mann-Whitney U-test benchstat uses, which assumes nothing
+about the distribution but needs 4 runs per side at --alpha 0.05 (with 3,
+its smallest possible p is 0.1). Run each side at least 3 times (5 or more
+is better), alternating old and new on the same machine.`,
+		Example: `  for i in 1 2 3; do
+    bidikit bench chat-echo -z 10s --json old-$i.json   # on the old build
+  done
+  ...                                                    # then new-$i.json on the new one
+  bidikit bench compare old-*.json -- new-*.json`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if threshold < 0 || threshold >= 1 {
-				return usagef("--noise %v: want a fraction in [0,1), e.g. 0.03", threshold)
+			if o.Noise < 0 || o.Noise >= 1 {
+				return usagef("--noise %v: want a fraction in [0,1), e.g. 0.03", o.Noise)
 			}
-			old, err := bench.ReadJSON(args[0])
-			if err != nil {
-				return usageError{err}
+			if o.Alpha <= 0 || o.Alpha >= 1 {
+				return usagef("--alpha %v: want a level in (0,1), e.g. 0.05", o.Alpha)
 			}
-			var cur []bench.Result
-			for _, a := range args[1:] {
-				rs, err := bench.ReadJSON(a)
-				if err != nil {
-					return usageError{err}
+			if o.Test != bench.TTest && o.Test != bench.UTest {
+				return usagef("--test %q: want t (Welch's t-test) or u (Mann-Whitney U-test)", o.Test)
+			}
+			oldFiles, newFiles := args[:1], args[1:]
+			if dash := cmd.ArgsLenAtDash(); dash >= 0 {
+				oldFiles, newFiles = args[:dash], args[dash:]
+			}
+			if len(oldFiles) == 0 || len(newFiles) == 0 {
+				return usagef("give the old runs' files before -- and the new runs' files after it")
+			}
+			read := func(files []string) ([]bench.Result, error) {
+				var out []bench.Result
+				for _, a := range files {
+					rs, err := bench.ReadJSON(a)
+					if err != nil {
+						return nil, usageError{err}
+					}
+					out = append(out, rs...)
 				}
-				cur = append(cur, rs...)
+				return out, nil
 			}
-			ds := bench.Compare(old, cur, threshold)
+			old, err := read(oldFiles)
+			if err != nil {
+				return err
+			}
+			cur, err := read(newFiles)
+			if err != nil {
+				return err
+			}
+			ds := bench.Compare(old, cur, o)
 			if len(ds) == 0 {
-				return usagef("nothing to compare: no workload and tool appear in both %s and the new files", args[0])
+				return usagef("nothing to compare: no workload and tool appear in both the old files (%s) and the new ones", strings.Join(oldFiles, ", "))
 			}
 			return bench.DeltaText(cmd.OutOrStdout(), ds)
 		},
 	}
-	cmd.Flags().Float64Var(&threshold, "noise", 0.03, "a relative change below this is noise even when the ranges do not overlap")
+	fl := cmd.Flags()
+	fl.StringVar(&o.Test, "test", bench.TTest, "significance test: t (Welch's t-test) or u (Mann-Whitney U-test, benchstat's)")
+	fl.Float64Var(&o.Alpha, "alpha", 0.05, "significance level: a p-value below it is a significant difference")
+	fl.Float64Var(&o.Noise, "noise", 0.03, "a significant change of the medians smaller than this fraction is reported as negligible")
 	return cmd
 }

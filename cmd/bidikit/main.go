@@ -64,6 +64,9 @@ func exitCode(err error) int {
 	// cobra's own unknown-command and argument-count errors are usage errors.
 	for _, prefix := range []string{"unknown command", "unknown flag", "unknown shorthand", "accepts ", "requires ", "invalid argument"} {
 		if strings.HasPrefix(err.Error(), prefix) {
+			if prefix == "unknown command" {
+				fmt.Fprintln(os.Stderr, "Run 'bidikit --help' for the commands.")
+			}
 			return exitUsage
 		}
 	}

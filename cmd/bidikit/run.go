@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -30,12 +28,7 @@ func init() { rootCmd.AddCommand(newRunCmd()) }
 // runFlags are `bidikit run`'s flags.
 type runFlags struct {
 	target        string
-	insecure      bool
-	tlsCA         string
-	tlsCert       string
-	tlsKey        string
-	tlsServerName string
-	token         string
+	conn          connFlags
 	seed          int64
 	reports       reportFlags
 	sets          []string
@@ -101,6 +94,8 @@ role (thresholds.honest.p99). A key that names nothing, or a value the file's
 checks refuse, is a usage error naming the --set (exit 2). See
 docs/scenarios.md.
 
+` + connHelp + `
+
 Before any client starts, each scenario opens one probe stream of its service
 with the clients' token; a target that refuses it (UNAUTHENTICATED,
 PERMISSION_DENIED, UNIMPLEMENTED) ends the run at once, exit status 1, with one
@@ -141,14 +136,10 @@ run or the raw results could not be written.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.target, "target", "", "gRPC address (host:port) of the server under test, or a comma-separated failover list of a cluster's instances (client i prefers the (i mod n)-th); empty starts the reference server in-process")
-	fl.BoolVar(&f.insecure, "insecure", false, "dial without TLS (the default unless a --tls-* flag is given)")
-	fl.StringVar(&f.tlsCA, "tls-ca", "", "PEM file of CA certificates to verify the server with (enables TLS)")
-	fl.StringVar(&f.tlsCert, "tls-cert", "", "PEM client certificate for mutual TLS (with --tls-key)")
-	fl.StringVar(&f.tlsKey, "tls-key", "", "PEM client key for mutual TLS (with --tls-cert)")
-	fl.StringVar(&f.tlsServerName, "tls-server-name", "", "server name to verify the certificate against (enables TLS)")
-	fl.StringVar(&f.token, "token", "", "bearer token every client presents (default: each client's own user id, which dev-auth servers accept)")
+	f.conn.registerTLS(fl)
+	f.conn.registerToken(fl, "bearer token every client presents (default: each client's own user id, which dev-auth servers accept)")
 	fl.Int64Var(&f.seed, "seed", 0, "override every scenario's seed")
-	fl.StringArrayVar(&f.sets, "set", nil, "override KEY=VALUE in every scenario, checked as the file is (repeatable): duration=10s, roles.honest.count=50, roles.*.rate=1/s, checks.leaks.settle=5s, thresholds.honest.p99=50ms")
+	fl.StringArrayVar(&f.sets, "set", nil, "override `KEY=VALUE` in every scenario, checked as the file is (repeatable): duration=10s, roles.honest.count=50, roles.*.rate=1/s, checks.leaks.settle=5s, thresholds.honest.p99=50ms")
 	f.reports.register(fl)
 	fl.StringVar(&f.adminURL, "admin-url", "", "the target's admin HTTP base URL (http://host:port) for leak checks")
 	fl.BoolVar(&f.spawnServer, "spawn-server", false, "start 'bidikit serve' as a subprocess (memory-less: SQLite in a temp dir) so server faults can kill and restart it")
@@ -165,41 +156,19 @@ run or the raw results could not be written.`,
 }
 
 func (f *runFlags) engineOptions() ([]engine.Option, error) {
-	tlsWanted := f.tlsCA != "" || f.tlsCert != "" || f.tlsKey != "" || f.tlsServerName != ""
-	if tlsWanted && f.insecure {
-		return nil, usagef("--insecure and --tls-* exclude each other")
-	}
-	if (f.tlsCert == "") != (f.tlsKey == "") {
-		return nil, usagef("--tls-cert and --tls-key go together")
+	cfg, err := f.conn.tlsConfig()
+	if err != nil {
+		return nil, err
 	}
 	if f.dialTimeout <= 0 {
 		return nil, usagef("--dial-timeout %v must be positive", f.dialTimeout)
 	}
 	opts := []engine.Option{engine.WithDialTimeout(f.dialTimeout)}
-	if f.token != "" {
-		opts = append(opts, engine.WithToken(f.token))
+	if f.conn.token != "" {
+		opts = append(opts, engine.WithToken(f.conn.token))
 	}
-	if !tlsWanted {
+	if cfg == nil {
 		return append(opts, engine.WithInsecure()), nil
-	}
-	cfg := &tls.Config{ServerName: f.tlsServerName, MinVersion: tls.VersionTLS12}
-	if f.tlsCA != "" {
-		pem, err := os.ReadFile(f.tlsCA)
-		if err != nil {
-			return nil, usagef("--tls-ca: %v", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, usagef("--tls-ca %s: no PEM certificate in it", f.tlsCA)
-		}
-		cfg.RootCAs = pool
-	}
-	if f.tlsCert != "" {
-		cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
-		if err != nil {
-			return nil, usagef("--tls-cert/--tls-key: %v", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return append(opts, engine.WithTLS(cfg)), nil
 }
@@ -374,6 +343,15 @@ func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
 			// (the result holds what was judged) ends the loop above.
 			if err != nil && (errors.Is(err, engine.ErrUnreachable) || errors.Is(err, engine.ErrRejected)) {
 				fatal, fatalIn = err, s.Name
+			}
+			// A target that did not answer may speak the other of
+			// TLS and plaintext: say so, with the flag to change.
+			if err != nil && errors.Is(err, engine.ErrUnreachable) && len(f.target) > 0 {
+				var me *mismatchError
+				if errors.As(explain(ctx, err, targets, f.conn.wantTLS()), &me) {
+					fatal = me
+					res.Failure = strings.TrimSpace(res.Failure + "; " + me.m.Fix())
+				}
 			}
 		}
 		if sec != nil {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/bidikit/bidikit/harness/engine"
 	"github.com/bidikit/bidikit/workshop"
 )
 
@@ -33,10 +36,10 @@ scenario suite that fails against it until the student fixes it.
   bidikit workshop serve 1           run exercise 1's broken server
   bidikit workshop init 1 ./ex01     a Go module to fix it in
   bidikit workshop check 1 ...       run the suite, explain what failed`,
-		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(newWorkshopListCmd(), newWorkshopServeCmd(), newWorkshopInitCmd(), newWorkshopCheckCmd())
+	subcommandsOnly(cmd)
 	return cmd
 }
 
@@ -159,6 +162,7 @@ func newWorkshopCheckCmd() *cobra.Command {
 	var target, adminURL, lang string
 	var reference bool
 	var hint int
+	var conn connFlags
 	cmd := &cobra.Command{
 		Use:   "check N",
 		Short: "Run exercise N's suite and explain what failed",
@@ -170,7 +174,9 @@ show what green looks like.
 
 Each failed check is explained with its evidence and a hint from the sheet;
 the hints get stronger on every red run (--hint N picks one). Exit status:
-0 green, 1 red (or the suite could not run), 2 bad usage.`,
+0 green, 1 red (or the suite could not run), 2 bad usage.
+
+` + connHelp + ` They apply to --target only.`,
 		Example: `  bidikit workshop check 1
   bidikit workshop check 1 --target 127.0.0.1:7070 --admin-url http://127.0.0.1:7071
   bidikit workshop check 4 --reference`,
@@ -189,6 +195,22 @@ the hints get stronger on every red run (--hint N picks one). Exit status:
 			if hint < 0 {
 				return usagef("--hint %d: want 1 or more (0 = the next one)", hint)
 			}
+			tlsCfg, err := conn.tlsConfig()
+			if err != nil {
+				return err
+			}
+			if target == "" && (conn.wantTLS() || conn.token != "" || conn.insecure) {
+				return usagef("--insecure, --tls* and --token are for --target: the server check starts itself speaks plaintext with dev tokens")
+			}
+			var connOpts []engine.Option
+			if target != "" {
+				if tlsCfg != nil {
+					connOpts = append(connOpts, engine.WithTLS(tlsCfg))
+				}
+				if conn.token != "" {
+					connOpts = append(connOpts, engine.WithToken(conn.token))
+				}
+			}
 			errw := cmd.ErrOrStderr()
 			against := "the broken server (in-process)"
 			switch {
@@ -199,11 +221,14 @@ the hints get stronger on every red run (--hint N picks one). Exit status:
 			}
 			fmt.Fprintf(errw, "Running exercise %d's suite against %s (%s)...\n", ex.Number, against, suiteLength(ex))
 			out, err := workshop.Check(cmd.Context(), ex, workshop.CheckOptions{
-				Target: target, AdminURL: adminURL, Reference: reference,
+				Target: target, AdminURL: adminURL, Reference: reference, Conn: connOpts,
 				Log: slog.New(slog.NewTextHandler(errw, &slog.HandlerOptions{Level: slog.LevelError})),
 			})
 			if err != nil {
 				return err
+			}
+			if target != "" {
+				explainOutcome(cmd.Context(), &out, target, tlsCfg != nil)
 			}
 			level := hint
 			if level == 0 && !out.Green() && !reference {
@@ -221,6 +246,8 @@ the hints get stronger on every red run (--hint N picks one). Exit status:
 	fs := cmd.Flags()
 	fs.StringVar(&target, "target", "", "the student's server, host:port (default: start the broken server in-process)")
 	fs.StringVar(&adminURL, "admin-url", "", "the target's admin HTTP base URL with /debug/pprof/, e.g. http://127.0.0.1:7071 (for the leaks check)")
+	conn.registerTLS(fs)
+	conn.registerToken(fs, "bearer token every client presents to --target (default: each client's own user id, which dev-auth servers accept)")
 	fs.BoolVar(&reference, "reference", false, "run the suite against the reference server in-process (shows green)")
 	fs.StringVar(&lang, "lang", "en", "language of the hints: en or ja")
 	fs.IntVar(&hint, "hint", 0, "show hint N (default: the next one, one stronger per red run)")
@@ -259,4 +286,23 @@ func nextHintLevel(n int) int {
 		_ = os.WriteFile(p, []byte(strconv.Itoa(level)+"\n"), 0o644)
 	}
 	return level
+}
+
+// explainOutcome adds to a scenario that could not reach target what a
+// TLS/plaintext mismatch explains, with the flag to change (asked once).
+func explainOutcome(ctx context.Context, out *workshop.Outcome, target string, usedTLS bool) {
+	var m mismatch
+	asked := false
+	for i := range out.Scenarios {
+		f := out.Scenarios[i].Failure
+		if f == "" || !strings.Contains(f, "unreachable") {
+			continue
+		}
+		if !asked {
+			m, asked = diagnose(ctx, errors.New(f), []string{target}, usedTLS), true
+		}
+		if m != noMismatch {
+			out.Scenarios[i].Failure = f + "; " + m.Fix()
+		}
+	}
 }
