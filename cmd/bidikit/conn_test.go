@@ -172,3 +172,14 @@ var _ = Describe("one command line for run, bench and workshop", func() {
 		Expect(stdout).NotTo(ContainSubstring("better"))
 	}, SpecTimeout(time.Minute))
 })
+
+var _ = DescribeTable("a TLS/plaintext mismatch read off grpc's error text",
+	func(msg string, usedTLS bool, want mismatch) {
+		Expect(mismatchFromText(msg, usedTLS)).To(Equal(want))
+	},
+	Entry("TLS at a plaintext server", `connection error: desc = "transport: authentication handshake failed: tls: first record does not look like a TLS handshake"`, true, tlsToPlain),
+	Entry("plaintext at a TLS server: frame too large", `connection error: desc = "error reading server preface: http2: frame too large"`, false, plainToTLS),
+	Entry("plaintext at a TLS server: closed", `connection error: desc = "connection closed before server preface received"`, false, plainToTLS),
+	Entry("a certificate problem is not a mismatch", `transport: authentication handshake failed: tls: failed to verify certificate: x509: certificate signed by unknown authority`, true, noMismatch),
+	Entry("a refused connection is not a mismatch", `dial tcp 127.0.0.1:1: connect: connection refused`, false, noMismatch),
+)

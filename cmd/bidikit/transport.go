@@ -79,8 +79,12 @@ func diagnose(ctx context.Context, err error, targets []string, usedTLS bool) mi
 	if err == nil {
 		return noMismatch
 	}
-	if m := mismatchFromText(err.Error(), usedTLS); m != noMismatch {
+	msg := err.Error()
+	if m := mismatchFromText(msg, usedTLS); m != noMismatch {
 		return m
+	}
+	if strings.Contains(msg, "connection refused") || strings.Contains(msg, "no such host") {
+		return noMismatch // nothing listens there: nothing to ask
 	}
 	for i, t := range targets {
 		if i == sniffMaxTargets || ctx.Err() != nil {
