@@ -44,10 +44,10 @@ func (c *exprCompiler) withItem(item *cel.Type) (*cel.Env, error) {
 // compile type-checks t in env and builds its program; accept says whether
 // the output type fits, want describes what fits. Problems are recorded at
 // the offending character; ok is false then.
-func (c *exprCompiler) compile(env *cel.Env, t Text, accept func(*cel.Type) bool, want string) (cel.Program, *cel.Type, bool) {
+func (c *exprCompiler) compile(env *cel.Env, t Text, accept func(*cel.Type) bool, want string) (*compiled, bool) {
 	if strings.TrimSpace(t.Value) == "" {
 		c.errs.add(t.errorf(c.file, 0, "empty expression; want a CEL expression of type %s", want))
-		return nil, nil, false
+		return nil, false
 	}
 	ast, iss := env.Compile(t.Value)
 	if iss != nil && iss.Err() != nil {
@@ -63,19 +63,26 @@ func (c *exprCompiler) compile(env *cel.Env, t Text, accept func(*cel.Type) bool
 			line, col := t.At(off)
 			c.errs.add(&Error{File: c.file, Line: line, Col: col, Path: t.Path, Msg: c.explain(env, t.Value, e)})
 		}
-		return nil, nil, false
+		return nil, false
 	}
 	out := ast.OutputType()
 	if !accept(out) {
 		c.errs.add(t.errorf(c.file, 0, "%s has type %s; want %s", strings.TrimSpace(t.Value), typeName(out), want))
-		return nil, nil, false
+		return nil, false
 	}
 	prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
 	if err != nil {
 		c.errs.add(t.errorf(c.file, 0, "%v", err))
-		return nil, nil, false
+		return nil, false
 	}
-	return prg, out, true
+	return &compiled{prg: prg, out: out, ast: ast}, true
+}
+
+// compiled is one type-checked expression.
+type compiled struct {
+	prg cel.Program
+	out *cel.Type
+	ast *cel.Ast
 }
 
 // explain rewrites a CEL error so that an undefined field names the
@@ -164,18 +171,43 @@ func typeName(t *cel.Type) string {
 	return t.String()
 }
 
-// activation binds m (and it) for one evaluation without a map.
+// activation binds m (and it) for one evaluation without a map; mRef and
+// itRef are the same messages for fastPath.
 type activation struct {
-	m, it any
+	adapter     types.Adapter
+	m, it       any // CEL values, made when CEL first needs them
+	mRef, itRef protoreflect.Message
+}
+
+// eval runs one expression: its fastPath when it has one that applies,
+// else its CEL program. The value is CEL's Value() (bool, int64, uint64,
+// string, time.Time, ...).
+func (a *activation) eval(prg cel.Program, fast fastExpr) (any, error) {
+	if fast != nil {
+		if v, ok := fast.eval(a.mRef, a.itRef); ok {
+			return v, nil
+		}
+	}
+	v, _, err := prg.Eval(a)
+	if err != nil {
+		return nil, err
+	}
+	return v.Value(), nil
 }
 
 func (a *activation) ResolveName(name string) (any, bool) {
 	switch name {
 	case "m":
+		if a.m == nil {
+			a.m = a.adapter.NativeToValue(a.mRef.Interface())
+		}
 		return a.m, true
 	case "it":
 		if a.it != nil {
 			return a.it, true
+		}
+		if a.itRef != nil {
+			return a.itRef.Interface(), true // an item the fast path listed
 		}
 	}
 	return nil, false

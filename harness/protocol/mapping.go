@@ -156,31 +156,36 @@ func (m *Mapping) compileIncoming(s *Spec, d *Descriptors, errs *errorList) erro
 	m.adapter = c.base.CELTypeAdapter()
 	for _, rs := range s.Incoming {
 		r := &rule{kind: rs.Kind, path: rs.Path}
-		var ok bool
-		r.when, _, ok = c.compile(c.base, rs.When, acceptBool, "bool")
+		when, ok := c.compile(c.base, rs.When, acceptBool, "bool")
+		if ok {
+			r.when, r.whenFast = when.prg, fastRoots{out: out}.expr(when.ast.NativeRep().Expr())
+		}
 		env := c.base
+		var itemMD protoreflect.MessageDescriptor
 		if rs.Each.Value != "" {
-			prg, t, eachOK := c.compile(c.base, rs.Each, acceptList, "a list, e.g. m.batch.messages or [m.message]")
+			each, eachOK := c.compile(c.base, rs.Each, acceptList, "a list, e.g. m.batch.messages or [m.message]")
 			if eachOK {
 				item := cel.DynType
-				if params := t.Parameters(); len(params) == 1 {
+				if params := each.out.Parameters(); len(params) == 1 {
 					item = params[0]
 				}
+				itemMD = c.messageOf(item)
 				if env, err = c.withItem(item); err != nil {
 					errs.add(rs.Each.errorf(s.File, 0, "%v", err))
 					eachOK = false
+				} else {
+					r.each, r.eachFast = each.prg, fastRoots{out: out}.list(each.ast.NativeRep().Expr())
 				}
 			}
-			r.each = prg
 			ok = ok && eachOK
 		}
 		for _, fs := range rs.Fields {
-			prg, _, fok := c.compile(env, fs.Expr, accepts(fieldTypes[fs.Field]), fieldTypes[fs.Field].wants())
+			fc, fok := c.compile(env, fs.Expr, accepts(fieldTypes[fs.Field]), fieldTypes[fs.Field].wants())
 			if !fok {
 				ok = false
 				continue
 			}
-			r.fields = append(r.fields, fieldProgram{field: fs.Field, prg: prg, path: fs.Expr.Path})
+			r.fields = append(r.fields, fieldProgram{field: fs.Field, prg: fc.prg, fast: fastRoots{out: out, item: itemMD}.expr(fc.ast.NativeRep().Expr()), path: fs.Expr.Path})
 		}
 		if !ok {
 			continue
