@@ -1,6 +1,7 @@
 package protocol_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"time"
@@ -95,4 +96,41 @@ var _ = Describe("The field-path fast path", func() {
 			classifyBoth(m, msg)
 		}
 	}, SpecTimeout(20*time.Second))
+})
+
+var _ = Describe("A compiled mapping", func() {
+	It("is used by many clients at once", func(ctx SpecContext) {
+		d, err := protocol.LoadProtoset(writeProtoset(chatv1.File_bidikit_chat_v1_chat_proto))
+		Expect(err).NotTo(HaveOccurred())
+		m := compileFile("chat.yaml", d)
+		msg := dynamicpb.NewMessage(m.Method().Output())
+		Expect(protojson.Unmarshal([]byte(`{"batch": {"messages": [{"room": "r", "seq": 1}, {"room": "r", "seq": 2}]}}`), msg)).To(Succeed())
+		typed := &chatv1.ServerEvent{Event: &chatv1.ServerEvent_Ack{Ack: &chatv1.Ack{Seq: 4}}}
+		errs := make(chan error, 8)
+		for g := range 8 {
+			go func() {
+				defer GinkgoRecover()
+				var got []protocol.Incoming
+				var err error
+				for i := range 200 {
+					if got, err = m.Classify(got, msg); err == nil && len(got) != 2 {
+						err = fmt.Errorf("got %d items", len(got))
+					}
+					if err == nil {
+						got, err = m.Classify(got, typed) // the CEL path
+					}
+					if err == nil {
+						_, err = m.Encode(protocol.OutSend, protocol.Values{Room: "r", SenderSeq: uint64(i), Client: fmt.Sprint(g)})
+					}
+					if err != nil {
+						break
+					}
+				}
+				errs <- err
+			}()
+		}
+		for range 8 {
+			Eventually(errs).WithContext(ctx).WithTimeout(25 * time.Second).Should(Receive(BeNil()))
+		}
+	}, SpecTimeout(30*time.Second))
 })

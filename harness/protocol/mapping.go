@@ -3,7 +3,6 @@ package protocol
 import (
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 
 	"cel.dev/cel-go/cel"
@@ -28,7 +27,7 @@ type Mapping struct {
 	mapped   map[Path]bool
 	msgType  protoreflect.MessageType // the client message's dynamic type
 	decode   protojson.UnmarshalOptions
-	adapter  types.Adapter // wraps a server message once for all of its rules
+	adapter  types.Adapter // makes CEL values of server messages
 }
 
 type metaEntry struct {
@@ -191,7 +190,7 @@ func (m *Mapping) compileIncoming(s *Spec, d *Descriptors, errs *errorList) erro
 			continue
 		}
 		m.rules = append(m.rules, r)
-		m.mapped[Path("incoming."+rs.Kind.String())] = true
+		m.mapped[Rule(rs.Kind)] = true
 		for _, f := range r.fields {
 			m.mapped[In(rs.Kind, f.field)] = true
 		}
@@ -211,51 +210,6 @@ func (m *Mapping) Source() string { return m.source }
 // RoomName is room i's name: what {{room}} renders to and what the room
 // expressions of incoming rules must yield for that room.
 func (m *Mapping) RoomName(i int) string { return m.roomName.String(Values{Index: i}) }
-
-// Fields lists every mapped path, sorted: "incoming.ack",
-// "incoming.ack.seq", ..., "outgoing.send".
-func (m *Mapping) Fields() []Path {
-	out := make([]Path, 0, len(m.mapped))
-	for p := range m.mapped {
-		out = append(out, p)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
-}
-
-// Mapped says whether p is mapped: an outgoing message (Out), an incoming
-// kind ("incoming.ack") or a field read for a kind (In).
-func (m *Mapping) Mapped(p Path) bool { return m.mapped[p] }
-
-// Missing returns the paths of need that the mapping does not map, in the
-// order given; none means everything needed is there. A check that needs
-// them reports not-measurable with MissingReason.
-func (m *Mapping) Missing(need ...Path) []Path {
-	var out []Path
-	for _, p := range need {
-		if !m.mapped[p] {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// MissingReason words missing paths for a not-measurable verdict:
-// "protocol.incoming.delivery.seq is not mapped".
-func MissingReason(missing []Path) string {
-	if len(missing) == 0 {
-		return ""
-	}
-	names := make([]string, len(missing))
-	for i, p := range missing {
-		names[i] = "protocol." + string(p)
-	}
-	verb := " is not mapped"
-	if len(names) > 1 {
-		verb = " are not mapped"
-	}
-	return strings.Join(names, ", ") + verb
-}
 
 // errNotMapped is returned (wrapped) by Encode for a message the mapping
 // does not define.

@@ -178,7 +178,8 @@ var _ = Describe("The chat mapping", func() {
 		Expect(a.Fields()).To(Equal(b.Fields()))
 		Expect(a.Fields()).To(ContainElements(
 			protocol.Out(protocol.OutSend), protocol.Out("typing"), protocol.In(protocol.Delivery, protocol.FieldSeq),
-			protocol.In(protocol.Ack, protocol.FieldDuplicate), protocol.Path("incoming.ignore")))
+			protocol.In(protocol.Ack, protocol.FieldDuplicate), protocol.Rule(protocol.Ignored)))
+		Expect(protocol.Rule(protocol.Ignored)).To(Equal(protocol.Path("incoming.ignore")))
 
 		need := []protocol.Path{protocol.In(protocol.Delivery, protocol.FieldSeq), protocol.In(protocol.Ack, protocol.FieldSenderSeq), protocol.In(protocol.Joined, protocol.FieldReplayFrom)}
 		Expect(a.Missing(need...)).To(Equal([]protocol.Path{"incoming.ack.sender_seq"}))

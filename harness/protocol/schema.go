@@ -141,20 +141,3 @@ const (
 )
 
 var outgoingNames = []string{OutJoin, OutResume, OutLeave, OutSend}
-
-// Path names one piece of a mapping a caller may need, as the mapping's
-// YAML spells it under protocol: "outgoing.send", "incoming.delivery.seq".
-type Path string
-
-// In is the path of a field read for a kind: In(Delivery, FieldSeq) is
-// "incoming.delivery.seq".
-func In(k Kind, f Field) Path { return Path("incoming." + k.String() + "." + f.String()) }
-
-// Out is the path of an outgoing message: Out(OutSend) is "outgoing.send";
-// an extra is "outgoing.extras.NAME".
-func Out(name string) Path {
-	if contains(outgoingNames, name) {
-		return Path("outgoing." + name)
-	}
-	return Path("outgoing.extras." + name)
-}
