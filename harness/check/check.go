@@ -7,12 +7,10 @@ package check
 
 import (
 	"context"
-	"fmt"
-	"sort"
-	"sync"
 
 	"github.com/bidikit/bidikit/harness/event"
 	"github.com/bidikit/bidikit/harness/verdict"
+	"github.com/bidikit/bidikit/internal/registry"
 )
 
 // Status, Verdict, Evidence and their constants are harness/verdict's,
@@ -94,47 +92,24 @@ type ServiceAware interface {
 // its errors name the file, line and field.
 type Factory func(decode func(into any) error) (Checker, error)
 
-var (
-	mu       sync.RWMutex
-	registry = map[string]Factory{}
-)
+// checks holds every registered checker factory.
+var checks = registry.New[Factory]("check")
 
 // Register makes a checker available under name. It panics on a duplicate
 // name (a programming error caught at init).
-func Register(name string, f Factory) {
-	mu.Lock()
-	defer mu.Unlock()
-	if _, dup := registry[name]; dup {
-		panic("check: duplicate checker " + name)
-	}
-	registry[name] = f
-}
+func Register(name string, f Factory) { checks.Register(name, f) }
 
 // Lookup returns the factory registered under name.
-func Lookup(name string) (Factory, bool) {
-	mu.RLock()
-	defer mu.RUnlock()
-	f, ok := registry[name]
-	return f, ok
-}
+func Lookup(name string) (Factory, bool) { return checks.Lookup(name) }
 
 // Names lists the registered checkers, sorted.
-func Names() []string {
-	mu.RLock()
-	defer mu.RUnlock()
-	out := make([]string, 0, len(registry))
-	for n := range registry {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
+func Names() []string { return checks.Names() }
 
 // New builds the checker registered under name.
 func New(name string, decode func(any) error) (Checker, error) {
-	f, ok := Lookup(name)
-	if !ok {
-		return nil, fmt.Errorf("unknown check %q (known: %v)", name, Names())
+	f, err := checks.Get(name)
+	if err != nil {
+		return nil, err
 	}
 	return f(decode)
 }

@@ -65,7 +65,8 @@ type writer struct {
 func (w *writer) send(m any) error { return w.st.SendMsg(m) }
 
 // vclient is one virtual client: a goroutine running streams one after the
-// other until its end time. It implements fault.Client: fault methods return
+// other until its end time. It takes every stream fault (fault.Target and
+// the faults' own interfaces): fault methods return
 // at once; those that write on the stream are queued to the send loop (cmds).
 type vclient struct {
 	r    *run

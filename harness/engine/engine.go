@@ -26,7 +26,7 @@ import (
 	"github.com/bidikit/bidikit/harness/check"
 	"github.com/bidikit/bidikit/harness/event"
 	"github.com/bidikit/bidikit/harness/fault"
-	"github.com/bidikit/bidikit/harness/metrics"
+	"github.com/bidikit/bidikit/harness/judge"
 	"github.com/bidikit/bidikit/harness/result"
 	"github.com/bidikit/bidikit/harness/scenario"
 )
@@ -46,9 +46,9 @@ type run struct {
 	events  chan []event.Event
 	runEm   emitter // run-wide events (Client -1), any goroutine
 
-	col    *metrics.Collector
-	checks []check.Checker
-	names  []string
+	// judge turns the event stream into metrics and verdicts; the
+	// dispatcher goroutine owns it while events flow, Run after.
+	judge *judge.Judge
 
 	proxy *toxiproxy.Proxy
 	env   *env
@@ -146,14 +146,12 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 	r := &run{s: s, plan: scenario.NewPlan(s), opts: o, addrs: o.targets}
 
 	// Checkers first: a bad check spec fails before touching the network.
-	for _, cs := range s.Checks {
-		ck, err := cs.New()
-		if err != nil {
-			return fail(fmt.Errorf("%s: check %q: %w", s.File, cs.Name, err))
-		}
-		r.checks = append(r.checks, ck)
-		r.names = append(r.names, cs.Name)
+	mine := r.plan.Mine(o.shardIndex, o.shardCount)
+	j, err := judge.New(s, r.plan, func(i int) bool { return mine[i] })
+	if err != nil {
+		return fail(err)
 	}
+	r.judge = j
 	needProxy := false
 	for _, f := range s.Faults {
 		switch f.Kind.Scope {
@@ -194,32 +192,6 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 	r.pool = newPool(r.addrs, s.StreamsPerConn, &r.opts)
 	defer r.pool.closeAll()
 
-	// Sharded runs run their share of the clients; the rest belong to the
-	// other shards (WithShard).
-	mine := make([]bool, len(r.plan.Clients))
-	if o.shardCount > 1 {
-		for _, i := range r.plan.Shard(o.shardIndex, o.shardCount) {
-			mine[i] = true
-		}
-	} else {
-		for i := range mine {
-			mine[i] = true
-		}
-	}
-	roles := make([]metrics.RoleInfo, len(s.Roles))
-	for i, rl := range s.Roles {
-		roles[i] = metrics.RoleInfo{Name: rl.Name, Behaviour: rl.Behaviour, Attack: scenario.Behaviours[rl.Behaviour].Attack}
-	}
-	for i, c := range r.plan.Clients {
-		if mine[i] {
-			roles[c.RoleIndex].Clients++
-		}
-	}
-	roleOf := make([]int, len(r.plan.Clients))
-	for i, c := range r.plan.Clients {
-		roleOf[i] = c.RoleIndex
-	}
-	r.col = metrics.New(roles, roleOf)
 	r.events = make(chan []event.Event, 1024)
 	r.runEm = emitter{out: r.events}
 	r.allFlushed = make(chan struct{})
@@ -252,12 +224,8 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 	}
 
 	// Baselines before any client connects.
-	for i, ck := range r.checks {
-		if st, ok := ck.(check.Starter); ok {
-			if err := st.Start(ctx, env); err != nil {
-				return fail(fmt.Errorf("check %q: start: %w", r.names[i], err))
-			}
-		}
+	if err := r.judge.Start(ctx, env); err != nil {
+		return fail(err)
 	}
 
 	dispatched := make(chan struct{})
@@ -342,13 +310,12 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 	close(r.events)
 	<-dispatched
 
-	r.col.AddError("harness:sender-behind", int(r.counters.behind.Load()))
-	r.col.AddError("harness:fault-dropped", int(r.counters.faultDropped.Load()))
-	r.col.AddError("harness:fault-failed", int(r.counters.faultFailed.Load()))
-	r.col.Finish(elapsed)
-	r.col.Fill(&res)
+	col := r.judge.Metrics()
+	col.AddError("harness:sender-behind", int(r.counters.behind.Load()))
+	col.AddError("harness:fault-dropped", int(r.counters.faultDropped.Load()))
+	col.AddError("harness:fault-failed", int(r.counters.faultFailed.Load()))
+	r.judge.Finish(&res, elapsed)
 	res.Clients = len(r.clients)
-	res.DurationS = elapsed.Seconds()
 	if r.stoppedEarly && ctx.Err() == nil {
 		res.Interrupted = r.abortWhy // --fail-fast
 	}
@@ -364,29 +331,16 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 		res.Interrupted = interruptedWhy(ctx, r.stoppedEarly, r.stoppedAt, elapsed, s.Duration)
 	}
 	r.stage.set(PhaseJudging)
-	res.Passed = true
 	var venv check.Env = env
 	var hl *healthLog
 	if o.tap != nil {
 		hl = &healthLog{Env: env}
 		venv = hl
 	}
-	for i, ck := range r.checks {
-		v := ck.Verdict(vctx, venv)
-		if v.Name == "" {
-			v.Name = r.names[i]
-		}
-		if !v.Passed() {
-			res.Passed = false
-		}
-		res.Checks = append(res.Checks, v)
-	}
+	r.judge.Verdicts(vctx, venv, &res, nil)
 	r.addMarkers(&res)
-	if res.Interrupted != "" {
-		res.Passed = false
-	}
 	if o.tap != nil {
-		o.tap.End(Final{Histograms: r.col.Export(), Health: hl.read()})
+		o.tap.End(Final{Histograms: col.Export(), Health: hl.read()})
 	}
 	if ctx.Err() != nil {
 		return res, fmt.Errorf("scenario %s %w (%v): %w", s.Name, ErrInterrupted, context.Cause(ctx), ctx.Err())
@@ -420,11 +374,7 @@ func (r *run) dispatch() {
 	var at time.Duration
 	for b := range r.events {
 		for i := range b {
-			e := &b[i]
-			r.col.Observe(e)
-			for _, ck := range r.checks {
-				ck.Observe(e)
-			}
+			r.judge.Observe(&b[i])
 		}
 		if r.opts.tap != nil {
 			r.opts.tap.Events(b)
@@ -483,7 +433,7 @@ func (r *run) schedule(ctx context.Context, wg *sync.WaitGroup) {
 			r.opts.log.Error("building fault", "fault", step.Fault, "line", step.Line, "err", err)
 			continue
 		}
-		targets := make([]fault.Client, 0, len(chosen))
+		targets := make([]fault.Target, 0, len(chosen))
 		for _, i := range chosen {
 			c := r.byIndex[i]
 			targets = append(targets, c)

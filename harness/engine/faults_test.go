@@ -17,9 +17,9 @@ import (
 // depending on the registered fault implementations.
 type funcFault func(fault.Client)
 
-func (f funcFault) Inject(_ context.Context, _ fault.Env, targets []fault.Client) error {
+func (f funcFault) Inject(_ context.Context, _ fault.Env, targets []fault.Target) error {
 	for _, t := range targets {
-		f(t)
+		f(t.(fault.Client))
 	}
 	return nil
 }

@@ -65,11 +65,12 @@ func (r *run) abort(why string) {
 	})
 }
 
-// initLive prepares the dispatcher's live state for r.checks.
+// initLive prepares the dispatcher's live state for the judge's checks.
 func (r *run) initLive() {
-	r.live.last = make([]int, len(r.checks))
-	r.live.firstAt = make([]time.Duration, len(r.checks))
-	for i, ck := range r.checks {
+	checks, _ := r.judge.Checks()
+	r.live.last = make([]int, len(checks))
+	r.live.firstAt = make([]time.Duration, len(checks))
+	for i, ck := range checks {
 		if _, ok := ck.(check.Live); !ok {
 			r.live.last[i] = -1
 		}
@@ -83,15 +84,17 @@ func (r *run) initLive() {
 // violation nudges the progress goroutine and, with --fail-fast, aborts the
 // run), and every snapEvery the p99 and errors by code. Dispatcher only.
 func (r *run) observed(at time.Duration, force bool) {
-	m := r.col.Messages()
+	col := r.judge.Metrics()
+	checks, names := r.judge.Checks()
+	m := col.Messages()
 	r.live.sent.Store(m.Sent)
 	r.live.delivered.Store(m.Delivered)
 	r.live.acked.Store(m.Acked)
-	r.live.connected.Store(int64(r.col.Connected()))
-	r.live.errors.Store(int64(r.col.ErrorCount()))
+	r.live.connected.Store(int64(col.Connected()))
+	r.live.errors.Store(int64(col.ErrorCount()))
 
 	changed, first := false, ""
-	for i, ck := range r.checks {
+	for i, ck := range checks {
 		if r.live.last[i] < 0 {
 			continue
 		}
@@ -105,7 +108,7 @@ func (r *run) observed(at time.Duration, force bool) {
 				r.live.firstAt[i] = max(at, 1)
 			}
 			if first == "" {
-				first = r.names[i]
+				first = names[i]
 			}
 		}
 		r.live.last[i] = n
@@ -118,11 +121,11 @@ func (r *run) observed(at time.Duration, force bool) {
 	var violated []Violation
 	for i, n := range r.live.last {
 		if n > 0 {
-			violated = append(violated, Violation{Check: r.names[i], Violations: n, At: r.live.firstAt[i]})
+			violated = append(violated, Violation{Check: names[i], Violations: n, At: r.live.firstAt[i]})
 		}
 	}
-	p99 := r.col.LatencyQuantile(99)
-	byCode := r.col.ErrorsByCode()
+	p99 := col.LatencyQuantile(99)
+	byCode := col.ErrorsByCode()
 	r.live.mu.Lock()
 	r.live.p99, r.live.byCode, r.live.violated = p99, byCode, violated
 	r.live.mu.Unlock()

@@ -19,7 +19,7 @@ import (
 // clients if they really dial through it.
 type stopProxy struct{ seen chan *toxiproxy.Proxy }
 
-func (f stopProxy) Inject(_ context.Context, env fault.Env, _ []fault.Client) error {
+func (f stopProxy) Inject(_ context.Context, env fault.Env, _ []fault.Target) error {
 	p := env.Proxy()
 	f.seen <- p
 	if p != nil {

@@ -6,8 +6,8 @@ import "context"
 // RST_STREAM, as a vanished peer would. No parameters.
 type abruptClose struct{}
 
-func (abruptClose) Inject(ctx context.Context, _ Env, targets []Client) error {
-	return forEach(ctx, targets, Client.AbruptClose)
+func (abruptClose) Inject(ctx context.Context, _ Env, targets []Target) error {
+	return forEach(ctx, "abrupt-close", targets, AbruptCloser.AbruptClose)
 }
 
 func init() {
@@ -22,4 +22,11 @@ func init() {
 			return abruptClose{}, nil
 		},
 	})
+}
+
+// AbruptCloser is what the abrupt-close fault needs of a target: AbruptClose
+// closes the client's TCP connection without any goodbye (no GOAWAY, no
+// RST_STREAM).
+type AbruptCloser interface {
+	AbruptClose()
 }

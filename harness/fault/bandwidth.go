@@ -19,7 +19,7 @@ type BandwidthParams struct {
 // "bandwidth" toxic); no byte is lost.
 type bandwidth struct{ t toxic }
 
-func (f bandwidth) Inject(ctx context.Context, env Env, _ []Client) error {
+func (f bandwidth) Inject(ctx context.Context, env Env, _ []Target) error {
 	return f.t.inject(ctx, env)
 }
 

@@ -22,7 +22,7 @@ type BlackholeParams struct {
 // existing connections end and new ones work normally.
 type blackhole struct{ t toxic }
 
-func (f blackhole) Inject(ctx context.Context, env Env, _ []Client) error {
+func (f blackhole) Inject(ctx context.Context, env Env, _ []Target) error {
 	return f.t.inject(ctx, env)
 }
 

@@ -15,8 +15,8 @@ type BurstParams struct {
 // pacing.
 type burst struct{ p BurstParams }
 
-func (f burst) Inject(ctx context.Context, _ Env, targets []Client) error {
-	return forEach(ctx, targets, func(c Client) { c.Burst(f.p.Count) })
+func (f burst) Inject(ctx context.Context, _ Env, targets []Target) error {
+	return forEach(ctx, "burst", targets, func(c Burster) { c.Burst(f.p.Count) })
 }
 
 func init() {
@@ -35,4 +35,10 @@ func init() {
 			return burst{p}, nil
 		},
 	})
+}
+
+// Burster is what the burst fault needs of a target: Burst sends n messages
+// back to back, ignoring pacing.
+type Burster interface {
+	Burst(n int)
 }

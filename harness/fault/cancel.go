@@ -6,8 +6,8 @@ import "context"
 // sees RST_STREAM with CANCEL). No parameters.
 type cancelStream struct{}
 
-func (cancelStream) Inject(ctx context.Context, _ Env, targets []Client) error {
-	return forEach(ctx, targets, Client.CancelStream)
+func (cancelStream) Inject(ctx context.Context, _ Env, targets []Target) error {
+	return forEach(ctx, "cancel", targets, StreamCanceller.CancelStream)
 }
 
 func init() {
@@ -22,4 +22,11 @@ func init() {
 			return cancelStream{}, nil
 		},
 	})
+}
+
+// StreamCanceller is what the cancel fault needs of a target: CancelStream
+// cancels the stream's context mid-stream (RST_STREAM with CANCEL); the
+// client reconnects if its behaviour says so.
+type StreamCanceller interface {
+	CancelStream()
 }

@@ -6,45 +6,36 @@ package fault
 
 import (
 	"context"
-	"fmt"
-	"sort"
-	"sync"
-	"time"
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
+
+	"github.com/bidikit/bidikit/internal/registry"
 )
 
-// Client is what a stream-level fault can do to one virtual client. The
-// engine's virtual clients implement it; every method returns at once and is
-// safe to call from the fault scheduler's goroutine.
-type Client interface {
+// Target is one virtual client a stream-level fault acts on. What a fault
+// does to it is the fault's own narrow interface, declared in the fault's
+// file (HalfCloser, Burster, ...); the engine's virtual clients implement
+// them all. Their methods return at once and are safe to call from the
+// fault scheduler's goroutine.
+type Target interface {
 	// Index is the client's position in the plan; Role its role name.
 	Index() int
 	Role() string
-	// CancelStream cancels the stream's context mid-stream (RST_STREAM with
-	// CANCEL); the client reconnects if its behaviour says so.
-	CancelStream()
-	// HalfClose calls CloseSend and keeps reading until the server ends the
-	// stream.
-	HalfClose()
-	// AbruptClose closes the client's TCP connection without any goodbye
-	// (no GOAWAY, no RST_STREAM).
-	AbruptClose()
-	// StopReading stops receiving for the rest of the run (the stream stays
-	// open and unread, so the server's send queue fills).
-	StopReading()
-	// Pause stops both sending and receiving for d.
-	Pause(d time.Duration)
-	// Burst sends n messages back to back, ignoring pacing.
-	Burst(n int)
-	// SendMalformed writes bytes that are not a valid protobuf message as one
-	// gRPC message on the stream.
-	SendMalformed()
-	// SendOversized sends one message whose payload is bytes long.
-	SendOversized(bytes int)
-	// ResumeStale reconnects and rejoins from a position older than its last
-	// seen one (stale by `back` positions; 0 = from the very beginning).
-	ResumeStale(back uint64)
+}
+
+// Client is a target that takes every stream fault of this package: what
+// the engine's virtual clients are. A fault asks only for its own interface.
+type Client interface {
+	Target
+	AbruptCloser
+	Burster
+	HalfCloser
+	MalformedSender
+	OversizedSender
+	Pauser
+	ReadStopper
+	StaleResumer
+	StreamCanceller
 }
 
 // Server is what a server-level fault can do; available only when the harness
@@ -72,7 +63,7 @@ type Env interface {
 // effect. A fault with a duration undoes itself when ctx is done or its
 // duration has passed, without blocking Inject.
 type Fault interface {
-	Inject(ctx context.Context, env Env, targets []Client) error
+	Inject(ctx context.Context, env Env, targets []Target) error
 }
 
 // Scope says what a fault acts on, so the scheduler knows whether it needs
@@ -100,46 +91,23 @@ type Spec struct {
 	New     Factory
 }
 
-var (
-	mu       sync.RWMutex
-	registry = map[string]Spec{}
-)
+// faults holds every registered fault kind.
+var faults = registry.New[Spec]("fault")
 
 // Register makes a fault available by name. It panics on a duplicate name.
-func Register(s Spec) {
-	mu.Lock()
-	defer mu.Unlock()
-	if _, dup := registry[s.Name]; dup {
-		panic("fault: duplicate fault " + s.Name)
-	}
-	registry[s.Name] = s
-}
+func Register(s Spec) { faults.Register(s.Name, s) }
 
 // Lookup returns the fault kind registered under name.
-func Lookup(name string) (Spec, bool) {
-	mu.RLock()
-	defer mu.RUnlock()
-	s, ok := registry[name]
-	return s, ok
-}
+func Lookup(name string) (Spec, bool) { return faults.Lookup(name) }
 
 // Names lists the registered faults, sorted.
-func Names() []string {
-	mu.RLock()
-	defer mu.RUnlock()
-	out := make([]string, 0, len(registry))
-	for n := range registry {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
+func Names() []string { return faults.Names() }
 
 // New builds the fault registered under name.
 func New(name string, decode func(any) error) (Fault, Spec, error) {
-	s, ok := Lookup(name)
-	if !ok {
-		return nil, Spec{}, fmt.Errorf("unknown fault %q (known: %v)", name, Names())
+	s, err := faults.Get(name)
+	if err != nil {
+		return nil, Spec{}, err
 	}
 	f, err := s.New(decode)
 	return f, s, err

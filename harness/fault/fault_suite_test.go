@@ -53,7 +53,7 @@ func mustBuild(name, params string) fault.Fault {
 	return f
 }
 
-// fakeClient records every fault.Client call as a string.
+// fakeClient records every call a stream fault makes, as a string.
 type fakeClient struct {
 	idx   int
 	mu    sync.Mutex

@@ -6,8 +6,8 @@ import "context"
 // server ends the stream. No parameters.
 type halfClose struct{}
 
-func (halfClose) Inject(ctx context.Context, _ Env, targets []Client) error {
-	return forEach(ctx, targets, Client.HalfClose)
+func (halfClose) Inject(ctx context.Context, _ Env, targets []Target) error {
+	return forEach(ctx, "half-close", targets, HalfCloser.HalfClose)
 }
 
 func init() {
@@ -22,4 +22,10 @@ func init() {
 			return halfClose{}, nil
 		},
 	})
+}
+
+// HalfCloser is what the half-close fault needs of a target: HalfClose calls
+// CloseSend and keeps reading until the server ends the stream.
+type HalfCloser interface {
+	HalfClose()
 }

@@ -21,7 +21,7 @@ type killServer struct{ p KillServerParams }
 // Inject kills the server and returns once it has exited. A restart, when
 // asked for, runs on its own goroutine after RestartAfter unless ctx is done
 // first; a failed restart is logged, since Inject has already returned.
-func (f killServer) Inject(ctx context.Context, env Env, _ []Client) error {
+func (f killServer) Inject(ctx context.Context, env Env, _ []Target) error {
 	if env == nil || env.Server() == nil {
 		return errors.New("kill-server needs --spawn-server (the harness must own the server process to kill it)")
 	}

@@ -22,7 +22,7 @@ type LatencyParams struct {
 // latency delays every byte through the proxy (toxiproxy "latency" toxic).
 type latency struct{ t toxic }
 
-func (f latency) Inject(ctx context.Context, env Env, _ []Client) error {
+func (f latency) Inject(ctx context.Context, env Env, _ []Target) error {
 	return f.t.inject(ctx, env)
 }
 

@@ -7,8 +7,8 @@ import "context"
 // INTERNAL from the codec) and never panic. No parameters.
 type malformed struct{}
 
-func (malformed) Inject(ctx context.Context, _ Env, targets []Client) error {
-	return forEach(ctx, targets, Client.SendMalformed)
+func (malformed) Inject(ctx context.Context, _ Env, targets []Target) error {
+	return forEach(ctx, "malformed", targets, MalformedSender.SendMalformed)
 }
 
 func init() {
@@ -23,4 +23,11 @@ func init() {
 			return malformed{}, nil
 		},
 	})
+}
+
+// MalformedSender is what the malformed fault needs of a target:
+// SendMalformed writes bytes that are not a valid protobuf message as one
+// gRPC message on the stream.
+type MalformedSender interface {
+	SendMalformed()
 }

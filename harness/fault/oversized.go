@@ -15,8 +15,8 @@ type OversizedParams struct {
 // oversized makes each target send one message with a Bytes-long payload.
 type oversized struct{ p OversizedParams }
 
-func (f oversized) Inject(ctx context.Context, _ Env, targets []Client) error {
-	return forEach(ctx, targets, func(c Client) { c.SendOversized(f.p.Bytes) })
+func (f oversized) Inject(ctx context.Context, _ Env, targets []Target) error {
+	return forEach(ctx, "oversized", targets, func(c OversizedSender) { c.SendOversized(f.p.Bytes) })
 }
 
 func init() {
@@ -35,4 +35,10 @@ func init() {
 			return oversized{p}, nil
 		},
 	})
+}
+
+// OversizedSender is what the oversized fault needs of a target:
+// SendOversized sends one message whose payload is bytes long.
+type OversizedSender interface {
+	SendOversized(bytes int)
 }

@@ -29,16 +29,24 @@ func noParams(decode func(any) error) error {
 	return decode(&none)
 }
 
-// forEach calls fn on every non-nil target; it stops early, returning the
-// context's error, once ctx is done. Stream faults use it to fan out.
-func forEach(ctx context.Context, targets []Client, fn func(Client)) error {
-	for _, c := range targets {
+// forEach calls fn on every non-nil target as an I, the fault's own
+// interface; it stops early, returning the context's error, once ctx is
+// done. A target that does not implement I is an error naming the fault
+// and the client (a driver that cannot take that fault). Stream faults use
+// it to fan out.
+func forEach[I any](ctx context.Context, fault string, targets []Target, fn func(I)) error {
+	for _, t := range targets {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if c != nil {
-			fn(c)
+		if t == nil {
+			continue
 		}
+		c, ok := t.(I)
+		if !ok {
+			return fmt.Errorf("fault %s: client %d (role %s) cannot take it: it does not implement %T", fault, t.Index(), t.Role(), (*I)(nil))
+		}
+		fn(c)
 	}
 	return nil
 }

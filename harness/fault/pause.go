@@ -15,8 +15,8 @@ type PauseParams struct {
 // client resumes by itself (Client.Pause returns at once).
 type pause struct{ p PauseParams }
 
-func (f pause) Inject(ctx context.Context, _ Env, targets []Client) error {
-	return forEach(ctx, targets, func(c Client) { c.Pause(f.p.Duration) })
+func (f pause) Inject(ctx context.Context, _ Env, targets []Target) error {
+	return forEach(ctx, "pause", targets, func(c Pauser) { c.Pause(f.p.Duration) })
 }
 
 func init() {
@@ -35,4 +35,10 @@ func init() {
 			return pause{p}, nil
 		},
 	})
+}
+
+// Pauser is what the pause fault needs of a target: Pause stops both sending
+// and receiving for d.
+type Pauser interface {
+	Pause(d time.Duration)
 }

@@ -22,7 +22,7 @@ type ResetParams struct {
 // open see a plain close.
 type reset struct{ t toxic }
 
-func (f reset) Inject(ctx context.Context, env Env, _ []Client) error {
+func (f reset) Inject(ctx context.Context, env Env, _ []Target) error {
 	return f.t.inject(ctx, env)
 }
 

@@ -13,8 +13,8 @@ type ResumeStaleParams struct {
 // so the server must replay (or say the resume was incomplete).
 type resumeStale struct{ p ResumeStaleParams }
 
-func (f resumeStale) Inject(ctx context.Context, _ Env, targets []Client) error {
-	return forEach(ctx, targets, func(c Client) { c.ResumeStale(f.p.Back) })
+func (f resumeStale) Inject(ctx context.Context, _ Env, targets []Target) error {
+	return forEach(ctx, "resume-stale", targets, func(c StaleResumer) { c.ResumeStale(f.p.Back) })
 }
 
 func init() {
@@ -30,4 +30,11 @@ func init() {
 			return resumeStale{p}, nil
 		},
 	})
+}
+
+// StaleResumer is what the resume-stale fault needs of a target: ResumeStale
+// reconnects and rejoins from a position older than its last seen one (stale
+// by back positions; 0 = from the very beginning).
+type StaleResumer interface {
+	ResumeStale(back uint64)
 }

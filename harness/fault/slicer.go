@@ -25,7 +25,7 @@ type SlicerParams struct {
 // must reassemble partial reads; no byte is lost.
 type slicer struct{ t toxic }
 
-func (f slicer) Inject(ctx context.Context, env Env, _ []Client) error {
+func (f slicer) Inject(ctx context.Context, env Env, _ []Target) error {
 	return f.t.inject(ctx, env)
 }
 

@@ -7,8 +7,8 @@ import "context"
 // parameters.
 type stopReading struct{}
 
-func (stopReading) Inject(ctx context.Context, _ Env, targets []Client) error {
-	return forEach(ctx, targets, Client.StopReading)
+func (stopReading) Inject(ctx context.Context, _ Env, targets []Target) error {
+	return forEach(ctx, "stop-reading", targets, ReadStopper.StopReading)
 }
 
 func init() {
@@ -23,4 +23,11 @@ func init() {
 			return stopReading{}, nil
 		},
 	})
+}
+
+// ReadStopper is what the stop-reading fault needs of a target: StopReading
+// stops receiving for the rest of the run (the stream stays open and unread,
+// so the server's send queue fills).
+type ReadStopper interface {
+	StopReading()
 }

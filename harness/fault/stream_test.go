@@ -32,11 +32,11 @@ var _ = Describe("registry", func() {
 })
 
 var _ = Describe("stream faults", func() {
-	DescribeTable("call the right Client method with the right parameters on every target",
+	DescribeTable("call the right method with the right parameters on every target",
 		func(name, params string, want string) {
 			targets := []*fakeClient{{idx: 0}, {idx: 1}, {idx: 2}}
 			f := mustBuild(name, params)
-			clients := []fault.Client{targets[0], nil, targets[1], targets[2]}
+			clients := []fault.Target{targets[0], nil, targets[1], targets[2]}
 			Expect(f.Inject(context.Background(), env{}, clients)).To(Succeed())
 			for _, c := range targets {
 				Expect(c.Calls()).To(Equal([]string{want}), "client %d", c.idx)
@@ -61,9 +61,14 @@ var _ = Describe("stream faults", func() {
 		c := &fakeClient{}
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		err := mustBuild("cancel", "").Inject(ctx, env{}, []fault.Client{c})
+		err := mustBuild("cancel", "").Inject(ctx, env{}, []fault.Target{c})
 		Expect(err).To(MatchError(context.Canceled))
 		Expect(c.Calls()).To(BeEmpty())
+	})
+
+	It("refuses a target that cannot take the fault, naming the fault and the client", func() {
+		err := mustBuild("half-close", "").Inject(context.Background(), env{}, []fault.Target{bareTarget{}})
+		Expect(err).To(MatchError(And(ContainSubstring("fault half-close"), ContainSubstring("client 4 (role lurker)"), ContainSubstring("HalfCloser"))))
 	})
 
 	It("accepts no targets", func() {
@@ -166,3 +171,9 @@ var _ = Describe("kill-server", func() {
 		Consistently(func() int { _, r := s.counts(); return r }).WithTimeout(300 * time.Millisecond).Should(BeZero())
 	})
 })
+
+// bareTarget is a client that takes no stream fault.
+type bareTarget struct{}
+
+func (bareTarget) Index() int   { return 4 }
+func (bareTarget) Role() string { return "lurker" }

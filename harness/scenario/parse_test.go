@@ -39,7 +39,7 @@ type fakeFaultParams struct {
 
 type fakeFault struct{ params *fakeFaultParams }
 
-func (fakeFault) Inject(context.Context, fault.Env, []fault.Client) error { return nil }
+func (fakeFault) Inject(context.Context, fault.Env, []fault.Target) error { return nil }
 
 var _ = registerFakes()
 

@@ -240,3 +240,19 @@ func (p *Plan) Shard(index, count int) []int {
 	sort.Ints(out)
 	return out
 }
+
+// Mine reports, per client of the plan, whether shard index of count runs
+// it (every client when count <= 1).
+func (p *Plan) Mine(index, count int) []bool {
+	mine := make([]bool, len(p.Clients))
+	if count <= 1 {
+		for i := range mine {
+			mine[i] = true
+		}
+		return mine
+	}
+	for _, i := range p.Shard(index, count) {
+		mine[i] = true
+	}
+	return mine
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/bidikit/bidikit/harness/check"
 	"github.com/bidikit/bidikit/harness/event"
+	"github.com/bidikit/bidikit/harness/judge"
 	"github.com/bidikit/bidikit/harness/metrics"
 	"github.com/bidikit/bidikit/harness/result"
 	"github.com/bidikit/bidikit/harness/scenario"
@@ -227,21 +228,9 @@ func mergeSection(ctx context.Context, rs []*Reader, hs []*Header) (Scenario, er
 		return out, fmt.Errorf("re-reading scenario %q embedded in %s: %w", first.Name, rs[0].Name(), err)
 	}
 	s.Seed = first.Seed
-	plan := scenario.NewPlan(s)
-	roles := make([]metrics.RoleInfo, len(s.Roles))
-	for i, rl := range s.Roles {
-		roles[i] = metrics.RoleInfo{Name: rl.Name, Behaviour: rl.Behaviour, Clients: rl.Count, Attack: scenario.Behaviours[rl.Behaviour].Attack}
-	}
-	roleOf := make([]int, len(plan.Clients))
-	for i, c := range plan.Clients {
-		roleOf[i] = c.RoleIndex
-	}
-	col := metrics.New(roles, roleOf)
-	checks := make([]check.Checker, len(s.Checks))
-	for i, cs := range s.Checks {
-		if checks[i], err = cs.New(); err != nil {
-			return out, fmt.Errorf("%s: check %q: %w", first.File, cs.Name, err)
-		}
+	j, err := judge.New(s, scenario.NewPlan(s), nil)
+	if err != nil {
+		return out, err
 	}
 
 	// Align the shards by wall clock: At 0 of the earliest shard is 0.
@@ -290,10 +279,7 @@ func mergeSection(ctx context.Context, rs []*Reader, hs []*Header) (Scenario, er
 			return out, ctx.Err()
 		}
 		c := q[0]
-		col.Observe(c.e)
-		for _, ck := range checks {
-			ck.Observe(c.e)
-		}
+		j.Observe(c.e)
 		out.Events++
 		ok, err := advance(c)
 		if err != nil {
@@ -321,9 +307,7 @@ func mergeSection(ctx context.Context, rs []*Reader, hs []*Header) (Scenario, er
 	}
 
 	res := result.Scenario{Name: s.Name, File: first.File, Service: s.Service, Seed: s.Seed}
-	col.Finish(end)
-	col.Fill(&res)
-	res.DurationS = end.Seconds()
+	j.Finish(&res, end)
 	if complete {
 		if err := applyHistograms(&res, &out.Histograms); err != nil {
 			return out, fmt.Errorf("scenario %q: the shards' raw files disagree with themselves: %w", s.Name, err)
@@ -346,23 +330,14 @@ func mergeSection(ctx context.Context, rs []*Reader, hs []*Header) (Scenario, er
 	res.Failure = strings.Join(failures, "; ")
 	res.Interrupted = strings.Join(interrupted, "; ") // an interrupted shard saw only part of its run
 
-	env := &mergedEnv{hs: hs, ts: ts}
-	res.Passed = res.Failure == ""
-	for i, ck := range checks {
-		var v check.Verdict
+	// A check with a baseline (check.Starter) was judged by each shard
+	// against its own baseline: combine the shards' verdicts.
+	j.Verdicts(ctx, &mergedEnv{hs: hs, ts: ts}, &res, func(i int, ck check.Checker) (check.Verdict, bool) {
 		if _, ok := ck.(check.Starter); ok {
-			v = combine(s.Checks[i].Name, i, hs, ts)
-		} else {
-			v = ck.Verdict(ctx, env)
+			return combine(s.Checks[i].Name, i, hs, ts), true
 		}
-		if v.Name == "" {
-			v.Name = s.Checks[i].Name
-		}
-		if !v.Passed() {
-			res.Passed = false
-		}
-		res.Checks = append(res.Checks, v)
-	}
+		return check.Verdict{}, false
+	})
 	for _, t := range ts { // restarts are not events: the shard that restarted the server kept them
 		res.Markers = append(res.Markers, result.MarkersOf(t.Result.Markers, result.MarkServerRestart)...)
 	}
