@@ -31,7 +31,7 @@ func chatEngine(ctx context.Context, workload, target, admin string, p Params) (
 		Roles: []scenario.Role{{
 			Name: "bench", Count: p.Clients, Behaviour: "chatter", Rate: p.Rate, Scopes: rooms,
 			ScopePrefix: "bench-" + runID(),
-			Params:      &scenario.ChatterParams{BodyBytes: p.BodyBytes, RoomsPerClient: 1},
+			Params:      &engine.ChatterParams{BodyBytes: p.BodyBytes, RoomsPerClient: 1},
 		}},
 	}
 	opts := []engine.Option{engine.WithTarget(target), engine.WithLogger(p.Log)}

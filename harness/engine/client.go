@@ -73,6 +73,7 @@ type vclient struct {
 	plan *scenario.ClientPlan
 	role *scenario.Role
 	beh  scenario.Behaviour
+	impl behaviourImpl
 	rng  *rand.Rand // send loop only
 	em   emitter
 	d    driver

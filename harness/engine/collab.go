@@ -13,7 +13,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/bidikit/bidikit/harness/event"
-	"github.com/bidikit/bidikit/harness/scenario"
 	"github.com/bidikit/bidikit/internal/collab/ot"
 	"github.com/bidikit/bidikit/internal/collab/trace"
 	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
@@ -36,7 +35,7 @@ type collabDriver struct {
 	c        *vclient
 	doc      string
 	clientID string
-	params   *scenario.EditorParams
+	params   *EditorParams
 	flood    bool // flooder: blind inserts against version 0, no replica
 	editor   bool // an honest editor: counted in run.editors, reports a Replica
 	trace    *trace.Trace
@@ -73,11 +72,11 @@ type collabDriver struct {
 	pending      map[uint64]time.Time // flood sends awaiting ack (bounded)
 }
 
-func newCollabDriver(c *vclient, p *scenario.EditorParams, flood bool) (*collabDriver, error) {
+func newCollabDriver(c *vclient, p *EditorParams, flood bool) (*collabDriver, error) {
 	d := &collabDriver{c: c, doc: c.plan.Scopes[0], clientID: c.plan.User + "." + c.r.opts.runID, params: p, flood: flood,
 		wakeC: make(chan struct{}, 1), pending: map[uint64]time.Time{}}
 	if p == nil {
-		d.params = &scenario.EditorParams{MaxInsert: 8, DeleteRatio: 0.3}
+		d.params = &EditorParams{MaxInsert: 8, DeleteRatio: 0.3}
 	}
 	d.editor = !flood && c.role.Behaviour == "editor"
 	if d.editor {

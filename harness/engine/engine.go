@@ -355,7 +355,7 @@ func withDefaults(s *scenario.Scenario) *scenario.Scenario {
 	c.Roles = append([]scenario.Role(nil), s.Roles...)
 	for i := range c.Roles {
 		if c.Roles[i].Params == nil {
-			if b, ok := scenario.Behaviours[c.Roles[i].Behaviour]; ok && b.Params != nil {
+			if b, ok := scenario.LookupBehaviour(c.Roles[i].Behaviour); ok && b.Params != nil {
 				c.Roles[i].Params = b.Params()
 			}
 		}

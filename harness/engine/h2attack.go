@@ -132,3 +132,31 @@ func cloneParams(p h2attack.Params) h2attack.Params {
 	}
 	return p
 }
+
+// The HTTP/2 attacks of harness/h2attack are attack behaviours for any
+// service: each client of such a role runs the attack (with its params'
+// connections) from the role's start to its stop, on raw HTTP/2
+// connections of its own next to the gRPC clients. The role's rate is the
+// attack's pace (frames or streams per second per connection); its
+// default is the attack's.
+func init() {
+	for name, a := range h2attack.Attacks {
+		scenario.RegisterBehaviour(scenario.Behaviour{Name: name, Attack: true, Summary: a.Summary, DefaultRate: a.Params().Pace(),
+			Params: func() any { return a.Params() }})
+		behaviourImpls.Register(name, behaviourImpl{
+			build: func(c *vclient, params any) (err error) {
+				if params == nil {
+					params = a.Params()
+				}
+				if _, ok := params.(h2attack.Params); !ok {
+					return fmt.Errorf("behaviour %q has parameters of type %T", name, params)
+				}
+				if c.d, err = serviceDriver(c, 1, false); err != nil {
+					return err
+				}
+				return checkH2Attack(c)
+			},
+			run: func(c *vclient, ctx context.Context) { c.runH2Attack(ctx, c.role.Params.(h2attack.Params)) },
+		})
+	}
+}

@@ -45,7 +45,8 @@ func New(s *scenario.Scenario, plan *scenario.Plan, counted func(client int) boo
 	}
 	roles := make([]metrics.RoleInfo, len(s.Roles))
 	for i, rl := range s.Roles {
-		roles[i] = metrics.RoleInfo{Name: rl.Name, Behaviour: rl.Behaviour, Attack: scenario.Behaviours[rl.Behaviour].Attack}
+		b, _ := scenario.LookupBehaviour(rl.Behaviour)
+		roles[i] = metrics.RoleInfo{Name: rl.Name, Behaviour: rl.Behaviour, Attack: b.Attack}
 	}
 	roleOf := make([]int, len(plan.Clients))
 	for i, c := range plan.Clients {

@@ -1,9 +1,12 @@
 package scenario
 
-import "time"
+import "github.com/bidikit/bidikit/internal/registry"
 
-// Behaviour describes a role behaviour the engine implements: which service
-// it speaks, whether it attacks, and its parameter struct.
+// Behaviour declares a role behaviour to the parser: which service it
+// speaks, whether it attacks, and its parameter struct. The package that
+// implements a behaviour (harness/engine: one file per behaviour, its
+// parameters beside the code that uses them) registers it in init, so every
+// program that runs scenarios knows every behaviour it can run.
 type Behaviour struct {
 	Name    string
 	Service string // Chat, Collab, Game, or "" for every service
@@ -12,116 +15,77 @@ type Behaviour struct {
 	// DefaultRate is the per-client rate when the role gives none.
 	DefaultRate float64
 	// Params returns a pointer to a fresh parameter struct with defaults set;
-	// the parser strictly decodes the role's `params:` into it and then calls
-	// its Validate method when it has one.
+	// the parser strictly decodes the role's `params:` into it, then calls
+	// its CheckParams method (ParamsChecker) when it has one.
 	Params func() any
 }
 
-// ChatterParams: joins rooms and sends messages at the role's rate.
-type ChatterParams struct {
-	// BodyBytes is the message body size.
-	BodyBytes int `yaml:"body_bytes"`
-	// RoomsPerClient is how many of the role's rooms each client joins.
-	RoomsPerClient int `yaml:"rooms_per_client"`
+var behaviours = registry.New[Behaviour]("behaviour")
+
+// RegisterBehaviour declares b. It panics on a duplicate name (a
+// programming error caught at init).
+func RegisterBehaviour(b Behaviour) { behaviours.Register(b.Name, b) }
+
+// LookupBehaviour returns the behaviour registered under name.
+func LookupBehaviour(name string) (Behaviour, bool) { return behaviours.Lookup(name) }
+
+// BehaviourNames lists the registered behaviours a service's scenario may
+// use ("" : all), sorted.
+func BehaviourNames(service string) []string {
+	var out []string
+	for _, n := range behaviours.Names() {
+		if b, _ := behaviours.Lookup(n); service == "" || b.Service == "" || b.Service == service {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
-// LurkerParams: joins rooms and only reads.
-type LurkerParams struct {
-	RoomsPerClient int `yaml:"rooms_per_client"`
+// ParamsChecker is implemented by a behaviour's parameter struct whose
+// values need checking beyond their types: CheckParams reports each bad
+// value through pc.Bad, naming the field by its YAML key.
+type ParamsChecker interface {
+	CheckParams(pc *ParamsCheck)
 }
 
-// TypistParams: sends typing indicators and occasionally a message.
-type TypistParams struct {
-	BodyBytes      int `yaml:"body_bytes"`
-	RoomsPerClient int `yaml:"rooms_per_client"`
+// ParamsCheck is what CheckParams may consult: the role the parameters
+// belong to and the scenario file (relative paths are relative to it).
+type ParamsCheck struct {
+	Role Role
+	File string
+	// Bad reports that field (a YAML key of the params) is wrong; the error
+	// points at the field, or at the role when the value is a default.
+	Bad func(field, format string, args ...any)
 }
 
-// ResumerParams: chats, and every ReconnectEvery ends its stream, stays
-// away for Offline (so others' messages pile up to be replayed) and rejoins
-// from its last seen position.
-type ResumerParams struct {
-	BodyBytes      int           `yaml:"body_bytes"`
-	RoomsPerClient int           `yaml:"rooms_per_client"`
-	ReconnectEvery time.Duration `yaml:"reconnect_every"`
-	Offline        time.Duration `yaml:"offline"`
+// BodyBytes reports body_bytes when n is outside 1..MaxBodyBytes.
+func (pc *ParamsCheck) BodyBytes(field string, n int) {
+	if n < 1 || n > MaxBodyBytes {
+		pc.Bad(field, "must be between 1 and %d, got %d", MaxBodyBytes, n)
+	}
 }
 
-// EditorParams: opens documents and submits random edits, or replays a
-// trace file (sequential editing-traces format) when Trace is set.
-type EditorParams struct {
-	// Trace is a path to a .json or .json.gz editing trace.
-	Trace string `yaml:"trace"`
-	// MaxInsert bounds random insert length (code points).
-	MaxInsert int `yaml:"max_insert"`
-	// DeleteRatio is the share of random edits that delete.
-	DeleteRatio float64 `yaml:"delete_ratio"`
+// RoomsPerClient reports rooms_per_client when n is not between 1 and the
+// role's scopes.
+func (pc *ParamsCheck) RoomsPerClient(n int) {
+	if n < 1 {
+		pc.Bad("rooms_per_client", "must be at least 1, got %d", n)
+	} else if n > pc.Role.Scopes {
+		pc.Bad("rooms_per_client", "%d is more than the role's %d rooms", n, pc.Role.Scopes)
+	}
 }
 
-// PlayerParams: joins a match and sends movement inputs at the role's rate.
-type PlayerParams struct {
-	// StepFraction is the move length as a fraction of the match's max step;
-	// above 1 every move is a speed hack that a careful server rejects.
-	StepFraction float64 `yaml:"step_fraction"`
+// Scoper is implemented by a behaviour's parameters when one client uses
+// more than one of its role's scopes (the chat behaviours' rooms_per_client).
+type Scoper interface {
+	ScopesPerClient() int
 }
 
-// FlooderParams: sends as fast as its rate allows (set it high), ignoring
-// errors, on any service.
-type FlooderParams struct {
-	BodyBytes int `yaml:"body_bytes"`
-}
-
-// SlowReaderParams: joins and reads with a delay before every receive.
-type SlowReaderParams struct {
-	ReadDelay time.Duration `yaml:"read_delay"`
-}
-
-// MalformedParams: at the role's rate sends bytes that are not a valid
-// message, reconnecting after each stream the server ends.
-type MalformedParams struct{}
-
-// OversizeParams: at the role's rate sends messages of Bytes payload.
-type OversizeParams struct {
-	Bytes int `yaml:"bytes"`
-}
-
-// ReconnectStormParams: connects, joins, and disconnects at the role's rate
-// (connections per second per client).
-type ReconnectStormParams struct {
-	// Abrupt closes the TCP connection without a goodbye instead of
-	// cancelling the stream.
-	Abrupt bool `yaml:"abrupt"`
-}
-
-// OpenCancelParams: opens streams on one connection and cancels each at
-// once, at the role's rate.
-type OpenCancelParams struct{}
-
-// Behaviours is the catalogue, by name.
-var Behaviours = map[string]Behaviour{
-	"chatter": {Name: "chatter", Service: Chat, Summary: "joins rooms and sends messages", DefaultRate: 1,
-		Params: func() any { return &ChatterParams{BodyBytes: 32, RoomsPerClient: 1} }},
-	"lurker": {Name: "lurker", Service: Chat, Summary: "joins rooms and only reads",
-		Params: func() any { return &LurkerParams{RoomsPerClient: 1} }},
-	"typist": {Name: "typist", Service: Chat, Summary: "sends typing indicators, sometimes a message", DefaultRate: 2,
-		Params: func() any { return &TypistParams{BodyBytes: 32, RoomsPerClient: 1} }},
-	"resumer": {Name: "resumer", Service: Chat, Summary: "chats and periodically reconnects, resuming from its last position", DefaultRate: 1,
-		Params: func() any {
-			return &ResumerParams{BodyBytes: 32, RoomsPerClient: 1, ReconnectEvery: 5 * time.Second, Offline: 500 * time.Millisecond}
-		}},
-	"editor": {Name: "editor", Service: Collab, Summary: "random or trace-driven edits to documents", DefaultRate: 2,
-		Params: func() any { return &EditorParams{MaxInsert: 8, DeleteRatio: 0.3} }},
-	"player": {Name: "player", Service: Game, Summary: "walks randomly in a match", DefaultRate: 20,
-		Params: func() any { return &PlayerParams{StepFraction: 0.8} }},
-	"flooder": {Name: "flooder", Attack: true, Summary: "sends far over any sane rate", DefaultRate: 2000,
-		Params: func() any { return &FlooderParams{BodyBytes: 32} }},
-	"slow-reader": {Name: "slow-reader", Attack: true, Summary: "reads with a delay before every receive",
-		Params: func() any { return &SlowReaderParams{ReadDelay: time.Second} }},
-	"malformed-sender": {Name: "malformed-sender", Attack: true, Summary: "sends undecodable messages", DefaultRate: 1,
-		Params: func() any { return &MalformedParams{} }},
-	"oversize-sender": {Name: "oversize-sender", Attack: true, Summary: "sends messages over the size limit", DefaultRate: 1,
-		Params: func() any { return &OversizeParams{Bytes: 8 << 20} }},
-	"reconnect-storm": {Name: "reconnect-storm", Attack: true, Summary: "connects, joins and drops, over and over", DefaultRate: 5,
-		Params: func() any { return &ReconnectStormParams{} }},
-	"open-cancel": {Name: "open-cancel", Attack: true, Summary: "opens streams and cancels them at once", DefaultRate: 50,
-		Params: func() any { return &OpenCancelParams{} }},
+// ScopesPerClient is how many of its role's scopes one client uses: what
+// its parameters say (Scoper), 1 otherwise.
+func ScopesPerClient(params any) int {
+	if s, ok := params.(Scoper); ok {
+		return max(s.ScopesPerClient(), 1)
+	}
+	return 1
 }

@@ -581,7 +581,7 @@ func (w *walker) role(raw *rawRole, path string, service string, serviceOK bool,
 	behOK := false
 	if !w.has(path + ".behaviour") {
 		w.errorf(path, "missing field behaviour (one of: %s)", strings.Join(behaviourNames(""), ", "))
-	} else if b, ok := Behaviours[raw.Behaviour]; !ok {
+	} else if b, ok := LookupBehaviour(raw.Behaviour); !ok {
 		w.errorf(path+".behaviour", "unknown behaviour %q%s (known: %s)", raw.Behaviour, suggest(raw.Behaviour, behaviourNames("")), strings.Join(behaviourNames(""), ", "))
 	} else if serviceOK && b.Service != "" && b.Service != service {
 		w.errorf(path+".behaviour", "behaviour %q is for %s scenarios, not %s (for %s: %s)", b.Name, b.Service, service, service, strings.Join(behaviourNames(service), ", "))
@@ -655,7 +655,7 @@ func (w *walker) role(raw *rawRole, path string, service string, serviceOK bool,
 		if err := dec(params); err != nil {
 			w.add(err)
 		} else {
-			w.validateParams(params, path, r, raw.Params)
+			w.validateParams(params, path, r)
 		}
 		r.Params = params
 	}
@@ -668,11 +668,11 @@ func (w *walker) add(err error) {
 	}
 }
 
-// validateParams checks a behaviour's decoded params: known limits per type,
-// then the struct's own Validate method when it has one.
-func (w *walker) validateParams(params any, path string, r Role, node ast.Node) {
+// validateParams checks a behaviour's decoded params through their own
+// CheckParams (ParamsChecker), then their Validate method when they have one.
+func (w *walker) validateParams(params any, path string, r Role) {
 	pp := path + ".params"
-	bad := func(field, format string, args ...any) {
+	pc := &ParamsCheck{Role: r, File: w.file, Bad: func(field, format string, args ...any) {
 		fp := pp + "." + field
 		if !w.has(fp) {
 			fp = pp // a default is wrong only relative to the role (rooms)
@@ -681,73 +681,9 @@ func (w *walker) validateParams(params any, path string, r Role, node ast.Node) 
 			}
 		}
 		w.errorf(fp, format, args...)
-	}
-	body := func(n int) {
-		if n < 1 || n > MaxBodyBytes {
-			bad("body_bytes", "must be between 1 and %d, got %d", MaxBodyBytes, n)
-		}
-	}
-	rooms := func(n int) {
-		if n < 1 {
-			bad("rooms_per_client", "must be at least 1, got %d", n)
-		} else if n > r.Scopes {
-			bad("rooms_per_client", "%d is more than the role's %d rooms", n, r.Scopes)
-		}
-	}
-	switch p := params.(type) {
-	case *ChatterParams:
-		body(p.BodyBytes)
-		rooms(p.RoomsPerClient)
-	case *LurkerParams:
-		rooms(p.RoomsPerClient)
-	case *TypistParams:
-		body(p.BodyBytes)
-		rooms(p.RoomsPerClient)
-	case *ResumerParams:
-		body(p.BodyBytes)
-		rooms(p.RoomsPerClient)
-		if p.ReconnectEvery <= 0 {
-			bad("reconnect_every", "must be more than 0, got %s", p.ReconnectEvery)
-		}
-		if p.Offline < 0 || (p.ReconnectEvery > 0 && p.Offline >= p.ReconnectEvery) {
-			bad("offline", "must be at least 0 and less than reconnect_every (%s), got %s", p.ReconnectEvery, p.Offline)
-		}
-	case *EditorParams:
-		if p.MaxInsert < 1 {
-			bad("max_insert", "must be at least 1, got %d", p.MaxInsert)
-		}
-		if !(p.DeleteRatio >= 0 && p.DeleteRatio <= 1) {
-			bad("delete_ratio", "must be between 0 and 1, got %v", p.DeleteRatio)
-		}
-		if p.Trace != "" {
-			if !strings.HasSuffix(p.Trace, ".json") && !strings.HasSuffix(p.Trace, ".json.gz") {
-				bad("trace", "%q must be a .json or .json.gz editing trace", p.Trace)
-			} else {
-				tp := p.Trace
-				if !filepath.IsAbs(tp) {
-					tp = filepath.Join(filepath.Dir(w.file), tp)
-				}
-				if _, err := os.Stat(tp); err != nil {
-					bad("trace", "cannot read trace %s (relative paths are relative to the scenario file): %v", tp, err)
-				} else {
-					p.Trace = tp
-				}
-			}
-		}
-	case *PlayerParams:
-		if !(p.StepFraction > 0 && p.StepFraction <= 100) {
-			bad("step_fraction", "must be more than 0 and at most 100 (above 1 is a speed hack the server must reject), got %v", p.StepFraction)
-		}
-	case *FlooderParams:
-		body(p.BodyBytes)
-	case *SlowReaderParams:
-		if p.ReadDelay <= 0 {
-			bad("read_delay", "must be more than 0, got %s", p.ReadDelay)
-		}
-	case *OversizeParams:
-		if p.Bytes < 1 || p.Bytes > MaxBodyBytes {
-			bad("bytes", "must be between 1 and %d, got %d", MaxBodyBytes, p.Bytes)
-		}
+	}}
+	if c, ok := params.(ParamsChecker); ok {
+		c.CheckParams(pc)
 	}
 	if v, ok := params.(interface{ Validate() error }); ok {
 		if err := v.Validate(); err != nil {
@@ -1201,16 +1137,7 @@ func validPrefix(s string) bool {
 	return true
 }
 
-func behaviourNames(service string) []string {
-	var out []string
-	for n, b := range Behaviours {
-		if service == "" || b.Service == "" || b.Service == service {
-			out = append(out, n)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
+func behaviourNames(service string) []string { return BehaviourNames(service) }
 
 func sortedKeys(m map[string]int) []string {
 	out := make([]string, 0, len(m))

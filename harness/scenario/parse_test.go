@@ -13,6 +13,7 @@ import (
 	"github.com/onsi/gomega/gleak"
 
 	"github.com/bidikit/bidikit/harness/check"
+	"github.com/bidikit/bidikit/harness/engine"
 	"github.com/bidikit/bidikit/harness/event"
 	"github.com/bidikit/bidikit/harness/fault"
 	"github.com/bidikit/bidikit/harness/scenario"
@@ -188,17 +189,17 @@ checks: []
 		Expect(honest.Rate).To(Equal(2.0))
 		Expect(honest.Scopes).To(Equal(10))
 		Expect(honest.ScopePrefix).To(Equal("room"))
-		Expect(honest.Params).To(Equal(&scenario.ChatterParams{BodyBytes: 64, RoomsPerClient: 2}))
+		Expect(honest.Params).To(Equal(&engine.ChatterParams{BodyBytes: 64, RoomsPerClient: 2}))
 		Expect(lurkers.Rate).To(BeZero(), "lurker's default rate")
 		Expect(lurkers.ScopePrefix).To(Equal("lobby"))
 		Expect(lurkers.Start).To(Equal(2 * time.Second))
 		Expect(lurkers.Stop).To(Equal(20 * time.Second))
-		Expect(lurkers.Params).To(Equal(&scenario.LurkerParams{RoomsPerClient: 1}))
+		Expect(lurkers.Params).To(Equal(&engine.LurkerParams{RoomsPerClient: 1}))
 		Expect(flooder.Rate).To(Equal(2.0), "120/m")
 		Expect(flooder.Scopes).To(Equal(1), "default scope count")
-		Expect(flooder.Params).To(Equal(&scenario.FlooderParams{BodyBytes: 32}))
+		Expect(flooder.Params).To(Equal(&engine.FlooderParams{BodyBytes: 32}))
 		Expect(resumer.Rate).To(Equal(0.5))
-		Expect(resumer.Params).To(Equal(&scenario.ResumerParams{BodyBytes: 32, RoomsPerClient: 1, ReconnectEvery: 2 * time.Second, Offline: 500 * time.Millisecond}))
+		Expect(resumer.Params).To(Equal(&engine.ResumerParams{BodyBytes: 32, RoomsPerClient: 1, ReconnectEvery: 2 * time.Second, Offline: 500 * time.Millisecond}))
 
 		Expect(s.Faults).To(HaveLen(3))
 		f := s.Faults[0]
@@ -254,7 +255,7 @@ checks: []
 		Expect(r.Scopes).To(Equal(2))
 		Expect(r.ScopePrefix).To(Equal("doc"))
 		Expect(r.Rate).To(BeNumerically("~", 0.1, 1e-12))
-		Expect(r.Params).To(Equal(&scenario.EditorParams{
+		Expect(r.Params).To(Equal(&engine.EditorParams{
 			Trace: filepath.Join(fixtures, "good", "traces", "tiny.json"), MaxInsert: 8, DeleteRatio: 0.5}))
 	})
 
@@ -263,9 +264,9 @@ checks: []
 		Expect(err).NotTo(HaveOccurred())
 		Expect(s.Roles[0].Scopes).To(Equal(2))
 		Expect(s.Roles[0].ScopePrefix).To(Equal("match"))
-		Expect(s.Roles[0].Rate).To(Equal(scenario.Behaviours["player"].DefaultRate))
-		Expect(s.Roles[0].Params).To(Equal(&scenario.PlayerParams{StepFraction: 0.8}))
-		Expect(s.Roles[1].Params).To(Equal(&scenario.OversizeParams{Bytes: 1000}))
+		Expect(s.Roles[0].Rate).To(Equal(mustBehaviour("player").DefaultRate))
+		Expect(s.Roles[0].Params).To(Equal(&engine.PlayerParams{StepFraction: 0.8}))
+		Expect(s.Roles[1].Params).To(Equal(&engine.OversizeParams{Bytes: 1000}))
 	})
 
 	DescribeTable("reads rates",
@@ -331,3 +332,12 @@ var _ = Describe("Load", func() {
 		Expect(err).To(MatchError(And(ContainSubstring("b.yml:1:1: name:"), ContainSubstring(`"same" is already used by `))))
 	})
 })
+
+// mustBehaviour returns the behaviour registered under name (the engine
+// registers them).
+func mustBehaviour(name string) scenario.Behaviour {
+	GinkgoHelper()
+	b, ok := scenario.LookupBehaviour(name)
+	Expect(ok).To(BeTrue(), "behaviour %q is not registered", name)
+	return b
+}

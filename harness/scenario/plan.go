@@ -68,23 +68,6 @@ func DefaultScopePrefix(service string) string {
 	}
 }
 
-// ScopesPerClient is how many of its role's scopes one client uses: the
-// RoomsPerClient parameter of the chat behaviours, 1 otherwise.
-func ScopesPerClient(params any) int {
-	n := 1
-	switch p := params.(type) {
-	case *ChatterParams:
-		n = p.RoomsPerClient
-	case *LurkerParams:
-		n = p.RoomsPerClient
-	case *TypistParams:
-		n = p.RoomsPerClient
-	case *ResumerParams:
-		n = p.RoomsPerClient
-	}
-	return max(n, 1)
-}
-
 // NewPlan derives the plan from s and s.Seed. It never fails: a validated
 // scenario always has a plan.
 func NewPlan(s *Scenario) *Plan {

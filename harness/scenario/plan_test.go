@@ -6,6 +6,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/bidikit/bidikit/harness/engine"
 	"github.com/bidikit/bidikit/harness/fault"
 	"github.com/bidikit/bidikit/harness/scenario"
 )
@@ -16,9 +17,9 @@ func planScenario(seed int64) *scenario.Scenario {
 		Duration: 30 * time.Second, Ramp: 5 * time.Second,
 		Roles: []scenario.Role{
 			{Name: "honest", Count: 40, Behaviour: "chatter", Scopes: 10,
-				Params: &scenario.ChatterParams{BodyBytes: 8, RoomsPerClient: 3}},
+				Params: &engine.ChatterParams{BodyBytes: 8, RoomsPerClient: 3}},
 			{Name: "lurk", Count: 10, Behaviour: "lurker", Scopes: 10, Start: time.Second,
-				Params: &scenario.LurkerParams{RoomsPerClient: 1}},
+				Params: &engine.LurkerParams{RoomsPerClient: 1}},
 		},
 		Faults: []scenario.FaultStep{
 			{Fault: "cancel", Kind: fault.Spec{Name: "cancel", Scope: fault.Stream},
