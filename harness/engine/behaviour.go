@@ -41,6 +41,19 @@ func registerBehaviour[P any](b scenario.Behaviour, defaults func() *P, build fu
 	}})
 }
 
+// RegisterBehaviour declares a behaviour whose clients speak the driver
+// newDriver builds for them (b.Service names the service it belongs to; P
+// is its parameter struct, defaults its default values; a P implementing
+// scenario.ParamsChecker checks its values at parse time). It is how a
+// protocol outside this package adds its honest behaviours; it panics on a
+// duplicate name.
+func RegisterBehaviour[P any](b scenario.Behaviour, defaults func() *P, newDriver func(c Client, p *P) (Driver, error)) {
+	registerBehaviour(b, defaults, func(c *vclient, p *P) (err error) {
+		c.d, err = newDriver(c, p)
+		return err
+	}, nil)
+}
+
 // newClient builds client i of the plan with its behaviour's driver and
 // pacing.
 func newClient(r *run, i int) (*vclient, error) {
@@ -51,10 +64,14 @@ func newClient(r *run, i int) (*vclient, error) {
 	if !ok || !implOK {
 		return nil, fmt.Errorf("role %q: unknown behaviour %q (known: %v)", role.Name, role.Behaviour, behaviourImpls.Names())
 	}
+	svc, err := services.Get(r.s.Service)
+	if err != nil {
+		return nil, err
+	}
 	if beh.Service != "" && beh.Service != r.s.Service {
 		return nil, fmt.Errorf("role %q: behaviour %q speaks %s, the scenario's service is %s", role.Name, role.Behaviour, beh.Service, r.s.Service)
 	}
-	c := &vclient{r: r, plan: cp, role: role, beh: beh, impl: impl,
+	c := &vclient{r: r, plan: cp, role: role, beh: beh, impl: impl, svc: svc,
 		rng:   rand.New(rand.NewPCG(cp.Seed, uint64(cp.Index))),
 		em:    emitter{out: r.events},
 		cmds:  make(chan func(*writer) error, 16),
@@ -68,30 +85,21 @@ func newClient(r *run, i int) (*vclient, error) {
 		return nil, fmt.Errorf("role %q: %w", role.Name, err)
 	}
 	if c.act == nil {
-		c.act = c.d.act
+		c.act = c.d.Act
 	}
 	return c, nil
 }
 
-// serviceDriver is the driver attackers use on any service: a chat client,
-// a collab editor or a player; flood makes it send blindly.
-func serviceDriver(c *vclient, bodyBytes int, flood bool) (driver, error) {
-	switch service := c.r.s.Service; service {
-	case scenario.Chat:
-		return newChatDriver(c, bodyBytes, false), nil
-	case scenario.Collab:
-		return newCollabDriver(c, nil, flood)
-	case scenario.Game:
-		return newGameDriver(c, 0.999), nil // just under max_step: full steps can round above it
-	default:
-		return nil, fmt.Errorf("unknown service %q", service)
-	}
+// serviceDriver is the driver attackers use on the scenario's service
+// (Service.Attacker); flood makes it send blindly.
+func serviceDriver(c *vclient, bodyBytes int, flood bool) (Driver, error) {
+	return c.svc.Attacker(c, bodyBytes, flood)
 }
 
 // runClient runs client c from its start time to its end time.
 func (c *vclient) run(ctx context.Context) {
-	if cd, ok := c.d.(*collabDriver); ok {
-		defer cd.markFlushed() // an editor that stops for good never holds the others up
+	if st, ok := c.d.(Stopper); ok {
+		defer st.Stopped()
 	}
 	if !sleepUntil(ctx, c.stopC, c.r.start.Add(c.plan.StartAt)) {
 		return

@@ -14,10 +14,10 @@ func init() {
 		func() *MalformedParams { return &MalformedParams{} },
 		func(c *vclient, _ *MalformedParams) (err error) {
 			c.d, err = serviceDriver(c, 1, false)
-			c.act = func(w *writer, n int) error {
+			c.act = func(w Stream, n int) error {
 				for range n {
 					c.ev(&event.Event{Kind: event.Send, Scope: c.plan.Scopes[0], Detail: "malformed"})
-					if err := w.send(rawMessage(malformedBytes)); err != nil {
+					if err := w.Send(rawMessage(malformedBytes)); err != nil {
 						return err
 					}
 				}

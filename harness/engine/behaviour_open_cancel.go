@@ -33,7 +33,7 @@ func (c *vclient) openCancel(ctx context.Context) {
 		return
 	}
 	defer c.r.pool.release(c.plan.Index)
-	desc, method := c.d.method()
+	desc, method := c.svc.Desc, c.svc.Method
 	c.paced(ctx, func() {
 		sctx, cancel := context.WithCancel(ctx)
 		octx := metadata.AppendToOutgoingContext(sctx, "authorization", "Bearer "+c.r.token(c.plan.User))

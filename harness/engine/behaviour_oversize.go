@@ -1,6 +1,10 @@
 package engine
 
-import "github.com/bidikit/bidikit/harness/scenario"
+import (
+	"fmt"
+
+	"github.com/bidikit/bidikit/harness/scenario"
+)
 
 // OversizeParams: at the role's rate sends messages of Bytes payload.
 type OversizeParams struct {
@@ -14,16 +18,22 @@ func init() {
 	registerBehaviour(scenario.Behaviour{Name: "oversize-sender", Attack: true, Summary: "sends messages over the size limit", DefaultRate: 1},
 		func() *OversizeParams { return &OversizeParams{Bytes: 8 << 20} },
 		func(c *vclient, p *OversizeParams) (err error) {
-			c.d, err = serviceDriver(c, 1, false)
+			if c.d, err = serviceDriver(c, 1, false); err != nil {
+				return err
+			}
+			o, ok := c.d.(Oversizer)
+			if !ok {
+				return fmt.Errorf("the %s service's driver cannot send oversized messages (no Oversizer)", c.svc.Name)
+			}
 			bytes := p.Bytes
-			c.act = func(w *writer, n int) error {
+			c.act = func(w Stream, n int) error {
 				for range n {
-					if err := c.d.oversized(w, bytes); err != nil {
+					if err := o.Oversized(w, bytes); err != nil {
 						return err
 					}
 				}
 				return nil
 			}
-			return err
+			return nil
 		}, nil)
 }

@@ -46,7 +46,7 @@ func (c *vclient) reconnectStorm(ctx context.Context) {
 		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		octx := metadata.AppendToOutgoingContext(sctx, "authorization", "Bearer "+c.r.token(c.plan.User))
-		desc, method := c.d.method()
+		desc, method := c.svc.Desc, c.svc.Method
 		t0 := time.Now()
 		st, err := cn.cc.NewStream(octx, desc, method)
 		if err != nil {
@@ -56,10 +56,10 @@ func (c *vclient) reconnectStorm(ctx context.Context) {
 		}
 		c.ev(&event.Event{Kind: event.Connect, Latency: time.Since(t0), Detail: cn.target()})
 		w := &writer{c: c, st: st}
-		if err := c.d.start(w); err == nil {
-			m := c.d.recvMsg()
+		if err := c.d.Start(w); err == nil {
+			m := c.d.Message()
 			if err := st.RecvMsg(m); err == nil {
-				c.d.handle(m)
+				c.d.Handle(m)
 			}
 		}
 		code := codes.Canceled
@@ -69,6 +69,6 @@ func (c *vclient) reconnectStorm(ctx context.Context) {
 		}
 		cancel()
 		c.ev(&event.Event{Kind: event.Disconnect, Code: code, Detail: "reconnect-storm drop", Field: event.FieldClientEnd})
-		c.d.ended()
+		c.d.Ended()
 	})
 }

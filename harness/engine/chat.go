@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"context"
 	"slices"
 	"sort"
 	"strconv"
@@ -9,11 +8,11 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/bidikit/bidikit/harness/event"
+	"github.com/bidikit/bidikit/harness/scenario"
 	chatv1 "github.com/bidikit/bidikit/proto/bidikit/chat/v1"
 )
 
@@ -104,13 +103,17 @@ func newChatDriver(c *vclient, bodyBytes int, typing bool) *chatDriver {
 		joined: map[string]bool{}, pending: map[string]*pendingSend{}, state: map[string]*chatRoom{}}
 }
 
-func (d *chatDriver) method() (*grpc.StreamDesc, string) {
-	return &chatv1.ChatService_ServiceDesc.Streams[0], chatv1.ChatService_Connect_FullMethodName
+func init() {
+	RegisterService(Service{Name: scenario.Chat,
+		Desc: &chatv1.ChatService_ServiceDesc.Streams[0], Method: chatv1.ChatService_Connect_FullMethodName,
+		Attacker: func(c Client, bodyBytes int, _ bool) (Driver, error) {
+			return newChatDriver(c.(*vclient), bodyBytes, false), nil
+		}})
 }
 
-func (d *chatDriver) recvMsg() proto.Message { return &d.in }
+func (d *chatDriver) Message() proto.Message { return &d.in }
 
-func (d *chatDriver) wake() <-chan struct{} { return d.wakeC }
+func (d *chatDriver) Wake() <-chan struct{} { return d.wakeC }
 
 // poke asks the send loop to look at the rooms (onWake); it never blocks.
 func (d *chatDriver) poke() {
@@ -120,7 +123,7 @@ func (d *chatDriver) poke() {
 	}
 }
 
-func (d *chatDriver) stale(back uint64) {
+func (d *chatDriver) Stale(back uint64) {
 	d.mu.Lock()
 	d.staleBack = back + 1
 	d.mu.Unlock()
@@ -147,7 +150,7 @@ func (d *chatDriver) retryLater(rs *chatRoom, phase roomPhase) {
 // start joins every room, resuming from the last seen position after the
 // first stream. The rooms' unacknowledged messages go out again once each
 // room's Joined has come (onWake).
-func (d *chatDriver) start(w *writer) error {
+func (d *chatDriver) Start(w Stream) error {
 	d.mu.Lock()
 	joins := make([]*chatv1.Join, 0, len(d.rooms))
 	clear(d.asked)
@@ -172,7 +175,7 @@ func (d *chatDriver) start(w *writer) error {
 	d.staleBack = 0
 	d.mu.Unlock()
 	for _, j := range joins {
-		if err := w.send(&chatv1.ClientEvent{Event: &chatv1.ClientEvent_Join{Join: j}}); err != nil {
+		if err := w.Send(&chatv1.ClientEvent{Event: &chatv1.ClientEvent_Join{Join: j}}); err != nil {
 			return err
 		}
 	}
@@ -181,7 +184,7 @@ func (d *chatDriver) start(w *writer) error {
 
 // onWake sends again the Joins whose back-off is over, and the messages of
 // the joined rooms that have not gone out on this stream, oldest first.
-func (d *chatDriver) onWake(w *writer) error {
+func (d *chatDriver) OnWake(w Stream) error {
 	now := time.Now()
 	var joins []*chatv1.Join
 	var out []*pendingSend
@@ -206,7 +209,7 @@ func (d *chatDriver) onWake(w *writer) error {
 	}
 	d.mu.Unlock()
 	for _, j := range joins {
-		if err := w.send(&chatv1.ClientEvent{Event: &chatv1.ClientEvent_Join{Join: j}}); err != nil {
+		if err := w.Send(&chatv1.ClientEvent{Event: &chatv1.ClientEvent_Join{Join: j}}); err != nil {
 			return err
 		}
 	}
@@ -214,12 +217,12 @@ func (d *chatDriver) onWake(w *writer) error {
 }
 
 // transmit sends ps, in order.
-func (d *chatDriver) transmit(w *writer, ps []*pendingSend) error {
+func (d *chatDriver) transmit(w Stream, ps []*pendingSend) error {
 	for _, p := range ps {
 		d.send = chatv1.Send{Room: p.room, ClientMsgId: p.id, SenderSeq: p.seq, Body: p.body, ClientSentUnixNanos: p.sent,
 			SenderSession: d.c.r.opts.runID}
 		d.out.Event = &chatv1.ClientEvent_Send{Send: &d.send}
-		if err := w.send(&d.out); err != nil {
+		if err := w.Send(&d.out); err != nil {
 			return err
 		}
 	}
@@ -228,7 +231,7 @@ func (d *chatDriver) transmit(w *writer, ps []*pendingSend) error {
 
 // act sends n messages (typists mostly send typing indicators, to joined
 // rooms only).
-func (d *chatDriver) act(w *writer, n int) error {
+func (d *chatDriver) Act(w Stream, n int) error {
 	for range n {
 		room := d.rooms[0]
 		if len(d.rooms) > 1 {
@@ -241,7 +244,7 @@ func (d *chatDriver) act(w *writer, n int) error {
 			if !ready {
 				continue
 			}
-			if err := w.send(&chatv1.ClientEvent{Event: &chatv1.ClientEvent_Typing{Typing: &chatv1.Typing{Room: room, Active: true}}}); err != nil {
+			if err := w.Send(&chatv1.ClientEvent{Event: &chatv1.ClientEvent_Typing{Typing: &chatv1.Typing{Room: room, Active: true}}}); err != nil {
 				return err
 			}
 			continue
@@ -257,7 +260,7 @@ func (d *chatDriver) act(w *writer, n int) error {
 // unacknowledged ones, once the room is ready; until then it waits in the
 // room's queue. Past maxPending unacknowledged messages it goes out at once,
 // untracked (no resend, no ack latency).
-func (d *chatDriver) sendBody(w *writer, room, body string) error {
+func (d *chatDriver) sendBody(w Stream, room, body string) error {
 	d.senderSeq++
 	id := d.c.plan.User + "." + d.c.r.opts.runID + "." + strconv.FormatUint(d.senderSeq, 10)
 	now := time.Now()
@@ -279,13 +282,11 @@ func (d *chatDriver) sendBody(w *writer, room, body string) error {
 	return d.transmit(w, out)
 }
 
-func (d *chatDriver) oversized(w *writer, n int) error {
+func (d *chatDriver) Oversized(w Stream, n int) error {
 	return d.sendBody(w, d.rooms[0], strings.Repeat("x", n))
 }
 
-func (d *chatDriver) finish(context.Context, *writer, <-chan struct{}) {}
-
-func (d *chatDriver) handle(m proto.Message) {
+func (d *chatDriver) Handle(m proto.Message) {
 	in := m.(*chatv1.ServerEvent)
 	switch ev := in.Event.(type) {
 	case *chatv1.ServerEvent_Joined:
@@ -402,7 +403,7 @@ func (d *chatDriver) deliver(m *chatv1.Message, now time.Time) {
 	d.c.ev(&e)
 }
 
-func (d *chatDriver) ended() {
+func (d *chatDriver) Ended() {
 	d.mu.Lock()
 	rooms := make([]string, 0, len(d.joined))
 	for r := range d.joined {

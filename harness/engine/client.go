@@ -15,54 +15,11 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/bidikit/bidikit/harness/event"
 	"github.com/bidikit/bidikit/harness/fault"
 	"github.com/bidikit/bidikit/harness/scenario"
 )
-
-// driver is one service's protocol for a virtual client: how to join, what
-// a paced action sends, and what received messages mean. The send loop owns
-// every method that writes (start, act, oversized, onWake, finish, stale); the
-// receive loop calls handle; ended runs after both loops returned. State the
-// two loops share is guarded inside each driver.
-type driver interface {
-	// method is the bidi method to open.
-	method() (*grpc.StreamDesc, string)
-	// recvMsg returns the message the receive loop reads into (reused).
-	recvMsg() proto.Message
-	// start joins the client's scopes on a new stream.
-	start(w *writer) error
-	// act sends n paced messages.
-	act(w *writer, n int) error
-	// oversized sends one message carrying a payload of n bytes.
-	oversized(w *writer, n int) error
-	// handle processes one received message.
-	handle(m proto.Message)
-	// wake is signalled by handle when the send loop has work; onWake does it.
-	// errReconnect from onWake ends the stream cleanly and reconnects.
-	wake() <-chan struct{}
-	onWake(w *writer) error
-	// finish runs at the client's end, before CloseSend (drain, final state).
-	finish(ctx context.Context, w *writer, recvDone <-chan struct{})
-	// stale moves resume positions back by back (0 = from the beginning).
-	stale(back uint64)
-	// ended runs when a stream has ended, after its Disconnect event: Leave
-	// events for the memberships the end implied, reset per-stream state.
-	ended()
-}
-
-// errReconnect ends a stream cleanly (CloseSend, read to EOF) and reconnects.
-var errReconnect = errors.New("reconnect")
-
-// writer is the send side of one stream; only the send loop uses it.
-type writer struct {
-	c  *vclient
-	st grpc.ClientStream
-}
-
-func (w *writer) send(m any) error { return w.st.SendMsg(m) }
 
 // vclient is one virtual client: a goroutine running streams one after the
 // other until its end time. It takes every stream fault (fault.Target and
@@ -74,14 +31,15 @@ type vclient struct {
 	role *scenario.Role
 	beh  scenario.Behaviour
 	impl behaviourImpl
+	svc  Service
 	rng  *rand.Rand // send loop only
 	em   emitter
-	d    driver
+	d    Driver
 
 	rate      float64
 	readDelay time.Duration
 	// act is the paced action: the driver's act, or an attack's.
-	act func(w *writer, n int) error
+	act func(w Stream, n int) error
 	// cycle, when non-zero, ends the stream cleanly and reconnects every cycle.
 	cycle time.Duration
 	// offline is how long the client stays away after a deliberate end
@@ -144,22 +102,32 @@ func (c *vclient) HalfClose() {
 
 // Burst implements fault.Client.
 func (c *vclient) Burst(n int) {
-	c.queue(func(w *writer) error { return c.d.act(w, n) })
+	c.queue(func(w *writer) error { return c.d.Act(w, n) })
 }
 
 // SendMalformed implements fault.Client.
 func (c *vclient) SendMalformed() {
-	c.queue(func(w *writer) error { return w.send(rawMessage(malformedBytes)) })
+	c.queue(func(w *writer) error { return w.Send(rawMessage(malformedBytes)) })
 }
 
 // SendOversized implements fault.Client.
 func (c *vclient) SendOversized(n int) {
-	c.queue(func(w *writer) error { return c.d.oversized(w, n) })
+	o, ok := c.d.(Oversizer)
+	if !ok {
+		c.r.counters.faultFailed.Add(1) // this driver sends no oversized message
+		return
+	}
+	c.queue(func(w *writer) error { return o.Oversized(w, n) })
 }
 
 // ResumeStale implements fault.Client.
 func (c *vclient) ResumeStale(back uint64) {
-	c.queue(func(w *writer) error { c.d.stale(back); return errReconnect })
+	c.queue(func(w *writer) error {
+		if r, ok := c.d.(Resumer); ok {
+			r.Stale(back)
+		}
+		return ErrReconnect
+	})
 }
 
 var errHalfClose = errors.New("half-close")
@@ -248,7 +216,7 @@ func (c *vclient) runStream(ctx context.Context, cn *conn) (clean, reconnectNow 
 	}()
 	g, gctx := errgroup.WithContext(sctx)
 	octx := metadata.AppendToOutgoingContext(gctx, "authorization", "Bearer "+c.r.token(c.plan.User))
-	desc, method := c.d.method()
+	desc, method := c.svc.Desc, c.svc.Method
 	t0 := time.Now()
 	st, err := cn.cc.NewStream(octx, desc, method)
 	if err != nil {
@@ -298,7 +266,7 @@ func (c *vclient) runStream(ctx context.Context, cn *conn) (clean, reconnectNow 
 	// The stream's end first, then the memberships it ended: a checker
 	// sees whether the stream broke before it sees the Leaves.
 	c.ev(&event.Event{Kind: event.Disconnect, Code: code, Detail: detail, Field: field, Latency: toClose})
-	c.d.ended()
+	c.d.Ended()
 	return code == codes.OK, deliberate
 }
 
@@ -341,14 +309,14 @@ func (c *vclient) recvLoop(ctx context.Context, st grpc.ClientStream) error {
 			case <-time.After(c.readDelay):
 			}
 		}
-		m := c.d.recvMsg()
+		m := c.d.Message()
 		if err := st.RecvMsg(m); err != nil {
 			if err == io.EOF {
 				return nil
 			}
 			return err
 		}
-		c.d.handle(m)
+		c.d.Handle(m)
 	}
 }
 
@@ -372,7 +340,7 @@ func (c *vclient) sendLoop(ctx context.Context, w *writer, recvDone <-chan struc
 		}
 		return false, err
 	}
-	if err := c.d.start(w); err != nil {
+	if err := c.d.Start(w); err != nil {
 		return sendErr(err)
 	}
 	// closeAndDrain ends our side and waits for the server's end.
@@ -401,6 +369,11 @@ func (c *vclient) sendLoop(ctx context.Context, w *writer, recvDone <-chan struc
 		defer tick.Stop()
 		tickC = tick.C
 	}
+	wk, _ := c.d.(Waker)
+	var wakeC <-chan struct{}
+	if wk != nil {
+		wakeC = wk.Wake()
+	}
 	var cycleC <-chan time.Time
 	if c.cycle > 0 {
 		t := time.NewTimer(c.cycle)
@@ -414,7 +387,9 @@ func (c *vclient) sendLoop(ctx context.Context, w *writer, recvDone <-chan struc
 		case <-recvDone:
 			return false, nil
 		case <-c.stopC:
-			c.d.finish(ctx, w, recvDone)
+			if f, ok := c.d.(Finisher); ok {
+				f.Finish(ctx, w, recvDone)
+			}
 			return false, closeAndDrain()
 		case <-cycleC:
 			return true, closeAndDrain()
@@ -428,14 +403,14 @@ func (c *vclient) sendLoop(ctx context.Context, w *writer, recvDone <-chan struc
 				case <-ctx.Done():
 				}
 				return true, nil
-			case err == errReconnect:
+			case err == ErrReconnect:
 				return true, closeAndDrain()
 			case err != nil:
 				return sendErr(err)
 			}
-		case <-c.d.wake():
-			switch err := c.d.onWake(w); {
-			case err == errReconnect:
+		case <-wakeC:
+			switch err := wk.OnWake(w); {
+			case err == ErrReconnect:
 				return true, closeAndDrain()
 			case err != nil:
 				return sendErr(err)

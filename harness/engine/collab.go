@@ -8,11 +8,11 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/bidikit/bidikit/harness/event"
+	"github.com/bidikit/bidikit/harness/scenario"
 	"github.com/bidikit/bidikit/internal/collab/ot"
 	"github.com/bidikit/bidikit/internal/collab/trace"
 	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
@@ -37,7 +37,7 @@ type collabDriver struct {
 	clientID string
 	params   *EditorParams
 	flood    bool // flooder: blind inserts against version 0, no replica
-	editor   bool // an honest editor: counted in run.editors, reports a Replica
+	editor   bool // an honest editor: counted in run.flushing, reports a Replica
 	trace    *trace.Trace
 	// traceTxn, tracePatch: the next patch of the trace (send loop).
 	traceTxn, tracePatch int
@@ -45,7 +45,7 @@ type collabDriver struct {
 	in    collabv1.ServerEvent
 	wakeC chan struct{}
 	// flushed reports (once) to the run that this editor's edits are all
-	// committed; see run.editorFlushed.
+	// committed; see run.flushed.
 	flushed sync.Once
 
 	mu          sync.Mutex
@@ -80,7 +80,7 @@ func newCollabDriver(c *vclient, p *EditorParams, flood bool) (*collabDriver, er
 	}
 	d.editor = !flood && c.role.Behaviour == "editor"
 	if d.editor {
-		c.r.editors.Add(1)
+		c.r.flushing.Add(1)
 	}
 	if d.params.Trace != "" {
 		tr, err := trace.Load(d.params.Trace)
@@ -92,12 +92,17 @@ func newCollabDriver(c *vclient, p *EditorParams, flood bool) (*collabDriver, er
 	return d, nil
 }
 
-func (d *collabDriver) method() (*grpc.StreamDesc, string) {
-	return &collabv1.CollabService_ServiceDesc.Streams[0], collabv1.CollabService_Edit_FullMethodName
+func init() {
+	RegisterService(Service{Name: scenario.Collab,
+		Desc: &collabv1.CollabService_ServiceDesc.Streams[0], Method: collabv1.CollabService_Edit_FullMethodName,
+		Attacker: func(c Client, _ int, flood bool) (Driver, error) {
+			return newCollabDriver(c.(*vclient), nil, flood)
+		},
+		EndOfRun: readDocuments})
 }
 
-func (d *collabDriver) recvMsg() proto.Message { return &d.in }
-func (d *collabDriver) wake() <-chan struct{}  { return d.wakeC }
+func (d *collabDriver) Message() proto.Message { return &d.in }
+func (d *collabDriver) Wake() <-chan struct{}  { return d.wakeC }
 
 func (d *collabDriver) signal() {
 	select {
@@ -106,7 +111,7 @@ func (d *collabDriver) signal() {
 	}
 }
 
-func (d *collabDriver) stale(uint64) {
+func (d *collabDriver) Stale(uint64) {
 	d.mu.Lock()
 	d.resync = true
 	d.mu.Unlock()
@@ -114,18 +119,18 @@ func (d *collabDriver) stale(uint64) {
 
 // start opens the document from a snapshot; the replica is reset when
 // Opened arrives.
-func (d *collabDriver) start(w *writer) error {
+func (d *collabDriver) Start(w Stream) error {
 	d.mu.Lock()
 	d.opened = false
 	d.resync = false
 	d.reopen = false
 	d.streamGen++
 	d.mu.Unlock()
-	return w.send(&collabv1.ClientEvent{Event: &collabv1.ClientEvent_Open{Open: &collabv1.Open{Document: d.doc, ClientId: d.clientID}}})
+	return w.Send(&collabv1.ClientEvent{Event: &collabv1.ClientEvent_Open{Open: &collabv1.Open{Document: d.doc, ClientId: d.clientID}}})
 }
 
 // act makes n local edits (random, or the trace's next patches).
-func (d *collabDriver) act(w *writer, n int) error {
+func (d *collabDriver) Act(w Stream, n int) error {
 	for range n {
 		if d.flood {
 			if err := d.floodOne(w, "x"); err != nil {
@@ -143,7 +148,7 @@ func (d *collabDriver) act(w *writer, n int) error {
 // local makes one local edit, the op mk returns (mu held while it runs;
 // nil: none): applied to the replica, then submitted, or composed into the
 // buffer while an op is in flight.
-func (d *collabDriver) local(w *writer, mk func() ot.Op) error {
+func (d *collabDriver) local(w Stream, mk func() ot.Op) error {
 	d.mu.Lock()
 	if !d.opened {
 		d.mu.Unlock()
@@ -228,14 +233,14 @@ func (d *collabDriver) submitLocked(op ot.Op) *collabv1.Submit {
 		Op: toProto(op), ClientSentUnixNanos: time.Now().UnixNano()}
 }
 
-func (d *collabDriver) sendSubmit(w *writer, s *collabv1.Submit) error {
+func (d *collabDriver) sendSubmit(w Stream, s *collabv1.Submit) error {
 	d.c.ev(&event.Event{Kind: event.Send, Scope: d.doc, MsgID: d.clientID + "/" + strconv.FormatUint(s.ClientSeq, 10), SenderSeq: s.ClientSeq})
-	return w.send(&collabv1.ClientEvent{Event: &collabv1.ClientEvent_Submit{Submit: s}})
+	return w.Send(&collabv1.ClientEvent{Event: &collabv1.ClientEvent_Submit{Submit: s}})
 }
 
 // floodOne submits an insert against version 0, which the server must
 // transform against its whole retained log.
-func (d *collabDriver) floodOne(w *writer, text string) error {
+func (d *collabDriver) floodOne(w Stream, text string) error {
 	d.mu.Lock()
 	d.seq++
 	seq := d.seq
@@ -251,7 +256,7 @@ func (d *collabDriver) floodOne(w *writer, text string) error {
 // oversized sends an insert of n bytes: a flooder's blindly, an editor's
 // as a local edit of its replica (a server that accepts it then leaves the
 // replica consistent: nothing to rebuild).
-func (d *collabDriver) oversized(w *writer, n int) error {
+func (d *collabDriver) Oversized(w Stream, n int) error {
 	if d.flood {
 		return d.floodOne(w, strings.Repeat("x", n))
 	}
@@ -263,16 +268,16 @@ func (d *collabDriver) oversized(w *writer, n int) error {
 
 // onWake sends the buffer once the in-flight op was acknowledged, or asks
 // for a reconnect when the replica must be resynchronised.
-func (d *collabDriver) onWake(w *writer) error {
+func (d *collabDriver) OnWake(w Stream) error {
 	d.mu.Lock()
 	if d.resync {
 		d.mu.Unlock()
-		return errReconnect
+		return ErrReconnect
 	}
 	if d.reopen && !d.opened {
 		d.reopen = false
 		d.mu.Unlock()
-		return w.send(&collabv1.ClientEvent{Event: &collabv1.ClientEvent_Open{Open: &collabv1.Open{Document: d.doc, ClientId: d.clientID}}})
+		return w.Send(&collabv1.ClientEvent{Event: &collabv1.ClientEvent_Open{Open: &collabv1.Open{Document: d.doc, ClientId: d.clientID}}})
 	}
 	if d.inflight != nil || d.buffer == nil || !d.opened {
 		d.mu.Unlock()
@@ -288,14 +293,18 @@ func (d *collabDriver) onWake(w *writer) error {
 // markFlushed tells the run this editor has nothing left to commit.
 func (d *collabDriver) markFlushed() {
 	if d.editor {
-		d.flushed.Do(d.c.r.editorFlushed)
+		d.flushed.Do(d.c.r.flushed)
 	}
 }
+
+// Stopped implements Stopper: an editor that stops for good never holds
+// the others up.
+func (d *collabDriver) Stopped() { d.markFlushed() }
 
 // finish, bounded in time: waits until every local edit is acknowledged,
 // then until every editor of the run has done the same, then until remote
 // operations have gone quiet, and reports the replica.
-func (d *collabDriver) finish(ctx context.Context, w *writer, recvDone <-chan struct{}) {
+func (d *collabDriver) Finish(ctx context.Context, w Stream, recvDone <-chan struct{}) {
 	if !d.editor {
 		return
 	}
@@ -327,7 +336,7 @@ func (d *collabDriver) finish(ctx context.Context, w *writer, recvDone <-chan st
 		case <-allFlushed:
 			allFlushed = nil
 		case <-d.wakeC:
-			if err := d.onWake(w); err != nil {
+			if err := d.OnWake(w); err != nil {
 				return
 			}
 		case <-t.C:
@@ -342,7 +351,7 @@ func (d *collabDriver) finish(ctx context.Context, w *writer, recvDone <-chan st
 	}
 }
 
-func (d *collabDriver) handle(m proto.Message) {
+func (d *collabDriver) Handle(m proto.Message) {
 	in := m.(*collabv1.ServerEvent)
 	switch ev := in.Event.(type) {
 	case *collabv1.ServerEvent_Opened:
@@ -481,7 +490,7 @@ func (d *collabDriver) applyRemote(r *collabv1.RemoteOp, msgID string, now time.
 	return absorbed
 }
 
-func (d *collabDriver) ended() {
+func (d *collabDriver) Ended() {
 	d.mu.Lock()
 	was := d.opened
 	d.opened = false

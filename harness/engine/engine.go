@@ -1,13 +1,3 @@
-// Package engine runs a scenario: it turns the seeded plan into virtual
-// clients (goroutines, each with a real gRPC bidi stream), fires the fault
-// schedule, and feeds the one event stream to the metrics and the checkers.
-//
-// Data flows one way, vegeta style. Clients buffer events and hand batches
-// to a channel (failures are data: error events and stream-end codes); one
-// dispatcher goroutine owns the metrics Collector and every Checker and
-// observes each batch in order; verdicts are taken once the clients have
-// stopped, the last batch is observed and the scenario's settle time has
-// passed. A client never decides a verdict.
 package engine
 
 import (
@@ -54,10 +44,11 @@ type run struct {
 	env   *env
 
 	attackOnce sync.Once
-	// editors counts collab editors that have not yet flushed their last
-	// edits at the end of the run; allFlushed closes when it reaches zero,
-	// so that no replica is reported before every edit is committed.
-	editors    atomic.Int64
+	// flushing counts the clients whose final report waits until every
+	// such client's last sends are committed (collab editors: no replica is
+	// reported before every edit is); allFlushed closes when it reaches
+	// zero. Each counted client calls flushed once.
+	flushing   atomic.Int64
 	allFlushed chan struct{}
 	counters   struct {
 		behind       atomic.Int64 // paced sends skipped because the sender fell behind
@@ -91,10 +82,10 @@ func (r *run) token(user string) string {
 	return user
 }
 
-// editorFlushed records that one editor has no unacknowledged edit left
-// (or has stopped for good). Each editor calls it once.
-func (r *run) editorFlushed() {
-	if r.editors.Add(-1) == 0 {
+// flushed records that one counted client has nothing unacknowledged left
+// (or has stopped for good). Each client counted in flushing calls it once.
+func (r *run) flushed() {
+	if r.flushing.Add(-1) == 0 {
 		close(r.allFlushed)
 	}
 }
@@ -145,7 +136,11 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 	s = withDefaults(s)
 	r := &run{s: s, plan: scenario.NewPlan(s), opts: o, addrs: o.targets}
 
-	// Checkers first: a bad check spec fails before touching the network.
+	// The service and the checkers first: a scenario the engine cannot run
+	// fails before touching the network.
+	if _, err := services.Get(s.Service); err != nil {
+		return fail(fmt.Errorf("%s: %w", s.File, err))
+	}
 	mine := r.plan.Mine(o.shardIndex, o.shardCount)
 	j, err := judge.New(s, r.plan, func(i int) bool { return mine[i] })
 	if err != nil {
@@ -207,7 +202,7 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 		r.clients = append(r.clients, c)
 		r.byIndex[i] = c
 	}
-	if r.editors.Load() == 0 {
+	if r.flushing.Load() == 0 {
 		close(r.allFlushed)
 	}
 
@@ -296,8 +291,8 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 		defer cancel()
 		vctx = c
 	}
-	if s.Service == scenario.Collab {
-		r.serverState(vctx)
+	if svc, ok := services.Lookup(s.Service); ok && svc.EndOfRun != nil {
+		svc.EndOfRun(vctx, endOfRun{r})
 	}
 	elapsed := r.since()
 

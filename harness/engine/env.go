@@ -315,33 +315,61 @@ func channelz(ctx context.Context, c *conn) (sockets, streams int, ok bool, err 
 	return sockets, streams, true, nil
 }
 
-// serverState reads every edited document's text from a fresh snapshot and
-// emits one ServerState event per document (collab runs, after the
-// editors have stopped).
-func (r *run) serverState(ctx context.Context) {
-	docs := map[string]bool{}
-	for _, c := range r.clients {
-		if _, ok := c.d.(*collabDriver); ok && !c.beh.Attack {
-			docs[c.plan.Scopes[0]] = true
+// endOfRun is the run as a Service's EndOfRun step sees it.
+type endOfRun struct{ r *run }
+
+// HonestScopes implements EndOfRun.
+func (e endOfRun) HonestScopes() []string {
+	seen := map[string]bool{}
+	for _, c := range e.r.clients {
+		if !c.beh.Attack {
+			for _, sc := range c.plan.Scopes {
+				seen[sc] = true
+			}
 		}
 	}
-	names := make([]string, 0, len(docs))
-	for d := range docs {
-		names = append(names, d)
+	out := make([]string, 0, len(seen))
+	for sc := range seen {
+		out = append(out, sc)
 	}
-	sort.Strings(names)
-	cn, err := dial(r.opts.targets, &r.opts) // failover: the first that answers
+	sort.Strings(out)
+	return out
+}
+
+// Dial implements EndOfRun: the first target that answers (failover).
+func (e endOfRun) Dial() (*grpc.ClientConn, error) {
+	cn, err := dial(e.r.opts.targets, &e.r.opts)
+	if err != nil {
+		return nil, err
+	}
+	return cn.cc, nil
+}
+
+// Token implements EndOfRun.
+func (e endOfRun) Token(user string) string { return e.r.token(user) }
+
+// Limit implements EndOfRun.
+func (e endOfRun) Limit() time.Duration { return e.r.opts.stopGrace }
+
+// Emit implements EndOfRun.
+func (e endOfRun) Emit(ev *event.Event) { e.r.emitRun(ev) }
+
+// readDocuments is collab's EndOfRun: it reads every edited document's
+// text from a fresh snapshot and emits it as a ServerState event for the
+// convergence check (after every editor has stopped).
+func readDocuments(ctx context.Context, r EndOfRun) {
+	cc, err := r.Dial()
 	if err != nil {
 		return
 	}
-	defer cn.cc.Close()
-	for _, doc := range names {
-		text, version, err := snapshot(ctx, cn.cc, doc, r.token("bidikit-observer"), r.opts.stopGrace)
+	defer cc.Close()
+	for _, doc := range r.HonestScopes() {
+		text, version, err := snapshot(ctx, cc, doc, r.Token("bidikit-observer"), r.Limit())
 		if err != nil {
-			r.emitRun(&event.Event{Kind: event.Error, Scope: doc, Code: status.Code(err), Detail: "reading the server's snapshot: " + err.Error()})
+			r.Emit(&event.Event{Kind: event.Error, Scope: doc, Code: status.Code(err), Detail: "reading the server's snapshot: " + err.Error()})
 			continue
 		}
-		r.emitRun(&event.Event{Kind: event.ServerState, Scope: doc, Seq: version, Text: text})
+		r.Emit(&event.Event{Kind: event.ServerState, Scope: doc, Seq: version, Text: text})
 	}
 }
 

@@ -1,17 +1,16 @@
 package engine
 
 import (
-	"context"
 	"math"
 	"strings"
 	"sync"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/bidikit/bidikit/harness/event"
+	"github.com/bidikit/bidikit/harness/scenario"
 	gamev1 "github.com/bidikit/bidikit/proto/bidikit/game/v1"
 )
 
@@ -42,22 +41,22 @@ func newGameDriver(c *vclient, stepFrac float64) *gameDriver {
 	return &gameDriver{c: c, match: c.plan.Scopes[0], stepFrac: stepFrac}
 }
 
-func (d *gameDriver) method() (*grpc.StreamDesc, string) {
-	return &gamev1.GameService_ServiceDesc.Streams[0], gamev1.GameService_Play_FullMethodName
+func init() {
+	RegisterService(Service{Name: scenario.Game,
+		Desc: &gamev1.GameService_ServiceDesc.Streams[0], Method: gamev1.GameService_Play_FullMethodName,
+		Attacker: func(c Client, _ int, _ bool) (Driver, error) {
+			return newGameDriver(c.(*vclient), 0.999), nil // just under max_step: full steps can round above it
+		}})
 }
 
-func (d *gameDriver) recvMsg() proto.Message                           { return &d.in }
-func (d *gameDriver) wake() <-chan struct{}                            { return nil }
-func (d *gameDriver) onWake(*writer) error                             { return nil }
-func (d *gameDriver) stale(uint64)                                     {}
-func (d *gameDriver) finish(context.Context, *writer, <-chan struct{}) {}
+func (d *gameDriver) Message() proto.Message { return &d.in }
 
-func (d *gameDriver) start(w *writer) error {
-	return w.send(&gamev1.ClientEvent{Event: &gamev1.ClientEvent_Join{Join: &gamev1.JoinMatch{Match: d.match}}})
+func (d *gameDriver) Start(w Stream) error {
+	return w.Send(&gamev1.ClientEvent{Event: &gamev1.ClientEvent_Join{Join: &gamev1.JoinMatch{Match: d.match}}})
 }
 
 // act sends n movement inputs.
-func (d *gameDriver) act(w *writer, n int) error {
+func (d *gameDriver) Act(w Stream, n int) error {
 	d.mu.Lock()
 	if !d.joined || d.rules == nil {
 		d.mu.Unlock()
@@ -79,7 +78,7 @@ func (d *gameDriver) act(w *writer, n int) error {
 		d.c.ev(&event.Event{Kind: event.Send, Scope: d.match, SenderSeq: d.seq})
 		in := &gamev1.Input{Match: d.match, Seq: d.seq, Action: gamev1.Action_ACTION_MOVE, Dx: dx, Dy: dy,
 			ClientSentUnixNanos: time.Now().UnixNano()}
-		if err := w.send(&gamev1.ClientEvent{Event: &gamev1.ClientEvent_Input{Input: in}}); err != nil {
+		if err := w.Send(&gamev1.ClientEvent{Event: &gamev1.ClientEvent_Input{Input: in}}); err != nil {
 			return err
 		}
 	}
@@ -87,11 +86,11 @@ func (d *gameDriver) act(w *writer, n int) error {
 }
 
 // oversized sends an input whose match name is n bytes long.
-func (d *gameDriver) oversized(w *writer, n int) error {
+func (d *gameDriver) Oversized(w Stream, n int) error {
 	d.seq++
 	d.c.ev(&event.Event{Kind: event.Send, Scope: d.match, SenderSeq: d.seq})
 	in := &gamev1.Input{Match: strings.Repeat("x", n), Seq: d.seq, Action: gamev1.Action_ACTION_STOP}
-	return w.send(&gamev1.ClientEvent{Event: &gamev1.ClientEvent_Input{Input: in}})
+	return w.Send(&gamev1.ClientEvent{Event: &gamev1.ClientEvent_Input{Input: in}})
 }
 
 var kickCodes = map[gamev1.Kick_Reason]codes.Code{
@@ -102,7 +101,7 @@ var kickCodes = map[gamev1.Kick_Reason]codes.Code{
 	gamev1.Kick_REASON_SHUTDOWN:      codes.Unavailable,
 }
 
-func (d *gameDriver) handle(m proto.Message) {
+func (d *gameDriver) Handle(m proto.Message) {
 	in := m.(*gamev1.ServerEvent)
 	switch ev := in.Event.(type) {
 	case *gamev1.ServerEvent_Joined:
@@ -148,7 +147,7 @@ func (d *gameDriver) handle(m proto.Message) {
 	}
 }
 
-func (d *gameDriver) ended() {
+func (d *gameDriver) Ended() {
 	d.mu.Lock()
 	was := d.joined
 	d.joined = false

@@ -55,21 +55,13 @@ const (
 )
 
 // serviceMethod is the bidi method the scenario's clients open: the
-// drivers' own (one source of truth).
+// service's own (one source of truth).
 func serviceMethod(service string) (*grpc.StreamDesc, string, error) {
-	var d driver
-	switch service {
-	case scenario.Chat:
-		d = &chatDriver{}
-	case scenario.Collab:
-		d = &collabDriver{}
-	case scenario.Game:
-		d = &gameDriver{}
-	default:
-		return nil, "", fmt.Errorf("engine: preflight: unknown service %q (known: chat, collab, game)", service)
+	svc, err := services.Get(service)
+	if err != nil {
+		return nil, "", fmt.Errorf("engine: preflight: %w", err)
 	}
-	desc, method := d.method()
-	return desc, method, nil
+	return svc.Desc, svc.Method, nil
 }
 
 // probeUser is the user whose token the probe presents: the plan's first
