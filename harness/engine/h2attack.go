@@ -10,9 +10,6 @@ import (
 	"github.com/bidikit/bidikit/harness/event"
 	"github.com/bidikit/bidikit/harness/h2attack"
 	"github.com/bidikit/bidikit/harness/scenario"
-	chatv1 "github.com/bidikit/bidikit/proto/bidikit/chat/v1"
-	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
-	gamev1 "github.com/bidikit/bidikit/proto/bidikit/game/v1"
 )
 
 // This file adapts harness/h2attack's HTTP/2 attacks to virtual clients:
@@ -50,32 +47,36 @@ func checkH2Attack(c *vclient) error {
 	return nil
 }
 
-// h2Request is what the attack's streams ask for: the scenario's bidi
-// method with the client's token, and its join message (chat Join, collab
-// Open, game JoinMatch of its first scope), so that streams held open
-// (zero-window, stream-hold) have a server side that answers.
+// h2Request is what the attack's streams ask for: the service's bidi
+// method with the client's token, and the messages its driver's Start sends
+// (a chat Join, a collab Open, a game JoinMatch of its scopes), so that
+// streams held open (zero-window, stream-hold) have a server side that
+// answers.
 func (c *vclient) h2Request() (h2attack.Request, error) {
-	_, method := c.d.method()
-	scope := c.plan.Scopes[0]
-	var m proto.Message
-	switch c.r.s.Service {
-	case scenario.Chat:
-		m = &chatv1.ClientEvent{Event: &chatv1.ClientEvent_Join{Join: &chatv1.Join{Room: scope}}}
-	case scenario.Collab:
-		m = &collabv1.ClientEvent{Event: &collabv1.ClientEvent_Open{Open: &collabv1.Open{Document: scope,
-			ClientId: fmt.Sprintf("h2attack-%s-%d", c.r.opts.runID, c.plan.Index)}}}
-	case scenario.Game:
-		m = &gamev1.ClientEvent{Event: &gamev1.ClientEvent_Join{Join: &gamev1.JoinMatch{Match: scope}}}
+	req := h2attack.Request{Path: c.svc.Method, Metadata: [][2]string{{"authorization", "Bearer " + c.r.token(c.plan.User)}}}
+	var start capture
+	if err := c.d.Start(&start); err != nil {
+		return req, fmt.Errorf("encoding the attack's join messages: %w", err)
 	}
-	req := h2attack.Request{Path: method, Metadata: [][2]string{{"authorization", "Bearer " + c.r.token(c.plan.User)}}}
-	if m != nil {
-		b, err := proto.Marshal(m)
-		if err != nil {
-			return req, fmt.Errorf("encoding the attack's join message: %w", err)
-		}
-		req.Messages = [][]byte{b}
-	}
+	req.Messages = start.msgs
 	return req, nil
+}
+
+// capture is a Stream that keeps the encoding of every message sent.
+type capture struct{ msgs [][]byte }
+
+// Send implements Stream.
+func (c *capture) Send(m any) error {
+	pm, ok := m.(proto.Message)
+	if !ok {
+		return fmt.Errorf("%T is not a protobuf message", m)
+	}
+	b, err := proto.Marshal(pm)
+	if err != nil {
+		return err
+	}
+	c.msgs = append(c.msgs, b)
+	return nil
 }
 
 // runH2Attack runs the client's attack until its end time (stopC) or ctx;
