@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
-	"github.com/goccy/go-yaml"
+	"github.com/bidikit/bidikit/internal/strictyaml"
 
 	"github.com/bidikit/bidikit/harness/fault"
 )
@@ -71,7 +71,7 @@ func ParseFault(s string) (fault.Fault, error) {
 		if doc.Len() == 0 {
 			return nil
 		}
-		return yaml.UnmarshalWithOptions([]byte(doc.String()), into, yaml.Strict())
+		return strictyaml.Decode("--fault "+name, []byte(doc.String()), into)
 	})
 	return f, err
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/bidikit/bidikit/internal/strictyaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
 )
@@ -80,7 +81,7 @@ func (o Override) valueNode() (ast.Node, error) {
 	f, err := parser.ParseBytes([]byte(o.Value), 0)
 	if err != nil {
 		var msg string
-		if ye := yamlError("", err); ye != nil {
+		if ye := strictyaml.SyntaxError("", err); ye != nil {
 			var e *Error
 			if errors.As(ye, &e) {
 				msg = e.Msg
@@ -92,7 +93,7 @@ func (o Override) valueNode() (ast.Node, error) {
 		return nullNode()
 	}
 	n := f.Docs[0].Body
-	switch v := unwrap(n).(type) {
+	switch v := strictyaml.Unwrap(n).(type) {
 	case *ast.MappingNode:
 		if !v.IsFlowStyle {
 			return nil, fmt.Errorf("--set %s: write a mapping in flow style, like {rooms_per_client: 2}", o)
@@ -132,7 +133,7 @@ func Apply(file string, data []byte, overrides []Override) (*Scenario, []byte, e
 	}
 	f, err := parser.ParseBytes(data, 0)
 	if err != nil {
-		return nil, nil, yamlError(file, err)
+		return nil, nil, strictyaml.SyntaxError(file, err)
 	}
 	var doc *ast.DocumentNode
 	for _, d := range f.Docs {
@@ -212,7 +213,7 @@ func blameOverrides(err error, placed map[string]Override, all []Override) error
 
 // placedAt finds the override whose value holds path.
 func placedAt(path string, placed map[string]Override) (Override, string, bool) {
-	for p := path; ; p = parentPath(p) {
+	for p := path; ; p = strictyaml.ParentPath(p) {
 		if o, ok := placed[p]; ok {
 			return o, p, true
 		}
@@ -245,8 +246,8 @@ func (a *applier) set(n ast.Node, i int, where string) (ast.Node, error) {
 		return a.o.valueNode()
 	}
 	step := a.o.steps[i]
-	inner := unwrap(n)
-	if !hasValue(inner) {
+	inner := strictyaml.Unwrap(n)
+	if !strictyaml.HasValue(inner) {
 		if isIndex(step) || step == "*" || isNamedList(where) {
 			return nil, fmt.Errorf("%s has no entries", orTop(where))
 		}
@@ -258,7 +259,7 @@ func (a *applier) set(n ast.Node, i int, where string) (ast.Node, error) {
 	case *ast.SequenceNode:
 		return n, a.setInList(v, i, where)
 	}
-	return nil, fmt.Errorf("%s is %s, not a mapping: it has no %q", orTop(where), describeNode(inner), step)
+	return nil, fmt.Errorf("%s is %s, not a mapping: it has no %q", orTop(where), strictyaml.DescribeNode(inner), step)
 }
 
 // setInMapping sets the step's key of m (replacing its value or adding
@@ -268,12 +269,12 @@ func (a *applier) setInMapping(n ast.Node, m ast.Node, i int, where string) (ast
 	if isIndex(step) || step == "*" {
 		return nil, fmt.Errorf("%s is a mapping, not a list: %s does not apply", orTop(where), step)
 	}
-	pairs, _ := mapPairs(m)
+	pairs, _ := strictyaml.MapPairs(m)
 	for _, kv := range pairs {
-		if keyText(kv.Key) != step {
+		if strictyaml.KeyText(kv.Key) != step {
 			continue
 		}
-		v, err := a.set(kv.Value, i+1, joinPath(where, step))
+		v, err := a.set(kv.Value, i+1, strictyaml.JoinPath(where, step))
 		if err != nil {
 			return nil, err
 		}
@@ -282,7 +283,7 @@ func (a *applier) setInMapping(n ast.Node, m ast.Node, i int, where string) (ast
 	}
 	// A new key: take it from a parsed one-pair mapping, at the column of
 	// the mapping's own keys so the tree prints back the same.
-	value, err := a.build(i+1, joinPath(where, step))
+	value, err := a.build(i+1, strictyaml.JoinPath(where, step))
 	if err != nil {
 		return nil, err
 	}
@@ -375,7 +376,7 @@ func (a *applier) setRoles(seq *ast.SequenceNode, i int) error {
 		seq.Values[ix] = v
 	}
 	if !found {
-		return fmt.Errorf("no role %q%s (roles: %s)", step, suggest(step, names), strings.Join(names, ", "))
+		return fmt.Errorf("no role %q%s (roles: %s)", step, strictyaml.Suggest(step, names), strings.Join(names, ", "))
 	}
 	return nil
 }
@@ -416,7 +417,7 @@ func (a *applier) setCheck(seq *ast.SequenceNode, i int) error {
 	step := a.o.steps[i]
 	var names []string
 	for ix, e := range seq.Values {
-		inner := unwrap(e)
+		inner := strictyaml.Unwrap(e)
 		path := fmt.Sprintf("checks[%d]", ix)
 		switch v := inner.(type) {
 		case *ast.StringNode:
@@ -424,7 +425,7 @@ func (a *applier) setCheck(seq *ast.SequenceNode, i int) error {
 			if v.Value != step {
 				continue
 			}
-			params, err := a.build(i+1, joinPath(path, step))
+			params, err := a.build(i+1, strictyaml.JoinPath(path, step))
 			if err != nil {
 				return err
 			}
@@ -440,11 +441,11 @@ func (a *applier) setCheck(seq *ast.SequenceNode, i int) error {
 			seq.Values[ix] = m
 			return nil
 		default:
-			pairs, ok := mapPairs(inner)
+			pairs, ok := strictyaml.MapPairs(inner)
 			if !ok || len(pairs) != 1 {
 				continue
 			}
-			name := keyText(pairs[0].Key)
+			name := strictyaml.KeyText(pairs[0].Key)
 			names = append(names, name)
 			if name != step {
 				continue
@@ -453,7 +454,7 @@ func (a *applier) setCheck(seq *ast.SequenceNode, i int) error {
 			return err
 		}
 	}
-	return fmt.Errorf("no check %q in checks%s (checks: %s)", step, suggest(step, names), orNone(names))
+	return fmt.Errorf("no check %q in checks%s (checks: %s)", step, strictyaml.Suggest(step, names), orNone(names))
 }
 
 // build makes the value for steps i.. of a key missing from the file: the
@@ -467,7 +468,7 @@ func (a *applier) build(i int, where string) (ast.Node, error) {
 	if isIndex(step) || step == "*" || isNamedList(where) {
 		return nil, fmt.Errorf("%s is not in the file, so it has no entry %s", orTop(where), step)
 	}
-	inner, err := a.build(i+1, joinPath(where, step))
+	inner, err := a.build(i+1, strictyaml.JoinPath(where, step))
 	if err != nil {
 		return nil, err
 	}
@@ -525,10 +526,10 @@ func flowMapping(kv *ast.MappingValueNode) (ast.Node, error) {
 
 // entryField is a list entry's text field key ("" when it has none).
 func entryField(e ast.Node, key string) string {
-	pairs, _ := mapPairs(unwrap(e))
+	pairs, _ := strictyaml.MapPairs(strictyaml.Unwrap(e))
 	for _, kv := range pairs {
-		if keyText(kv.Key) == key {
-			if s, ok := unwrap(kv.Value).(*ast.StringNode); ok {
+		if strictyaml.KeyText(kv.Key) == key {
+			if s, ok := strictyaml.Unwrap(kv.Value).(*ast.StringNode); ok {
 				return s.Value
 			}
 			return kv.Value.String()

@@ -7,6 +7,7 @@ import (
 
 	"github.com/bidikit/bidikit/harness/check"
 	"github.com/bidikit/bidikit/harness/threshold"
+	"github.com/bidikit/bidikit/internal/strictyaml"
 )
 
 // thresholds parses the `thresholds:` block, a mapping of role name to a
@@ -16,14 +17,14 @@ import (
 // column and path (thresholds.ROLE.METRIC[.CODE]).
 func (w *walker) thresholds(node ast.Node, s *Scenario, durOK bool) {
 	const form = `a mapping of role name to bounds, like {honest: {p99: 50ms, errors: 1%}}`
-	node = unwrap(node)
-	if !hasValue(node) {
-		w.errorf("thresholds", "has no value; give %s or remove the line", form)
+	node = strictyaml.Unwrap(node)
+	if !strictyaml.HasValue(node) {
+		w.Errorf("thresholds", "has no value; give %s or remove the line", form)
 		return
 	}
-	roles, ok := mapPairs(node)
+	roles, ok := strictyaml.MapPairs(node)
 	if !ok {
-		w.errorf("thresholds", "must be %s, not %s", form, describeNode(node))
+		w.Errorf("thresholds", "must be %s, not %s", form, strictyaml.DescribeNode(node))
 		return
 	}
 	byName := map[string]Role{}
@@ -36,24 +37,24 @@ func (w *walker) thresholds(node ast.Node, s *Scenario, durOK bool) {
 	}
 	seenRole := map[string]bool{}
 	for _, kv := range roles {
-		role := keyText(kv.Key)
-		rp := joinPath("thresholds", role)
-		w.keys[rp] = kv.Key
+		role := strictyaml.KeyText(kv.Key)
+		rp := strictyaml.JoinPath("thresholds", role)
+		w.Keys[rp] = kv.Key
 		r, found := byName[role]
 		switch {
 		case !found:
-			w.errorf(rp, "unknown role %q%s (roles: %s)", role, suggest(role, names), strings.Join(names, ", "))
+			w.Errorf(rp, "unknown role %q%s (roles: %s)", role, strictyaml.Suggest(role, names), strings.Join(names, ", "))
 			continue
 		case seenRole[role]:
-			w.errorf(rp, "role %q is listed twice", role)
+			w.Errorf(rp, "role %q is listed twice", role)
 			continue
 		}
 		seenRole[role] = true
-		val := unwrap(kv.Value)
-		metrics, ok := mapPairs(val)
-		if !hasValue(val) || !ok || len(metrics) == 0 {
-			w.errorf(rp, "must be a mapping of metric to bound, like {p99: 50ms, delivered_per_sec: 1000}, not %s (metrics: %s)",
-				describeNode(val), strings.Join(threshold.Metrics(), ", "))
+		val := strictyaml.Unwrap(kv.Value)
+		metrics, ok := strictyaml.MapPairs(val)
+		if !strictyaml.HasValue(val) || !ok || len(metrics) == 0 {
+			w.Errorf(rp, "must be a mapping of metric to bound, like {p99: 50ms, delivered_per_sec: 1000}, not %s (metrics: %s)",
+				strictyaml.DescribeNode(val), strings.Join(threshold.Metrics(), ", "))
 			continue
 		}
 		to := r.Stop
@@ -62,36 +63,36 @@ func (w *walker) thresholds(node ast.Node, s *Scenario, durOK bool) {
 		}
 		seenMetric := map[string]bool{}
 		for _, mkv := range metrics {
-			metric := keyText(mkv.Key)
-			mp := joinPath(rp, metric)
-			w.keys[mp] = mkv.Key
+			metric := strictyaml.KeyText(mkv.Key)
+			mp := strictyaml.JoinPath(rp, metric)
+			w.Keys[mp] = mkv.Key
 			switch {
 			case !threshold.IsMetric(metric):
-				w.errorf(mp, "unknown metric %q%s (known: %s)", metric, suggest(metric, threshold.Metrics()), strings.Join(threshold.Metrics(), ", "))
+				w.Errorf(mp, "unknown metric %q%s (known: %s)", metric, strictyaml.Suggest(metric, threshold.Metrics()), strings.Join(threshold.Metrics(), ", "))
 				continue
 			case seenMetric[metric]:
-				w.errorf(mp, "metric %q is listed twice for role %s", metric, role)
+				w.Errorf(mp, "metric %q is listed twice for role %s", metric, role)
 				continue
 			}
 			seenMetric[metric] = true
 			base := threshold.Spec{Role: role, From: r.Start, To: to}
-			mval := unwrap(mkv.Value)
-			codes, isMap := mapPairs(mval)
+			mval := strictyaml.Unwrap(mkv.Value)
+			codes, isMap := strictyaml.MapPairs(mval)
 			if threshold.IsErrors(metric) && isMap {
 				if len(codes) == 0 {
-					w.errorf(mp, "lists no status codes; give a bound like 1%% or {RESOURCE_EXHAUSTED: 5}")
+					w.Errorf(mp, "lists no status codes; give a bound like 1%% or {RESOURCE_EXHAUSTED: 5}")
 				}
 				seenCode := map[string]bool{}
 				for _, ckv := range codes {
-					code := keyText(ckv.Key)
-					cp := joinPath(mp, code)
-					w.keys[cp] = ckv.Key
+					code := strictyaml.KeyText(ckv.Key)
+					cp := strictyaml.JoinPath(mp, code)
+					w.Keys[cp] = ckv.Key
 					switch {
 					case !threshold.IsCode(code):
-						w.errorf(cp, "unknown status code %q%s (known: %s)", code, suggest(code, threshold.Codes()), strings.Join(threshold.Codes(), ", "))
+						w.Errorf(cp, "unknown status code %q%s (known: %s)", code, strictyaml.Suggest(code, threshold.Codes()), strings.Join(threshold.Codes(), ", "))
 						continue
 					case seenCode[code]:
-						w.errorf(cp, "status code %s is listed twice", code)
+						w.Errorf(cp, "status code %s is listed twice", code)
 						continue
 					}
 					seenCode[code] = true
@@ -108,8 +109,8 @@ func (w *walker) thresholds(node ast.Node, s *Scenario, durOK bool) {
 
 // threshold reads one bound at path and adds the threshold and its check.
 func (w *walker) threshold(s *Scenario, spec threshold.Spec, metric string, node ast.Node, path string) {
-	node = unwrap(node)
-	w.vals[path] = node
+	node = strictyaml.Unwrap(node)
+	w.Vals[path] = node
 	var text string
 	switch n := node.(type) {
 	case *ast.StringNode:
@@ -121,14 +122,14 @@ func (w *walker) threshold(s *Scenario, spec threshold.Spec, metric string, node
 		if n != nil && strings.HasPrefix(strings.TrimSpace(n.String()), ">") {
 			hint = " (quote a bound that starts with '>': \">= 100\")"
 		}
-		w.errorf(path, "must be a bound like \"50ms\", \"<= 200ms\", \"1%%\" or 5000, not %s%s", describeNode(node), hint)
+		w.Errorf(path, "must be a bound like \"50ms\", \"<= 200ms\", \"1%%\" or 5000, not %s%s", strictyaml.DescribeNode(node), hint)
 		return
 	}
 	if err := threshold.ParseBound(metric, text, &spec); err != nil {
-		w.errorf(path, "%v", err)
+		w.Errorf(path, "%v", err)
 		return
 	}
-	line, _ := w.at(path)
+	line, _ := w.At(path)
 	s.Thresholds = append(s.Thresholds, spec)
 	s.Checks = append(s.Checks, CheckSpec{Name: spec.Name(), Line: line,
 		New: func() (check.Checker, error) { return threshold.New(spec) }})

@@ -17,11 +17,10 @@ package acl
 import (
 	"fmt"
 	"os"
-	"regexp"
 	"sort"
 	"strings"
 
-	"github.com/goccy/go-yaml"
+	"github.com/bidikit/bidikit/internal/strictyaml"
 )
 
 // Kind is the kind of thing a list guards.
@@ -62,8 +61,8 @@ func Load(path string) (*ACL, error) {
 // Parse parses ACL YAML; name (usually the file path) prefixes every error.
 func Parse(name string, data []byte) (*ACL, error) {
 	var f file
-	if err := yaml.UnmarshalWithOptions(data, &f, yaml.Strict()); err != nil {
-		return nil, fmt.Errorf("%s", yamlError(name, err))
+	if err := strictyaml.Decode(name, data, &f); err != nil {
+		return nil, err
 	}
 	a := &ACL{lists: map[Kind]map[string]map[string]struct{}{}}
 	for _, section := range []struct {
@@ -96,21 +95,6 @@ func Parse(name string, data []byte) (*ACL, error) {
 		a.lists[section.kind] = lists
 	}
 	return a, nil
-}
-
-// posRE matches the "[line:column] " prefix of go-yaml's messages.
-var posRE = regexp.MustCompile(`^\[(\d+):(\d+)\]\s*`)
-
-// yamlError turns a go-yaml error into one line "name:line:col: message".
-func yamlError(name string, err error) string {
-	msg := strings.TrimSpace(yaml.FormatError(err, false, false))
-	if first, _, ok := strings.Cut(msg, "\n"); ok {
-		msg = first
-	}
-	if m := posRE.FindStringSubmatch(msg); m != nil {
-		return fmt.Sprintf("%s:%s:%s: %s", name, m[1], m[2], msg[len(m[0]):])
-	}
-	return name + ": " + msg
 }
 
 // Allowed reports whether user may enter the named room, document or match.

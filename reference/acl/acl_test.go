@@ -59,8 +59,8 @@ var _ = Describe("Load", func() {
 				Expect(err.Error()).To(ContainSubstring(w))
 			}
 		},
-		Entry("unknown top-level field", "rooms:\n  ops: [alice]\nroomz:\n  x: [a]\n", ":3:1:", `unknown field "roomz"`),
-		Entry("a string instead of a list", "rooms:\n  ops: alice\n", ":2:", "sequence"),
+		Entry("unknown top-level field", "rooms:\n  ops: [alice]\nroomz:\n  x: [a]\n", ":3:1:", `unknown field "roomz"; did you mean "rooms"?`),
+		Entry("a string instead of a list", "rooms:\n  ops: alice\n", ":2:", "rooms.ops: must be a list"),
 		Entry("a duplicate room", "rooms:\n  ops: [a]\n  ops: [b]\n", ":3:", `"ops" already defined`),
 		Entry("an empty user id", "rooms:\n  ops: ['']\n", "rooms.ops[0]", "empty user id"),
 	)

@@ -1,0 +1,35 @@
+// Package strictyaml decodes YAML strictly, for every file the project
+// reads (scenarios, ACL files, benchmark configs): unknown fields, wrong
+// kinds, fractional integers and unitless durations are errors, each an
+// *Error naming file, line, column and field path, with a did-you-mean for
+// a misspelt key. Doc walks a node tree and keeps the positions; Decode
+// does a whole file in one call; the scenario format builds its rules on top
+// of Doc (harness/scenario).
+package strictyaml
+
+import "fmt"
+
+// Error is one problem in a YAML file: where it is (file, 1-based line
+// and column) and which field (a path like "roles[1].rate"; empty for the
+// file as a whole). Several are joined with errors.Join; errors.As finds
+// the first.
+type Error struct {
+	File string
+	Line int
+	Col  int
+	Path string
+	Msg  string
+}
+
+// Error formats "FILE:LINE:COL: PATH: MSG".
+func (e *Error) Error() string {
+	loc := e.File
+	if e.Line > 0 {
+		loc = fmt.Sprintf("%s:%d:%d", e.File, e.Line, e.Col)
+	}
+	if e.Path != "" {
+		return loc + ": " + e.Path + ": " + e.Msg
+	}
+	return loc + ": " + e.Msg
+}
+
