@@ -41,7 +41,6 @@ func Decoder(file string, node ast.Node, path string, keys map[string]ast.Node) 
 	}
 }
 
-
 // Decode strictly decodes one YAML document in data into the struct that
 // into points to; file names the source in errors. Problems are *Errors
 // (joined when there are several). An empty file leaves into unchanged.

@@ -107,4 +107,3 @@ func SyntaxError(file string, err error) error {
 	}
 	return &Error{File: file, Msg: "YAML syntax: " + err.Error()}
 }
-

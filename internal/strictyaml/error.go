@@ -32,4 +32,3 @@ func (e *Error) Error() string {
 	}
 	return loc + ": " + e.Msg
 }
-

@@ -146,4 +146,3 @@ func (d *Doc) Shape(node ast.Node, t reflect.Type, path string) {
 		d.Errorf(path, "cannot be decoded (unsupported Go type %s)", t)
 	}
 }
-
