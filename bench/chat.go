@@ -41,8 +41,7 @@ func chatEngine(ctx context.Context, workload, target, admin string, p Params) (
 	r, err := engine.Run(ctx, s, opts...)
 	res := Result{Tool: "bidikit-engine", Params: chatParams(workload, p), DurationS: p.Duration.Seconds(),
 		Messages: r.Messages.Sent, Deliveries: r.Messages.Delivered, LatencyOf: "send-to-delivery",
-		LatencyMS: Latency{P50: r.LatencyMS.P50, P90: r.LatencyMS.P90, P99: r.LatencyMS.P99,
-			P999: r.LatencyMS.P999, Max: r.LatencyMS.Max, Count: r.LatencyMS.Count}}
+		LatencyMS: r.LatencyMS}
 	if len(r.Errors) > 0 {
 		res.Errors = map[string]int64{}
 		for k, v := range r.Errors {

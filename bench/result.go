@@ -17,6 +17,7 @@ import (
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/bidikit/bidikit/harness/metrics"
+	"github.com/bidikit/bidikit/harness/result"
 )
 
 // Result is one benchmark run, JSON-shaped as `bidikit bench --json` writes
@@ -83,25 +84,16 @@ type Round struct {
 	Theirs float64 `json:"vs_messages_per_sec"`
 }
 
-// Latency is a percentile summary in milliseconds.
-type Latency struct {
-	P50   float64 `json:"p50"`
-	P90   float64 `json:"p90"`
-	P99   float64 `json:"p99"`
-	P999  float64 `json:"p999"`
-	Max   float64 `json:"max"`
-	Count int64   `json:"count"`
-}
+// Latency is a percentile summary in milliseconds: the run summary's
+// (result.Latency), so a benchmark and a scenario report the same shape.
+type Latency = result.Latency
 
 // NewHistogram returns a histogram of microseconds (1 µs to 1 h, 3
 // significant digits), the unit Summarize expects.
 func NewHistogram() *hdrhistogram.Histogram { return metrics.NewHistogram() }
 
 // Summarize is the millisecond percentile summary of a µs histogram.
-func Summarize(h *hdrhistogram.Histogram) Latency {
-	s := metrics.Summary(h)
-	return Latency{P50: s.P50, P90: s.P90, P99: s.P99, P999: s.P999, Max: s.Max, Count: s.Count}
-}
+func Summarize(h *hdrhistogram.Histogram) Latency { return metrics.Summary(h) }
 
 // Finish fills the per-second rates from the counts and DurationS.
 func (r *Result) Finish() {
