@@ -7,6 +7,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/bidikit/bidikit/harness/check"
+	_ "github.com/bidikit/bidikit/harness/engine" // registers the behaviours scenarios name
 	"github.com/bidikit/bidikit/harness/event"
 	"github.com/bidikit/bidikit/harness/judge"
 	"github.com/bidikit/bidikit/harness/result"

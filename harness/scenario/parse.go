@@ -255,6 +255,8 @@ func (w *walker) role(raw *rawRole, path string, service string, serviceOK bool,
 	behOK := false
 	if !w.Has(path + ".behaviour") {
 		w.Errorf(path, "missing field behaviour (one of: %s)", strings.Join(behaviourNames(""), ", "))
+	} else if len(BehaviourNames("")) == 0 {
+		w.Errorf(path+".behaviour", "no behaviour is registered in this program: import github.com/bidikit/bidikit/harness/engine, which implements them")
 	} else if b, ok := LookupBehaviour(raw.Behaviour); !ok {
 		w.Errorf(path+".behaviour", "unknown behaviour %q%s (known: %s)", raw.Behaviour, strictyaml.Suggest(raw.Behaviour, behaviourNames("")), strings.Join(behaviourNames(""), ", "))
 	} else if serviceOK && b.Service != "" && b.Service != service {
