@@ -1,6 +1,7 @@
 package protocol_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -12,7 +13,9 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/examples/route_guide/routeguide"
+	"google.golang.org/grpc/status"
 
 	"github.com/bidikit/bidikit/harness/protocol"
 )
@@ -24,10 +27,7 @@ var _ = Describe("grpc-go's route_guide server", Ordered, func() {
 	var addr string
 
 	BeforeAll(func(ctx SpecContext) {
-		bin := filepath.Join(GinkgoT().TempDir(), "route_guide_server")
-		out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "google.golang.org/grpc/examples/route_guide/server").CombinedOutput()
-		Expect(err).NotTo(HaveOccurred(), "go build of the route_guide server: %s", out)
-		addr = startRouteGuide(ctx, bin)
+		addr = startRouteGuide(ctx, buildExample(ctx, "google.golang.org/grpc/examples/route_guide/server"))
 	}, NodeTimeout(3*time.Minute))
 
 	It("has no reflection, and Reflect says so", func(ctx SpecContext) {
@@ -78,6 +78,61 @@ var _ = Describe("grpc-go's route_guide server", Ordered, func() {
 		bob.end()
 	}, SpecTimeout(30*time.Second))
 })
+
+// grpc-go's reflection example: helloworld's Greeter and the echo service
+// behind server reflection (v1 and v1alpha), third-party code again. Its
+// echo service implements only the unary call.
+var _ = Describe("grpc-go's reflection example server", Ordered, func() {
+	var addr string
+
+	BeforeAll(func(ctx SpecContext) {
+		bin := buildExample(ctx, "google.golang.org/grpc/examples/features/reflection/server")
+		cmd := exec.Command(bin, "-port", "0")
+		stdout, err := cmd.StdoutPipe()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(cmd.Start()).To(Succeed())
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		DeferCleanup(func() {
+			_ = cmd.Process.Kill()
+			<-exited
+		})
+		// It prints "server listening at [::]:PORT" once it listens.
+		line, err := bufio.NewReader(stdout).ReadString('\n')
+		Expect(err).NotTo(HaveOccurred(), "the reflection example printed no address")
+		_, port, err := net.SplitHostPort(strings.TrimSpace(strings.TrimPrefix(line, "server listening at ")))
+		Expect(err).NotTo(HaveOccurred(), "unexpected first line %q", line)
+		addr = net.JoinHostPort("127.0.0.1", port)
+	}, NodeTimeout(3*time.Minute))
+
+	It("describes its services through reflection", func(ctx SpecContext) {
+		d, err := protocol.Reflect(ctx, dial(addr), addr)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(d.Services()).To(ContainElements("grpc.examples.echo.Echo", "helloworld.Greeter"))
+		md, err := d.Method("grpc.examples.echo.Echo/BidirectionalStreamingEcho")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(md.Input().FullName()).To(BeEquivalentTo("grpc.examples.echo.EchoRequest"))
+		_, err = d.Method("helloworld.Greeter/SayHello")
+		Expect(err).To(MatchError(ContainSubstring("is a unary method: rpc SayHello(helloworld.HelloRequest) returns (helloworld.HelloReply)")))
+
+		By("a stream of a method the server does not implement ends with UNIMPLEMENTED")
+		sctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		st, err := protocol.OpenStream(sctx, dial(addr), md)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = st.Recv()
+		Expect(status.Code(err)).To(Equal(codes.Unimplemented), "got %v", err)
+	}, SpecTimeout(20*time.Second))
+})
+
+// buildExample builds one of grpc-go's example servers (a main package of a
+// module in go.mod) into a temporary folder.
+func buildExample(ctx context.Context, pkg string) string {
+	bin := filepath.Join(GinkgoT().TempDir(), filepath.Base(filepath.Dir(pkg))+"_server")
+	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg).CombinedOutput()
+	Expect(err).NotTo(HaveOccurred(), "go build %s: %s", pkg, out)
+	return bin
+}
 
 // startRouteGuide starts bin on a free loopback port and waits until it
 // accepts connections (a port taken in between is retried, three times).
