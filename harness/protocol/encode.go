@@ -23,7 +23,7 @@ func (m *Mapping) Encode(name string, v Values) (*dynamicpb.Message, error) {
 	bp := bufPool.Get().(*[]byte)
 	buf := o.tmpl.render((*bp)[:0], &v, nil)
 	msg := m.msgType.New().Interface().(*dynamicpb.Message)
-	err := m.decode.Unmarshal(buf, msg)
+	err := m.encode.Unmarshal(buf, msg)
 	if err != nil {
 		err = fmt.Errorf("%s: protocol.%s rendered %s: %w", m.file, o.path, buf, err)
 	}

@@ -26,7 +26,8 @@ type Mapping struct {
 	rules    []*rule
 	mapped   map[Path]bool
 	msgType  protoreflect.MessageType // the client message's dynamic type
-	decode   protojson.UnmarshalOptions
+	decode   protojson.UnmarshalOptions // strict: compile time
+	encode   protojson.UnmarshalOptions // run time: required fields were checked at compile time
 	adapter  types.Adapter // makes CEL values of server messages
 }
 
@@ -65,6 +66,7 @@ func Compile(s *Spec, d *Descriptors) (*Mapping, error) {
 		msgType:  dynamicpb.NewMessageType(md.Input()),
 		decode:   protojson.UnmarshalOptions{Resolver: dynamicpb.NewTypes(d.Files)},
 	}
+	m.encode = protojson.UnmarshalOptions{Resolver: m.decode.Resolver, AllowPartial: true}
 	m.compileMetadata(s, errs)
 	m.compileRoomName(s, errs)
 	for _, o := range s.Outgoing {
