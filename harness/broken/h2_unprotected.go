@@ -1,0 +1,138 @@
+package broken
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
+	"google.golang.org/grpc"
+	channelzsvc "google.golang.org/grpc/channelz/service"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+
+	chatv1 "github.com/bidikit/bidikit/proto/bidikit/chat/v1"
+)
+
+// StartH2Unprotected serves the corpus chat server with every HTTP/2
+// protection lifted: the server the HTTP/2 attacks (harness/h2attack) are
+// proven to bite. Its defects, each marked "// defect: H2..." below:
+//
+//   - H2Unlimited: grpc-go's limits lifted: no MAX_CONCURRENT_STREAMS (so
+//     no bound on concurrent handlers either), a 1 GiB header list (what a
+//     CONTINUATION flood or an HPACK bomb decodes is kept), and keepalive
+//     enforcement that allows a ping every nanosecond (no too_many_pings).
+//   - H2FrameLog: every connection keeps a record (frameLogRecord bytes)
+//     of every frame it read, for as long as it lives — the per-frame
+//     buffering the 2019 flood CVEs exploited (queued PING and SETTINGS
+//     acks, queued resets).
+//   - BlockingBroadcast (the chat defect): a broadcast writes to every
+//     member under the room's lock, so one member that grants no
+//     flow-control window (zero-window) stalls its room.
+//
+// Like the rest of the corpus it listens on free loopback ports and serves
+// health and channelz; its admin endpoint serves /metrics (Go and process
+// collectors: what server-bounded samples), /debug/pprof/ and /healthz.
+func StartH2Unprotected() (*Server, error) {
+	s := &chatServer{defect: BlockingBroadcast, stop: make(chan struct{}), rooms: map[string]*room{}, limits: map[string]*rate.Limiter{}}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("broken h2-unprotected server: listen for gRPC on 127.0.0.1:0: %w", err)
+	}
+	alis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		_ = lis.Close()
+		return nil, fmt.Errorf("broken h2-unprotected server: listen for admin HTTP on 127.0.0.1:0: %w", err)
+	}
+	gs := grpc.NewServer(grpc.WaitForHandlers(true), grpc.MaxRecvMsgSize(maxRecvMsgSize),
+		grpc.MaxConcurrentStreams(math.MaxUint32), // defect: H2Unlimited
+		grpc.MaxHeaderListSize(1<<30),             // defect: H2Unlimited
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Nanosecond, PermitWithoutStream: true})) // defect: H2Unlimited
+	chatv1.RegisterChatServiceServer(gs, s)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	channelzsvc.RegisterChannelzServiceToServer(gs)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := adminMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	admin := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = gs.Serve(&frameLogListener{Listener: lis}) })
+	wg.Go(func() {
+		if err := admin.Serve(alis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			slog.Error("broken server: admin HTTP failed", "server", "h2-unprotected", "addr", alis.Addr().String(), "err", err)
+		}
+	})
+	return &Server{addr: lis.Addr().String(), admin: alis.Addr().String(), stop: func() {
+		hs.Shutdown()
+		close(s.stop)
+		gs.Stop()
+		_ = admin.Close()
+		wg.Wait()
+	}}, nil
+}
+
+// frameLogRecord is the bytes the frame log keeps per frame.
+const frameLogRecord = 2 << 10
+
+// frameLogListener gives every accepted connection a frame log.
+type frameLogListener struct{ net.Listener }
+
+func (l *frameLogListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &frameLogConn{Conn: c, preface: 24}, nil
+}
+
+// frameLogConn records every frame grpc-go reads from it (its reader
+// goroutine owns the fields) until the connection is dropped.
+type frameLogConn struct {
+	net.Conn
+	preface int     // client preface bytes still to skip
+	hdr     [9]byte // a frame header being read
+	hdrN    int
+	skip    int
+	log     [][]byte // defect: H2FrameLog (one record per frame, never trimmed)
+}
+
+func (c *frameLogConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	b := p[:n]
+	for len(b) > 0 {
+		switch {
+		case c.preface > 0:
+			k := min(c.preface, len(b))
+			c.preface -= k
+			b = b[k:]
+		case c.skip > 0:
+			k := min(c.skip, len(b))
+			c.skip -= k
+			b = b[k:]
+		default:
+			k := copy(c.hdr[c.hdrN:], b)
+			c.hdrN += k
+			b = b[k:]
+			if c.hdrN == 9 {
+				c.hdrN = 0
+				c.skip = int(c.hdr[0])<<16 | int(c.hdr[1])<<8 | int(c.hdr[2])
+				rec := make([]byte, frameLogRecord)
+				copy(rec, c.hdr[:])
+				c.log = append(c.log, rec) // defect: H2FrameLog
+			}
+		}
+	}
+	return n, err
+}

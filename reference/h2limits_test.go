@@ -1,0 +1,91 @@
+package reference_test
+
+import (
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gleak"
+	"golang.org/x/net/http2"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/bidikit/bidikit/harness/h2attack"
+	"github.com/bidikit/bidikit/reference"
+	"github.com/bidikit/bidikit/reference/auth"
+)
+
+var _ = Describe("the HTTP/2 flood guard (H2Limits)", func() {
+	BeforeEach(func() {
+		baseline := gleak.Goroutines()
+		DeferCleanup(func() {
+			Eventually(gleak.Goroutines).WithTimeout(15 * time.Second).ShouldNot(gleak.HaveLeaked(baseline))
+		})
+	})
+
+	// small limits, so that each attack crosses one within a second.
+	small := reference.H2Limits{ControlFrameRate: 100, ControlFrameBurst: 200, ResetRate: 50, ResetBurst: 100,
+		MaxEmptyFrames: 8, FloodPenalty: 300 * time.Millisecond}
+
+	DescribeTable("answers a flood with GOAWAY ENHANCE_YOUR_CALM naming the rule, closes the connection after the penalty, and counts it",
+		func(ctx SpecContext, p h2attack.Params, rule string) {
+			srv, _ := start(reference.Options{H2Limits: small}, newFakeChat())
+			res, err := p.Run(ctx, h2attack.Target{Addr: srv.Addr()}, h2attack.Request{}, nil)
+			Expect(err).NotTo(HaveOccurred())
+			GinkgoWriter.Println(res.Summary())
+			Expect(res.GoAways).NotTo(BeEmpty(), res.Summary())
+			Expect(res.GoAways[0].Code).To(Equal(http2.ErrCodeEnhanceYourCalm))
+			Expect(res.GoAways[0].Debug).To(Equal("bidikit: HTTP/2 flood: " + rule))
+			Expect(res.ClosedCount).To(Equal(1), "closed once the penalty was over")
+			Expect(res.FirstClose.After - res.GoAways[0].After).To(BeNumerically(">=", 250*time.Millisecond), "not read during the penalty")
+			Expect(scrape(srv)).To(ContainSubstring(`bidikit_h2_flood_closes_total{rule="` + rule + `"} 1`))
+			// Honest clients are served on.
+			resp, err := healthpb.NewHealthClient(dial(srv.Addr())).Check(ctx, &healthpb.HealthCheckRequest{})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(resp.Status).To(Equal(healthpb.HealthCheckResponse_SERVING))
+		},
+		Entry("window-update-flood: control frames", &h2attack.WindowUpdateFloodParams{Connections: 1, Frames: 2000, Duration: 3 * time.Second, Rate: 2000}, "control-frames", SpecTimeout(30*time.Second)),
+		Entry("settings-flood: control frames", &h2attack.SettingsFloodParams{Connections: 1, Settings: 2000, Duration: 3 * time.Second, Rate: 2000}, "control-frames", SpecTimeout(30*time.Second)),
+		Entry("rapid-reset: RST_STREAM", &h2attack.RapidResetParams{Connections: 1, Streams: 2000, Duration: 3 * time.Second, Rate: 1000}, "rst-stream", SpecTimeout(30*time.Second)),
+		Entry("empty-frames (data)", &h2attack.EmptyFramesParams{Connections: 1, Frames: 100, Kind: "data", Duration: 3 * time.Second, Rate: 500}, "empty-frames", SpecTimeout(30*time.Second)),
+		Entry("continuation-flood of empty frames", &h2attack.ContinuationFloodParams{Connections: 1, Frames: 100, FrameBytes: 0, Duration: 3 * time.Second, Rate: 500}, "empty-frames", SpecTimeout(30*time.Second)),
+	)
+
+	It("lets a burst within the limits through, and grpc-go's own answers stand", func(ctx SpecContext) {
+		srv, _ := start(reference.Options{H2Limits: small}, newFakeChat())
+		p := &h2attack.WindowUpdateFloodParams{Connections: 1, Frames: 150, Duration: 2 * time.Second}
+		res, err := p.Run(ctx, h2attack.Target{Addr: srv.Addr()}, h2attack.Request{}, nil)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.GoAways).To(BeEmpty(), res.Summary())
+		Expect(res.ClosedCount).To(BeZero())
+
+		pf := &h2attack.PingFloodParams{Connections: 1, Pings: 50, Duration: 2 * time.Second, Rate: 500}
+		res, err = pf.Run(ctx, h2attack.Target{Addr: srv.Addr()}, h2attack.Request{}, nil)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.GoAwayCode(http2.ErrCodeEnhanceYourCalm)).To(BeTrue(), res.Summary())
+		Expect(res.GoAways[0].Debug).To(Equal("too_many_pings"), "keepalive enforcement answers before the guard")
+	}, SpecTimeout(30*time.Second))
+
+	It("is off with Disable: the flood is absorbed one frame at a time", func(ctx SpecContext) {
+		srv, _ := start(reference.Options{H2Limits: reference.H2Limits{Disable: true}}, newFakeChat())
+		p := &h2attack.EmptyFramesParams{Connections: 1, Frames: 500, Kind: "data", Duration: 2 * time.Second, Rate: 2000}
+		res, err := p.Run(ctx, h2attack.Target{Addr: srv.Addr()}, h2attack.Request{}, nil)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.GoAways).To(BeEmpty(), res.Summary())
+		Expect(scrape(srv)).NotTo(ContainSubstring(`bidikit_h2_flood_closes_total{`))
+	}, SpecTimeout(30*time.Second))
+
+	It("rejects impossible limits, naming the flag", func() {
+		for _, c := range []struct {
+			l    reference.H2Limits
+			want string
+		}{
+			{reference.H2Limits{ControlFrameRate: -1}, "--h2-control-frame-rate"},
+			{reference.H2Limits{ResetBurst: -2}, "--h2-reset-burst"},
+			{reference.H2Limits{MaxEmptyFrames: -1}, "--h2-max-empty-frames"},
+		} {
+			_, err := reference.New(reference.Options{Authenticator: auth.DevMode{}, H2Limits: c.l})
+			Expect(err).To(MatchError(ContainSubstring(c.want)))
+		}
+	})
+})
+
