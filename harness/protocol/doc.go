@@ -17,9 +17,13 @@
 //     unknown fields refused) and CEL expressions (cel.dev/cel-go) that
 //     classify and read what the server sends. At run time Encode builds a
 //     message from a template and Classify turns a server message into
-//     Incoming values (Kind, Room, Seq, Sender, ...); Mapped and Missing say
-//     which fields the mapping reads, so a check that needs an unmapped one
-//     can be not measurable naming it (MissingReason).
+//     Incoming values (Kind, Room, Seq, Sender, ...) — a slice, because one
+//     message may carry a batch (a rule's each). Expressions that are only
+//     field paths, has(), &&, || or ! (most of a mapping) are read straight
+//     through protoreflect; the rest runs in CEL, with the same results.
+//     Mapped and Missing say which fields the mapping reads, so a check
+//     that needs an unmapped one can be not measurable naming it
+//     (MissingReason).
 //   - Stream: OpenStream / Mapping.Open open the bidi method over a
 //     grpc.ClientConn with a codec for dynamic messages (and Raw bytes).
 //

@@ -183,5 +183,9 @@ var _ = Describe("Mapping errors", func() {
 		Expect(err).To(MatchError(And(
 			ContainSubstring("custom.yaml:2:3: protocol.method: missing"),
 			ContainSubstring("custom.yaml:2:3: protocol.incoming: missing"))))
+		_, err = compileText("protocol:\n  method: a.B/C\n  incoming: {}\n")
+		Expect(err).To(MatchError("custom.yaml:2:3: protocol.incoming: missing: at least one rule (delivery, ack, joined, left, error, ignore) is needed to read server messages"))
+		_, err = compileText("protocol:\n  method: a.B/C\n  incoming: {acks: {when: 'true'}}\n")
+		Expect(err).To(MatchError(`custom.yaml:3:14: protocol.incoming.acks: unknown field "acks"; did you mean "ack"?; fields: delivery, ack, joined, left, error, ignore`), "one error, not two")
 	})
 })

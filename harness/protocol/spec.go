@@ -98,6 +98,7 @@ func SpecFromNode(file string, data []byte, node ast.Node) (*Spec, error) {
 	if s.Line == 0 {
 		s.Line, s.Col = 1, 1
 	}
+	hasIncoming := false
 	d.fields(node, "protocol", protocolKeys, func(key string, _, val ast.Node) {
 		path := "protocol." + key
 		switch key {
@@ -117,13 +118,14 @@ func SpecFromNode(file string, data []byte, node ast.Node) (*Spec, error) {
 		case "outgoing":
 			d.outgoing(val, path, s)
 		case "incoming":
+			hasIncoming = true
 			d.incoming(val, path, s)
 		}
 	})
 	if s.Method.Value == "" && s.Method.Line == 0 {
 		d.errs.add(&Error{File: file, Line: s.Line, Col: s.Col, Path: "protocol.method", Msg: "missing: name the bidi-streaming method, e.g. method: acme.chat.v1.Chat/Stream"})
 	}
-	if len(s.Incoming) == 0 {
+	if !hasIncoming || (len(s.Incoming) == 0 && len(d.errs.errs) == 0) {
 		d.errs.add(&Error{File: file, Line: s.Line, Col: s.Col, Path: "protocol.incoming", Msg: "missing: at least one rule (delivery, ack, joined, left, error, ignore) is needed to read server messages"})
 	}
 	if err := d.errs.err(); err != nil {
