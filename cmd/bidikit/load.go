@@ -31,9 +31,9 @@ func parseSets(args []string) ([]scenario.Override, error) {
 
 // loadScenarios reads args, or the smoke suite when there are none: from
 // ./scenarios/smoke when it exists, else the copy embedded in the binary.
-// Every scenario gets the overrides (--set); yamls[i] is the YAML scs[i]
-// was decoded from (its file, with the overrides in it), for --raw-out.
-func loadScenarios(args []string, sets []scenario.Override) (scs []*scenario.Scenario, yamls [][]byte, err error) {
+// Every scenario gets the overrides (--set); its Source is the YAML it was
+// decoded from (its file, with the overrides in it), for --raw-out.
+func loadScenarios(args []string, sets []scenario.Override) (scs []*scenario.Scenario, err error) {
 	if len(args) == 0 {
 		dir := filepath.Join("scenarios", scenarios.SmokeDir)
 		if st, err := os.Stat(dir); err == nil && st.IsDir() {
@@ -44,7 +44,7 @@ func loadScenarios(args []string, sets []scenario.Override) (scs []*scenario.Sce
 	if len(args) == 0 {
 		entries, err := fs.ReadDir(scenarios.Smoke, scenarios.SmokeDir)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		for _, e := range entries {
 			if e.IsDir() || !strings.HasSuffix(e.Name(), ".yaml") {
@@ -53,47 +53,44 @@ func loadScenarios(args []string, sets []scenario.Override) (scs []*scenario.Sce
 			name := path.Join(scenarios.SmokeDir, e.Name())
 			data, err := fs.ReadFile(scenarios.Smoke, name)
 			if err != nil {
-				return nil, nil, err
+				return nil, err
 			}
-			s, yaml, err := scenario.Apply(builtinPrefix+name, data, sets)
+			s, err := scenario.Apply(builtinPrefix+name, data, sets)
 			if err != nil {
 				errs = append(errs, err)
 				continue
 			}
-			scs, yamls = append(scs, s), append(yamls, yaml)
+			scs = append(scs, s)
 		}
-		return scs, yamls, errors.Join(errs...)
+		return scs, errors.Join(errs...)
 	}
 	// Load finds the files, checks each as written and that names are
-	// unique; then each is read once more with the overrides in it.
+	// unique; then each is decoded once more from its source with the
+	// overrides in it.
 	files, err := scenario.Load(args...)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
+	}
+	if len(sets) == 0 {
+		return files, nil
 	}
 	for _, f := range files {
-		data, err := os.ReadFile(f.File)
-		if err != nil {
-			return nil, nil, fmt.Errorf("scenario file %s: %w", f.File, err)
-		}
-		s, yaml, err := scenario.Apply(f.File, data, sets)
+		s, err := scenario.Apply(f.File, f.Source, sets)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if s.Name != f.Name && len(sets) == 0 {
-			return nil, nil, fmt.Errorf("scenario file %s changed while bidikit read it", f.File)
-		}
-		scs, yamls = append(scs, s), append(yamls, yaml)
+		scs = append(scs, s)
 	}
 	if len(errs) > 0 {
-		return nil, nil, errors.Join(errs...)
+		return nil, errors.Join(errs...)
 	}
 	seen := map[string]string{}
 	for _, s := range scs {
 		if prev, dup := seen[s.Name]; dup {
-			return nil, nil, fmt.Errorf("scenario name %q is used by %s and %s (after --set): names must be unique", s.Name, prev, s.File)
+			return nil, fmt.Errorf("scenario name %q is used by %s and %s (after --set): names must be unique", s.Name, prev, s.File)
 		}
 		seen[s.Name] = s.File
 	}
-	return scs, yamls, nil
+	return scs, nil
 }

@@ -203,7 +203,7 @@ func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
 	if err != nil {
 		return err
 	}
-	scs, yamls, err := loadScenarios(args, sets)
+	scs, err := loadScenarios(args, sets)
 	if err != nil {
 		return usageError{err}
 	}
@@ -320,12 +320,12 @@ func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
 	}
 	var fatal error    // the error that made the target unusable
 	var fatalIn string // the scenario it came from
-	for i, s := range scs {
+	for _, s := range scs {
 		var res result.Scenario
 		sopts := opts
 		var sec *shard.Section // this scenario's raw results, with --raw-out
 		if raw != nil {
-			sec = raw.Section(shard.HeaderFor(s, yamls[i], target, shardIndex, shardCount))
+			sec = raw.Section(shard.HeaderFor(s, target, shardIndex, shardCount))
 			sopts = append(sopts[:len(sopts):len(sopts)], engine.WithTap(sec))
 		}
 		switch {

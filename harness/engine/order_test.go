@@ -183,7 +183,7 @@ var _ = Describe("game-invariants against a reference server with non-default ru
 		raw := filepath.Join(GinkgoT().TempDir(), "shard-0.raw")
 		w, err := shard.Create(raw)
 		Expect(err).NotTo(HaveOccurred())
-		sec := w.Section(shard.HeaderFor(s, yaml, srv.Addr(), 0, 1))
+		sec := w.Section(shard.HeaderFor(s, srv.Addr(), 0, 1))
 		res, err := engine.Run(ctx, s, engine.WithTarget(srv.Addr()), engine.WithServerEnv("http://"+srv.AdminAddr()), engine.WithTap(sec))
 		Expect(err).NotTo(HaveOccurred(), describe(res))
 		Expect(sec.Close(res)).To(Succeed())

@@ -119,21 +119,21 @@ func nullNode() (ast.Node, error) {
 
 // Apply parses one scenario file's contents as Parse does, with every
 // override put into its YAML tree first, in order, so a later one wins. It
-// returns the scenario and the YAML it stands for (the file with the
-// overrides in it, for --raw-out), which Parse reads to the same scenario.
+// returns the scenario, whose Source is the YAML it stands for (the file
+// with the overrides in it, for --raw-out), which Parse reads to the same
+// scenario.
 // A key that names nothing in the file (an unknown role, check or fault,
 // an index past a list's end, a field below a plain value) is an error
 // naming the --set and what the file has instead; a value the file's checks
 // refuse is the file's own message, naming the --set; any other problem the
 // overrides caused (a fault now after the run's end) names them all.
-func Apply(file string, data []byte, overrides []Override) (*Scenario, []byte, error) {
+func Apply(file string, data []byte, overrides []Override) (*Scenario, error) {
 	if len(overrides) == 0 {
-		s, err := Parse(file, data)
-		return s, data, err
+		return Parse(file, data)
 	}
 	f, err := parser.ParseBytes(data, 0)
 	if err != nil {
-		return nil, nil, strictyaml.SyntaxError(file, err)
+		return nil, strictyaml.SyntaxError(file, err)
 	}
 	var doc *ast.DocumentNode
 	for _, d := range f.Docs {
@@ -141,26 +141,26 @@ func Apply(file string, data []byte, overrides []Override) (*Scenario, []byte, e
 			if doc != nil {
 				// Parse says why.
 				_, err := Parse(file, data)
-				return nil, nil, err
+				return nil, err
 			}
 			doc = d
 		}
 	}
 	if doc == nil {
 		_, err := Parse(file, data)
-		return nil, nil, err
+		return nil, err
 	}
 	placed := map[string]Override{} // field path -> the override put there
 	for _, o := range overrides {
 		if len(o.steps) == 0 {
 			if o, err = ParseOverride(o.String()); err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 		}
 		a := &applier{o: o, placed: placed}
 		body, err := a.set(doc.Body, 0, "")
 		if err != nil {
-			return nil, nil, &Error{File: file, Path: "--set " + o.String(), Msg: err.Error()}
+			return nil, &Error{File: file, Path: "--set " + o.String(), Msg: err.Error()}
 		}
 		doc.Body = body
 	}
@@ -168,13 +168,14 @@ func Apply(file string, data []byte, overrides []Override) (*Scenario, []byte, e
 	// scenario's Line fields) are the file's.
 	s, err := newWalker(file).scenario(doc.Body)
 	if err != nil {
-		return nil, nil, blameOverrides(err, placed, overrides)
+		return nil, blameOverrides(err, placed, overrides)
 	}
 	out := []byte(f.String())
 	if again, err := Parse(file, out); err != nil || again.Name != s.Name || again.Duration != s.Duration || len(again.Roles) != len(s.Roles) {
-		return nil, nil, fmt.Errorf("%s: the scenario with %s does not read back from its YAML (a bidikit bug, please report it): %v", file, listOverrides(overrides), err)
+		return nil, fmt.Errorf("%s: the scenario with %s does not read back from its YAML (a bidikit bug, please report it): %v", file, listOverrides(overrides), err)
 	}
-	return s, out, nil
+	s.Source = out
+	return s, nil
 }
 
 // blameOverrides rewrites the walker's errors: one at or below a path an

@@ -63,12 +63,12 @@ func apply(data string, sets ...string) (*scenario.Scenario, error) {
 		}
 		os = append(os, o)
 	}
-	s, out, err := scenario.Apply("f.yaml", []byte(data), os)
+	s, err := scenario.Apply("f.yaml", []byte(data), os)
 	if err != nil {
 		return nil, err
 	}
-	again, err := scenario.Parse("f.yaml", out)
-	Expect(err).NotTo(HaveOccurred(), "the YAML returned:\n%s", out)
+	again, err := scenario.Parse("f.yaml", s.Source)
+	Expect(err).NotTo(HaveOccurred(), "the YAML returned:\n%s", s.Source)
 	Expect(again.Duration).To(Equal(s.Duration))
 	Expect(again.Roles).To(Equal(s.Roles))
 	Expect(again.Faults).To(HaveLen(len(s.Faults)))
@@ -193,9 +193,9 @@ var _ = Describe("--set overrides", func() {
 	})
 
 	It("returns the file itself when there is no override", func() {
-		s, out, err := scenario.Apply("f.yaml", []byte(blockYAML), nil)
+		s, err := scenario.Apply("f.yaml", []byte(blockYAML), nil)
 		Expect(err).NotTo(HaveOccurred())
-		Expect(string(out)).To(Equal(blockYAML))
+		Expect(string(s.Source)).To(Equal(blockYAML))
 		Expect(s.Name).To(Equal("blk"))
 	})
 })

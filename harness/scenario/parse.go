@@ -72,8 +72,12 @@ func Parse(file string, data []byte) (*Scenario, error) {
 		line, col := strictyaml.NodePos(docs[1].Body)
 		return nil, &Error{File: file, Line: line, Col: col, Msg: "one scenario per file: found a second YAML document"}
 	}
-	p := newWalker(file)
-	return p.scenario(docs[0].Body)
+	sc, err := newWalker(file).scenario(docs[0].Body)
+	if err != nil {
+		return nil, err
+	}
+	sc.Source = append([]byte(nil), data...)
+	return sc, nil
 }
 
 // rawScenario is the file's shape; the walker checks shapes and records

@@ -21,7 +21,11 @@ const (
 // Scenario is one parsed, validated scenario file.
 type Scenario struct {
 	// File is the path the scenario was read from.
-	File        string
+	File string
+	// Source is the YAML the scenario was decoded from: its file's bytes,
+	// with the --set overrides in it (Apply). A raw shard file carries it,
+	// so a merge decodes exactly what the run did.
+	Source      []byte
 	Name        string
 	Description string
 	Service     string

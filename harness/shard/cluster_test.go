@@ -134,7 +134,7 @@ func runShards(ctx context.Context, yaml string, targets [][]string, log *slog.L
 		sr.paths[i] = filepath.Join(dir, fmt.Sprintf("shard-%d.raw", i))
 		w, err := shard.Create(sr.paths[i])
 		Expect(err).NotTo(HaveOccurred())
-		sec := w.Section(shard.HeaderFor(scs[0], []byte(yaml), strings.Join(targets[i], ","), i, n))
+		sec := w.Section(shard.HeaderFor(scs[0], strings.Join(targets[i], ","), i, n))
 		opts := append([]engine.Option{engine.WithTargets(targets[i]...), engine.WithShard(i, n), engine.WithTap(sec), engine.WithLogger(log)}, opts...)
 		g.Go(func() error {
 			res, err := engine.Run(ctx, scs[0], opts...)

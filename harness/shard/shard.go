@@ -88,9 +88,9 @@ type frame struct {
 	Trailer *Trailer
 }
 
-// HeaderFor is the header of scenario s (whose file's bytes are yaml) for
-// shard index (0-based) of count, run against target.
-func HeaderFor(s *scenario.Scenario, yaml []byte, target string, index, count int) Header {
+// HeaderFor is the header of scenario s (carrying s.Source, the YAML it was
+// decoded from) for shard index (0-based) of count, run against target.
+func HeaderFor(s *scenario.Scenario, target string, index, count int) Header {
 	return Header{Format: Format, Name: s.Name, File: s.File, Service: s.Service, Seed: s.Seed,
-		Index: index, Count: count, Scenario: yaml, Target: target}
+		Index: index, Count: count, Scenario: s.Source, Target: target}
 }

@@ -100,7 +100,7 @@ func (rs rawShard) write(dir, name string) string {
 	path := filepath.Join(dir, name)
 	w, err := shard.Create(path)
 	Expect(err).NotTo(HaveOccurred())
-	sec := w.Section(shard.HeaderFor(s, []byte(rs.yaml), "127.0.0.1:1", rs.index, rs.count))
+	sec := w.Section(shard.HeaderFor(s, "127.0.0.1:1", rs.index, rs.count))
 	if rs.start.IsZero() {
 		rs.start = time.Unix(1_700_000_000, 0)
 	}
@@ -377,7 +377,7 @@ checks: []
 		w, err := shard.Create(b)
 		Expect(err).NotTo(HaveOccurred())
 		for range 2 {
-			sec := w.Section(shard.HeaderFor(s, []byte(twoRoles), "x", 1, 2))
+			sec := w.Section(shard.HeaderFor(s, "x", 1, 2))
 			Expect(sec.Close(result.Scenario{Name: s.Name})).To(Succeed())
 		}
 		Expect(w.Close()).To(Succeed())
