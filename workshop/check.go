@@ -9,6 +9,7 @@ import (
 	"github.com/bidikit/bidikit/harness/check"
 	"github.com/bidikit/bidikit/harness/engine"
 	"github.com/bidikit/bidikit/harness/result"
+	"github.com/bidikit/bidikit/harness/suite"
 )
 
 // CheckOptions say what Check runs the suite against. The zero value starts
@@ -139,50 +140,63 @@ func Check(ctx context.Context, ex Exercise, o CheckOptions) (Outcome, error) {
 		return Outcome{}, err
 	}
 	var out Outcome
-	target, admin := o.Target, o.AdminURL
+	t := suite.Target{AdminURL: o.AdminURL}
 	switch {
-	case target != "" && o.Reference:
+	case o.Target != "" && o.Reference:
 		return Outcome{}, fmt.Errorf("--reference runs the reference server in-process: leave out --target")
-	case target != "":
-		out.Target = target
+	case o.Target != "":
+		t.Addrs = []string{o.Target}
+		out.Target = o.Target
 	case o.Reference:
-		srv, err := StartReference(ex.Service, log)
-		if err != nil {
-			return Outcome{}, fmt.Errorf("starting the reference %s server: %w", ex.Service, err)
+		t.AdminURL = "" // the server's own
+		t.Start = func(context.Context) (suite.Server, error) {
+			srv, err := StartReference(ex.Service, log)
+			if err != nil {
+				return nil, fmt.Errorf("starting the reference %s server: %w", ex.Service, err)
+			}
+			out.Target = "in-process reference server " + srv.Addr
+			return suiteServer{srv}, nil
 		}
-		defer srv.Stop()
-		target, admin = srv.Addr, srv.AdminURL
-		out.Target = "in-process reference server " + target
 	default:
-		srv, err := Start(ex, "127.0.0.1:0", "")
-		if err != nil {
-			return Outcome{}, err
+		t.AdminURL = ""
+		t.Start = func(context.Context) (suite.Server, error) {
+			srv, err := Start(ex, "127.0.0.1:0", "")
+			if err != nil {
+				return nil, err
+			}
+			out.Target = fmt.Sprintf("in-process broken server of exercise %d, %s", ex.Number, srv.Addr)
+			return suiteServer{srv}, nil
 		}
-		defer srv.Stop()
-		target, admin = srv.Addr, srv.AdminURL
-		out.Target = fmt.Sprintf("in-process broken server of exercise %d, %s", ex.Number, target)
 	}
-	for _, s := range scenarios {
-		opts := []engine.Option{engine.WithTarget(target), engine.WithLogger(log)}
-		if admin != "" {
-			opts = append(opts, engine.WithServerEnv(admin))
-		}
-		if o.Progress != nil {
-			opts = append(opts, engine.WithProgress(o.Progress, 0))
-		}
-		if o.Target != "" {
-			opts = append(opts, o.Conn...)
-		}
-		res, err := engine.Run(ctx, s, opts...)
-		if admin == "" {
+	st, err := suite.Start(ctx, t)
+	if err != nil {
+		return Outcome{}, err
+	}
+	defer st.Close()
+	opts := []engine.Option{engine.WithLogger(log)}
+	if o.Progress != nil {
+		opts = append(opts, engine.WithProgress(o.Progress, 0))
+	}
+	if o.Target != "" {
+		opts = append(opts, o.Conn...)
+	}
+	run, err := suite.Run(ctx, scenarios, st, suite.Options{Engine: opts})
+	for _, res := range run.Scenarios {
+		if st.AdminURL == "" {
 			for i := range res.Checks {
 				res.Checks[i] = withoutAdmin(res.Checks[i])
 			}
 		}
 		out.Scenarios = append(out.Scenarios, res)
-		if err != nil && ctx.Err() != nil {
-			return out, err
-		}
+	}
+	if err != nil && ctx.Err() != nil {
+		return out, err
 	}
 	return out, nil
 }
+
+// suiteServer is a workshop Server as the suite runner stops it.
+type suiteServer struct{ *Server }
+
+func (s suiteServer) Addr() string     { return s.Server.Addr }
+func (s suiteServer) AdminURL() string { return s.Server.AdminURL }

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,9 +17,9 @@ import (
 
 	"github.com/bidikit/bidikit/harness/engine"
 	"github.com/bidikit/bidikit/harness/result"
+	"github.com/bidikit/bidikit/harness/scenario"
 	"github.com/bidikit/bidikit/harness/shard"
-	"github.com/bidikit/bidikit/harness/spawn"
-	"github.com/bidikit/bidikit/reference"
+	"github.com/bidikit/bidikit/harness/suite"
 )
 
 func init() { rootCmd.AddCommand(newRunCmd()) }
@@ -173,63 +172,79 @@ func (f *runFlags) engineOptions() ([]engine.Option, error) {
 	return append(opts, engine.WithTLS(cfg)), nil
 }
 
-func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
-	outs, err := f.reports.outputs()
-	if err != nil {
-		return err
+// runPlan is a validated `bidikit run`: what to run, where, and how.
+type runPlan struct {
+	outs                   []output
+	opts                   []engine.Option
+	targets                []string // empty: the spawned or in-process server
+	shardIndex, shardCount int
+	scs                    []*scenario.Scenario
+}
+
+// plan validates f and args (usage errors name the flag) and loads the
+// scenarios.
+func (f *runFlags) plan(cmd *cobra.Command, args []string) (*runPlan, error) {
+	p := &runPlan{}
+	var err error
+	if p.outs, err = f.reports.outputs(); err != nil {
+		return nil, err
 	}
-	opts, err := f.engineOptions()
-	if err != nil {
-		return err
+	if p.opts, err = f.engineOptions(); err != nil {
+		return nil, err
 	}
 	if f.spawnServer && f.target != "" {
-		return usagef("--spawn-server and --target exclude each other: the spawned server is the target")
+		return nil, usagef("--spawn-server and --target exclude each other: the spawned server is the target")
 	}
-	var targets []string // empty: the spawned or in-process server
 	if f.target != "" {
-		if targets, err = engine.ParseTargets(f.target); err != nil {
-			return usagef("--target: %v", err)
+		if p.targets, err = engine.ParseTargets(f.target); err != nil {
+			return nil, usagef("--target: %v", err)
 		}
 	}
-	shardIndex, shardCount, err := f.shardFlags(os.Getenv)
-	if err != nil {
-		return err
+	if p.shardIndex, p.shardCount, err = f.shardFlags(os.Getenv); err != nil {
+		return nil, err
 	}
-	sharded := shardCount > 1
-	if sharded && f.target == "" {
-		return usagef("--shard %d/%d needs --target: every shard must drive the same server", shardIndex+1, shardCount)
+	if p.shardCount > 1 && f.target == "" {
+		return nil, usagef("--shard %d/%d needs --target: every shard must drive the same server", p.shardIndex+1, p.shardCount)
 	}
 	sets, err := parseSets(f.sets)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	scs, err := loadScenarios(args, sets)
-	if err != nil {
-		return usageError{err}
+	if p.scs, err = loadScenarios(args, sets); err != nil {
+		return nil, usageError{err}
 	}
-	if len(scs) == 0 {
-		return usagef("no scenarios to run")
+	if len(p.scs) == 0 {
+		return nil, usagef("no scenarios to run")
 	}
 	if f.runID != "" {
 		if err := engine.CheckRunID(f.runID); err != nil {
-			return usagef("--run-id: %v", err)
+			return nil, usagef("--run-id: %v", err)
 		}
+		p.opts = append(p.opts, engine.WithRunID(f.runID))
 	}
 	if f.progressEvery <= 0 {
-		return usagef("--progress-interval %v must be positive", f.progressEvery)
+		return nil, usagef("--progress-interval %v must be positive", f.progressEvery)
 	}
 	if cmd.Flags().Changed("seed") {
-		for _, s := range scs {
+		for _, s := range p.scs {
 			s.Seed = f.seed
 		}
 	}
+	if f.failFast {
+		p.opts = append(p.opts, engine.WithFailFast())
+	}
+	if p.shardCount > 1 {
+		p.opts = append(p.opts, engine.WithShard(p.shardIndex, p.shardCount))
+	}
+	return p, nil
+}
+
+// interruptible returns a context that the first SIGINT or SIGTERM ends:
+// the run then winds down (stop the clients, judge, write the reports), and
+// a second signal quits at once. Call the returned func when done.
+func interruptible(cmd *cobra.Command) (context.Context, func()) {
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	// After the first signal the run winds down (stop the clients, judge,
-	// write the reports); stop restores the default, so a second one
-	// quits at once.
 	signalled := make(chan struct{})
-	defer close(signalled)
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -240,165 +255,105 @@ func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
 		case <-signalled:
 		}
 	}()
+	return ctx, func() { close(signalled); stop() }
+}
+
+func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
+	p, err := f.plan(cmd, args)
+	if err != nil {
+		return err
+	}
+	ctx, done := interruptible(cmd)
+	defer done()
 	logW := cmd.ErrOrStderr()
 	if f.quiet {
 		logW = io.Discard
 	}
-	log := slog.New(slog.NewTextHandler(logW, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	opts = append(opts, engine.WithLogger(log))
-
-	target, adminURL := strings.Join(targets, ","), f.adminURL
-	switch {
-	case f.spawnServer:
-		dir, err := os.MkdirTemp("", "bidikit-spawn-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		srv, err := spawn.Start(ctx, spawn.Options{DB: filepath.Join(dir, "bidikit.db")})
-		if err != nil {
-			return fmt.Errorf("--spawn-server: %w", err)
-		}
-		defer srv.Stop()
-		target, targets = srv.Addr(), []string{srv.Addr()}
-		if adminURL == "" {
-			adminURL = "http://" + srv.AdminAddr()
-		}
-		opts = append(opts, engine.WithFaultEnv(srv))
-	case target == "":
-		sctx, cancel := context.WithCancel(context.Background())
+	opts := append(p.opts, engine.WithLogger(slog.New(slog.NewTextHandler(logW, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+	st, err := suite.Start(ctx, suite.Target{Addrs: p.targets, AdminURL: f.adminURL, Spawn: f.spawnServer,
 		// Only the in-process server's errors: its dev-auth and memory
 		// storage warnings are what `run` without --target means.
-		srvLog := slog.New(slog.NewTextHandler(logW, &slog.HandlerOptions{Level: slog.LevelError}))
-		srv, err := reference.StartDefault(sctx, srvLog)
-		if err != nil {
-			cancel()
-			return fmt.Errorf("starting the in-process reference server: %w", err)
-		}
-		defer func() {
-			cancel()
-			_ = srv.Wait()
-		}()
-		target, targets = srv.Addr(), []string{srv.Addr()}
-		if adminURL == "" && srv.AdminAddr() != "" {
-			adminURL = "http://" + srv.AdminAddr()
+		Log: slog.New(slog.NewTextHandler(logW, &slog.HandlerOptions{Level: slog.LevelError}))})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	so := suite.Options{Engine: opts, ShardIndex: p.shardIndex, ShardCount: p.shardCount,
+		RunOne: func(ctx context.Context, s *scenario.Scenario, opts []engine.Option) (result.Scenario, error) {
+			return runOne(ctx, cmd.ErrOrStderr(), s, opts, f.liveMode(cmd), f.progressEvery)
+		}}
+	if len(p.targets) > 0 {
+		// A target that did not answer may speak the other of TLS and
+		// plaintext: say so, with the flag to change.
+		so.Explain = func(ctx context.Context, err error) (error, string) {
+			var me *mismatchError
+			if errors.As(explain(ctx, err, p.targets, f.conn.wantTLS()), &me) {
+				return me, me.m.Fix()
+			}
+			return err, ""
 		}
 	}
-	opts = append(opts, engine.WithTargets(targets...), engine.WithServerEnv(adminURL))
-	if f.failFast {
-		opts = append(opts, engine.WithFailFast())
-	}
-
-	var raw *shard.Writer
 	if f.rawOut != "" {
-		if raw, err = shard.Create(f.rawOut); err != nil {
+		if so.Raw, err = shard.Create(f.rawOut); err != nil {
 			return usagef("--raw-out: %v", err)
 		}
 		defer func() {
-			if raw != nil {
-				_ = raw.Close()
+			if so.Raw != nil {
+				_ = so.Raw.Close()
 			}
 		}()
 	}
-	if sharded {
-		opts = append(opts, engine.WithShard(shardIndex, shardCount))
-	}
-	if f.runID != "" {
-		opts = append(opts, engine.WithRunID(f.runID))
-	}
-
-	run := &result.Run{Passed: true, Seed: scs[0].Seed, Target: target, StartedAt: time.Now().UTC()}
-	if cmd.Flags().Changed("seed") {
-		run.Seed = f.seed
-	}
-	mode := livePlain
-	switch {
-	case f.quiet:
-		mode = liveNone
-	case isTerminal(cmd.ErrOrStderr()):
-		mode = liveBar
-	}
-	var fatal error    // the error that made the target unusable
-	var fatalIn string // the scenario it came from
-	for _, s := range scs {
-		var res result.Scenario
-		sopts := opts
-		var sec *shard.Section // this scenario's raw results, with --raw-out
-		if raw != nil {
-			sec = raw.Section(shard.HeaderFor(s, target, shardIndex, shardCount))
-			sopts = append(sopts[:len(sopts):len(sopts)], engine.WithTap(sec))
-		}
-		switch {
-		case ctx.Err() != nil:
-			res = result.Scenario{Name: s.Name, File: s.File, Service: s.Service, Seed: s.Seed, Errors: map[string]int{},
-				Interrupted: fmt.Sprintf("not run: the run was interrupted (%v) before it started", context.Cause(ctx))}
-		case fatal != nil:
-			res = result.Scenario{Name: s.Name, File: s.File, Service: s.Service, Seed: s.Seed, Errors: map[string]int{},
-				Failure: "not tried: the target already failed " + fatalIn}
-		default:
-			res, err = runOne(ctx, cmd.ErrOrStderr(), s, sopts, mode, f.progressEvery)
-			// Unreachable, or refused (a wrong --token, a service the
-			// server does not serve): no later scenario can do better.
-			// The error is the one line exitCode prints. An interrupt
-			// (the result holds what was judged) ends the loop above.
-			if err != nil && (errors.Is(err, engine.ErrUnreachable) || errors.Is(err, engine.ErrRejected)) {
-				fatal, fatalIn = err, s.Name
-			}
-			// A target that did not answer may speak the other of
-			// TLS and plaintext: say so, with the flag to change.
-			if err != nil && errors.Is(err, engine.ErrUnreachable) && len(f.target) > 0 {
-				var me *mismatchError
-				if errors.As(explain(ctx, err, targets, f.conn.wantTLS()), &me) {
-					fatal = me
-					res.Failure = strings.TrimSpace(res.Failure + "; " + me.m.Fix())
-				}
-			}
-		}
-		if sec != nil {
-			if err := sec.Close(res); err != nil {
-				return err
-			}
-		}
-		if !res.Passed {
-			run.Passed = false
-		}
-		run.Scenarios = append(run.Scenarios, res)
-	}
-	if ctx.Err() != nil {
-		run.Interrupted = fmt.Sprintf("interrupted (%v)", context.Cause(ctx))
-		run.Passed = false
+	run, runErr := suite.Run(ctx, p.scs, st, so)
+	var fatal *suite.Fatal
+	if runErr != nil && !errors.As(runErr, &fatal) && !errors.Is(runErr, engine.ErrInterrupted) {
+		return runErr // a raw section that could not be written
 	}
 	sink := reportSink{stdout: cmd.OutOrStdout(), stderr: cmd.ErrOrStderr(), quiet: f.quiet, getenv: os.Getenv}
-	if err := sink.write(outs, run); err != nil {
+	if err := sink.write(p.outs, run); err != nil {
 		return err
 	}
-	if raw != nil {
-		err := raw.Close()
-		raw = nil
+	if so.Raw != nil {
+		err := so.Raw.Close()
+		so.Raw = nil
 		if err != nil {
 			return err
 		}
 	}
-	if fatal != nil {
-		return fatal
-	}
-	if run.Interrupted != "" {
+	return runExit(cmd, run, fatal, p)
+}
+
+// runExit is the run's outcome as an error (nil: exit 0).
+func runExit(cmd *cobra.Command, run *result.Run, fatal *suite.Fatal, p *runPlan) error {
+	switch {
+	case fatal != nil:
+		return fatal.Err
+	case run.Interrupted != "":
 		return fmt.Errorf("%s: the reports hold what was judged until then", run.Interrupted)
-	}
-	if sharded {
+	case p.shardCount > 1:
 		// A shard's verdicts are partial: the merge decides the run.
-		fmt.Fprintf(cmd.ErrOrStderr(), "bidikit: shard %d/%d: its checks cover only this shard's clients; 'bidikit report merge' judges the run\n", shardIndex+1, shardCount)
+		fmt.Fprintf(cmd.ErrOrStderr(), "bidikit: shard %d/%d: its checks cover only this shard's clients; 'bidikit report merge' judges the run\n", p.shardIndex+1, p.shardCount)
 		for _, res := range run.Scenarios {
 			if res.Failure != "" {
 				return errChecksFailed
 			}
 		}
 		return nil
-	}
-	if !run.OK() { // a failed or not-measurable check, or a scenario not run
+	case !run.OK(): // a failed or not-measurable check, or a scenario not run
 		return errChecksFailed
 	}
 	return nil
+}
+
+// liveMode is how runOne shows a running scenario: nothing with --quiet, a
+// bar on a terminal, plain lines otherwise.
+func (f *runFlags) liveMode(cmd *cobra.Command) liveMode {
+	switch {
+	case f.quiet:
+		return liveNone
+	case isTerminal(cmd.ErrOrStderr()):
+		return liveBar
+	}
+	return livePlain
 }
 
 // shardFlags validates --shard, or --shard-index-env with --shard-count, and

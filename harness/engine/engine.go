@@ -39,6 +39,10 @@ type run struct {
 	// judge turns the event stream into metrics and verdicts; the
 	// dispatcher goroutine owns it while events flow, Run after.
 	judge *judge.Judge
+	// mine says which of the plan's clients this shard runs.
+	mine []bool
+	// cleanups run when Run returns, last first (defer_).
+	cleanups []func()
 
 	proxy *toxiproxy.Proxy
 	env   *env
@@ -120,84 +124,141 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 		res.Passed = false
 		return res, err
 	}
+	r, needProxy, err := newRun(s, opts)
+	if r != nil {
+		res.RunID = r.opts.runID
+	}
+	if err != nil {
+		return fail(err)
+	}
+	defer r.cleanup()
+	if err := r.connect(ctx, needProxy); err != nil {
+		return fail(err)
+	}
+	if err := r.buildClients(); err != nil {
+		return fail(err)
+	}
+	r.initLive()
+	r.abortC = make(chan struct{})
+	if r.opts.progress != nil {
+		progStop := make(chan struct{})
+		var prog sync.WaitGroup
+		prog.Go(func() { r.progress(progStop) })
+		r.defer_(func() {
+			close(progStop)
+			prog.Wait()
+		})
+	}
+	// Baselines before any client connects.
+	if err := r.judge.Start(ctx, r.env); err != nil {
+		return fail(err)
+	}
+	elapsed := r.execute(ctx)
+	r.conclude(ctx, &res, elapsed)
+	if ctx.Err() != nil {
+		return res, fmt.Errorf("scenario %s %w (%v): %w", s.Name, ErrInterrupted, context.Cause(ctx), ctx.Err())
+	}
+	return res, nil
+}
+
+// defer_ registers f to run when Run returns (last registered first).
+func (r *run) defer_(f func()) { r.cleanups = append(r.cleanups, f) }
+
+// cleanup runs what defer_ registered.
+func (r *run) cleanup() {
+	for i := len(r.cleanups) - 1; i >= 0; i-- {
+		r.cleanups[i]()
+	}
+	r.cleanups = nil
+}
+
+// newRun applies opts and checks what can be checked before touching the
+// network: the service, the checkers (the judge), and that each fault's
+// scope fits the targets. needProxy says a connection fault needs the
+// toxiproxy proxy. A non-nil run comes with an error only when the options
+// were read (its run id is then known).
+func newRun(s *scenario.Scenario, opts []Option) (r *run, needProxy bool, err error) {
 	o := defaultOptions()
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
-			return fail(err)
+			return nil, false, err
 		}
 	}
 	if len(o.targets) == 0 {
-		return fail(errors.New("engine: no target (use WithTarget or WithTargets)"))
+		return nil, false, errors.New("engine: no target (use WithTarget or WithTargets)")
 	}
 	if o.runID == "" {
 		o.runID = newRunID()
 	}
-	res.RunID = o.runID
 	s = withDefaults(s)
-	r := &run{s: s, plan: scenario.NewPlan(s), opts: o, addrs: o.targets}
-
-	// The service and the checkers first: a scenario the engine cannot run
-	// fails before touching the network.
+	r = &run{s: s, plan: scenario.NewPlan(s), opts: o, addrs: o.targets}
 	if _, err := services.Get(s.Service); err != nil {
-		return fail(fmt.Errorf("%s: %w", s.File, err))
+		return r, false, fmt.Errorf("%s: %w", s.File, err)
 	}
-	mine := r.plan.Mine(o.shardIndex, o.shardCount)
-	j, err := judge.New(s, r.plan, func(i int) bool { return mine[i] })
-	if err != nil {
-		return fail(err)
+	r.mine = r.plan.Mine(o.shardIndex, o.shardCount)
+	if r.judge, err = judge.New(s, r.plan, func(i int) bool { return r.mine[i] }); err != nil {
+		return r, false, err
 	}
-	r.judge = j
-	needProxy := false
 	for _, f := range s.Faults {
 		switch f.Kind.Scope {
 		case fault.Connection:
 			// One toxiproxy proxy (fault.Env.Proxy) fronts one upstream.
 			if len(o.targets) > 1 {
-				return fail(fmt.Errorf("%s:%d: fault %q acts on connections through one proxy in front of one target; this run has %d targets (%s): give a single target", s.File, f.Line, f.Fault, len(o.targets), strings.Join(o.targets, ",")))
+				return r, false, fmt.Errorf("%s:%d: fault %q acts on connections through one proxy in front of one target; this run has %d targets (%s): give a single target", s.File, f.Line, f.Fault, len(o.targets), strings.Join(o.targets, ","))
 			}
 			needProxy = true
 		case fault.ServerProcess:
 			if o.faultServer == nil {
-				return fail(fmt.Errorf("%s:%d: fault %q acts on the server process, which only a harness-spawned server allows (bidikit run --spawn-server)", s.File, f.Line, f.Fault))
+				return r, false, fmt.Errorf("%s:%d: fault %q acts on the server process, which only a harness-spawned server allows (bidikit run --spawn-server)", s.File, f.Line, f.Fault)
 			}
 		}
 	}
+	return r, needProxy, nil
+}
 
+// connect reaches the targets (preflight), probes the scenario's service
+// with a client's token, starts the fault proxy when needed and prepares
+// the connection pool.
+func (r *run) connect(ctx context.Context, needProxy bool) error {
 	env, err := newEnv(ctx, &r.opts)
 	if err != nil {
-		return fail(err)
+		return err
 	}
-	defer env.close()
+	r.defer_(env.close)
 	r.env = env
 	if err := env.preflight(ctx); err != nil {
-		return fail(err)
+		return err
 	}
-	if err := env.probeService(ctx, s.Service, probeUser(r.plan), r.token(probeUser(r.plan))); err != nil {
-		return fail(err)
+	if err := env.probeService(ctx, r.s.Service, probeUser(r.plan), r.token(probeUser(r.plan))); err != nil {
+		return err
 	}
 	if needProxy {
-		p, stop, err := fault.StartProxy(ctx, o.targets[0])
+		p, stop, err := fault.StartProxy(ctx, r.opts.targets[0])
 		if err != nil {
-			return fail(err)
+			return err
 		}
-		defer stop()
+		r.defer_(stop)
 		r.proxy = p
 		r.addrs = []string{p.Listen}
 	}
-	r.pool = newPool(r.addrs, s.StreamsPerConn, &r.opts)
-	defer r.pool.closeAll()
+	r.pool = newPool(r.addrs, r.s.StreamsPerConn, &r.opts)
+	r.defer_(r.pool.closeAll)
+	return nil
+}
 
+// buildClients makes this shard's virtual clients.
+func (r *run) buildClients() error {
 	r.events = make(chan []event.Event, 1024)
 	r.runEm = emitter{out: r.events}
 	r.allFlushed = make(chan struct{})
 	r.byIndex = make([]*vclient, len(r.plan.Clients))
 	for i := range r.plan.Clients {
-		if !mine[i] {
+		if !r.mine[i] {
 			continue
 		}
 		c, err := newClient(r, i)
 		if err != nil {
-			return fail(fmt.Errorf("%s: %w", s.File, err))
+			return fmt.Errorf("%s: %w", r.s.File, err)
 		}
 		r.clients = append(r.clients, c)
 		r.byIndex[i] = c
@@ -205,24 +266,14 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 	if r.flushing.Load() == 0 {
 		close(r.allFlushed)
 	}
+	return nil
+}
 
-	r.initLive()
-	r.abortC = make(chan struct{})
-	if o.progress != nil {
-		progStop := make(chan struct{})
-		var prog sync.WaitGroup
-		prog.Go(func() { r.progress(progStop) })
-		defer func() {
-			close(progStop)
-			prog.Wait()
-		}()
-	}
-
-	// Baselines before any client connects.
-	if err := r.judge.Start(ctx, env); err != nil {
-		return fail(err)
-	}
-
+// execute runs the clients and the fault schedule from now until every
+// client has stopped (at its end, or earlier on an interrupt or a
+// --fail-fast abort), runs the service's end-of-run step, and hands the
+// judge every event. It returns the run's length as the clients saw it.
+func (r *run) execute(ctx context.Context) time.Duration {
 	dispatched := make(chan struct{})
 	go func() {
 		defer close(dispatched)
@@ -231,8 +282,8 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 	r.start = time.Now()
 	r.stage.start.Store(r.start.UnixNano())
 	r.stage.set(PhaseRunning)
-	if o.tap != nil {
-		o.tap.Begin(r.start)
+	if r.opts.tap != nil {
+		r.opts.tap.Begin(r.start)
 	}
 	// The clients' context outlives ctx: an interrupt stops them the way
 	// their end time does (below), and cancelRun cuts off what is left.
@@ -250,7 +301,7 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 	var timers []*time.Timer
 	stops := make([]func(), len(r.clients))
 	for i, c := range r.clients {
-		end := s.Duration
+		end := r.s.Duration
 		if c.role.Stop > 0 && c.role.Stop < end {
 			end = c.role.Stop
 		}
@@ -283,16 +334,10 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 	cancelRun() // ends the fault schedule and faults with a duration
 	<-faultsDone
 	faults.Wait()
-	// After an interrupt, what still asks the server gets a bounded
-	// context of its own.
-	vctx := ctx
-	if ctx.Err() != nil {
-		c, cancel := context.WithTimeout(context.WithoutCancel(ctx), InterruptedVerdictLimit)
-		defer cancel()
-		vctx = c
-	}
-	if svc, ok := services.Lookup(s.Service); ok && svc.EndOfRun != nil {
-		svc.EndOfRun(vctx, endOfRun{r})
+	if svc, ok := services.Lookup(r.s.Service); ok && svc.EndOfRun != nil {
+		ectx, cancel := r.verdictContext(ctx)
+		svc.EndOfRun(ectx, endOfRun{r})
+		cancel()
 	}
 	elapsed := r.since()
 
@@ -304,43 +349,51 @@ func Run(ctx context.Context, s *scenario.Scenario, opts ...Option) (result.Scen
 	r.runEm.flush()
 	close(r.events)
 	<-dispatched
+	return elapsed
+}
 
+// verdictContext is the context for what still asks the server after the
+// clients stopped: ctx, or after an interrupt a bounded one of its own.
+func (r *run) verdictContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if ctx.Err() != nil {
+		return context.WithTimeout(context.WithoutCancel(ctx), InterruptedVerdictLimit)
+	}
+	return ctx, func() {}
+}
+
+// conclude fills res: the metrics over elapsed, the harness's own
+// counters, the settle wait, every verdict and the markers.
+func (r *run) conclude(ctx context.Context, res *result.Scenario, elapsed time.Duration) {
 	col := r.judge.Metrics()
 	col.AddError("harness:sender-behind", int(r.counters.behind.Load()))
 	col.AddError("harness:fault-dropped", int(r.counters.faultDropped.Load()))
 	col.AddError("harness:fault-failed", int(r.counters.faultFailed.Load()))
-	r.judge.Finish(&res, elapsed)
+	r.judge.Finish(res, elapsed)
 	res.Clients = len(r.clients)
 	if r.stoppedEarly && ctx.Err() == nil {
 		res.Interrupted = r.abortWhy // --fail-fast
 	}
-	if ctx.Err() == nil && s.Settle > 0 {
+	if ctx.Err() == nil && r.s.Settle > 0 {
 		r.stage.set(PhaseSettling)
-		if !sleepCtx(ctx, s.Settle) {
-			c, cancel := context.WithTimeout(context.WithoutCancel(ctx), InterruptedVerdictLimit)
-			defer cancel()
-			vctx = c
-		}
+		sleepCtx(ctx, r.s.Settle)
 	}
+	vctx, cancel := r.verdictContext(ctx)
+	defer cancel()
 	if ctx.Err() != nil {
-		res.Interrupted = interruptedWhy(ctx, r.stoppedEarly, r.stoppedAt, elapsed, s.Duration)
+		res.Interrupted = interruptedWhy(ctx, r.stoppedEarly, r.stoppedAt, elapsed, r.s.Duration)
 	}
 	r.stage.set(PhaseJudging)
-	var venv check.Env = env
+	var venv check.Env = r.env
 	var hl *healthLog
-	if o.tap != nil {
-		hl = &healthLog{Env: env}
+	if r.opts.tap != nil {
+		hl = &healthLog{Env: r.env}
 		venv = hl
 	}
-	r.judge.Verdicts(vctx, venv, &res, nil)
-	r.addMarkers(&res)
-	if o.tap != nil {
-		o.tap.End(Final{Histograms: col.Export(), Health: hl.read()})
+	r.judge.Verdicts(vctx, venv, res, nil)
+	r.addMarkers(res)
+	if r.opts.tap != nil {
+		r.opts.tap.End(Final{Histograms: col.Export(), Health: hl.read()})
 	}
-	if ctx.Err() != nil {
-		return res, fmt.Errorf("scenario %s %w (%v): %w", s.Name, ErrInterrupted, context.Cause(ctx), ctx.Err())
-	}
-	return res, nil
 }
 
 // withDefaults returns a copy of s with each role's missing parameters set
