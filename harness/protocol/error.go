@@ -3,42 +3,16 @@ package protocol
 import (
 	"errors"
 	"fmt"
+	"github.com/bidikit/bidikit/internal/strictyaml"
 	"sort"
-	"strings"
 )
 
 // Error is one problem in a protocol mapping: where it is (file, 1-based line
 // and column; 0 when unknown) and which field (a path like
 // "protocol.incoming.delivery.seq"). Compile and ParseSpec return these,
 // joined with errors.Join when there are several; errors.As finds the first.
-//
-// It has the shape of scenario.Error on purpose: issue #15 makes one strict
-// YAML decoder package for the project, and both will use its error type.
-type Error struct {
-	File string
-	Line int
-	Col  int
-	Path string
-	Msg  string
-}
-
-// Error renders "file:line:col: path: msg", leaving out what is unknown.
-func (e *Error) Error() string {
-	var b strings.Builder
-	if e.File != "" {
-		b.WriteString(e.File)
-		if e.Line > 0 {
-			fmt.Fprintf(&b, ":%d:%d", e.Line, e.Col)
-		}
-		b.WriteString(": ")
-	}
-	if e.Path != "" {
-		b.WriteString(e.Path)
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
-}
+// It is the project's one strict-YAML error (internal/strictyaml).
+type Error = strictyaml.Error
 
 // maxErrors bounds the problems reported for one mapping.
 const maxErrors = 20
@@ -73,38 +47,5 @@ func (l *errorList) err() error {
 	return errors.Join(out...)
 }
 
-// suggest returns `; did you mean "x"?` for the closest known name within a
-// small edit distance, or "".
-func suggest(got string, known []string) string {
-	best, bestD := "", 3
-	for _, k := range known {
-		if d := editDistance(strings.ToLower(got), strings.ToLower(k)); d < bestD {
-			best, bestD = k, d
-		}
-	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf("; did you mean %q?", best)
-}
-
-func editDistance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(rb)]
-}
+// suggest returns `; did you mean "x"?` for the closest known name, or "".
+func suggest(got string, known []string) string { return strictyaml.Suggest(got, known) }

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"github.com/bidikit/bidikit/internal/strictyaml"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -79,7 +80,7 @@ func ParseSpec(file string, data []byte) (*Spec, error) {
 		return nil, &Error{File: file, Msg: "not valid YAML: " + strings.TrimSpace(err.Error())}
 	}
 	for _, doc := range f.Docs {
-		pairs, _ := mapPairs(unwrap(doc))
+		pairs, _ := strictyaml.MapPairs(strictyaml.Unwrap(doc))
 		for _, p := range pairs {
 			if keyText(p.Key) == "protocol" {
 				return SpecFromNode(file, data, p.Value)
@@ -172,7 +173,7 @@ func (d *yamlDoc) descriptors(n ast.Node, path string, ds *DescriptorSpec) {
 }
 
 func (d *yamlDoc) list(n ast.Node, path string) []Text {
-	seq, ok := unwrap(n).(*ast.SequenceNode)
+	seq, ok := strictyaml.Unwrap(n).(*ast.SequenceNode)
 	if !ok {
 		if t, ok := d.text(n, path); ok {
 			return []Text{t}

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"fmt"
+	"github.com/bidikit/bidikit/internal/strictyaml"
 	"strings"
 
 	"github.com/goccy/go-yaml/ast"
@@ -87,14 +88,14 @@ func (d *yamlDoc) errAt(n ast.Node, path, format string, args ...any) {
 // errors with a did-you-mean and the list); each value goes to visit in
 // source order. Duplicate keys are errors. A null node is an empty mapping.
 func (d *yamlDoc) fields(n ast.Node, path string, known []string, visit func(key string, keyNode, val ast.Node)) {
-	n = unwrap(n)
+	n = strictyaml.Unwrap(n)
 	if n == nil {
 		return
 	}
 	if _, null := n.(*ast.NullNode); null {
 		return
 	}
-	pairs, ok := mapPairs(n)
+	pairs, ok := strictyaml.MapPairs(n)
 	if !ok {
 		d.errAt(n, path, "want a mapping with keys %s, got %s", strings.Join(known, ", "), describeNode(n))
 		return
@@ -102,7 +103,7 @@ func (d *yamlDoc) fields(n ast.Node, path string, known []string, visit func(key
 	seen := map[string]bool{}
 	for _, p := range pairs {
 		key := keyText(p.Key)
-		kp := joinPath(path, key)
+		kp := strictyaml.JoinPath(path, key)
 		if seen[key] {
 			d.errAt(p.Key, kp, "duplicate key %q", key)
 			continue
@@ -119,7 +120,7 @@ func (d *yamlDoc) fields(n ast.Node, path string, known []string, visit func(key
 // text decodes a scalar as a string with its positions. Numbers and
 // booleans keep their source spelling (`when: true` is the CEL `true`).
 func (d *yamlDoc) text(n ast.Node, path string) (Text, bool) {
-	n = unwrap(n)
+	n = strictyaml.Unwrap(n)
 	t := Text{Path: path}
 	if n == nil {
 		d.errs.add(&Error{File: d.file, Path: path, Msg: "missing value"})
@@ -190,34 +191,8 @@ func (d *yamlDoc) blockSegments(v string, line int) []segment {
 
 // --- small helpers ---
 
-func unwrap(n ast.Node) ast.Node {
-	for i := 0; i < 16 && n != nil; i++ {
-		switch x := n.(type) {
-		case *ast.TagNode:
-			n = x.Value
-		case *ast.AnchorNode:
-			n = x.Value
-		case *ast.DocumentNode:
-			n = x.Body
-		default:
-			return n
-		}
-	}
-	return n
-}
-
-func mapPairs(n ast.Node) ([]*ast.MappingValueNode, bool) {
-	switch m := n.(type) {
-	case *ast.MappingNode:
-		return m.Values, true
-	case *ast.MappingValueNode:
-		return []*ast.MappingValueNode{m}, true
-	}
-	return nil, false
-}
-
 func keyText(k ast.MapKeyNode) string {
-	if s, ok := unwrap(k).(*ast.StringNode); ok {
+	if s, ok := strictyaml.Unwrap(k).(*ast.StringNode); ok {
 		return s.Value
 	}
 	if tk := k.GetToken(); tk != nil {
@@ -227,8 +202,8 @@ func keyText(k ast.MapKeyNode) string {
 }
 
 func nodePos(n ast.Node) (int, int) {
-	n = unwrap(n)
-	if pairs, ok := mapPairs(n); ok && len(pairs) > 0 {
+	n = strictyaml.Unwrap(n)
+	if pairs, ok := strictyaml.MapPairs(n); ok && len(pairs) > 0 {
 		if m, flow := n.(*ast.MappingNode); !flow || !m.IsFlowStyle {
 			return nodePos(pairs[0].Key)
 		}
@@ -241,7 +216,7 @@ func nodePos(n ast.Node) (int, int) {
 }
 
 func describeNode(n ast.Node) string {
-	switch unwrap(n).(type) {
+	switch strictyaml.Unwrap(n).(type) {
 	case *ast.MappingNode, *ast.MappingValueNode:
 		return "a mapping"
 	case *ast.SequenceNode:
@@ -256,13 +231,6 @@ func describeNode(n ast.Node) string {
 		return "nothing"
 	}
 	return "a " + fmt.Sprintf("%T", n)
-}
-
-func joinPath(parent, key string) string {
-	if parent == "" {
-		return key
-	}
-	return parent + "." + key
 }
 
 func contains(list []string, s string) bool {

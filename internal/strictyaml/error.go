@@ -7,7 +7,10 @@
 // of Doc (harness/scenario).
 package strictyaml
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Error is one problem in a YAML file: where it is (file, 1-based line
 // and column) and which field (a path like "roles[1].rate"; empty for the
@@ -21,14 +24,20 @@ type Error struct {
 	Msg  string
 }
 
-// Error formats "FILE:LINE:COL: PATH: MSG".
+// Error renders "FILE:LINE:COL: PATH: MSG", leaving out what is unknown.
 func (e *Error) Error() string {
-	loc := e.File
-	if e.Line > 0 {
-		loc = fmt.Sprintf("%s:%d:%d", e.File, e.Line, e.Col)
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+		if e.Line > 0 {
+			fmt.Fprintf(&b, ":%d:%d", e.Line, e.Col)
+		}
+		b.WriteString(": ")
 	}
 	if e.Path != "" {
-		return loc + ": " + e.Path + ": " + e.Msg
+		b.WriteString(e.Path)
+		b.WriteString(": ")
 	}
-	return loc + ": " + e.Msg
+	b.WriteString(e.Msg)
+	return b.String()
 }
