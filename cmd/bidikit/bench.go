@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -29,71 +30,14 @@ type benchFlags struct {
 // newBenchCmd builds `bidikit bench`: a fixed workload against a bidikit
 // server, or (--call) any gRPC bidi method through ghz's runner.
 func newBenchCmd() *cobra.Command {
-	var (
-		g     generic.Config
-		p     bench.Params
-		bf    benchFlags
-		conn  connFlags
-		spawn bool
-	)
+	b := &benchCmd{}
 	cmd := &cobra.Command{
-		Use:   "bench [WORKLOAD] [flags]",
-		Short: "Benchmark a bidikit workload, or any gRPC bidi method (--call), with per-message latency",
-		Long: `bench measures throughput and per-message latency.
-
-Workloads (against the reference server started in-process, or --target):
-  chat-fanout   members in rooms (--clients, --scopes rooms), each sending at --rate/s;
-                deliveries/s and send-to-delivery latency
-  chat-echo     each client alone in its room (--clients), sending at --rate/s;
-                messages/s and send-to-own-delivery latency
-  collab-trace  replays --trace PATH (an editing trace, .json or .json.gz) into one
-                document, --window operations in flight; the final text must equal the
-                trace's endContent, else exit 1 naming the first difference
-  game-ticks    players (--clients) in matches (--scopes) sending inputs at --rate/s;
-                tick updates/s and tick-to-delivery latency
-  conn-ramp     opens chat streams, --step every --step-every, until an error or
-                --clients streams; streams held and memory per stream (with
-                --spawn-server the server is a 'bidikit serve' subprocess and its own
-                RSS is read from its admin /metrics; in-process it is the Go runtime
-                memory of the whole process, clients included)
-
-chat-* are driven through the harness engine (so its overhead is what is
-measured; --no-engine uses a bare loop instead); --baseline adds a bare
-generated-stub loop on the same workload and prints ours/baseline. The other
-workloads use bench's own generated-stub loops. Workloads dial --target in
-plaintext, each client with its own dev token (what 'bidikit serve' without
---tokens accepts): the --tls* flags and --token apply to --call.
-
-Generic driver (--call package.Service/Method, flags modelled on ghz's): the
-method is described by --proto (+ --import-paths), --protoset, or server
-reflection when neither is given. bidikit records per-message latency inside
-each stream (one response per request, in order), applies --fault connection
-faults through toxiproxy in front of --target, checks channelz for leaks after
-the run when the target serves it (a leak exits 1), and with --vs ghz runs
-plain ghz in alternating --rounds and prints both with their ratio.
-
-` + connHelp + `
-
-Unlike ghz, whose default is TLS, --call dials in plaintext unless a --tls*
-flag is given. ghz's spellings are accepted too: --cacert (--tls-ca), --cert
-(--tls-cert), --key (--tls-key), --cname (--tls-server-name), --skipTLS
-(--tls-skip-verify), --insecure. --token T is sent as "authorization: Bearer
-T" metadata. A --call method the server does not have is answered with the
-service's methods (or the services) its reflection lists.
-
-Output: a table on stdout; --json FILE (or - for stdout) and --html FILE.
-Exit 0 = done, 1 = a verdict failed (trace mismatch, leak) or the run failed,
-2 = bad usage.`,
-		Example: `  bidikit bench chat-echo --clients 100 -z 10s --baseline
-  bidikit bench chat-fanout --clients 1000 --scopes 10 --rate 1
-  bidikit bench collab-trace --trace testdata/traces/automerge-paper.json.gz
-  bidikit bench conn-ramp --spawn-server --clients 4000
-  bidikit bench --call grpc.testing.TestService/FullDuplexCall --target 127.0.0.1:50051 \
-      -d '{"response_parameters":[{"size":64}],"payload":{"body":"AAAA"}}' \
-      -c 100 --connections 1 --stream-call-count 1000 -z 10s --vs ghz --rounds 3
-  bidikit bench compare old1.json old2.json old3.json -- new1.json new2.json new3.json`,
+		Use:     "bench [WORKLOAD] [flags]",
+		Short:   "Benchmark a bidikit workload, or any gRPC bidi method (--call), with per-message latency",
+		Long:    benchLong,
+		Example: benchExample,
 		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 1 && args[1] == "self" && spawn {
+			if len(args) > 1 && args[1] == "self" && b.spawn {
 				return usagef("--spawn-server is a switch now (it runs this binary's 'bidikit serve'): drop %q", args[1])
 			}
 			if len(args) > 1 {
@@ -101,135 +45,152 @@ Exit 0 = done, 1 = a verdict failed (trace mismatch, leak) or the run failed,
 			}
 			return nil
 		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			var lv slog.Level
-			if err := lv.UnmarshalText([]byte(bf.logLevel)); err != nil {
-				return usagef("--log-level %q: want debug, info, warn or error", bf.logLevel)
-			}
-			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: lv}))
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			fs := cmd.Flags()
-			if err := conn.validate(); err != nil {
-				return err
-			}
-			if g.Call != "" {
-				if len(args) > 0 {
-					return usagef("--call and a workload (%s) exclude each other", args[0])
-				}
-				if spawn {
-					return usagef("--spawn-server applies to conn-ramp; --call benchmarks the server at --target")
-				}
-				if fs.Changed("duration") {
-					g.Duration = p.Duration
-				}
-				if err := callConn(&g, conn); err != nil {
-					return err
-				}
-				res, err := generic.Run(ctx, g)
-				if errors.Is(err, generic.ErrUsage) {
-					return usageError{describeCall(ctx, err, g)}
-				}
-				if err != nil && !errors.Is(err, generic.ErrLeak) {
-					return explain(ctx, err, []string{g.Target}, !g.Insecure)
-				}
-				if werr := writeBench(cmd.OutOrStdout(), cmd.ErrOrStderr(), []bench.Result{res}, bf); werr != nil {
-					return werr
-				}
-				if err != nil {
-					fmt.Fprintln(cmd.ErrOrStderr(), "bidikit:", err)
-					return errChecksFailed
-				}
-				return nil
-			}
-			if len(args) == 0 {
-				return usagef("name a workload (chat-fanout, chat-echo, collab-trace, game-ticks, conn-ramp), 'compare', or give --call package.Service/Method\nSee 'bidikit bench --help'.")
-			}
-			if conn.wantTLS() || conn.token != "" {
-				return usagef("bench %s dials in plaintext with each client's own dev token: --tls*, --token and ghz's TLS flags apply to --call", args[0])
-			}
-			p.Engine = !bf.noEngine
-			p.Log = log
-			if err := bench.Check(args[0], p); err != nil {
-				return usageError{fmt.Errorf("%w%s", err, didYouMean(args[0], append(benchWorkloads(), "compare")))}
-			}
-			if spawn {
-				if args[0] != bench.ConnRamp {
-					return usagef("--spawn-server applies to conn-ramp (its server's own memory); %s runs the reference server in-process or uses --target", args[0])
-				}
-				if g.Target != "" {
-					return usagef("--spawn-server and --target exclude each other: the spawned server is the target")
-				}
-				exe, err := os.Executable()
-				if err != nil {
-					return err
-				}
-				p.Spawn = exe
-			}
-			res, err := bench.Run(ctx, args[0], p)
-			var mismatch *bench.TraceMismatchError
-			if err != nil && !errors.As(err, &mismatch) {
-				return err
-			}
-			if werr := writeBench(cmd.OutOrStdout(), cmd.ErrOrStderr(), []bench.Result{res}, bf); werr != nil {
-				return werr
-			}
-			if mismatch != nil {
-				fmt.Fprintln(cmd.ErrOrStderr(), "bidikit: FAIL:", mismatch)
-				return errChecksFailed
-			}
-			return nil
-		},
+		RunE: b.run,
 	}
 	fs := cmd.Flags()
 	fs.SortFlags = false
 	// Generic driver (ghz's names).
-	fs.StringVar(&g.Call, "call", "", "generic driver: the bidi method as package.Service/Method")
-	fs.StringVar(&g.Proto, "proto", "", "generic: the .proto file describing --call")
-	fs.StringSliceVar(&g.ImportPaths, "import-paths", nil, "generic: import paths for --proto (comma-separated)")
-	fs.StringVar(&g.Protoset, "protoset", "", "generic: a compiled protoset file describing --call (default: server reflection)")
-	fs.StringVarP(&g.Data, "data", "d", "", "generic: the request message as JSON (ghz templates allowed)")
-	fs.StringVarP(&g.Metadata, "metadata", "m", "", "generic: request metadata as a JSON object")
-	fs.UintVarP(&g.Concurrency, "concurrency", "c", 50, "generic: concurrent streams")
-	fs.UintVar(&g.Connections, "connections", 1, "generic: TCP connections the streams share")
-	fs.UintVar(&g.StreamCallCount, "stream-call-count", 0, "generic: messages per stream before it half-closes (0 = until the round ends)")
-	fs.DurationVar(&g.StreamInterval, "stream-interval", 0, "generic: pause between a stream's messages")
+	fs.StringVar(&b.g.Call, "call", "", "generic driver: the bidi method as package.Service/Method")
+	fs.StringVar(&b.g.Proto, "proto", "", "generic: the .proto file describing --call")
+	fs.StringSliceVar(&b.g.ImportPaths, "import-paths", nil, "generic: import paths for --proto (comma-separated)")
+	fs.StringVar(&b.g.Protoset, "protoset", "", "generic: a compiled protoset file describing --call (default: server reflection)")
+	fs.StringVarP(&b.g.Data, "data", "d", "", "generic: the request message as JSON (ghz templates allowed)")
+	fs.StringVarP(&b.g.Metadata, "metadata", "m", "", "generic: request metadata as a JSON object")
+	fs.UintVarP(&b.g.Concurrency, "concurrency", "c", 50, "generic: concurrent streams")
+	fs.UintVar(&b.g.Connections, "connections", 1, "generic: TCP connections the streams share")
+	fs.UintVar(&b.g.StreamCallCount, "stream-call-count", 0, "generic: messages per stream before it half-closes (0 = until the round ends)")
+	fs.DurationVar(&b.g.StreamInterval, "stream-interval", 0, "generic: pause between a stream's messages")
 	// Connection: bidikit's vocabulary; ghz's spellings through ghzAliases.
 	fs.SetNormalizeFunc(ghzAliases)
-	conn.registerTLS(fs)
-	conn.registerToken(fs, "generic: bearer token, sent as \"authorization: Bearer T\" metadata")
-	fs.StringArrayVar(&g.Faults, "fault", nil, "generic: connection fault through toxiproxy, repeatable: latency=50ms, bandwidth=100 (KB/s), reset, latency:latency=50ms,jitter=5ms")
-	fs.StringVar(&g.Vs, "vs", "", "generic: also run this tool on the same target, alternating rounds (ghz)")
-	fs.IntVar(&g.Rounds, "rounds", 1, "generic: rounds per tool")
-	fs.DurationVar(&g.DialTimeout, "dial-timeout", 5*time.Second, "how long the target may take to accept a connection")
+	b.conn.registerTLS(fs)
+	b.conn.registerToken(fs, "generic: bearer token, sent as \"authorization: Bearer T\" metadata")
+	fs.StringArrayVar(&b.g.Faults, "fault", nil, "generic: connection fault through toxiproxy, repeatable: latency=50ms, bandwidth=100 (KB/s), reset, latency:latency=50ms,jitter=5ms")
+	fs.StringVar(&b.g.Vs, "vs", "", "generic: also run this tool on the same target, alternating rounds (ghz)")
+	fs.IntVar(&b.g.Rounds, "rounds", 1, "generic: rounds per tool")
+	fs.DurationVar(&b.g.DialTimeout, "dial-timeout", 5*time.Second, "how long the target may take to accept a connection")
 	// Shared.
-	fs.StringVar(&g.Target, "target", "", "server gRPC address host:port (workloads: default the reference server in-process)")
-	fs.DurationVarP(&p.Duration, "duration", "z", 10*time.Second, "measured duration (generic: per round; conn-ramp: upper bound)")
+	fs.StringVar(&b.g.Target, "target", "", "server gRPC address host:port (workloads: default the reference server in-process)")
+	fs.DurationVarP(&b.p.Duration, "duration", "z", 10*time.Second, "measured duration (generic: per round; conn-ramp: upper bound)")
 	// Workloads.
-	fs.IntVar(&p.Clients, "clients", 0, "members / players / stream cap (default per workload: fanout 1000, echo 100, game 5000, ramp 10000)")
-	fs.IntVar(&p.Scopes, "scopes", 0, "rooms (chat-fanout, default 10) or matches (game-ticks, default 50)")
-	fs.Float64Var(&p.Rate, "rate", 0, "sends per second per client, paced open-loop (default: fanout 1, echo 1000, game 10)")
-	fs.IntVar(&p.BodyBytes, "body-bytes", 64, "chat message body size")
-	fs.StringVar(&p.Trace, "trace", "", "collab-trace: editing trace file (.json or .json.gz); the repository ships testdata/traces/{automerge-paper,seph-blog1}.json.gz")
-	fs.IntVar(&p.Window, "window", 64, "collab-trace: operations in flight")
-	fs.IntVar(&p.Step, "step", 500, "conn-ramp: streams opened per step")
-	fs.DurationVar(&p.StepEvery, "step-every", 250*time.Millisecond, "conn-ramp: time between steps")
-	fs.IntVar(&p.StreamsPerConn, "streams-per-conn", 100, "conn-ramp: streams sharing one TCP connection")
-	fs.BoolVar(&spawn, "spawn-server", false, "conn-ramp: run the server as a 'bidikit serve' subprocess of this binary, to read its own RSS")
-	fs.StringVar(&p.AdminURL, "admin-url", "", "the target's admin HTTP base URL, to read its RSS (e.g. http://127.0.0.1:7071)")
-	fs.BoolVar(&p.Baseline, "baseline", false, "chat-*: also run a bare generated-stub loop and print the ratio")
-	fs.BoolVar(&bf.noEngine, "no-engine", false, "chat-*: drive with bench's own loop instead of the harness engine")
+	fs.IntVar(&b.p.Clients, "clients", 0, "members / players / stream cap (default per workload: fanout 1000, echo 100, game 5000, ramp 10000)")
+	fs.IntVar(&b.p.Scopes, "scopes", 0, "rooms (chat-fanout, default 10) or matches (game-ticks, default 50)")
+	fs.Float64Var(&b.p.Rate, "rate", 0, "sends per second per client, paced open-loop (default: fanout 1, echo 1000, game 10)")
+	fs.IntVar(&b.p.BodyBytes, "body-bytes", 64, "chat message body size")
+	fs.StringVar(&b.p.Trace, "trace", "", "collab-trace: editing trace file (.json or .json.gz); the repository ships testdata/traces/{automerge-paper,seph-blog1}.json.gz")
+	fs.IntVar(&b.p.Window, "window", 64, "collab-trace: operations in flight")
+	fs.IntVar(&b.p.Step, "step", 500, "conn-ramp: streams opened per step")
+	fs.DurationVar(&b.p.StepEvery, "step-every", 250*time.Millisecond, "conn-ramp: time between steps")
+	fs.IntVar(&b.p.StreamsPerConn, "streams-per-conn", 100, "conn-ramp: streams sharing one TCP connection")
+	fs.BoolVar(&b.spawn, "spawn-server", false, "conn-ramp: run the server as a 'bidikit serve' subprocess of this binary, to read its own RSS")
+	fs.StringVar(&b.p.AdminURL, "admin-url", "", "the target's admin HTTP base URL, to read its RSS (e.g. http://127.0.0.1:7071)")
+	fs.BoolVar(&b.p.Baseline, "baseline", false, "chat-*: also run a bare generated-stub loop and print the ratio")
+	fs.BoolVar(&b.bf.noEngine, "no-engine", false, "chat-*: drive with bench's own loop instead of the harness engine")
 	// Output.
-	fs.StringVar(&bf.jsonOut, "json", "", "write the result as JSON to FILE (- = stdout, the table then goes to stderr)")
-	fs.StringVar(&bf.htmlOut, "html", "", "write an HTML report with charts to FILE")
-	fs.StringVar(&bf.logLevel, "log-level", "warn", "log level of harness-side logs on stderr")
+	fs.StringVar(&b.bf.jsonOut, "json", "", "write the result as JSON to FILE (- = stdout, the table then goes to stderr)")
+	fs.StringVar(&b.bf.htmlOut, "html", "", "write an HTML report with charts to FILE")
+	fs.StringVar(&b.bf.logLevel, "log-level", "warn", "log level of harness-side logs on stderr")
 	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error {
-		p.Target = g.Target
-		g.Duration = p.Duration
+		b.p.Target = b.g.Target
+		b.g.Duration = b.p.Duration
 		return nil
 	}
 	cmd.AddCommand(newBenchCompareCmd())
 	return cmd
+}
+
+// benchCmd is `bidikit bench`'s flags.
+type benchCmd struct {
+	g     generic.Config
+	p     bench.Params
+	bf    benchFlags
+	conn  connFlags
+	spawn bool
+}
+
+// run runs a workload, or the generic driver with --call.
+func (b *benchCmd) run(cmd *cobra.Command, args []string) error {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(b.bf.logLevel)); err != nil {
+		return usagef("--log-level %q: want debug, info, warn or error", b.bf.logLevel)
+	}
+	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: lv}))
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := b.conn.validate(); err != nil {
+		return err
+	}
+	if b.g.Call != "" {
+		return b.runCall(ctx, cmd, args)
+	}
+	if len(args) == 0 {
+		return usagef("name a workload (chat-fanout, chat-echo, collab-trace, game-ticks, conn-ramp), 'compare', or give --call package.Service/Method\nSee 'bidikit bench --help'.")
+	}
+	if b.conn.wantTLS() || b.conn.token != "" {
+		return usagef("bench %s dials in plaintext with each client's own dev token: --tls*, --token and ghz's TLS flags apply to --call", args[0])
+	}
+	b.p.Engine = !b.bf.noEngine
+	b.p.Log = log
+	if err := bench.Check(args[0], b.p); err != nil {
+		return usageError{fmt.Errorf("%w%s", err, didYouMean(args[0], append(benchWorkloads(), "compare")))}
+	}
+	if b.spawn {
+		if args[0] != bench.ConnRamp {
+			return usagef("--spawn-server applies to conn-ramp (its server's own memory); %s runs the reference server in-process or uses --target", args[0])
+		}
+		if b.g.Target != "" {
+			return usagef("--spawn-server and --target exclude each other: the spawned server is the target")
+		}
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		b.p.Spawn = exe
+	}
+	res, err := bench.Run(ctx, args[0], b.p)
+	var mismatch *bench.TraceMismatchError
+	if err != nil && !errors.As(err, &mismatch) {
+		return err
+	}
+	if werr := writeBench(cmd.OutOrStdout(), cmd.ErrOrStderr(), []bench.Result{res}, b.bf); werr != nil {
+		return werr
+	}
+	if mismatch != nil {
+		fmt.Fprintln(cmd.ErrOrStderr(), "bidikit: FAIL:", mismatch)
+		return errChecksFailed
+	}
+	return nil
+}
+
+// runCall runs the generic driver (--call).
+func (b *benchCmd) runCall(ctx context.Context, cmd *cobra.Command, args []string) error {
+	fs := cmd.Flags()
+	if len(args) > 0 {
+		return usagef("--call and a workload (%s) exclude each other", args[0])
+	}
+	if b.spawn {
+		return usagef("--spawn-server applies to conn-ramp; --call benchmarks the server at --target")
+	}
+	if fs.Changed("duration") {
+		b.g.Duration = b.p.Duration
+	}
+	if err := callConn(&b.g, b.conn); err != nil {
+		return err
+	}
+	res, err := generic.Run(ctx, b.g)
+	if errors.Is(err, generic.ErrUsage) {
+		return usageError{describeCall(ctx, err, b.g)}
+	}
+	if err != nil && !errors.Is(err, generic.ErrLeak) {
+		return explain(ctx, err, []string{b.g.Target}, !b.g.Insecure)
+	}
+	if werr := writeBench(cmd.OutOrStdout(), cmd.ErrOrStderr(), []bench.Result{res}, b.bf); werr != nil {
+		return werr
+	}
+	if err != nil {
+		fmt.Fprintln(cmd.ErrOrStderr(), "bidikit:", err)
+		return errChecksFailed
+	}
+	return nil
 }
 
 // writeBench renders results: the table on stdout (stderr when JSON goes to
@@ -351,3 +312,60 @@ is better), alternating old and new on the same machine.`,
 	fl.Float64Var(&o.Noise, "noise", 0.03, "a significant change of the medians smaller than this fraction is reported as negligible")
 	return cmd
 }
+
+// benchLong is the long help of newBenchCmd.
+const benchLong = `bench measures throughput and per-message latency.
+
+Workloads (against the reference server started in-process, or --target):
+  chat-fanout   members in rooms (--clients, --scopes rooms), each sending at --rate/s;
+                deliveries/s and send-to-delivery latency
+  chat-echo     each client alone in its room (--clients), sending at --rate/s;
+                messages/s and send-to-own-delivery latency
+  collab-trace  replays --trace PATH (an editing trace, .json or .json.gz) into one
+                document, --window operations in flight; the final text must equal the
+                trace's endContent, else exit 1 naming the first difference
+  game-ticks    players (--clients) in matches (--scopes) sending inputs at --rate/s;
+                tick updates/s and tick-to-delivery latency
+  conn-ramp     opens chat streams, --step every --step-every, until an error or
+                --clients streams; streams held and memory per stream (with
+                --spawn-server the server is a 'bidikit serve' subprocess and its own
+                RSS is read from its admin /metrics; in-process it is the Go runtime
+                memory of the whole process, clients included)
+
+chat-* are driven through the harness engine (so its overhead is what is
+measured; --no-engine uses a bare loop instead); --baseline adds a bare
+generated-stub loop on the same workload and prints ours/baseline. The other
+workloads use bench's own generated-stub loops. Workloads dial --target in
+plaintext, each client with its own dev token (what 'bidikit serve' without
+--tokens accepts): the --tls* flags and --token apply to --call.
+
+Generic driver (--call package.Service/Method, flags modelled on ghz's): the
+method is described by --proto (+ --import-paths), --protoset, or server
+reflection when neither is given. bidikit records per-message latency inside
+each stream (one response per request, in order), applies --fault connection
+faults through toxiproxy in front of --target, checks channelz for leaks after
+the run when the target serves it (a leak exits 1), and with --vs ghz runs
+plain ghz in alternating --rounds and prints both with their ratio.
+
+` + connHelp + `
+
+Unlike ghz, whose default is TLS, --call dials in plaintext unless a --tls*
+flag is given. ghz's spellings are accepted too: --cacert (--tls-ca), --cert
+(--tls-cert), --key (--tls-key), --cname (--tls-server-name), --skipTLS
+(--tls-skip-verify), --insecure. --token T is sent as "authorization: Bearer
+T" metadata. A --call method the server does not have is answered with the
+service's methods (or the services) its reflection lists.
+
+Output: a table on stdout; --json FILE (or - for stdout) and --html FILE.
+Exit 0 = done, 1 = a verdict failed (trace mismatch, leak) or the run failed,
+2 = bad usage.`
+
+// benchExample is the examples of newBenchCmd's help.
+const benchExample = `  bidikit bench chat-echo --clients 100 -z 10s --baseline
+  bidikit bench chat-fanout --clients 1000 --scopes 10 --rate 1
+  bidikit bench collab-trace --trace testdata/traces/automerge-paper.json.gz
+  bidikit bench conn-ramp --spawn-server --clients 4000
+  bidikit bench --call grpc.testing.TestService/FullDuplexCall --target 127.0.0.1:50051 \
+      -d '{"response_parameters":[{"size":64}],"payload":{"body":"AAAA"}}' \
+      -c 100 --connections 1 --stream-call-count 1000 -z 10s --vs ghz --rounds 3
+  bidikit bench compare old1.json old2.json old3.json -- new1.json new2.json new3.json`

@@ -50,85 +50,10 @@ type runFlags struct {
 func newRunCmd() *cobra.Command {
 	var f runFlags
 	cmd := &cobra.Command{
-		Use:   "run [files or folders of scenarios...]",
-		Short: "Run scenario files against a server and report verdicts",
-		Long: `run loads scenario files (YAML; folders are searched recursively) and runs
-each one: virtual clients with real gRPC streams, the scenario's faults, then
-its checks. With no arguments it runs the smoke suite (scenarios/smoke, or the
-copy built into the binary).
-
-Without --target the reference server is started in-process on loopback, so
-the command works on a fresh clone. With --spawn-server it is started as a
-'bidikit serve' subprocess instead, which server faults (kill-server) need.
-
---target may list several instances of one clustered service, comma-separated
-(--target 10.0.0.1:7070,10.0.0.2:7070,10.0.0.3:7070). Clients spread over them
-and fail over: client i (its connection, with streams_per_conn) prefers the
-(i mod n)-th instance and, when that one does not answer, tries the following
-ones in list order, wrapping around, so the clients of an instance that dies
-reconnect to the next live one. The run starts when at least one instance
-answers; the silent ones are named in a warning. Health and leak checks ask
-every instance that answered. Connection faults (latency, reset, ...) need a
-single target.
-
-` + reportHelp + `
-
-Sharded runs (past one machine): --shard i/n runs the i-th of n disjoint
-shares of every scenario's clients (1-based: 1/3, 2/3, 3/3; the same seed
-gives every machine the same partition) against a shared --target, and
---raw-out FILE writes the shard's raw results. 'bidikit report merge' judges
-all shards' files together. Stream faults act on this shard's share of the
-chosen clients; connection faults act in every shard (each has its own proxy
-for its own clients); server faults need --spawn-server, so a sharded run
-cannot use them. Kubernetes Indexed Jobs number pods from 0:
---shard-index-env JOB_COMPLETION_INDEX --shard-count n reads the 0-based
-index from the environment instead (see deploy/kubernetes).
-
---set KEY=VALUE (repeatable) changes every scenario before it is checked
-and run, so CI can shorten a suite without copying files: --set duration=10s
---set roles.honest.count=50. KEY is a path of the file's keys; roles are
-addressed by name (roles.*.FIELD is every role), listed checks by name
-(checks.leaks.settle), faults by index or name (faults[0].at), thresholds by
-role (thresholds.honest.p99). A key that names nothing, or a value the file's
-checks refuse, is a usage error naming the --set (exit 2). See
-docs/scenarios.md.
-
-` + connHelp + `
-
-Before any client starts, each scenario opens one probe stream of its service
-with the clients' token; a target that refuses it (UNAUTHENTICATED,
-PERMISSION_DENIED, UNIMPLEMENTED) ends the run at once, exit status 1, with one
-line saying what to fix (--token, --target).
-
-Progress goes to stderr: on a terminal a live bar per scenario; otherwise
-(CI logs, pipes) a line when a scenario starts, one every
---progress-interval (elapsed/total, clients connected, messages sent and
-delivered per second, p99 so far, errors by code, checks already violated),
-one at once when a check finds its first violation, and one with the
-scenario's verdict. --quiet shows none.
-
-Checks that judge as events arrive (total-order, no-gaps, delivery-order,
-no-duplicates, resume-complete, status-codes, fairness's honest errors,
-game-invariants, and thresholds) report a violation while the run goes on;
---fail-fast ends the scenario at the first one and judges what was seen.
-
-SIGINT (Ctrl-C) or SIGTERM stops the clients, judges what was seen, writes
-every requested report marked "interrupted" and exits 1; the scenarios not
-yet started are listed as not run. A second signal quits at once.
-
-Exit status: 0 every check passed, 1 a check failed or was not measurable
-(never a pass), a scenario could not run (for example an unreachable
-target) or the run was interrupted, 2 bad usage or a bad scenario file.
-With --shard, a shard's own verdicts cover only its clients and do not set the
-exit status: 0 once it ran and wrote its results, 1 if a scenario could not
-run or the raw results could not be written.`,
-		Example: `  bidikit run
-  bidikit run scenarios/ --report junit=report.xml --report markdown=summary.md
-  bidikit run chat.yaml --target 127.0.0.1:7070 --token "$TOKEN" --seed 7
-  bidikit run scenarios/chat --set duration=10s --set roles.honest.count=50
-  bidikit run chat.yaml --target 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
-  bidikit run chat.yaml --report json=- --report html=report.html
-  bidikit run chat.yaml --target chat:7070 --shard 2/3 --raw-out shard-2.raw`,
+		Use:     "run [files or folders of scenarios...]",
+		Short:   "Run scenario files against a server and report verdicts",
+		Long:    runLong,
+		Example: runExample,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runScenarios(cmd, args, &f)
 		},
@@ -413,3 +338,84 @@ func isTerminal(w io.Writer) bool {
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
+
+// runLong is the long help of newRunCmd.
+const runLong = `run loads scenario files (YAML; folders are searched recursively) and runs
+each one: virtual clients with real gRPC streams, the scenario's faults, then
+its checks. With no arguments it runs the smoke suite (scenarios/smoke, or the
+copy built into the binary).
+
+Without --target the reference server is started in-process on loopback, so
+the command works on a fresh clone. With --spawn-server it is started as a
+'bidikit serve' subprocess instead, which server faults (kill-server) need.
+
+--target may list several instances of one clustered service, comma-separated
+(--target 10.0.0.1:7070,10.0.0.2:7070,10.0.0.3:7070). Clients spread over them
+and fail over: client i (its connection, with streams_per_conn) prefers the
+(i mod n)-th instance and, when that one does not answer, tries the following
+ones in list order, wrapping around, so the clients of an instance that dies
+reconnect to the next live one. The run starts when at least one instance
+answers; the silent ones are named in a warning. Health and leak checks ask
+every instance that answered. Connection faults (latency, reset, ...) need a
+single target.
+
+` + reportHelp + `
+
+Sharded runs (past one machine): --shard i/n runs the i-th of n disjoint
+shares of every scenario's clients (1-based: 1/3, 2/3, 3/3; the same seed
+gives every machine the same partition) against a shared --target, and
+--raw-out FILE writes the shard's raw results. 'bidikit report merge' judges
+all shards' files together. Stream faults act on this shard's share of the
+chosen clients; connection faults act in every shard (each has its own proxy
+for its own clients); server faults need --spawn-server, so a sharded run
+cannot use them. Kubernetes Indexed Jobs number pods from 0:
+--shard-index-env JOB_COMPLETION_INDEX --shard-count n reads the 0-based
+index from the environment instead (see deploy/kubernetes).
+
+--set KEY=VALUE (repeatable) changes every scenario before it is checked
+and run, so CI can shorten a suite without copying files: --set duration=10s
+--set roles.honest.count=50. KEY is a path of the file's keys; roles are
+addressed by name (roles.*.FIELD is every role), listed checks by name
+(checks.leaks.settle), faults by index or name (faults[0].at), thresholds by
+role (thresholds.honest.p99). A key that names nothing, or a value the file's
+checks refuse, is a usage error naming the --set (exit 2). See
+docs/scenarios.md.
+
+` + connHelp + `
+
+Before any client starts, each scenario opens one probe stream of its service
+with the clients' token; a target that refuses it (UNAUTHENTICATED,
+PERMISSION_DENIED, UNIMPLEMENTED) ends the run at once, exit status 1, with one
+line saying what to fix (--token, --target).
+
+Progress goes to stderr: on a terminal a live bar per scenario; otherwise
+(CI logs, pipes) a line when a scenario starts, one every
+--progress-interval (elapsed/total, clients connected, messages sent and
+delivered per second, p99 so far, errors by code, checks already violated),
+one at once when a check finds its first violation, and one with the
+scenario's verdict. --quiet shows none.
+
+Checks that judge as events arrive (total-order, no-gaps, delivery-order,
+no-duplicates, resume-complete, status-codes, fairness's honest errors,
+game-invariants, and thresholds) report a violation while the run goes on;
+--fail-fast ends the scenario at the first one and judges what was seen.
+
+SIGINT (Ctrl-C) or SIGTERM stops the clients, judges what was seen, writes
+every requested report marked "interrupted" and exits 1; the scenarios not
+yet started are listed as not run. A second signal quits at once.
+
+Exit status: 0 every check passed, 1 a check failed or was not measurable
+(never a pass), a scenario could not run (for example an unreachable
+target) or the run was interrupted, 2 bad usage or a bad scenario file.
+With --shard, a shard's own verdicts cover only its clients and do not set the
+exit status: 0 once it ran and wrote its results, 1 if a scenario could not
+run or the raw results could not be written.`
+
+// runExample is the examples of newRunCmd's help.
+const runExample = `  bidikit run
+  bidikit run scenarios/ --report junit=report.xml --report markdown=summary.md
+  bidikit run chat.yaml --target 127.0.0.1:7070 --token "$TOKEN" --seed 7
+  bidikit run scenarios/chat --set duration=10s --set roles.honest.count=50
+  bidikit run chat.yaml --target 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
+  bidikit run chat.yaml --report json=- --report html=report.html
+  bidikit run chat.yaml --target chat:7070 --shard 2/3 --raw-out shard-2.raw`

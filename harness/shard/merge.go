@@ -233,63 +233,9 @@ func mergeSection(ctx context.Context, rs []*Reader, hs []*Header) (Scenario, er
 		return out, err
 	}
 
-	// Align the shards by wall clock: At 0 of the earliest shard is 0.
-	var base time.Time
-	for _, h := range hs {
-		if !h.StartedAt.IsZero() && (base.IsZero() || h.StartedAt.Before(base)) {
-			base = h.StartedAt
-		}
-	}
-	offsets := make([]time.Duration, len(hs))
-	for i, h := range hs {
-		if !h.StartedAt.IsZero() {
-			offsets[i] = h.StartedAt.Sub(base)
-		}
-	}
-	if !base.IsZero() {
-		out.Header.StartedAt = base
-	}
-
-	var q byTime
-	advance := func(c *cursor) (bool, error) {
-		e, err := rs[c.shard].Event()
-		if err == io.EOF {
-			return false, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		e.At += c.offset
-		c.e = e
-		return true, nil
-	}
-	for i := range rs {
-		c := &cursor{shard: i, offset: offsets[i]}
-		ok, err := advance(c)
-		if err != nil {
-			return out, err
-		}
-		if ok {
-			q = append(q, c)
-		}
-	}
-	heap.Init(&q)
-	for q.Len() > 0 {
-		if out.Events%4096 == 0 && ctx.Err() != nil {
-			return out, ctx.Err()
-		}
-		c := q[0]
-		j.Observe(c.e)
-		out.Events++
-		ok, err := advance(c)
-		if err != nil {
-			return out, err
-		}
-		if ok {
-			heap.Fix(&q, 0)
-		} else {
-			heap.Pop(&q)
-		}
+	offsets := align(hs, &out.Header)
+	if err := replay(ctx, rs, offsets, j, &out); err != nil {
+		return out, err
 	}
 
 	ts := make([]*Trailer, len(rs))
@@ -375,6 +321,74 @@ func applyHistograms(res *result.Scenario, hs *metrics.Histograms) error {
 		r.Distribution = metrics.Distribution(lat)
 		r.ConnectMS = metrics.Summary(imp(rh.Connect))
 		r.FirstMessageMS = metrics.Summary(imp(rh.FirstMessage))
+	}
+	return nil
+}
+
+// align returns each shard's offset from the earliest shard's start (its
+// At 0 becomes the merge's 0), and sets h's StartedAt to that start.
+func align(hs []*Header, h *Header) []time.Duration {
+	var base time.Time
+	for _, sh := range hs {
+		if !sh.StartedAt.IsZero() && (base.IsZero() || sh.StartedAt.Before(base)) {
+			base = sh.StartedAt
+		}
+	}
+	offsets := make([]time.Duration, len(hs))
+	for i, sh := range hs {
+		if !sh.StartedAt.IsZero() {
+			offsets[i] = sh.StartedAt.Sub(base)
+		}
+	}
+	if !base.IsZero() {
+		h.StartedAt = base
+	}
+	return offsets
+}
+
+// replay feeds the shards' events to j in time order (a heap over one
+// cursor per shard), counting them in out.Events.
+func replay(ctx context.Context, rs []*Reader, offsets []time.Duration, j *judge.Judge, out *Scenario) error {
+	var q byTime
+	advance := func(c *cursor) (bool, error) {
+		e, err := rs[c.shard].Event()
+		if err == io.EOF {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		e.At += c.offset
+		c.e = e
+		return true, nil
+	}
+	for i := range rs {
+		c := &cursor{shard: i, offset: offsets[i]}
+		ok, err := advance(c)
+		if err != nil {
+			return err
+		}
+		if ok {
+			q = append(q, c)
+		}
+	}
+	heap.Init(&q)
+	for q.Len() > 0 {
+		if out.Events%4096 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		c := q[0]
+		j.Observe(c.e)
+		out.Events++
+		ok, err := advance(c)
+		if err != nil {
+			return err
+		}
+		if ok {
+			heap.Fix(&q, 0)
+		} else {
+			heap.Pop(&q)
+		}
 	}
 	return nil
 }
