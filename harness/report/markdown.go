@@ -77,8 +77,27 @@ func (o MarkdownOptions) Render(w io.Writer, run *result.Run) error {
 	if o.Cell <= 0 {
 		o.Cell = 300
 	}
-	cell := func(s string) string { return mdCell(s, o.Cell) }
-	tw := &textWriter{w: w}
+	md := &mdWriter{o: o, tw: &textWriter{w: w}}
+	md.header(run)
+	md.scenarios(run)
+	problems := md.checks(run)
+	md.problems(problems)
+	return md.tw.err
+}
+
+// mdWriter writes one markdown report (Render's parts).
+type mdWriter struct {
+	o  MarkdownOptions
+	tw *textWriter
+}
+
+// cell is s as one bounded, escaped table cell.
+func (m *mdWriter) cell(s string) string { return mdCell(s, m.o.Cell) }
+
+// header writes the verdict line, the run's seed, target and start, and
+// whether it was interrupted.
+func (m *mdWriter) header(run *result.Run) {
+	tw, cell := m.tw, m.cell
 
 	sign := "❌"
 	if run.OK() {
@@ -97,7 +116,11 @@ func (o MarkdownOptions) Render(w io.Writer, run *result.Run) error {
 		tw.line("")
 		tw.line("> **Interrupted:** " + cell(run.Interrupted) + ". The checks judged only what was seen until then.")
 	}
+}
 
+// scenarios writes the table of scenarios.
+func (m *mdWriter) scenarios(run *result.Run) {
+	tw, cell := m.tw, m.cell
 	// Scenarios.
 	tw.line("")
 	tw.line("### Scenarios")
@@ -120,7 +143,12 @@ func (o MarkdownOptions) Render(w io.Writer, run *result.Run) error {
 			cell(s.Name), verdict, c.Passed, c.Checks, s.Clients, s.DurationS, s.Messages.Sent, s.Messages.Delivered,
 			fmtMS(s.LatencyMS.P50), fmtMS(s.LatencyMS.P99), cell(errorsText(s.Errors))))
 	}
+}
 
+// checks writes the checks' and the thresholds' tables and returns the
+// checks that did not pass.
+func (m *mdWriter) checks(run *result.Run) []mdCheck {
+	tw, cell, o := m.tw, m.cell, m.o
 	// Checks (thresholds get their own table below).
 	var rows, thresholds, problems []mdCheck
 	for _, s := range run.Scenarios {
@@ -164,7 +192,12 @@ func (o MarkdownOptions) Render(w io.Writer, run *result.Run) error {
 			tw.line(fmt.Sprintf("| %s | `%s` | %s | %s |", cell(c.scenario), mdCode(strings.TrimPrefix(c.v.Name, "threshold ")), mdStatus(c.v.Status), cell(c.v.Summary)))
 		}
 	}
+	return problems
+}
 
+// problems writes the evidence of the checks that did not pass (bounded).
+func (m *mdWriter) problems(problems []mdCheck) {
+	tw, cell, o := m.tw, m.cell, m.o
 	// Evidence of what did not pass.
 	if len(problems) > 0 {
 		tw.line("")
@@ -195,7 +228,6 @@ func (o MarkdownOptions) Render(w io.Writer, run *result.Run) error {
 			}
 		}
 	}
-	return tw.err
 }
 
 // mdCheck is one verdict with its scenario's name.
