@@ -19,6 +19,7 @@ const (
 	DefaultH2ResetRate         = 200
 	DefaultH2ResetBurst        = 1000
 	DefaultH2MaxEmptyFrames    = 16
+	DefaultH2MinInitialWindow  = 1024
 	DefaultH2FloodPenalty      = 5 * time.Second
 )
 
@@ -48,6 +49,15 @@ type H2Limits struct {
 	// payload or END_STREAM, HEADERS or CONTINUATION with an empty block
 	// fragment and no END_HEADERS, or an empty header block). Default 16.
 	MaxEmptyFrames int
+	// MinInitialWindow: the least SETTINGS_INITIAL_WINDOW_SIZE a client
+	// may announce while it opens streams. A client that opens a stream
+	// with a smaller window lets the server send nothing on it while the
+	// service queues what it owes the stream (zero-window, slowloris on
+	// flow control); no gRPC client announces less than 64 KiB. It does
+	// not catch a client that announces a normal window and then never
+	// grants more: the services' per-stream queue bounds (slow consumer)
+	// answer that one. Default 1024.
+	MinInitialWindow uint32
 	// FloodPenalty: how long a flooding connection stays unread after its
 	// GOAWAY before it is closed; negative closes at once. Default 5s.
 	FloodPenalty time.Duration
@@ -69,6 +79,9 @@ func (l H2Limits) withDefaults() (H2Limits, error) {
 	}
 	if l.MaxEmptyFrames == 0 {
 		l.MaxEmptyFrames = DefaultH2MaxEmptyFrames
+	}
+	if l.MinInitialWindow == 0 {
+		l.MinInitialWindow = DefaultH2MinInitialWindow
 	}
 	if l.FloodPenalty == 0 {
 		l.FloodPenalty = DefaultH2FloodPenalty
@@ -92,6 +105,7 @@ func (l *H2Limits) RegisterFlags(fs *pflag.FlagSet) {
 	fs.Float64Var(&l.ResetRate, "h2-reset-rate", DefaultH2ResetRate, "RST_STREAM frames a connection may send per second (token bucket); over it: GOAWAY ENHANCE_YOUR_CALM, then close (rapid reset, CVE-2023-44487)")
 	fs.IntVar(&l.ResetBurst, "h2-reset-burst", DefaultH2ResetBurst, "bucket size of --h2-reset-rate")
 	fs.IntVar(&l.MaxEmptyFrames, "h2-max-empty-frames", DefaultH2MaxEmptyFrames, "frames in a row without payload (empty DATA, empty header block fragments) before GOAWAY ENHANCE_YOUR_CALM, then close (CVE-2019-9518, empty CONTINUATION floods)")
+	fs.Uint32Var(&l.MinInitialWindow, "h2-min-initial-window", DefaultH2MinInitialWindow, "least SETTINGS_INITIAL_WINDOW_SIZE (bytes) a client may announce while it opens streams; a stream opened with less gets GOAWAY ENHANCE_YOUR_CALM, then close (zero-window slowloris; gRPC clients announce 64 KiB or more)")
 	fs.DurationVar(&l.FloodPenalty, "h2-flood-penalty", DefaultH2FloodPenalty, "how long a connection over an HTTP/2 limit stays unread after its GOAWAY before it is closed (its further frames cost nothing; negative: close at once)")
 }
 
@@ -101,6 +115,7 @@ const (
 	ruleControl = "control-frames"
 	ruleReset   = "rst-stream"
 	ruleEmpty   = "empty-frames"
+	ruleWindow  = "zero-window"
 )
 
 // floodListener wraps accepted connections in a floodGuard.
@@ -124,7 +139,7 @@ func (fl *floodListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	now := time.Now()
-	return &floodGuard{Conn: c, l: fl.l, closes: fl.closes, closed: make(chan struct{}),
+	return &floodGuard{Conn: c, l: fl.l, closes: fl.closes, closed: make(chan struct{}), window: 65535,
 		control: bucket{tokens: float64(fl.l.ControlFrameBurst), last: now},
 		resets:  bucket{tokens: float64(fl.l.ResetBurst), last: now}}, nil
 }
@@ -168,6 +183,12 @@ type floodGuard struct {
 	empty    int    // frames in a row without payload
 	maxID    uint32 // highest client stream id seen
 	violated string
+	// settings collects a SETTINGS frame's payload (at most maxSettings
+	// bytes of it) while it passes; window is the client's announced
+	// SETTINGS_INITIAL_WINDOW_SIZE.
+	settings   []byte
+	inSettings bool
+	window     uint32
 
 	// write side
 	wmu    sync.Mutex
@@ -206,8 +227,14 @@ func (g *floodGuard) scan(b []byte, now time.Time) string {
 			b = b[k:]
 		case g.skip > 0:
 			k := min(g.skip, len(b))
+			if g.inSettings && len(g.settings) < maxSettings {
+				g.settings = append(g.settings, b[:min(k, maxSettings-len(g.settings))]...)
+			}
 			g.skip -= k
 			b = b[k:]
+			if g.skip == 0 && g.inSettings {
+				g.applySettings()
+			}
 		default:
 			k := copy(g.hdr[g.hdrN:], b)
 			g.hdrN += k
@@ -218,6 +245,9 @@ func (g *floodGuard) scan(b []byte, now time.Time) string {
 			g.hdrN = 0
 			if rule := g.judge(now); rule != "" {
 				return rule
+			}
+			if g.inSettings && g.skip == 0 {
+				g.applySettings() // an empty SETTINGS frame
 			}
 		}
 	}
@@ -242,6 +272,9 @@ func (g *floodGuard) judge(now time.Time) string {
 		if !g.control.take(now, g.l.ControlFrameRate, g.l.ControlFrameBurst) {
 			return ruleControl
 		}
+		if typ == http2.FrameSettings && length > 0 {
+			g.inSettings, g.settings = true, g.settings[:0]
+		}
 	case http2.FrameRSTStream:
 		if !g.resets.take(now, g.l.ResetRate, g.l.ResetBurst) {
 			return ruleReset
@@ -251,6 +284,9 @@ func (g *floodGuard) judge(now time.Time) string {
 	case http2.FrameHeaders:
 		// Padding and priority fields make a few bytes of an empty block.
 		emptyFrame = length == 0
+		if g.window < g.l.MinInitialWindow {
+			return ruleWindow
+		}
 	case http2.FrameContinuation:
 		emptyFrame = length == 0 && !flags.Has(http2.FlagContinuationEndHeaders)
 	}
@@ -263,6 +299,21 @@ func (g *floodGuard) judge(now time.Time) string {
 		g.empty = 0
 	}
 	return ""
+}
+
+// maxSettings bounds the SETTINGS payload the guard reads (ten settings;
+// a client repeating one setting more often gains nothing).
+const maxSettings = 60
+
+// applySettings takes SETTINGS_INITIAL_WINDOW_SIZE from the SETTINGS
+// payload collected.
+func (g *floodGuard) applySettings() {
+	for b := g.settings; len(b) >= 6; b = b[6:] {
+		if http2.SettingID(binary.BigEndian.Uint16(b[:2])) == http2.SettingInitialWindowSize {
+			g.window = binary.BigEndian.Uint32(b[2:6])
+		}
+	}
+	g.inSettings, g.settings = false, g.settings[:0]
 }
 
 // punish counts the close, sends GOAWAY ENHANCE_YOUR_CALM (when grpc-go's

@@ -36,7 +36,7 @@ var _ = Describe("the HTTP/2 flood guard (H2Limits)", func() {
 			Expect(res.GoAways[0].Code).To(Equal(http2.ErrCodeEnhanceYourCalm))
 			Expect(res.GoAways[0].Debug).To(Equal("bidikit: HTTP/2 flood: " + rule))
 			Expect(res.ClosedCount).To(Equal(1), "closed once the penalty was over")
-			Expect(res.FirstClose.After - res.GoAways[0].After).To(BeNumerically(">=", 250*time.Millisecond), "not read during the penalty")
+			Expect(res.FirstClose.After-res.GoAways[0].After).To(BeNumerically(">=", 250*time.Millisecond), "not read during the penalty")
 			Expect(scrape(srv)).To(ContainSubstring(`bidikit_h2_flood_closes_total{rule="` + rule + `"} 1`))
 			// Honest clients are served on.
 			resp, err := healthpb.NewHealthClient(dial(srv.Addr())).Check(ctx, &healthpb.HealthCheckRequest{})
@@ -47,6 +47,7 @@ var _ = Describe("the HTTP/2 flood guard (H2Limits)", func() {
 		Entry("settings-flood: control frames", &h2attack.SettingsFloodParams{Connections: 1, Settings: 2000, Duration: 3 * time.Second, Rate: 2000}, "control-frames", SpecTimeout(30*time.Second)),
 		Entry("rapid-reset: RST_STREAM", &h2attack.RapidResetParams{Connections: 1, Streams: 2000, Duration: 3 * time.Second, Rate: 1000}, "rst-stream", SpecTimeout(30*time.Second)),
 		Entry("empty-frames (data)", &h2attack.EmptyFramesParams{Connections: 1, Frames: 100, Kind: "data", Duration: 3 * time.Second, Rate: 500}, "empty-frames", SpecTimeout(30*time.Second)),
+		Entry("zero-window: streams opened with SETTINGS_INITIAL_WINDOW_SIZE 0", &h2attack.ZeroWindowParams{Connections: 1, Streams: 3, Duration: 3 * time.Second}, "zero-window", SpecTimeout(30*time.Second)),
 		Entry("continuation-flood of empty frames", &h2attack.ContinuationFloodParams{Connections: 1, Frames: 100, FrameBytes: 0, Duration: 3 * time.Second, Rate: 500}, "empty-frames", SpecTimeout(30*time.Second)),
 	)
 
@@ -88,4 +89,3 @@ var _ = Describe("the HTTP/2 flood guard (H2Limits)", func() {
 		}
 	})
 })
-

