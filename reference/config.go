@@ -473,7 +473,18 @@ func (c *Config) embedConfig() cluster.EmbedConfig {
 // storage, development auth. It returns once the server listens; cancel ctx
 // to shut it down and call Wait for the outcome.
 func StartDefault(ctx context.Context, log *slog.Logger) (*Server, error) {
+	return StartWith(ctx, log, nil)
+}
+
+// StartWith is StartDefault with the configuration changed by tune first
+// (nil: none): the one way bidikit starts the reference in-process (`bidikit
+// run`, the benchmarks' tuned server, the workshop's reference). tune may
+// change anything but the addresses, which stay free loopback ports.
+func StartWith(ctx context.Context, log *slog.Logger, tune func(*Config)) (*Server, error) {
 	cfg := DefaultConfig()
+	if tune != nil {
+		tune(&cfg)
+	}
 	cfg.Options.Addr = "127.0.0.1:0"
 	cfg.Options.AdminAddr = "127.0.0.1:0"
 	srv, err := Build(cfg, log)

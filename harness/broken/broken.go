@@ -16,39 +16,18 @@
 package broken
 
 import (
-	"errors"
-	"fmt"
-	"log/slog"
-	"net"
 	"net/http"
-	"net/http/pprof"
-	"sync"
-	"time"
 
 	"google.golang.org/grpc"
-	channelzsvc "google.golang.org/grpc/channelz/service"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/bidikit/bidikit/internal/loopserve"
 )
 
-// Server is one running server of the corpus. Its gRPC listener, admin
-// listener and every goroutine its handlers started belong to it until Stop.
-type Server struct {
-	addr, admin string
-	once        sync.Once
-	stop        func()
-}
-
-// Addr is the gRPC address (host:port).
-func (s *Server) Addr() string { return s.addr }
-
-// AdminURL is the admin HTTP base URL (http://host:port) with /debug/pprof/
-// and /healthz: what the leaks check reads.
-func (s *Server) AdminURL() string { return "http://" + s.admin }
-
-// Stop stops the server and waits for every goroutine it started,
-// including those a defect leaked. Safe to call twice.
-func (s *Server) Stop() { s.once.Do(s.stop) }
+// Server is one running server of the corpus (internal/loopserve): Addr,
+// AdminURL (/debug/pprof/ and /healthz: what the leaks check reads) and
+// Stop, which waits for every goroutine it started, including those a
+// defect leaked.
+type Server = loopserve.Server
 
 // maxRecvMsgSize bounds one received message, as the reference's default
 // does.
@@ -57,52 +36,14 @@ const maxRecvMsgSize = 64 << 10
 // serve serves a gRPC server set up by register on a free loopback port,
 // with health and channelz, plus the admin endpoints on another. stopSvc
 // runs first at Stop: it releases whatever the service's handlers wait on
-// that gRPC's own Stop does not end. It returns once both ports listen.
+// that gRPC's own Stop does not end. Messages over 64 KiB are refused by
+// grpc-go with RESOURCE_EXHAUSTED, as the reference refuses them (its
+// --max-recv-msg-size default). It returns once both ports listen.
 func serve(what string, register func(*grpc.Server), stopSvc func()) (*Server, error) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("broken %s server: listen for gRPC on 127.0.0.1:0: %w", what, err)
-	}
-	alis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		_ = lis.Close()
-		return nil, fmt.Errorf("broken %s server: listen for admin HTTP on 127.0.0.1:0: %w", what, err)
-	}
-	// WaitForHandlers: Stop returns only after every handler has returned,
-	// so nothing a handler starts on its way out outlives Stop. Messages
-	// over 64 KiB are refused by grpc-go with RESOURCE_EXHAUSTED, as the
-	// reference refuses them (its --max-recv-msg-size default).
-	gs := grpc.NewServer(grpc.WaitForHandlers(true), grpc.MaxRecvMsgSize(maxRecvMsgSize))
-	register(gs)
-	hs := health.NewServer()
-	healthpb.RegisterHealthServer(gs, hs)
-	channelzsvc.RegisterChannelzServiceToServer(gs)
-	admin := &http.Server{Handler: adminMux(), ReadHeaderTimeout: 10 * time.Second}
-
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = gs.Serve(lis) })
-	wg.Go(func() {
-		if err := admin.Serve(alis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			slog.Error("broken server: admin HTTP failed", "server", what, "addr", alis.Addr().String(), "err", err)
-		}
-	})
-	return &Server{addr: lis.Addr().String(), admin: alis.Addr().String(), stop: func() {
-		hs.Shutdown()
-		stopSvc()
-		gs.Stop()
-		_ = admin.Close()
-		wg.Wait()
-	}}, nil
+	return loopserve.Serve(loopserve.Options{What: "broken " + what + " server", WaitForHandlers: true,
+		Server: []grpc.ServerOption{grpc.MaxRecvMsgSize(maxRecvMsgSize)}},
+		func(gs *grpc.Server) func() { register(gs); return stopSvc })
 }
 
 // adminMux serves /debug/pprof/ (net/http/pprof) and /healthz.
-func adminMux() *http.ServeMux {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	return mux
-}
+func adminMux() *http.ServeMux { return loopserve.AdminMux() }

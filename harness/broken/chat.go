@@ -61,11 +61,7 @@ func StartChat(d ChatDefect) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	stopAll := srv.stop
-	srv.stop = func() {
-		stopAll()
-		s.wg.Wait()
-	}
+	srv.OnStop(s.wg.Wait)
 	return srv, nil
 }
 

@@ -96,11 +96,7 @@ func StartCollabStream(d CollabDefect) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	stopAll := srv.stop
-	srv.stop = func() {
-		stopAll()
-		s.wg.Wait()
-	}
+	srv.OnStop(s.wg.Wait)
 	return srv, nil
 }
 

@@ -79,11 +79,7 @@ func StartGameTicks(d GameDefect) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	stopAll := srv.stop
-	srv.stop = func() {
-		stopAll()
-		s.wg.Wait()
-	}
+	srv.OnStop(s.wg.Wait)
 	return srv, nil
 }
 

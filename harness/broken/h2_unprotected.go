@@ -1,13 +1,9 @@
 package broken
 
 import (
-	"errors"
-	"fmt"
-	"log/slog"
 	"math"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,11 +11,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
-	channelzsvc "google.golang.org/grpc/channelz/service"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/bidikit/bidikit/internal/loopserve"
 	chatv1 "github.com/bidikit/bidikit/proto/bidikit/chat/v1"
 )
 
@@ -44,43 +38,19 @@ import (
 // collectors: what server-bounded samples), /debug/pprof/ and /healthz.
 func StartH2Unprotected() (*Server, error) {
 	s := &chatServer{defect: BlockingBroadcast, stop: make(chan struct{}), rooms: map[string]*room{}, limits: map[string]*rate.Limiter{}}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("broken h2-unprotected server: listen for gRPC on 127.0.0.1:0: %w", err)
-	}
-	alis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		_ = lis.Close()
-		return nil, fmt.Errorf("broken h2-unprotected server: listen for admin HTTP on 127.0.0.1:0: %w", err)
-	}
-	gs := grpc.NewServer(grpc.WaitForHandlers(true), grpc.MaxRecvMsgSize(maxRecvMsgSize),
-		grpc.MaxConcurrentStreams(math.MaxUint32), // defect: H2Unlimited
-		grpc.MaxHeaderListSize(1<<30),             // defect: H2Unlimited
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Nanosecond, PermitWithoutStream: true})) // defect: H2Unlimited
-	chatv1.RegisterChatServiceServer(gs, s)
-	hs := health.NewServer()
-	healthpb.RegisterHealthServer(gs, hs)
-	channelzsvc.RegisterChannelzServiceToServer(gs)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	mux := adminMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	admin := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = gs.Serve(&frameLogListener{Listener: lis}) })
-	wg.Go(func() {
-		if err := admin.Serve(alis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			slog.Error("broken server: admin HTTP failed", "server", "h2-unprotected", "addr", alis.Addr().String(), "err", err)
-		}
+	return loopserve.Serve(loopserve.Options{What: "broken h2-unprotected server", WaitForHandlers: true,
+		Server: []grpc.ServerOption{grpc.MaxRecvMsgSize(maxRecvMsgSize),
+			grpc.MaxConcurrentStreams(math.MaxUint32), // defect: H2Unlimited
+			grpc.MaxHeaderListSize(1 << 30),           // defect: H2Unlimited
+			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Nanosecond, PermitWithoutStream: true})}, // defect: H2Unlimited
+		Listener: func(l net.Listener) net.Listener { return &frameLogListener{Listener: l} },
+		Admin:    func(mux *http.ServeMux) { mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{})) },
+	}, func(gs *grpc.Server) func() {
+		chatv1.RegisterChatServiceServer(gs, s)
+		return func() { close(s.stop) }
 	})
-	return &Server{addr: lis.Addr().String(), admin: alis.Addr().String(), stop: func() {
-		hs.Shutdown()
-		close(s.stop)
-		gs.Stop()
-		_ = admin.Close()
-		wg.Wait()
-	}}, nil
 }
 
 // frameLogRecord is the bytes the frame log keeps per frame.

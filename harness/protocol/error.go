@@ -3,8 +3,9 @@ package protocol
 import (
 	"errors"
 	"fmt"
-	"github.com/bidikit/bidikit/internal/strictyaml"
 	"sort"
+
+	"github.com/bidikit/bidikit/internal/strictyaml"
 )
 
 // Error is one problem in a protocol mapping: where it is (file, 1-based line

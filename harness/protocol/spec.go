@@ -1,13 +1,14 @@
 package protocol
 
 import (
-	"github.com/bidikit/bidikit/internal/strictyaml"
 	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
+
+	"github.com/bidikit/bidikit/internal/strictyaml"
 )
 
 // Spec is a `protocol:` block as written: every string with its position,
@@ -24,6 +25,10 @@ type Spec struct {
 	RoomName    Text // template for room names, {{index}} the room's number; default "room-{{index}}"
 	Outgoing    []TemplateSpec
 	Incoming    []RuleSpec
+	// Echo says the server answers each client on its own stream only
+	// (`echo: true`, e.g. grpc-go's interop FullDuplexCall): every delivery
+	// is one of the client's own messages, in its own room. See needs.go.
+	Echo bool
 }
 
 // DescriptorSpec says where the method's descriptors come from; at most one
@@ -68,7 +73,7 @@ type FieldSpec struct {
 	Expr  Text
 }
 
-var protocolKeys = []string{"method", "descriptors", "metadata", "room_name", "outgoing", "incoming"}
+var protocolKeys = []string{"method", "descriptors", "metadata", "room_name", "echo", "outgoing", "incoming"}
 
 // ParseSpec reads the top-level `protocol:` block of a YAML file (a
 // scenario file or a file of its own); other top-level keys are left to
@@ -116,6 +121,12 @@ func SpecFromNode(file string, data []byte, node ast.Node) (*Spec, error) {
 			})
 		case "room_name":
 			s.RoomName, _ = d.text(val, path)
+		case "echo":
+			t, ok := d.text(val, path)
+			if ok && t.Value != "true" && t.Value != "false" {
+				d.errAt(val, path, "want true or false, got %q", t.Value)
+			}
+			s.Echo = t.Value == "true"
 		case "outgoing":
 			d.outgoing(val, path, s)
 		case "incoming":

@@ -2,11 +2,12 @@ package protocol
 
 import (
 	"fmt"
-	"github.com/bidikit/bidikit/internal/strictyaml"
 	"strings"
 
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/token"
+
+	"github.com/bidikit/bidikit/internal/strictyaml"
 )
 
 // This file holds the small strict-YAML helpers the mapping needs. The

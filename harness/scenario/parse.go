@@ -23,10 +23,14 @@ import (
 type Error = strictyaml.Error
 
 // walker is one parse's strict YAML document (strictyaml.Doc) with the
-// scenario rules on top.
-type walker struct{ *strictyaml.Doc }
+// scenario rules on top; src is the file's bytes (a custom scenario's
+// protocol block reads block scalars' positions from it).
+type walker struct {
+	*strictyaml.Doc
+	src []byte
+}
 
-func newWalker(file string) *walker { return &walker{strictyaml.NewDoc(file)} }
+func newWalker(file string) *walker { return &walker{Doc: strictyaml.NewDoc(file)} }
 
 // Defaults and limits of the scenario format (documented in docs/scenarios.md).
 const (
@@ -46,10 +50,10 @@ const (
 )
 
 // defaultScopePrefix is the scope_prefix a role gets when it names none.
-var defaultScopePrefix = map[string]string{Chat: "room", Collab: "doc", Game: "match"}
+var defaultScopePrefix = map[string]string{Chat: "room", Collab: "doc", Game: "match", Custom: "room"}
 
 // scopeKey is the service-specific spelling of Role.Scopes.
-var scopeKey = map[string]string{Chat: "rooms", Collab: "documents", Game: "matches"}
+var scopeKey = map[string]string{Chat: "rooms", Collab: "documents", Game: "matches", Custom: "rooms"}
 
 // Parse parses and validates one scenario file's contents; file is the name
 // used in messages and recorded in Scenario.File. Unknown fields, wrong
@@ -72,7 +76,9 @@ func Parse(file string, data []byte) (*Scenario, error) {
 		line, col := strictyaml.NodePos(docs[1].Body)
 		return nil, &Error{File: file, Line: line, Col: col, Msg: "one scenario per file: found a second YAML document"}
 	}
-	sc, err := newWalker(file).scenario(docs[0].Body)
+	w := newWalker(file)
+	w.src = data
+	sc, err := w.scenario(docs[0].Body)
 	if err != nil {
 		return nil, err
 	}
@@ -95,6 +101,7 @@ type rawScenario struct {
 	Faults               []rawFault    `yaml:"faults"`
 	Checks               []ast.Node    `yaml:"checks"`
 	Thresholds           ast.Node      `yaml:"thresholds"`
+	Protocol             ast.Node      `yaml:"protocol"` // service: custom (custom.go)
 }
 
 type rawRole struct {
@@ -161,12 +168,13 @@ func (w *walker) build(raw *rawScenario) *Scenario {
 	serviceOK := false
 	switch {
 	case !w.Has("service"):
-		w.Errorf("", "missing field service (one of chat, collab, game)")
-	case raw.Service == Chat || raw.Service == Collab || raw.Service == Game:
+		w.Errorf("", "missing field service (one of chat, collab, game, custom)")
+	case raw.Service == Chat || raw.Service == Collab || raw.Service == Game || raw.Service == Custom:
 		serviceOK = true
 	default:
-		w.Errorf("service", "unknown service %q (known: chat, collab, game)", raw.Service)
+		w.Errorf("service", "unknown service %q (known: chat, collab, game, custom)", raw.Service)
 	}
+	w.protocolBlock(raw, s)
 	if w.Has("seed") {
 		s.Seed = raw.Seed
 	}
@@ -238,6 +246,7 @@ func (w *walker) build(raw *rawScenario) *Scenario {
 	if w.Has("thresholds") {
 		w.thresholds(raw.Thresholds, s, durationOK)
 	}
+	w.customChecks(s)
 	return s
 }
 
@@ -261,7 +270,7 @@ func (w *walker) role(raw *rawRole, path string, service string, serviceOK bool,
 		w.Errorf(path, "missing field behaviour (one of: %s)", strings.Join(behaviourNames(""), ", "))
 	} else if len(BehaviourNames("")) == 0 {
 		w.Errorf(path+".behaviour", "no behaviour is registered in this program: import github.com/bidikit/bidikit/harness/engine, which implements them")
-	} else if b, ok := LookupBehaviour(raw.Behaviour); !ok {
+	} else if b, ok := LookupBehaviourFor(service, raw.Behaviour); !ok {
 		w.Errorf(path+".behaviour", "unknown behaviour %q%s (known: %s)", raw.Behaviour, strictyaml.Suggest(raw.Behaviour, behaviourNames("")), strings.Join(behaviourNames(""), ", "))
 	} else if serviceOK && b.Service != "" && b.Service != service {
 		w.Errorf(path+".behaviour", "behaviour %q is for %s scenarios, not %s (for %s: %s)", b.Name, b.Service, service, service, strings.Join(behaviourNames(service), ", "))
@@ -285,13 +294,13 @@ func (w *walker) role(raw *rawRole, path string, service string, serviceOK bool,
 	if serviceOK {
 		want := scopeKey[service]
 		for svc, key := range scopeKey {
-			if key != want && w.Has(path+"."+key) {
+			if key != want && svc != Custom && w.Has(path+"."+key) {
 				w.Errorf(path+"."+key, "%s is how %s scenarios spread clients; a %s scenario uses %s:", key, svc, service, want)
 			}
 		}
 		var n int
 		switch service {
-		case Chat:
+		case Chat, Custom:
 			n = raw.Rooms
 		case Collab:
 			n = raw.Documents
@@ -306,7 +315,9 @@ func (w *walker) role(raw *rawRole, path string, service string, serviceOK bool,
 		}
 		r.ScopePrefix = defaultScopePrefix[service]
 	}
-	if w.Has(path + ".scope_prefix") {
+	if w.Has(path+".scope_prefix") && service == Custom {
+		w.Errorf(path+".scope_prefix", "a custom protocol names room i by protocol.room_name (default %q), the same for every role; scope_prefix does not apply", "room-{{index}}")
+	} else if w.Has(path + ".scope_prefix") {
 		r.ScopePrefix = raw.ScopePrefix
 		if !validPrefix(raw.ScopePrefix) {
 			w.Errorf(path+".scope_prefix", "%q is not a usable prefix (letters, digits, '-', '_' only)", raw.ScopePrefix)
