@@ -162,7 +162,7 @@ func (s *Service) send(ss *session, m *membership, snd *chatv1.Send) {
 	r.mu.Lock()
 	if p := r.inflight[key]; p != nil {
 		p.dups = append(p.dups, ss)
-		ss.inflight.Add(1)
+		ss.st.CommitStarted()
 		r.mu.Unlock()
 		return
 	}
@@ -205,7 +205,7 @@ func (s *Service) send(ss *session, m *membership, snd *chatv1.Send) {
 	r.mu.Lock()
 	r.inflight[key] = p
 	r.mu.Unlock()
-	ss.inflight.Add(1)
+	ss.st.CommitStarted()
 	s.rooms.retain(r)
 	s.st.Append(store.Record{Stream: r.stream, Seq: p.seq, Key: key, UnixNanos: now, Payload: raw},
 		func(err error) { s.commit(r, p, raw, now, err) })

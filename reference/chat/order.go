@@ -134,7 +134,7 @@ func (s *Service) settleSafely(r *room, c *chain, o *outgoing) {
 // settle publishes o (or answers it without publishing) and queues its ack
 // or Error event.
 func (s *Service) settle(r *room, c *chain, o *outgoing) {
-	if o.ss.qClosed.Load() {
+	if o.ss.st.Ended() {
 		return // the stream ended before o's turn: its client resends o
 	}
 	if f := o.m.fence.Load(); f != 0 {

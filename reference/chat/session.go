@@ -2,14 +2,10 @@ package chat
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/bidikit/bidikit/reference/validate"
@@ -19,8 +15,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	chatv1 "github.com/bidikit/bidikit/proto/bidikit/chat/v1"
-	"github.com/bidikit/bidikit/reference/sendq"
 	"github.com/bidikit/bidikit/reference/store"
+	"github.com/bidikit/bidikit/reference/streamhost"
 )
 
 // maxClientMsgIDBytes bounds Send.client_msg_id (the contract says 1-128).
@@ -33,92 +29,50 @@ const maxSenderSessionBytes = 64
 // replayChunk is how many records one store.Range call of a replay reads.
 const replayChunk = 256
 
-// session is one Connect stream.
+// session is the chat side of one Connect stream (a streamhost.Handler).
 //
-// Ownership: rooms, refusals and windowStart belong to the processor
-// (readLoop) goroutine while the stream runs and to cleanup afterwards; the
-// writer goroutine alone calls stream.Send and writes sent (under sentMu, as
-// the supervisor reads it for the slow-consumer message); q is pushed to by
-// anyone and popped by the writer.
+// Ownership: rooms and flood belong to the receive loop (Receive, Close);
+// the writer alone calls Send (Write, Overflowed) and writes sent (under
+// sentMu); the stream's queue is pushed to by anyone.
 type session struct {
 	svc    *Service
+	st     *streamhost.Stream[item]
 	user   string
 	stream chatv1.ChatService_ConnectServer
-	q      *sendq.Queue[item]
 	lim    *rate.Limiter
 
-	rooms       map[string]*membership
-	refusals    int
-	windowStart time.Time
-
-	inflight     atomic.Int64 // this stream's Sends not yet committed
-	inflightZero chan struct{}
-	qClosed      atomic.Bool // set before q.Close: a failed Push is then not an overflow
-	draining     atomic.Bool
-
-	cutOnce   sync.Once
-	cutCh     chan struct{} // closed when the stream is cut as a slow consumer
-	drainOnce sync.Once
-	drainCh   chan struct{} // closed when the service drains
-	forceOnce sync.Once
-	forceCh   chan struct{} // closed when the stream must end now
+	rooms map[string]*membership
+	flood streamhost.FloodMeter
 
 	sentMu sync.Mutex
 	sent   map[string]uint64 // room -> last seq handed to the transport
+	msgs   [][]byte          // the writer's scratch list of encoded messages
 }
 
-func newSession(s *Service, user string, stream chatv1.ChatService_ConnectServer) *session {
+func newSession(s *Service, st *streamhost.Stream[item], stream chatv1.ChatService_ConnectServer) *session {
 	return &session{
-		svc:          s,
-		user:         user,
-		stream:       stream,
-		q:            sendq.New[item](s.cfg.QueueMessages, s.cfg.QueueBytes),
-		lim:          s.lim.Acquire(user),
-		rooms:        map[string]*membership{},
-		inflightZero: make(chan struct{}, 1),
-		cutCh:        make(chan struct{}),
-		drainCh:      make(chan struct{}),
-		forceCh:      make(chan struct{}),
-		sent:         map[string]uint64{},
+		svc:    s,
+		st:     st,
+		user:   st.User(),
+		stream: stream,
+		lim:    s.lim.Acquire(st.User()),
+		rooms:  map[string]*membership{},
+		sent:   map[string]uint64{},
 	}
 }
 
-// push queues it for the writer without blocking. A refused push on a queue
-// that was not closed on purpose is an overflow: the stream is cut.
-func (ss *session) push(it item, size int) {
-	if !ss.q.Push(it, size) && !ss.qClosed.Load() {
-		ss.cut()
-	}
-}
+// push queues it for the writer without blocking; a full queue cuts the
+// stream as a slow consumer.
+func (ss *session) push(it item, size int) { ss.st.Push(it, size) }
 
 func (ss *session) pushEvent(ev *chatv1.ServerEvent) { ss.push(item{ev: ev}, controlItemBytes) }
 
-func (ss *session) closeQueue() {
-	ss.qClosed.Store(true)
-	ss.q.Close()
-}
+// inflightDone answers one of this stream's Sends in flight.
+func (ss *session) inflightDone() { ss.st.CommitDone() }
 
-// cut marks the stream as a slow consumer; the supervisor ends it.
-func (ss *session) cut() {
-	ss.cutOnce.Do(func() {
-		ss.svc.mCuts.Inc()
-		close(ss.cutCh)
-		ss.svc.log.Info("slow consumer cut", "user", ss.user)
-	})
-}
-
-func (ss *session) startDrain() {
-	ss.drainOnce.Do(func() {
-		ss.draining.Store(true)
-		close(ss.drainCh)
-	})
-}
-
-func (ss *session) force() { ss.forceOnce.Do(func() { close(ss.forceCh) }) }
-
-// slowStatus is the final status of a cut stream, naming the bound and where
-// to resume each joined room.
-func (ss *session) slowStatus() error {
+// Overflowed is the final status of a cut stream, naming the bound and
+// where to resume each joined room.
+func (ss *session) Overflowed() error {
 	cfg := &ss.svc.cfg
 	var b strings.Builder
 	fmt.Fprintf(&b, "slow consumer: send queue over %d messages / %d bytes", cfg.QueueMessages, cfg.QueueBytes)
@@ -146,124 +100,28 @@ func (ss *session) noteSent(room string, seq uint64) {
 	ss.sentMu.Unlock()
 }
 
-func (ss *session) inflightDone() {
-	if ss.inflight.Add(-1) == 0 {
-		select {
-		case ss.inflightZero <- struct{}{}:
-		default:
-		}
-	}
-}
+// Drain implements streamhost.Handler: chat queues nothing more.
+func (ss *session) Drain() {}
 
-func (ss *session) waitInflight(ctx context.Context) error {
-	for ss.inflight.Load() > 0 {
-		select {
-		case <-ss.inflightZero:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return nil
-}
-
-// pump turns Recv into a channel so that the processor can also watch for
-// cancellation and drain. It exits after the first Recv error or once ctx
-// (the handler's) is done.
-func (ss *session) pump(ctx context.Context, out chan<- recvResult) {
-	var frame wire.Frame
-	for {
-		ev, err := ss.recv(&frame)
-		select {
-		case out <- recvResult{ev: ev, err: err}:
-		case <-ctx.Done():
-			return
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// recv reads one ClientEvent. It takes the message's bytes through frame
-// and decodes them itself, because grpc-go answers a codec failure with
-// INTERNAL on its own; bad client bytes must end the stream with
-// INVALID_ARGUMENT.
-func (ss *session) recv(frame *wire.Frame) (*chatv1.ClientEvent, error) {
-	ev := &chatv1.ClientEvent{}
-	if err := wire.Recv(ss.stream, frame, ev); err != nil {
-		return nil, err
-	}
-	return ev, nil
-}
-
-// readLoop is the processor: it handles client events one at a time, in
-// order. On EOF or drain it waits for this stream's in-flight commits, closes
-// the queue (the writer flushes it) and returns nil; a fatal client error
-// returns its status.
-func (ss *session) readLoop(ctx context.Context, recv <-chan recvResult) error {
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-ss.drainCh:
-			return ss.finish(ctx)
-		case r := <-recv:
-			if r.err != nil {
-				if errors.Is(r.err, io.EOF) {
-					return ss.finish(ctx)
-				}
-				ss.closeQueue() // the writer flushes what is queued
-				return recvError(r.err)
-			}
-			if err := ss.handle(r.ev); err != nil {
-				ss.closeQueue()
-				return err
-			}
-		}
-	}
-}
-
-// finishWait bounds how long an ending stream waits for its Sends still in
-// flight, whose acks go out before the end. In shared mode a Send may wait
-// behind its writer's earlier ones while a stream leader is elected
-// (seconds): the stream then ends without their acks, and those its chain
-// has not published yet are dropped (order.go); the client resends them on
-// its next stream, where a stored one is acked as a duplicate.
-const finishWait = time.Second
-
-func (ss *session) finish(ctx context.Context) error {
-	wctx, cancel := context.WithTimeout(ctx, finishWait)
-	err := ss.waitInflight(wctx)
-	cancel()
-	if err != nil && ctx.Err() != nil {
-		return ctx.Err()
-	}
-	ss.closeQueue()
-	return nil
-}
-
-// cleanup releases what the stream holds. It runs once, after both loops
-// ended.
-func (ss *session) cleanup() {
+// Close releases what the stream holds. It runs once, after the last
+// Receive.
+func (ss *session) Close() {
 	for name, m := range ss.rooms {
 		ss.svc.leave(m, false)
 		delete(ss.rooms, name)
 	}
-	ss.closeQueue()
+	ss.st.Close(nil)
 	ss.svc.lim.Release(ss.user)
-	ss.svc.mStreams.Dec()
 }
 
-// handle answers one client event. Only a fatal problem returns an error.
-// A panic (a server bug, never client input) ends this stream with INTERNAL
-// instead of the whole process.
-func (ss *session) handle(ev *chatv1.ClientEvent) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			ss.svc.log.Error("panic handling a client event", "user", ss.user, "panic", p, "stack", string(debug.Stack()))
-			err = status.Error(codes.Internal, "internal error while handling the event")
-		}
-	}()
+// Receive decodes one ClientEvent and answers it. Only a fatal problem
+// returns an error: undecodable bytes (INVALID_ARGUMENT; grpc-go's codec
+// would have said INTERNAL) or a flood.
+func (ss *session) Receive(f *wire.Frame) error {
+	ev := &chatv1.ClientEvent{}
+	if err := wire.Decode(f, ev); err != nil {
+		return err
+	}
 	switch e := ev.GetEvent().(type) {
 	case *chatv1.ClientEvent_Join:
 		ss.onJoin(e.Join)
@@ -398,71 +256,27 @@ func (ss *session) onSend(snd *chatv1.Send) error {
 
 // refuse answers a rate-limited Send, and ends the stream when the sender
 // keeps going far over its rate: more than FloodFactor x SendBurst refusals
-// within one FloodWindow.
+// within one FloodWindow (the service's streamhost.FloodPolicy).
 func (ss *session) refuse(room, id string) error {
 	cfg := &ss.svc.cfg
 	ss.svc.mRateLimited.Inc()
 	ss.reject(codes.ResourceExhausted, "send", room, id,
 		fmt.Sprintf("rate limit: at most %g messages/s per user with bursts of %d; slow down and resend this client_msg_id", cfg.SendRate, cfg.SendBurst))
-	if cfg.FloodFactor <= 0 {
-		return nil
-	}
-	now := time.Now()
-	if ss.refusals == 0 || now.Sub(ss.windowStart) > cfg.FloodWindow {
-		ss.refusals, ss.windowStart = 0, now
-	}
-	ss.refusals++
-	if limit := cfg.FloodFactor * cfg.SendBurst; ss.refusals > limit {
-		ss.svc.log.Info("flooder cut", "user", ss.user, "refusals", ss.refusals)
+	if ss.svc.flood.Refused(&ss.flood, time.Now(), 1) {
+		ss.svc.log.Info("flooder cut", "user", ss.user, "refusals", ss.flood.Count())
 		return status.Errorf(codes.ResourceExhausted,
 			"sending far over the rate limit: %d sends refused within %v (limit %g messages/s, burst %d)",
-			ss.refusals, cfg.FloodWindow, cfg.SendRate, cfg.SendBurst)
+			ss.flood.Count(), cfg.FloodWindow, cfg.SendRate, cfg.SendBurst)
 	}
 	return nil
 }
 
-// writeLoop is the stream's only sender: it pops batches from the queue and
-// writes them, turning runs of messages for one room into one MessageBatch.
-func (ss *session) writeLoop(ctx context.Context) error {
-	var batch []item
-	var msgs [][]byte
-	// depth is this stream's share of the queue-depth gauge: the batch being
-	// written, then what queued up meanwhile. One update per batch.
-	depth := 0
-	setDepth := func(n int) {
-		if n != depth {
-			ss.svc.mQueue.Add(float64(n - depth))
-			depth = n
-		}
-	}
-	defer setDepth(0)
-	for {
-		var err error
-		batch, err = ss.q.Pop(ctx, batch[:0])
-		if err != nil {
-			switch {
-			case errors.Is(err, sendq.ErrOverflow):
-				ss.cut()
-				return ss.slowStatus()
-			case errors.Is(err, sendq.ErrClosed):
-				if ss.draining.Load() {
-					return errShuttingDown
-				}
-				return nil
-			default:
-				return err
-			}
-		}
-		setDepth(len(batch))
-		delivered, err := ss.sendItems(ctx, batch, &msgs)
-		waiting, _ := ss.q.Len()
-		setDepth(waiting)
-		ss.svc.mDelivered.Add(float64(delivered))
-		clear(batch)
-		if err != nil {
-			return err
-		}
-	}
+// Write is the stream's only sender (streamhost.Handler): it writes a
+// batch, turning runs of messages for one room into one MessageBatch.
+func (ss *session) Write(ctx context.Context, batch []item) error {
+	delivered, err := ss.sendItems(ctx, batch, &ss.msgs)
+	ss.svc.mDelivered.Add(float64(delivered))
+	return err
 }
 
 // sendItems writes items in order and returns how many events (messages

@@ -163,7 +163,7 @@ func (s *Service) sendShared(ss *session, m *membership, snd *chatv1.Send) {
 		ss.reject(codes.InvalidArgument, "send", r.name, id, fmt.Sprintf("message cannot be encoded: %v", err))
 		return
 	}
-	ss.inflight.Add(1)
+	ss.st.CommitStarted()
 	s.rooms.retain(r)
 	s.enqueue(r, &outgoing{ss: ss, m: m, id: id, key: ss.user + "\x00" + id, sseq: snd.GetSenderSeq(),
 		session: snd.GetSenderSession(), raw: raw, now: now})

@@ -37,6 +37,15 @@ func (f *Frame) Marshal() ([]byte, error) { return f.b, nil }
 // receive into f).
 func (f *Frame) Bytes() []byte { return f.b }
 
+// Decode decodes the bytes f holds into m; bytes that do not decode as m
+// give an INVALID_ARGUMENT status error saying so.
+func Decode(f *Frame, m proto.Message) error {
+	if err := proto.Unmarshal(f.b, m); err != nil {
+		return status.Errorf(codes.InvalidArgument, "malformed message (%d bytes): %v", len(f.b), err)
+	}
+	return nil
+}
+
 // Recv receives one message from ss through f and decodes it into m. Stream
 // errors (io.EOF included) are returned as they are; bytes that do not
 // decode as m give an INVALID_ARGUMENT status error saying so.
@@ -44,8 +53,5 @@ func Recv(ss grpc.ServerStream, f *Frame, m proto.Message) error {
 	if err := ss.RecvMsg(f); err != nil {
 		return err
 	}
-	if err := proto.Unmarshal(f.b, m); err != nil {
-		return status.Errorf(codes.InvalidArgument, "malformed message (%d bytes): %v", len(f.b), err)
-	}
-	return nil
+	return Decode(f, m)
 }
