@@ -392,7 +392,7 @@ func (d *doc) submit(s *sub, m *collabv1.Submit, o ot.Op) *collabv1.Error {
 		Document: d.name, ClientId: cid, ClientSeq: seq, Version: v, ClientSentUnixNanos: m.GetClientSentUnixNanos(),
 	}}}
 	author := s.c
-	author.inflight.Add(1)
+	author.st.CommitStarted()
 	d.svc.store.Append(store.Record{Stream: d.stream, Seq: v, Key: key, UnixNanos: now, Payload: payload},
 		func(err error) { d.commit(v, ev, author, ack, err) })
 	if v%uint64(d.svc.cfg.SnapshotEvery) == 0 {
@@ -456,7 +456,7 @@ func (d *doc) ackDuplicate(c *conn, m *collabv1.Submit, v uint64) {
 // version order (callbacks come in Append order). It takes only subMu and
 // never blocks.
 func (d *doc) commit(v uint64, ev *collabv1.ServerEvent, author *conn, ack *collabv1.ServerEvent, err error) {
-	defer author.inflight.Add(-1)
+	defer author.st.CommitDone()
 	d.subMu.Lock()
 	defer d.subMu.Unlock()
 	if err != nil {

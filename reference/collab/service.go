@@ -3,8 +3,9 @@
 // server-ordered operational transformation (Jupiter / ShareDB style).
 //
 // Each open document is a doc actor (see doc) guarded by its own mutex; each
-// stream is a conn with a receive loop (decodes client events, calls into
-// the doc actors) and a send loop (drains the conn's bounded send queue).
+// stream is a conn on a streamhost.Host: its receive loop decodes client
+// events and calls into the doc actors, its writer drains the conn's
+// bounded send queue.
 // Committed operations are published from the store's commit callbacks, so
 // editors only ever see durable versions, in version order.
 package collab
@@ -13,15 +14,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/bidikit/bidikit/reference/wire"
-	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -29,12 +27,11 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
-	"github.com/bidikit/bidikit/reference/auth"
 	"github.com/bidikit/bidikit/reference/metrics"
 	"github.com/bidikit/bidikit/reference/ratelimit"
-	"github.com/bidikit/bidikit/reference/sendq"
 	"github.com/bidikit/bidikit/reference/service"
 	"github.com/bidikit/bidikit/reference/store"
+	"github.com/bidikit/bidikit/reference/streamhost"
 	"github.com/bidikit/bidikit/reference/validate"
 )
 
@@ -42,8 +39,6 @@ const serviceLabel = "collab"
 
 // maxClientIDLen bounds Open.client_id and Submit.client_id.
 const maxClientIDLen = 128
-
-var errShuttingDown = status.Error(codes.Unavailable, "server shutting down")
 
 // Service is the collab service. Safe for concurrent use.
 type Service struct {
@@ -54,12 +49,11 @@ type Service struct {
 	metrics *metrics.Set
 	log     *slog.Logger
 	limiter *ratelimit.Limiter
+	host    *streamhost.Host[*collabv1.ServerEvent]
+	flood   streamhost.FloodPolicy
 
-	mu       sync.Mutex // guards docs, conns, draining
-	docs     map[string]*doc
-	conns    map[*conn]struct{}
-	draining bool
-	streams  sync.WaitGroup // one per running Edit handler
+	mu   sync.Mutex // guards docs
+	docs map[string]*doc
 
 	// shared, when set, holds the documents instead of store (NewShared).
 	shared SharedLog
@@ -95,7 +89,19 @@ func newService(cfg Config, st store.Store, lg SharedLog, m *metrics.Set, log *s
 	return &Service{
 		cfg: cfg, store: st, shared: lg, metrics: m, log: log,
 		limiter: ratelimit.New(cfg.SubmitRate, cfg.SubmitBurst),
-		docs:    map[string]*doc{}, conns: map[*conn]struct{}{},
+		flood:   streamhost.FloodPolicy{Mode: streamhost.FloodInARow, Limit: cfg.FloodStrikes},
+		host: streamhost.New[*collabv1.ServerEvent](streamhost.Config{
+			Service:    serviceLabel,
+			QueueItems: cfg.QueueEvents,
+			QueueBytes: cfg.QueueBytes,
+			Metrics: streamhost.Metrics{
+				Streams: m.ActiveStreams.WithLabelValues(serviceLabel),
+				Queue:   m.QueueDepth.WithLabelValues(serviceLabel),
+				Cuts:    m.SlowConsumerCuts.WithLabelValues(serviceLabel),
+			},
+			Log: log,
+		}),
+		docs: map[string]*doc{},
 	}, nil
 }
 
@@ -109,44 +115,13 @@ func (s *Service) Register(g *grpc.Server) { collabv1.RegisterCollabServiceServe
 // stream waits for its in-flight commits, flushes its queue and ends with
 // UNAVAILABLE "server shutting down". When ctx ends first, the remaining
 // streams are cut at once and ctx's error is returned.
-func (s *Service) Drain(ctx context.Context) error {
-	s.mu.Lock()
-	s.draining = true
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
-	var shutdowns sync.WaitGroup
-	for _, c := range conns {
-		shutdowns.Go(func() { c.shutdown(ctx) })
-	}
-	done := make(chan struct{})
-	go func() {
-		s.streams.Wait()
-		close(done)
-	}()
-	var err error
-	select {
-	case <-done:
-	case <-ctx.Done():
-		err = ctx.Err()
-		s.mu.Lock()
-		for c := range s.conns {
-			c.cancel(errShuttingDown)
-		}
-		s.mu.Unlock()
-		<-done
-	}
-	shutdowns.Wait()
-	return err
-}
+func (s *Service) Drain(ctx context.Context) error { return s.host.Drain(ctx) }
 
 // Close implements service.Service: documents are forgotten and their
 // shared-log feeds stopped. The store or shared log belongs to the caller.
 func (s *Service) Close() error {
+	err := s.host.Close()
 	s.mu.Lock()
-	s.draining = true
 	docs := s.docs
 	s.docs = map[string]*doc{}
 	s.mu.Unlock()
@@ -154,7 +129,7 @@ func (s *Service) Close() error {
 		d.stopSharedFeed()
 	}
 	s.appends.Wait()
-	return nil
+	return err
 }
 
 // Text returns a document's text and version as applied in memory (ops
@@ -200,175 +175,76 @@ func (s *Service) release(d *doc) {
 	}
 }
 
-// Edit implements the bidi RPC.
+// Edit implements the bidi RPC: one stream on the host, conn its domain
+// side.
 func (s *Service) Edit(stream grpc.BidiStreamingServer[collabv1.ClientEvent, collabv1.ServerEvent]) error {
-	user, ok := auth.UserFrom(stream.Context())
-	if !ok {
-		return status.Error(codes.Unauthenticated, "no authenticated user on the stream")
-	}
-	c := &conn{svc: s, stream: stream, user: user, subs: map[string]*sub{},
-		q: sendq.New[*collabv1.ServerEvent](s.cfg.QueueEvents, s.cfg.QueueBytes)}
-	c.ctx, c.cancel = context.WithCancelCause(stream.Context())
-	defer c.cancel(nil)
-	s.mu.Lock()
-	if s.draining {
-		s.mu.Unlock()
-		return errShuttingDown
-	}
-	s.conns[c] = struct{}{}
-	s.streams.Add(1)
-	s.mu.Unlock()
-	c.lim = s.limiter.Acquire(user)
-	s.metrics.ActiveStreams.WithLabelValues(serviceLabel).Inc()
-	defer func() {
-		c.cleanup()
-		s.limiter.Release(user)
-		s.metrics.ActiveStreams.WithLabelValues(serviceLabel).Dec()
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		s.streams.Done()
-	}()
-	return c.run()
+	return s.host.Serve(stream, func(st *streamhost.Stream[*collabv1.ServerEvent]) (streamhost.Handler[*collabv1.ServerEvent], error) {
+		return &conn{svc: s, st: st, stream: stream, user: st.User(), subs: map[string]*sub{},
+			lim: s.limiter.Acquire(st.User())}, nil
+	})
 }
 
-// conn is one Edit stream. The receive loop owns strikes and is the only
-// goroutine that opens subscriptions; subs is guarded by mu because the
-// handler's clean-up may run while the receive loop is still unwinding.
+// conn is the collab side of one Edit stream (a streamhost.Handler). The
+// receive loop owns flood and is the only goroutine that opens
+// subscriptions; subs is guarded by mu because doc actors look streams up
+// while the receive loop changes them.
 type conn struct {
 	svc    *Service
+	st     *streamhost.Stream[*collabv1.ServerEvent]
 	stream grpc.BidiStreamingServer[collabv1.ClientEvent, collabv1.ServerEvent]
 	user   string
-	q      *sendq.Queue[*collabv1.ServerEvent]
 	lim    *rate.Limiter
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-
-	inflight atomic.Int64 // this stream's ops appended but not yet committed
-	draining atomic.Bool  // Drain closed the queue: end with UNAVAILABLE
 
 	mu     sync.Mutex
 	subs   map[string]*sub
 	closed bool
 
-	strikes int // consecutive rate-limited events; receive loop only
+	flood streamhost.FloodMeter // rate-limited events in a row; receive loop only
 }
 
-// push queues ev for the send loop without blocking; a full queue finishes
-// it with ErrOverflow, which the send loop turns into RESOURCE_EXHAUSTED.
-func (c *conn) push(ev *collabv1.ServerEvent) {
-	if c.q.Push(ev, proto.Size(ev)) {
-		c.svc.metrics.QueueDepth.WithLabelValues(serviceLabel).Inc()
-	}
-}
+// push queues ev for the writer without blocking; a full queue cuts the
+// stream as a slow consumer (RESOURCE_EXHAUSTED).
+func (c *conn) push(ev *collabv1.ServerEvent) { c.st.Push(ev, proto.Size(ev)) }
 
-// fail ends the stream with code and msg.
-func (c *conn) fail(code codes.Code, msg string) { c.cancel(status.Error(code, msg)) }
+// fail ends the stream with code and msg once what is queued was written.
+func (c *conn) fail(code codes.Code, msg string) { c.st.Close(status.Error(code, msg)) }
 
-// run joins the receive loop (in an errgroup goroutine) and the send loop
-// (on the handler goroutine). The send loop decides when the stream ends:
-// it returns nil after a clean close (client half-close, queue flushed) or
-// the first error of either loop, taken from the errgroup context's cause.
-// A receive loop still blocked in Recv returns once the handler has
-// returned and gRPC cancels the stream.
-func (c *conn) run() error {
-	g, gctx := errgroup.WithContext(c.ctx)
-	g.Go(func() error { return c.recvLoop(gctx) })
-	if err := c.sendLoop(gctx); err != nil {
-		return err
-	}
-	return g.Wait()
-}
-
-func (c *conn) sendLoop(ctx context.Context) error {
-	var batch []*collabv1.ServerEvent
-	depth := c.svc.metrics.QueueDepth.WithLabelValues(serviceLabel)
+// Write sends a batch of queued events (streamhost.Handler).
+func (c *conn) Write(_ context.Context, batch []*collabv1.ServerEvent) error {
 	delivered := c.svc.metrics.Delivered.WithLabelValues(serviceLabel)
-	for {
-		var err error
-		batch, err = c.q.Pop(ctx, batch[:0])
-		depth.Sub(float64(len(batch)))
-		for i, ev := range batch {
-			if serr := c.stream.Send(ev); serr != nil {
-				return serr
-			}
-			batch[i] = nil
-			delivered.Inc()
+	for _, ev := range batch {
+		if err := c.stream.Send(ev); err != nil {
+			return err
 		}
-		switch {
-		case err == nil:
-			continue
-		case errors.Is(err, sendq.ErrOverflow):
-			c.svc.metrics.SlowConsumerCuts.WithLabelValues(serviceLabel).Inc()
-			return status.Errorf(codes.ResourceExhausted,
-				"slow consumer: editor %q fell behind by more than %d events or %d bytes in its send queue",
-				c.user, c.svc.cfg.QueueEvents, c.svc.cfg.QueueBytes)
-		case errors.Is(err, sendq.ErrClosed):
-			if c.draining.Load() {
-				return errShuttingDown
-			}
-			return nil
-		default:
-			return toStatus(context.Cause(ctx))
-		}
+		delivered.Inc()
 	}
+	return nil
 }
 
-// toStatus turns a context cause into the status the stream ends with.
-func toStatus(err error) error {
-	if _, ok := status.FromError(err); ok {
+// Overflowed is the status of a stream cut as a slow consumer.
+func (c *conn) Overflowed() error {
+	return status.Errorf(codes.ResourceExhausted,
+		"slow consumer: editor %q fell behind by more than %d events or %d bytes in its send queue",
+		c.user, c.svc.cfg.QueueEvents, c.svc.cfg.QueueBytes)
+}
+
+// Drain implements streamhost.Handler: collab queues nothing more.
+func (c *conn) Drain() {}
+
+// Receive decodes one client event and handles it. A returned error ends
+// the stream.
+func (c *conn) Receive(f *wire.Frame) error {
+	ev := &collabv1.ClientEvent{}
+	if err := wire.Decode(f, ev); err != nil {
+		c.svc.metrics.Rejected.WithLabelValues(serviceLabel, "message").Inc()
 		return err
 	}
-	return status.FromContextError(err).Err()
+	return c.handle(ev)
 }
 
-func (c *conn) recvLoop(ctx context.Context) error {
-	var frame wire.Frame
-	for {
-		ev := &collabv1.ClientEvent{}
-		err := wire.Recv(c.stream, &frame, ev)
-		if errors.Is(err, io.EOF) {
-			// Clean half-close: let this stream's acks arrive, then flush.
-			c.waitInflight(ctx)
-			c.q.Close()
-			return nil
-		}
-		if err != nil {
-			if status.Code(err) == codes.InvalidArgument {
-				c.svc.metrics.Rejected.WithLabelValues(serviceLabel, "message").Inc()
-			}
-			return err
-		}
-		if err := c.handle(ev); err != nil {
-			return err
-		}
-	}
-}
-
-// waitInflight waits (polling, bounded by ctx) until every op this stream
-// submitted has committed.
-func (c *conn) waitInflight(ctx context.Context) {
-	for c.inflight.Load() > 0 {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(2 * time.Millisecond):
-		}
-	}
-}
-
-// shutdown is Drain's part for one stream.
-func (c *conn) shutdown(ctx context.Context) {
-	c.waitInflight(c.ctx)
-	if ctx.Err() == nil {
-		c.draining.Store(true)
-		c.q.Close()
-	}
-}
-
-// cleanup undoes everything the stream created. Runs on the handler
-// goroutine once the send loop has returned.
-func (c *conn) cleanup() {
+// Close undoes everything the stream created. It runs once, after the last
+// Receive.
+func (c *conn) Close() {
 	c.mu.Lock()
 	c.closed = true
 	subs := c.subs
@@ -378,10 +254,8 @@ func (c *conn) cleanup() {
 		s.d.unsubscribe(s)
 		c.svc.release(s.d)
 	}
-	c.q.Close()
-	if n, _ := c.q.Len(); n > 0 {
-		c.svc.metrics.QueueDepth.WithLabelValues(serviceLabel).Sub(float64(n))
-	}
+	c.st.Close(nil)
+	c.svc.limiter.Release(c.user)
 }
 
 // reject queues an Error event and counts it.
@@ -390,19 +264,19 @@ func (c *conn) reject(e *collabv1.Error) {
 	c.push(&collabv1.ServerEvent{Event: &collabv1.ServerEvent_Error{Error: e}})
 }
 
-// allow spends one rate-limit token; a stream that keeps flooding gets a
-// fatal RESOURCE_EXHAUSTED.
+// allow spends one rate-limit token; a stream that keeps flooding
+// (FloodStrikes rate-limited events in a row) gets a fatal
+// RESOURCE_EXHAUSTED.
 func (c *conn) allow(kind string) (bool, error) {
 	if c.lim.Allow() {
-		c.strikes = 0
+		c.svc.flood.Allowed(&c.flood)
 		return true, nil
 	}
-	c.strikes++
 	c.svc.metrics.RateLimited.WithLabelValues(serviceLabel, kind).Inc()
-	if c.strikes >= c.svc.cfg.FloodStrikes {
+	if c.svc.flood.Refused(&c.flood, time.Now(), 1) {
 		return false, status.Errorf(codes.ResourceExhausted,
 			"flooding: %d rate-limited events in a row (limit %.0f/s, burst %d per user)",
-			c.strikes, c.svc.cfg.SubmitRate, c.svc.cfg.SubmitBurst)
+			c.flood.Count(), c.svc.cfg.SubmitRate, c.svc.cfg.SubmitBurst)
 	}
 	return false, nil
 }

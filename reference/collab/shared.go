@@ -182,7 +182,7 @@ func (d *doc) enqueue(s *sub, m *collabv1.Submit, o ot.Op, key string) *collabv1
 	if len(d.queue) >= d.svc.cfg.QueueEvents {
 		return errorf(codes.ResourceExhausted, "submit", "document %q has %d ops waiting for the shared log, the limit; resend later", d.name, len(d.queue))
 	}
-	s.c.inflight.Add(1)
+	s.c.st.CommitStarted()
 	d.queue = append(d.queue, &pendingOp{s: s, m: m, o: o, base: m.GetBaseVersion(), key: key})
 	d.pump()
 	return nil
@@ -211,7 +211,7 @@ func (d *doc) finish(p *pendingOp, ack *collabv1.ServerEvent, e *collabv1.Error)
 	if ack != nil {
 		p.s.c.push(ack)
 	}
-	p.s.c.inflight.Add(-1)
+	p.s.c.st.CommitDone()
 }
 
 // appendShared transforms p to the newest applied version and appends it,
@@ -221,7 +221,7 @@ func (d *doc) finish(p *pendingOp, ack *collabv1.ServerEvent, e *collabv1.Error)
 func (d *doc) appendShared(p *pendingOp) *collabv1.Error {
 	if v, ok := d.recent[p.key]; ok { // appended meanwhile, through another instance
 		d.ackDuplicate(p.s.c, p.m, v)
-		p.s.c.inflight.Add(-1)
+		p.s.c.st.CommitDone()
 		return nil
 	}
 	if p.base < d.winBase {
@@ -268,7 +268,7 @@ func (d *doc) appended(p *pendingOp, seq uint64, dup bool, err error) {
 	case err == nil: // the key was stored before, at seq
 		d.inflight = nil
 		d.ackDuplicate(p.s.c, p.m, seq)
-		p.s.c.inflight.Add(-1)
+		p.s.c.st.CommitDone()
 	case errors.Is(err, store.ErrConflict):
 		if p.tries >= maxAppendTries {
 			d.inflight = nil
@@ -338,7 +338,7 @@ func (d *doc) feed(seq uint64, payload []byte) {
 	d.publish(seq, ev, author, ack)
 	d.subMu.Unlock()
 	if author != nil {
-		author.inflight.Add(-1)
+		author.st.CommitDone()
 	}
 	if p != nil && d.inflight == p && p.conflicted && seq > p.expect {
 		d.inflight = nil
@@ -361,7 +361,7 @@ func (d *doc) failShared(msg string) {
 	}
 	d.queue, d.inflight = nil, nil
 	for _, p := range waiting {
-		p.s.c.inflight.Add(-1)
+		p.s.c.st.CommitDone()
 		p.s.c.fail(codes.Unavailable, msg)
 	}
 	d.subMu.Lock()
