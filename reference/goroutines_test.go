@@ -140,5 +140,6 @@ var _ = Describe("Goroutines per idle stream", func() {
 		},
 		Entry("chat", SpecTimeout(60*time.Second), idleStream(idleChat)),
 		Entry("collab", SpecTimeout(60*time.Second), idleStream(idleCollab)),
+		Entry("game", SpecTimeout(60*time.Second), idleStream(idleGame)),
 	)
 })

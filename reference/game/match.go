@@ -13,6 +13,7 @@ import (
 
 	gamev1 "github.com/bidikit/bidikit/proto/bidikit/game/v1"
 	relayv1 "github.com/bidikit/bidikit/proto/bidikit/relay/v1"
+	"github.com/bidikit/bidikit/reference/streamhost"
 )
 
 // inputRec is the part of an Input the loop needs.
@@ -78,12 +79,12 @@ type player struct {
 	out *outbox     // nil for a remote player
 	rs  *remoteSeat // non-nil for a remote player
 
-	state    *gamev1.PlayerState // id, position, last processed seq
-	lastSent int64               // client_sent_unix_nanos of the last processed input
-	dropped  uint64              // inputs dropped in this match so far
-	flood    float64             // leaky bucket of recent drops
-	changed  bool                // state changed since the last delta (or joined)
-	member   bool                // still in m.players
+	state    *gamev1.PlayerState   // id, position, last processed seq
+	lastSent int64                 // client_sent_unix_nanos of the last processed input
+	dropped  uint64                // inputs dropped in this match so far
+	flood    streamhost.FloodMeter // recent drops, as Service.flood counts them
+	changed  bool                  // state changed since the last delta (or joined)
+	member   bool                  // still in m.players
 	batch    []inputRec
 
 	joinedTick uint64 // relaying node: ticks up to this one are not forwarded
@@ -148,7 +149,7 @@ type match struct {
 	queued     int               // this match's share of the queue-depth gauge, last tick
 	tu         gamev1.TickUpdate // reused for encoding
 	changedBuf []*gamev1.PlayerState
-	leak       float64 // flood bucket leak per tick
+	steps      uint64 // ticks stepped: the flood meters' clock
 	hist       *tickHist
 
 	// Shared matches only (link == nil for New): the loop owns these too.
@@ -165,7 +166,6 @@ func newMatch(s *Service, name string) *match {
 		reqs:       make(chan request),
 		done:       make(chan struct{}),
 		emptySince: time.Now(),
-		leak:       float64(s.cfg.FloodKickAfter) / (s.cfg.FloodWindow.Seconds() * float64(s.cfg.TickRate)),
 		hist:       &s.hists[s.nextShard.Add(1)%histShards],
 		byID:       map[string]*player{},
 	}
@@ -309,6 +309,7 @@ func (m *match) step() {
 	start := time.Now()
 	now := start.UnixNano()
 	m.tick++
+	m.steps++
 	if m.link != nil {
 		m.expireRemote(start)
 	}
@@ -359,6 +360,12 @@ func (m *match) step() {
 	clear(m.removed)
 	m.removed = m.removed[:0]
 	m.hist.record(time.Since(start))
+}
+
+// stepTime is the flood meters' clock: the steps taken at the tick rate, so
+// that a late tick leaks no more than one tick's share.
+func (m *match) stepTime() time.Time {
+	return time.Unix(0, 0).Add(time.Duration(m.steps) * time.Second / time.Duration(m.s.cfg.TickRate))
 }
 
 // applyInputs processes p's queued inputs in seq order and reports whether p
@@ -413,8 +420,10 @@ func (m *match) applyInputs(p *player) bool {
 		// flood itself. dropped_inputs counts every drop.
 		m.eventIfIdle(p, &gamev1.ServerEvent{Event: &gamev1.ServerEvent_Error{Error: report}})
 	}
-	p.flood = math.Max(0, p.flood-m.leak) + float64(drops)
-	return p.flood > float64(m.s.cfg.FloodKickAfter)
+	if drops == 0 {
+		return false // the bucket leaks lazily: by the steps since its last drop
+	}
+	return m.s.flood.Refused(&p.flood, m.stepTime(), int(drops))
 }
 
 // check validates one input against the rules; nil means it is accepted.

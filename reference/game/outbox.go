@@ -94,7 +94,12 @@ type outbox struct {
 // newOutbox returns an outbox bounded by items and bytes that tolerates
 // maxTicks unsent tick updates before resynchronising the reader.
 func newOutbox(items, bytes, maxTicks int, onResync func()) *outbox {
-	return &outbox{q: sendq.New[item](items, bytes), maxTicks: max(1, maxTicks), onResync: onResync}
+	return newOutboxOn(sendq.New[item](items, bytes), maxTicks, onResync)
+}
+
+// newOutboxOn returns an outbox over q (a stream's queue).
+func newOutboxOn(q *sendq.Queue[item], maxTicks int, onResync func()) *outbox {
+	return &outbox{q: q, maxTicks: max(1, maxTicks), onResync: onResync}
 }
 
 // pushEvent queues ev (ending the stream with end after it when end != nil).

@@ -2,9 +2,10 @@
 // with one authoritative loop goroutine each, running at a fixed tick rate.
 //
 // Ownership: a match's loop goroutine is the only writer of the match state
-// (players, positions, tick). A stream has a reader goroutine (Recv; joins,
-// leaves, and inputs put into the player's bounded inbox, never blocking) and
-// a writer goroutine (the only consumer of the stream's outbound queue).
+// (players, positions, tick). A stream runs on a streamhost.Host: its receive
+// loop handles joins, leaves, and inputs put into the player's bounded
+// inbox, never blocking; its writer (the gRPC handler goroutine) is the only
+// consumer of the stream's outbound queue.
 // Streams hand membership changes to a loop through its request channel and
 // inputs through the inbox; the loop hands updates to streams through their
 // queues, never blocking on a slow reader.
@@ -36,7 +37,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -45,7 +45,6 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/bidikit/bidikit/reference/wire"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -53,9 +52,8 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	gamev1 "github.com/bidikit/bidikit/proto/bidikit/game/v1"
-	"github.com/bidikit/bidikit/reference/auth"
 	"github.com/bidikit/bidikit/reference/metrics"
-	"github.com/bidikit/bidikit/reference/sendq"
+	"github.com/bidikit/bidikit/reference/streamhost"
 	"github.com/bidikit/bidikit/reference/validate"
 )
 
@@ -64,7 +62,7 @@ const ServiceName = "bidikit.game.v1.GameService"
 
 const metricLabel = "game"
 
-var errShuttingDown = status.Error(codes.Unavailable, "server shutting down")
+var errShuttingDown = streamhost.ErrShuttingDown
 
 func shutdownKick(match string) *gamev1.ServerEvent {
 	return &gamev1.ServerEvent{Event: &gamev1.ServerEvent_Kick{Kick: &gamev1.Kick{
@@ -78,13 +76,10 @@ type Service struct {
 	cfg Config
 	log *slog.Logger
 
-	activeStreams prometheus.Gauge
-	members       prometheus.Gauge
-	delivered     prometheus.Counter
-	slowCuts      prometheus.Counter
-	limited       prometheus.Counter
-	rejectedVec   *prometheus.CounterVec
-	shuttingDown  prometheus.Gauge
+	members     prometheus.Gauge
+	delivered   prometheus.Counter
+	limited     prometheus.Counter
+	rejectedVec *prometheus.CounterVec
 	// queueDepth is the items waiting in players' send queues, summed by
 	// each match loop once per tick (see match.queued).
 	queueDepth prometheus.Gauge
@@ -98,13 +93,13 @@ type Service struct {
 	claimMu sync.Mutex     // serialises creating nodes (a lease claim each)
 	bg      sync.WaitGroup // shared: background requests (resyncs)
 
-	mu       sync.Mutex // guards the fields below; never held while taking a session's mu
-	matches  map[string]*match
-	nodes    map[string]*node
-	sessions map[*session]struct{}
-	draining bool
-	closed   bool
-	drained  chan struct{} // closed when draining and no sessions are left
+	host  *streamhost.Host[item]
+	flood streamhost.FloodPolicy // drops per player, counted by match loops
+
+	mu      sync.Mutex // guards the fields below; never held while taking a session's mu
+	matches map[string]*match
+	nodes   map[string]*node
+	closed  bool
 
 	// hists hold tick computation times in nanoseconds, sharded by match so
 	// that loops do not contend on one mutex.
@@ -134,21 +129,29 @@ func newService(cfg Config, hub MatchHub, m *metrics.Set, log *slog.Logger) (*Se
 		log = slog.Default()
 	}
 	return &Service{
-		cfg:           cfg,
-		log:           log,
-		activeStreams: m.ActiveStreams.WithLabelValues(metricLabel),
-		members:       m.Members.WithLabelValues(metricLabel),
-		delivered:     m.Delivered.WithLabelValues(metricLabel),
-		slowCuts:      m.SlowConsumerCuts.WithLabelValues(metricLabel),
-		limited:       m.RateLimited.WithLabelValues(metricLabel, "input"),
-		rejectedVec:   m.Rejected,
-		shuttingDown:  m.ShuttingDown,
-		queueDepth:    m.QueueDepth.WithLabelValues(metricLabel),
-		stop:          make(chan struct{}),
-		matches:       map[string]*match{},
-		nodes:         map[string]*node{},
-		sessions:      map[*session]struct{}{},
-		hub:           hub,
+		cfg:         cfg,
+		log:         log,
+		members:     m.Members.WithLabelValues(metricLabel),
+		delivered:   m.Delivered.WithLabelValues(metricLabel),
+		limited:     m.RateLimited.WithLabelValues(metricLabel, "input"),
+		rejectedVec: m.Rejected,
+		queueDepth:  m.QueueDepth.WithLabelValues(metricLabel),
+		host: streamhost.New[item](streamhost.Config{
+			Service:    metricLabel,
+			QueueItems: cfg.QueueMessages,
+			QueueBytes: cfg.QueueBytes,
+			Metrics: streamhost.Metrics{ // queue depth: summed by the match loops
+				Streams:      m.ActiveStreams.WithLabelValues(metricLabel),
+				Cuts:         m.SlowConsumerCuts.WithLabelValues(metricLabel),
+				ShuttingDown: m.ShuttingDown,
+			},
+			Log: log,
+		}),
+		flood:   streamhost.FloodPolicy{Mode: streamhost.FloodLeaky, Limit: cfg.FloodKickAfter, Window: cfg.FloodWindow},
+		stop:    make(chan struct{}),
+		matches: map[string]*match{},
+		nodes:   map[string]*node{},
+		hub:     hub,
 	}, nil
 }
 
@@ -188,36 +191,17 @@ func (h handler) Play(stream gamev1.GameService_PlayServer) error { return h.s.p
 // REASON_SHUTDOWN after what is already queued for it and ends with
 // UNAVAILABLE "server shutting down"; new streams are refused with the same
 // status. It returns when all streams have ended or ctx is done.
-func (s *Service) Drain(ctx context.Context) error {
-	s.mu.Lock()
-	if !s.draining {
-		s.draining = true
-		s.drained = make(chan struct{})
-		if len(s.sessions) == 0 {
-			close(s.drained)
-		}
-	}
-	drained := s.drained
-	sessions := make([]*session, 0, len(s.sessions))
-	for ss := range s.sessions {
-		sessions = append(sessions, ss)
-	}
-	s.mu.Unlock()
-	s.shuttingDown.Set(1)
-	for _, ss := range sessions {
-		ss.out.pushEvent(shutdownKick(ss.matchName()), errShuttingDown)
-	}
-	select {
-	case <-drained:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("game: drain: %d streams still open: %w", len(sessions), ctx.Err())
-	}
-}
+func (s *Service) Drain(ctx context.Context) error { return s.host.Drain(ctx) }
+
+// closeDrain bounds how long Close lets the streams still open write their
+// shutdown kicks before it ends them.
+const closeDrain = time.Second
 
 // Close implements service.Service: it stops every match loop (players still
 // in a match are sent Kick REASON_SHUTDOWN and their streams end with
-// UNAVAILABLE) and waits for the loops to end. Joins after Close are refused.
+// UNAVAILABLE), waits for the loops to end, then drains what streams are
+// left (a second at most) and waits for their clean-up. Joins after Close
+// are refused.
 func (s *Service) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -229,11 +213,15 @@ func (s *Service) Close() error {
 	s.mu.Unlock()
 	s.loops.Wait()
 	s.bg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), closeDrain)
+	_ = s.host.Drain(ctx) // streams left after it are forced
+	cancel()
+	err := s.host.Close()
 	s.mu.Lock()
 	clear(s.matches)
 	clear(s.nodes)
 	s.mu.Unlock()
-	return nil
+	return err
 }
 
 // TickStats summarises the time match loops spent computing ticks: applying
@@ -290,8 +278,9 @@ type Stats struct {
 // Stats returns the current Stats.
 func (s *Service) Stats() Stats {
 	s.mu.Lock()
-	st := Stats{Matches: len(s.matches) + len(s.nodes), Streams: len(s.sessions)}
+	st := Stats{Matches: len(s.matches) + len(s.nodes)}
 	s.mu.Unlock()
+	st.Streams = s.host.Len()
 	st.Players = s.players.Load()
 	st.Resyncs = s.resyncs.Load()
 	st.Dropped = s.dropped.Load()
@@ -328,7 +317,7 @@ func (s *Service) expire(m *match) {
 func (s *Service) matchFor(name string) (*match, *gamev1.Error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.draining {
+	if s.closed || s.host.Draining() {
 		return nil, &gamev1.Error{Code: uint32(codes.Unavailable), Message: "server shutting down", Field: "join.match", Match: name}
 	}
 	if m := s.matches[name]; m != nil {
@@ -385,12 +374,16 @@ func leave(m *match, p *player, notify bool) {
 	}
 }
 
-// session is one Play stream.
+// session is the game side of one Play stream (a streamhost.Handler).
 type session struct {
-	s    *Service
-	user string
-	out  *outbox
-	errs *rate.Limiter // bounds Error events answering client events (not inputs in a match)
+	s      *Service
+	st     *streamhost.Stream[item]
+	stream gamev1.GameService_PlayServer
+	user   string
+	out    *outbox
+	errs   *rate.Limiter // bounds Error events answering client events (not inputs in a match)
+	buf    []byte        // the writer's encoding buffer
+	raw    *emptypb.Empty
 
 	mu     sync.Mutex // guards cur, closed; held by the reader across a join or leave
 	cur    *membership
@@ -425,21 +418,16 @@ func (ss *session) matchName() string {
 	return ""
 }
 
-func (s *Service) openSession(user string) (*session, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.draining || s.closed {
-		return nil, errShuttingDown
+func (s *Service) newSession(st *streamhost.Stream[item], stream gamev1.GameService_PlayServer) *session {
+	return &session{
+		s:      s,
+		st:     st,
+		stream: stream,
+		user:   st.User(),
+		out:    newOutboxOn(st.Queue(), s.cfg.MaxQueuedTicks, func() { s.resyncs.Add(1) }),
+		errs:   rate.NewLimiter(rate.Limit(s.cfg.TickRate), s.cfg.TickRate),
+		raw:    &emptypb.Empty{}, // carries a pre-encoded ServerEvent as unknown fields
 	}
-	ss := &session{
-		s:    s,
-		user: user,
-		out:  newOutbox(s.cfg.QueueMessages, s.cfg.QueueBytes, s.cfg.MaxQueuedTicks, func() { s.resyncs.Add(1) }),
-		errs: rate.NewLimiter(rate.Limit(s.cfg.TickRate), s.cfg.TickRate),
-	}
-	s.sessions[ss] = struct{}{}
-	s.activeStreams.Inc()
-	return ss, nil
 }
 
 // finish leaves the session's match and closes its queue; the writer then
@@ -452,132 +440,80 @@ func (ss *session) finish() {
 		c.leave(false)
 	}
 	ss.mu.Unlock()
-	ss.out.q.Close()
+	ss.st.Close(nil)
 }
 
-func (s *Service) closeSession(ss *session) {
-	ss.finish()
-	s.mu.Lock()
-	delete(s.sessions, ss)
-	if s.draining && len(s.sessions) == 0 {
-		select {
-		case <-s.drained:
-		default:
-			close(s.drained)
-		}
-	}
-	s.mu.Unlock()
-	s.activeStreams.Dec()
-}
+// Close implements streamhost.Handler: the stream's player leaves its
+// match.
+func (ss *session) Close() { ss.finish() }
 
-// play serves one Play stream. The reader runs in its own goroutine because
-// Recv unblocks only when the stream ends (after play returns); it reports
-// its end on recvDone. The writer and the watcher of the reader are joined by
-// an errgroup: whichever fails first decides the stream's status.
+// Drain implements streamhost.Handler: the stream is sent Kick
+// REASON_SHUTDOWN after what is already queued and ends with UNAVAILABLE.
+func (ss *session) Drain() { ss.out.pushEvent(shutdownKick(ss.matchName()), errShuttingDown) }
+
+// play serves one Play stream on the host.
 func (s *Service) play(stream gamev1.GameService_PlayServer) error {
-	user, ok := auth.UserFrom(stream.Context())
-	if !ok {
-		return status.Error(codes.Unauthenticated, "game: no authenticated user on the stream (is auth.StreamInterceptor installed?)")
-	}
-	ss, err := s.openSession(user)
-	if err != nil {
-		return err
-	}
-	defer s.closeSession(ss)
-
-	recvDone := make(chan error, 1)
-	go func() { recvDone <- ss.readLoop(stream) }()
-
-	g, ctx := errgroup.WithContext(stream.Context())
-	g.Go(func() error { return ss.writeLoop(ctx, stream) })
-	g.Go(func() error {
-		select {
-		case err := <-recvDone:
-			if err != nil {
-				return err
-			}
-			ss.finish() // client half-closed: flush what is queued, then end with OK
-			return nil
-		case <-ctx.Done():
-			return nil
-		}
+	return s.host.Serve(stream, func(st *streamhost.Stream[item]) (streamhost.Handler[item], error) {
+		return s.newSession(st, stream), nil
 	})
-	return g.Wait()
 }
 
-// writeLoop is the stream's only sender: it drains the outbound queue until
-// the queue is closed (nil), overflows (RESOURCE_EXHAUSTED), an event ends the
-// stream (its status), ctx is done or Send fails.
-func (ss *session) writeLoop(ctx context.Context, stream gamev1.GameService_PlayServer) error {
-	var batch []item
-	var buf []byte
-	raw := &emptypb.Empty{} // carries a pre-encoded ServerEvent as unknown fields
-	for {
-		var err error
-		batch, err = ss.out.q.Pop(ctx, batch[:0])
-		ss.out.popped(batch)
-		for i := range batch {
-			it := &batch[i]
-			if it.ev != nil {
-				if err := stream.Send(it.ev); err != nil {
-					return err
-				}
-				ss.s.delivered.Inc()
-				if it.end != nil {
-					return it.end
-				}
-				continue
-			}
-			buf = it.appendEncoded(buf[:0])
-			raw.ProtoReflect().SetUnknown(buf)
-			if err := stream.SendMsg(raw); err != nil {
+// Write is the stream's only sender (streamhost.Handler): events as they
+// are, tick updates as the shared frame plus the personal fields. An event
+// that ends the stream ends the batch with its status.
+func (ss *session) Write(_ context.Context, batch []item) error {
+	ss.out.popped(batch)
+	for i := range batch {
+		it := &batch[i]
+		if it.ev != nil {
+			if err := ss.stream.Send(it.ev); err != nil {
 				return err
 			}
 			ss.s.delivered.Inc()
-		}
-		clear(batch)
-		switch {
-		case err == nil:
-		case errors.Is(err, sendq.ErrClosed):
-			return nil
-		case errors.Is(err, sendq.ErrOverflow):
-			ss.s.slowCuts.Inc()
-			msg := fmt.Sprintf("send queue overflow: more than %d events (or %d bytes) waiting for a slow reader", ss.s.cfg.QueueMessages, ss.s.cfg.QueueBytes)
-			_ = stream.Send(&gamev1.ServerEvent{Event: &gamev1.ServerEvent_Kick{Kick: &gamev1.Kick{
-				Match: ss.matchName(), Reason: gamev1.Kick_REASON_SLOW_CONSUMER, Message: msg,
-			}}})
-			return status.Error(codes.ResourceExhausted, msg)
-		default:
-			return status.FromContextError(err).Err()
-		}
-	}
-}
-
-// readLoop receives client events until the client half-closes (nil), sends
-// an undecodable message (INVALID_ARGUMENT) or the stream fails. It never
-// blocks on the match: inputs go into the player's bounded inbox.
-func (ss *session) readLoop(stream gamev1.GameService_PlayServer) error {
-	ctx := stream.Context()
-	var frame wire.Frame
-	for {
-		ev := &gamev1.ClientEvent{}
-		if err := wire.Recv(stream, &frame, ev); err != nil {
-			if err == io.EOF {
-				return nil
+			if it.end != nil {
+				return it.end
 			}
+			continue
+		}
+		ss.buf = it.appendEncoded(ss.buf[:0])
+		ss.raw.ProtoReflect().SetUnknown(ss.buf)
+		if err := ss.stream.SendMsg(ss.raw); err != nil {
 			return err
 		}
-		switch e := ev.GetEvent().(type) {
-		case *gamev1.ClientEvent_Input:
-			ss.input(e.Input)
-		case *gamev1.ClientEvent_Join:
-			ss.joinMatch(ctx, e.Join)
-		case *gamev1.ClientEvent_Leave:
-			ss.leaveMatch(e.Leave)
-		default:
-			ss.reply(&gamev1.Error{Code: uint32(codes.InvalidArgument), Message: "ClientEvent has no event set (want join, input or leave)", Field: "event"})
-		}
+		ss.s.delivered.Inc()
 	}
+	return nil
+}
+
+// Overflowed is the status of a stream cut as a slow consumer; it is sent
+// Kick REASON_SLOW_CONSUMER first when that can be written.
+func (ss *session) Overflowed() error {
+	msg := fmt.Sprintf("send queue overflow: more than %d events (or %d bytes) waiting for a slow reader", ss.s.cfg.QueueMessages, ss.s.cfg.QueueBytes)
+	_ = ss.stream.Send(&gamev1.ServerEvent{Event: &gamev1.ServerEvent_Kick{Kick: &gamev1.Kick{
+		Match: ss.matchName(), Reason: gamev1.Kick_REASON_SLOW_CONSUMER, Message: msg,
+	}}})
+	return status.Error(codes.ResourceExhausted, msg)
+}
+
+// Receive decodes one client event and handles it; it never blocks on the
+// match beyond a join's answer: inputs go into the player's bounded inbox.
+// Undecodable bytes end the stream with INVALID_ARGUMENT.
+func (ss *session) Receive(f *wire.Frame) error {
+	ev := &gamev1.ClientEvent{}
+	if err := wire.Decode(f, ev); err != nil {
+		return err
+	}
+	switch e := ev.GetEvent().(type) {
+	case *gamev1.ClientEvent_Input:
+		ss.input(e.Input)
+	case *gamev1.ClientEvent_Join:
+		ss.joinMatch(ss.st.Context(), e.Join)
+	case *gamev1.ClientEvent_Leave:
+		ss.leaveMatch(e.Leave)
+	default:
+		ss.reply(&gamev1.Error{Code: uint32(codes.InvalidArgument), Message: "ClientEvent has no event set (want join, input or leave)", Field: "event"})
+	}
+	return nil
 }
 
 // reply queues an Error event answering a client event, rate limited per

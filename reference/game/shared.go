@@ -167,7 +167,7 @@ func (s *Service) joinShared(ctx context.Context, ss *session, name string) (*me
 func (s *Service) nodeFor(ctx context.Context, name string) (*node, *gamev1.Error) {
 	for range 5 {
 		s.mu.Lock()
-		if s.closed || s.draining {
+		if s.closed || s.host.Draining() {
 			s.mu.Unlock()
 			return nil, unavailable(name, "server shutting down")
 		}
