@@ -35,7 +35,17 @@ func (w *walker) faultStep(raw *rawFault, path string, roles map[string]int, dur
 		st.Kind = s
 	}
 
-	// Schedule.
+	w.faultSchedule(raw, path, dur, durOK, &st, fail)
+	w.faultTargets(raw, path, spec, roles, fail, &ok)
+	if spec.Name != "" {
+		w.faultParams(raw, path, spec, &st, &ok)
+	}
+	return st, ok
+}
+
+// faultSchedule checks when a fault step fires (at, every, until,
+// probability), reporting problems through fail.
+func (w *walker) faultSchedule(raw *rawFault, path string, dur time.Duration, durOK bool, st *FaultStep, fail func(p, format string, args ...any)) {
 	if !w.Has(path + ".at") {
 		fail(path, "missing field at (when the fault first fires, like \"10s\"; \"0s\" for the start)")
 	} else if raw.At < 0 {
@@ -65,7 +75,12 @@ func (w *walker) faultStep(raw *rawFault, path string, roles map[string]int, dur
 		}
 	}
 
-	// Targets.
+}
+
+// faultTargets checks which clients a fault step chooses (roles, fraction,
+// count); a connection or server fault chooses none. ok is cleared on a
+// problem found.
+func (w *walker) faultTargets(raw *rawFault, path string, spec fault.Spec, roles map[string]int, fail func(p, format string, args ...any), ok *bool) {
 	targeted := spec.Name == "" || spec.Scope == fault.Stream
 	if !targeted {
 		kind := "connection"
@@ -109,29 +124,31 @@ func (w *walker) faultStep(raw *rawFault, path string, roles map[string]int, dur
 	if w.Has(path + ".count") {
 		if raw.Count < 1 {
 			fail(path+".count", "must be at least 1, got %d", raw.Count)
-		} else if ok && candidates > 0 && raw.Count > candidates {
+		} else if *ok && candidates > 0 && raw.Count > candidates {
 			fail(path+".count", "%d is more than the %d candidate clients", raw.Count, candidates)
 		}
 	}
 
-	// Params: decoded now to validate, and again for every New.
-	if spec.Name != "" {
-		called := false
-		dec := strictyaml.Decoder(w.File, raw.Params, path+".params", w.Keys)
-		probe := func(into any) error { called = true; return dec(into) }
-		if _, _, err := fault.New(spec.Name, probe); err != nil {
-			w.Add(w.located(err, path+".params", path))
-			ok = false
-		} else if !called && strictyaml.HasValue(raw.Params) {
-			fail(path+".params", "fault %s takes no params", spec.Name)
-		}
-		name, node, file := spec.Name, raw.Params, w.File
-		st.New = func() (fault.Fault, error) {
-			f, _, err := fault.New(name, strictyaml.Decoder(file, node, path+".params", nil))
-			return f, err
-		}
+}
+
+// faultParams decodes a fault step's params now, to validate them, and
+// sets st.New to decode them again for every firing.
+func (w *walker) faultParams(raw *rawFault, path string, spec fault.Spec, st *FaultStep, ok *bool) {
+	called := false
+	dec := strictyaml.Decoder(w.File, raw.Params, path+".params", w.Keys)
+	probe := func(into any) error { called = true; return dec(into) }
+	if _, _, err := fault.New(spec.Name, probe); err != nil {
+		w.Add(w.located(err, path+".params", path))
+		*ok = false
+	} else if !called && strictyaml.HasValue(raw.Params) {
+		w.Errorf(path+".params", "fault %s takes no params", spec.Name)
+		*ok = false
 	}
-	return st, ok
+	name, node, file := spec.Name, raw.Params, w.File
+	st.New = func() (fault.Fault, error) {
+		f, _, err := fault.New(name, strictyaml.Decoder(file, node, path+".params", nil))
+		return f, err
+	}
 }
 
 func (w *walker) checkSpec(n ast.Node, path string, service string) (CheckSpec, bool) {
