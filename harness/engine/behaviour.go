@@ -20,7 +20,18 @@ type behaviourImpl struct {
 	run func(c *vclient, ctx context.Context)
 }
 
+// behaviourImpls are keyed by implKey: one name may have an implementation
+// per service (chatter for chat and for custom).
 var behaviourImpls = registry.New[behaviourImpl]("behaviour")
+
+// implKey is a behaviour's key in behaviourImpls: its name for a behaviour
+// of every service, "service/name" for one service's.
+func implKey(service, name string) string {
+	if service == "" {
+		return name
+	}
+	return service + "/" + name
+}
 
 // registerBehaviour declares b to the scenario parser, with defaults as its
 // parameter struct (P), and registers how the engine runs it: build sets a
@@ -29,7 +40,7 @@ var behaviourImpls = registry.New[behaviourImpl]("behaviour")
 func registerBehaviour[P any](b scenario.Behaviour, defaults func() *P, build func(c *vclient, p *P) error, run func(c *vclient, ctx context.Context)) {
 	b.Params = func() any { return defaults() }
 	scenario.RegisterBehaviour(b)
-	behaviourImpls.Register(b.Name, behaviourImpl{run: run, build: func(c *vclient, params any) error {
+	behaviourImpls.Register(implKey(b.Service, b.Name), behaviourImpl{run: run, build: func(c *vclient, params any) error {
 		if params == nil {
 			params = defaults()
 		}
@@ -49,8 +60,13 @@ func registerBehaviour[P any](b scenario.Behaviour, defaults func() *P, build fu
 // duplicate name.
 func RegisterBehaviour[P any](b scenario.Behaviour, defaults func() *P, newDriver func(c Client, p *P) (Driver, error)) {
 	registerBehaviour(b, defaults, func(c *vclient, p *P) (err error) {
-		c.d, err = newDriver(c, p)
-		return err
+		if c.d, err = newDriver(c, p); err != nil {
+			return err
+		}
+		if cy, ok := c.d.(Cycler); ok {
+			c.cycle, c.offline = cy.Cycle()
+		}
+		return nil
 	}, nil)
 }
 
@@ -59,15 +75,12 @@ func RegisterBehaviour[P any](b scenario.Behaviour, defaults func() *P, newDrive
 func newClient(r *run, i int) (*vclient, error) {
 	cp := &r.plan.Clients[i]
 	role := &r.s.Roles[cp.RoleIndex]
-	beh, ok := scenario.LookupBehaviour(role.Behaviour)
-	impl, implOK := behaviourImpls.Lookup(role.Behaviour)
+	beh, ok := scenario.LookupBehaviourFor(r.s.Service, role.Behaviour)
+	impl, implOK := behaviourImpls.Lookup(implKey(beh.Service, role.Behaviour))
 	if !ok || !implOK {
 		return nil, fmt.Errorf("role %q: unknown behaviour %q (known: %v)", role.Name, role.Behaviour, behaviourImpls.Names())
 	}
-	svc, err := services.Get(r.s.Service)
-	if err != nil {
-		return nil, err
-	}
+	svc := r.svc
 	if beh.Service != "" && beh.Service != r.s.Service {
 		return nil, fmt.Errorf("role %q: behaviour %q speaks %s, the scenario's service is %s", role.Name, role.Behaviour, beh.Service, r.s.Service)
 	}

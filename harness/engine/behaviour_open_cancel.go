@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/bidikit/bidikit/harness/event"
@@ -36,7 +35,7 @@ func (c *vclient) openCancel(ctx context.Context) {
 	desc, method := c.svc.Desc, c.svc.Method
 	c.paced(ctx, func() {
 		sctx, cancel := context.WithCancel(ctx)
-		octx := metadata.AppendToOutgoingContext(sctx, "authorization", "Bearer "+c.r.token(c.plan.User))
+		octx := c.svc.outgoing(sctx, c.plan.User, c.r.token(c.plan.User))
 		t0 := time.Now()
 		_, err := cn.cc.NewStream(octx, desc, method)
 		cancel()

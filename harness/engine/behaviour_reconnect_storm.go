@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/bidikit/bidikit/harness/event"
@@ -45,7 +44,7 @@ func (c *vclient) reconnectStorm(ctx context.Context) {
 		defer cn.cc.Close()
 		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		octx := metadata.AppendToOutgoingContext(sctx, "authorization", "Bearer "+c.r.token(c.plan.User))
+		octx := c.svc.outgoing(sctx, c.plan.User, c.r.token(c.plan.User))
 		desc, method := c.svc.Desc, c.svc.Method
 		t0 := time.Now()
 		st, err := cn.cc.NewStream(octx, desc, method)

@@ -13,7 +13,6 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/bidikit/bidikit/harness/event"
@@ -215,7 +214,7 @@ func (c *vclient) runStream(ctx context.Context, cn *conn) (clean, reconnectNow 
 		c.mu.Unlock()
 	}()
 	g, gctx := errgroup.WithContext(sctx)
-	octx := metadata.AppendToOutgoingContext(gctx, "authorization", "Bearer "+c.r.token(c.plan.User))
+	octx := c.svc.outgoing(gctx, c.plan.User, c.r.token(c.plan.User))
 	desc, method := c.svc.Desc, c.svc.Method
 	t0 := time.Now()
 	st, err := cn.cc.NewStream(octx, desc, method)

@@ -29,6 +29,9 @@ type passCodec struct{ proto encoding.CodecV2 }
 func newPassCodec() passCodec { return passCodec{proto: encoding.GetCodecV2("proto")} }
 
 func (c passCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if b, ok := v.([]byte); ok {
+		v = rawMessage(b) // a driver's raw bytes (Stream.Send)
+	}
 	if r, ok := v.(rawMessage); ok {
 		return mem.BufferSlice{mem.SliceBuffer(r)}, nil
 	}

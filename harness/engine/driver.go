@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -40,8 +41,8 @@ type Driver interface {
 
 // Stream is the send side of one open stream; only the send loop uses it.
 type Stream interface {
-	// Send writes one message (a proto.Message, or raw bytes the engine's
-	// codec passes through).
+	// Send writes one message (a proto.Message, or raw bytes as a []byte,
+	// which the engine's codec passes through unencoded).
 	Send(m any) error
 }
 
@@ -77,6 +78,13 @@ type Oversizer interface {
 	Oversized(s Stream, n int) error
 }
 
+// Cycler is a driver whose client ends its stream deliberately every
+// `every`, stays away `offline`, and reconnects (a resumer); the engine
+// asks it once, when RegisterBehaviour builds the client.
+type Cycler interface {
+	Cycle() (every, offline time.Duration)
+}
+
 // Stopper is a driver told once that its client has stopped for good.
 type Stopper interface {
 	Stopped()
@@ -98,6 +106,9 @@ type Client interface {
 	// Emit stamps e with the client's identity and the run's clock and
 	// hands it to the judge.
 	Emit(e *event.Event)
+	// ServiceState is the run's Service.State: what the service's Prepare
+	// made for this run's drivers (nil for a service without one).
+	ServiceState() any
 }
 
 // User implements Client.
@@ -114,6 +125,9 @@ func (c *vclient) Rand() *rand.Rand { return c.rng }
 
 // Emit implements Client.
 func (c *vclient) Emit(e *event.Event) { c.ev(e) }
+
+// ServiceState implements Client.
+func (c *vclient) ServiceState() any { return c.svc.State }
 
 var _ Client = (*vclient)(nil)
 

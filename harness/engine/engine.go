@@ -25,6 +25,7 @@ import (
 // noted: counters are atomics; the dispatcher goroutine owns col and checks.
 type run struct {
 	s     *scenario.Scenario
+	svc   Service // the scenario's service: as registered, or as its Prepare made it for this run
 	plan  *scenario.Plan
 	opts  options
 	addrs []string // what clients dial: the targets, or the proxy in front of the one target
@@ -192,7 +193,7 @@ func newRun(s *scenario.Scenario, opts []Option) (r *run, needProxy bool, err er
 	}
 	s = withDefaults(s)
 	r = &run{s: s, plan: scenario.NewPlan(s), opts: o, addrs: o.targets}
-	if _, err := services.Get(s.Service); err != nil {
+	if r.svc, err = services.Get(s.Service); err != nil {
 		return r, false, fmt.Errorf("%s: %w", s.File, err)
 	}
 	r.mine = r.plan.Mine(o.shardIndex, o.shardCount)
@@ -229,7 +230,10 @@ func (r *run) connect(ctx context.Context, needProxy bool) error {
 	if err := env.preflight(ctx); err != nil {
 		return err
 	}
-	if err := env.probeService(ctx, r.s.Service, probeUser(r.plan), r.token(probeUser(r.plan))); err != nil {
+	if err := r.prepare(ctx); err != nil {
+		return err
+	}
+	if err := env.probeService(ctx, r.svc, probeUser(r.plan), r.token(probeUser(r.plan))); err != nil {
 		return err
 	}
 	if needProxy {
@@ -334,9 +338,9 @@ func (r *run) execute(ctx context.Context) time.Duration {
 	cancelRun() // ends the fault schedule and faults with a duration
 	<-faultsDone
 	faults.Wait()
-	if svc, ok := services.Lookup(r.s.Service); ok && svc.EndOfRun != nil {
+	if r.svc.EndOfRun != nil {
 		ectx, cancel := r.verdictContext(ctx)
-		svc.EndOfRun(ectx, endOfRun{r})
+		r.svc.EndOfRun(ectx, endOfRun{r})
 		cancel()
 	}
 	elapsed := r.since()
@@ -403,7 +407,7 @@ func withDefaults(s *scenario.Scenario) *scenario.Scenario {
 	c.Roles = append([]scenario.Role(nil), s.Roles...)
 	for i := range c.Roles {
 		if c.Roles[i].Params == nil {
-			if b, ok := scenario.LookupBehaviour(c.Roles[i].Behaviour); ok && b.Params != nil {
+			if b, ok := scenario.LookupBehaviourFor(s.Service, c.Roles[i].Behaviour); ok && b.Params != nil {
 				c.Roles[i].Params = b.Params()
 			}
 		}

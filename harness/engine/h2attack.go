@@ -53,7 +53,7 @@ func checkH2Attack(c *vclient) error {
 // streams held open (zero-window, stream-hold) have a server side that
 // answers.
 func (c *vclient) h2Request() (h2attack.Request, error) {
-	req := h2attack.Request{Path: c.svc.Method, Metadata: [][2]string{{"authorization", "Bearer " + c.r.token(c.plan.User)}}}
+	req := h2attack.Request{Path: c.svc.Method, Metadata: c.svc.headerPairs(c.plan.User, c.r.token(c.plan.User))}
 	var start capture
 	if err := c.d.Start(&start); err != nil {
 		return req, fmt.Errorf("encoding the attack's join messages: %w", err)

@@ -54,16 +54,6 @@ const (
 	probeMaxMessages             = 1000
 )
 
-// serviceMethod is the bidi method the scenario's clients open: the
-// service's own (one source of truth).
-func serviceMethod(service string) (*grpc.StreamDesc, string, error) {
-	svc, err := services.Get(service)
-	if err != nil {
-		return nil, "", fmt.Errorf("engine: preflight: %w", err)
-	}
-	return svc.Desc, svc.Method, nil
-}
-
 // probeUser is the user whose token the probe presents: the plan's first
 // client's (with WithToken every client presents the same token anyway).
 func probeUser(p *scenario.Plan) string {
@@ -83,11 +73,8 @@ func probeUser(p *scenario.Plan) string {
 // the end for a little longer. A clean end, a message or silence pass; any
 // other code passes too (the clients will meet it, and the checks judge
 // it). It blocks at most the dial timeout.
-func (e *env) probeService(ctx context.Context, service, user, token string) error {
-	desc, method, err := serviceMethod(service)
-	if err != nil {
-		return err
-	}
+func (e *env) probeService(ctx context.Context, svc Service, user, token string) error {
+	desc, method := svc.Desc, svc.Method
 	ctx, cancel := context.WithTimeout(ctx, e.opts.dialTimeout)
 	defer cancel()
 	quiet := min(max(4*e.rtt, probeQuietMin), probeQuietMax)
@@ -102,7 +89,7 @@ func (e *env) probeService(ctx context.Context, service, user, token string) err
 		started++
 		go func() {
 			defer func() { done <- struct{}{} }()
-			errs[i] = probeStream(ctx, c, desc, method, token, quiet, drain)
+			errs[i] = probeStream(svc.outgoing(ctx, user, token), c, desc, method, quiet, drain)
 		}()
 	}
 	for range started {
@@ -140,10 +127,10 @@ func (e *env) probeService(ctx context.Context, service, user, token string) err
 // the stream (UNAUTHENTICATED, PERMISSION_DENIED, UNIMPLEMENTED, as a
 // status error); nil otherwise. See probeService for the waits. It returns
 // only once its receiving goroutine has.
-func probeStream(ctx context.Context, c *conn, desc *grpc.StreamDesc, method, token string, quiet, drain time.Duration) error {
+func probeStream(ctx context.Context, c *conn, desc *grpc.StreamDesc, method string, quiet, drain time.Duration) error {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	octx := metadata.AppendToOutgoingContext(sctx, "authorization", "Bearer "+token, PreflightHeader, "1")
+	octx := metadata.AppendToOutgoingContext(sctx, PreflightHeader, "1")
 	st, err := c.cc.NewStream(octx, desc, method)
 	if err != nil {
 		return refusal(err)

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/bidikit/bidikit/harness/event"
 	"github.com/bidikit/bidikit/internal/registry"
@@ -30,6 +31,12 @@ type Service struct {
 	// before the verdicts: e.g. read the server's final state and emit it as
 	// ServerState events (collab's document texts).
 	EndOfRun func(ctx context.Context, r EndOfRun)
+	// Prepare, Header and State serve a service whose method is known only
+	// from the scenario (and perhaps the server's reflection): see
+	// service_run.go.
+	Prepare func(ctx context.Context, env RunEnv) (Service, error)
+	Header  func(user, token string) metadata.MD
+	State   any
 }
 
 // EndOfRun is what a Service's end-of-run step may use.

@@ -122,7 +122,7 @@ var _ = Describe("Mapping errors", func() {
 			"custom.yaml:9:5: protocol.incoming.ack.when: missing: a CEL condition over m that is true for ack messages, e.g. when: 'has(m.ack)'"),
 		Entry("YAML: a typo at the top of the block",
 			"  outgoing:", "  outgoin:",
-			`custom.yaml:4:3: protocol.outgoin: unknown field "outgoin"; did you mean "outgoing"?; fields: method, descriptors, metadata, room_name, outgoing, incoming`),
+			`custom.yaml:4:3: protocol.outgoin: unknown field "outgoin"; did you mean "outgoing"?; fields: method, descriptors, metadata, room_name, echo, outgoing, incoming`),
 	)
 
 	It("points into a block scalar at the right line", func() {

@@ -25,10 +25,11 @@ type Mapping struct {
 	outgoing map[string]*outTemplate
 	rules    []*rule
 	mapped   map[Path]bool
-	msgType  protoreflect.MessageType // the client message's dynamic type
+	msgType  protoreflect.MessageType   // the client message's dynamic type
 	decode   protojson.UnmarshalOptions // strict: compile time
 	encode   protojson.UnmarshalOptions // run time: required fields were checked at compile time
-	adapter  types.Adapter // makes CEL values of server messages
+	adapter  types.Adapter              // makes CEL values of server messages
+	echo     bool                       // Spec.Echo
 }
 
 type metaEntry struct {
@@ -61,6 +62,7 @@ func Compile(s *Spec, d *Descriptors) (*Mapping, error) {
 		file:     s.File,
 		method:   md,
 		source:   d.Source,
+		echo:     s.Echo,
 		outgoing: map[string]*outTemplate{},
 		mapped:   map[Path]bool{},
 		msgType:  dynamicpb.NewMessageType(md.Input()),
@@ -199,6 +201,10 @@ func (m *Mapping) compileIncoming(s *Spec, d *Descriptors, errs *errorList) erro
 	}
 	return nil
 }
+
+// Echo says the server answers each client on its own stream only: every
+// delivery is one of the client's own messages (Spec.Echo).
+func (m *Mapping) Echo() bool { return m.echo }
 
 // Method is the bidi-streaming method the mapping drives.
 func (m *Mapping) Method() protoreflect.MethodDescriptor { return m.method }

@@ -1,6 +1,12 @@
 package scenario
 
-import "github.com/bidikit/bidikit/internal/registry"
+import (
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/bidikit/bidikit/internal/registry"
+)
 
 // Behaviour declares a role behaviour to the parser: which service it
 // speaks, whether it attacks, and its parameter struct. The package that
@@ -20,24 +26,65 @@ type Behaviour struct {
 	Params func() any
 }
 
-var behaviours = registry.New[Behaviour]("behaviour")
+// behaviours holds the first behaviour registered under each name (every
+// service's, or one service's); perService holds each service's own under
+// "service/name", so that one name (chatter) may be registered once per
+// service that implements it (chat, custom).
+var (
+	behaviours = registry.New[Behaviour]("behaviour")
+	perService = registry.New[Behaviour]("behaviour")
+)
 
-// RegisterBehaviour declares b. It panics on a duplicate name (a
+// RegisterBehaviour declares b. It panics on a duplicate name for the same
+// service, or on a name that a behaviour for every service already has (a
 // programming error caught at init).
-func RegisterBehaviour(b Behaviour) { behaviours.Register(b.Name, b) }
+func RegisterBehaviour(b Behaviour) {
+	if b.Service != "" {
+		perService.Register(b.Service+"/"+b.Name, b)
+		if _, taken := behaviours.Lookup(b.Name); taken {
+			if first, _ := behaviours.Lookup(b.Name); first.Service == "" {
+				panic("scenario: behaviour " + b.Name + " is registered for every service already")
+			}
+			return
+		}
+	}
+	behaviours.Register(b.Name, b)
+}
 
-// LookupBehaviour returns the behaviour registered under name.
+// LookupBehaviour returns the behaviour registered under name (the first
+// one, when several services have one of that name; see
+// LookupBehaviourFor).
 func LookupBehaviour(name string) (Behaviour, bool) { return behaviours.Lookup(name) }
 
+// LookupBehaviourFor returns service's behaviour called name, or the
+// behaviour registered under name for every service (or for another
+// service: the caller then says it does not fit).
+func LookupBehaviourFor(service, name string) (Behaviour, bool) {
+	if b, ok := perService.Lookup(service + "/" + name); ok {
+		return b, true
+	}
+	return behaviours.Lookup(name)
+}
+
 // BehaviourNames lists the registered behaviours a service's scenario may
-// use ("" : all), sorted.
+// use ("" : all), sorted, each once.
 func BehaviourNames(service string) []string {
+	if service == "" {
+		return behaviours.Names()
+	}
 	var out []string
 	for _, n := range behaviours.Names() {
-		if b, _ := behaviours.Lookup(n); service == "" || b.Service == "" || b.Service == service {
+		if b, _ := LookupBehaviourFor(service, n); b.Service == "" || b.Service == service {
 			out = append(out, n)
 		}
 	}
+	for _, k := range perService.Names() {
+		svc, n, _ := strings.Cut(k, "/")
+		if svc == service && !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
 	return out
 }
 

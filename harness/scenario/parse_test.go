@@ -112,7 +112,7 @@ var _ = Describe("Parse", func() {
 		Entry(nil, "duration-unitless.yaml", "2:1: duration: ", "must be a duration with a unit"),
 		Entry(nil, "duration-missing.yaml", "1:1: ", "missing field duration"),
 		Entry(nil, "ramp-over-duration.yaml", "3:1: ramp: ", "40s must be shorter than duration 30s"),
-		Entry(nil, "service-unknown.yaml", "1:1: service: ", `unknown service "chats" (known: chat, collab, game)`),
+		Entry(nil, "service-unknown.yaml", "1:1: service: ", `unknown service "chats" (known: chat, collab, game, custom)`),
 		Entry(nil, "behaviour-wrong-service.yaml", "6:5: roles[0].behaviour: ", `behaviour "chatter" is for chat scenarios, not collab (for collab: continuation-flood, editor,`),
 		Entry(nil, "behaviour-unknown.yaml", "6:5: roles[0].behaviour: ", `unknown behaviour "chater"; did you mean "chatter"? (known: chatter,`),
 		Entry(nil, "scope-wrong-spelling.yaml", "7:5: roles[0].documents: ", "a chat scenario uses rooms:"),

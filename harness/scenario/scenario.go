@@ -8,6 +8,7 @@ import (
 
 	"github.com/bidikit/bidikit/harness/check"
 	"github.com/bidikit/bidikit/harness/fault"
+	"github.com/bidikit/bidikit/harness/protocol"
 	"github.com/bidikit/bidikit/harness/threshold"
 )
 
@@ -16,6 +17,9 @@ const (
 	Chat   = "chat"
 	Collab = "collab"
 	Game   = "game"
+	// Custom is any gRPC bidi method described by the scenario's
+	// `protocol:` block (harness/protocol; see custom.go).
+	Custom = "custom"
 )
 
 // Scenario is one parsed, validated scenario file.
@@ -44,6 +48,11 @@ type Scenario struct {
 	// Thresholds are the `thresholds:` block's bounds, in file order; each
 	// is also in Checks (after the listed checks), named by its Name.
 	Thresholds []threshold.Spec
+	// Protocol is the `protocol:` block of a Custom scenario (nil for the
+	// other services): read and position-checked, compiled against the
+	// descriptors by the custom driver when the run starts (and already
+	// at parse time when they come from a protoset or .proto files).
+	Protocol *protocol.Spec
 }
 
 // Clients is the total client count over all roles.

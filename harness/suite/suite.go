@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/bidikit/bidikit/harness/engine"
+	_ "github.com/bidikit/bidikit/harness/engine/custom" // service: custom (issue #16)
 	"github.com/bidikit/bidikit/harness/result"
 	"github.com/bidikit/bidikit/harness/scenario"
 	"github.com/bidikit/bidikit/harness/shard"
