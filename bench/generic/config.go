@@ -1,11 +1,19 @@
-// Package generic benchmarks any gRPC bidi-streaming method through ghz's
-// runner library (github.com/bojand/ghz/runner), adding what ghz lacks:
-// per-message latency inside streams (ghz's stream interceptor hooks record
-// each request's send time and the arrival of its response, one response
-// per request in order, into an HDR histogram), connection faults through
-// an in-process toxiproxy in front of the target (harness/fault), a leak
-// verdict from the target's channelz, and `--vs ghz`: plain ghz on the same
-// target, method, message and concurrency in alternating rounds.
+// Package generic benchmarks any gRPC bidi-streaming method: `bidikit
+// bench --call`. Its driver is bidikit's own (driver.go, stream.go): the
+// method is resolved through harness/protocol (server reflection, a
+// protoset, or .proto sources compiled at run time), each request is
+// encoded once and sent as bytes, responses are timed but not decoded, and
+// each stream runs in one of three modes (Mode): saturating (send without
+// waiting: a throughput figure, its latency is the driver's own backlog),
+// paced (open loop at --rate per stream, latency from each message's
+// scheduled send time: corrected for coordinated omission) or windowed (at
+// most --window messages in flight per stream). The flags and a ghz JSON
+// config (LoadGhzConfig) keep ghz's names. Around the load: connection
+// faults through an in-process toxiproxy (harness/fault), a leak verdict
+// from the target's channelz, and `--vs ghz`: ghz's runner
+// (github.com/bojand/ghz) on the same target, method, data and
+// concurrency in alternating rounds, refused when the two would not do the
+// same work (CompareRefusal).
 package generic
 
 import (
@@ -36,24 +44,46 @@ type Config struct {
 	Proto       string
 	ImportPaths []string
 	Protoset    string
-	// Data is the request message as JSON (ghz templates like
-	// {{.RequestNumber}} are executed per message).
-	Data string
-	// Metadata is a JSON object of request metadata.
-	Metadata string
+	// Data is the request message as JSON, or a JSON array of messages
+	// that each call sends in turn (ghz templates like {{.RequestNumber}}
+	// are executed per call, per message with StreamDynamicMessages).
+	// DataFile (ghz -D) is read into Data by Resolve.
+	Data     string
+	DataFile string
+	// StreamDynamicMessages runs the data template for every message
+	// (ghz --stream-dynamic-messages).
+	StreamDynamicMessages bool
+	// Metadata is a JSON object of request metadata; MetadataFile (ghz -M)
+	// is read into it by Resolve. ReflectMetadata, when set, is sent on
+	// server reflection requests instead of Metadata.
+	Metadata        string
+	MetadataFile    string
+	ReflectMetadata map[string]string
 	// Target is host:port.
 	Target string
 	// Concurrency is the number of concurrent streams (ghz -c); Connections
 	// the TCP connections they share (ghz --connections).
 	Concurrency, Connections uint
-	// Duration is each round's length (ghz -z).
+	// Total is how many calls to make in a round (ghz -n: its "requests"
+	// are calls; each sends StreamCallCount messages, so the round sends
+	// Total x StreamCallCount). 0 = rounds last Duration.
+	Total uint
+	// Duration is each round's length (ghz -z) when Total is 0.
 	Duration time.Duration
+	// MaxDuration bounds a Total round (ghz -x): it ends then even if
+	// calls are left.
+	MaxDuration time.Duration
 	// StreamCallCount is how many messages each stream sends before it
 	// half-closes (ghz --stream-call-count); 0 = until the round ends.
 	StreamCallCount uint
-	// StreamInterval pauses between a stream's messages (ghz
-	// --stream-interval).
+	// StreamInterval pauses after each message a stream sends (ghz
+	// --stream-interval); only with neither Rate nor Window.
 	StreamInterval time.Duration
+	// Rate paces every stream open-loop at this many messages per second
+	// (ModePaced); Window lets at most this many messages per stream wait
+	// for their response (ModeWindowed). Neither: ModeSaturating.
+	Rate   float64
+	Window uint
 	// Insecure dials without TLS; otherwise TLS with CACert (PEM file, ""
 	// = system roots), the client certificate Cert/Key, ServerName and
 	// SkipVerify.
@@ -68,16 +98,26 @@ type Config struct {
 	Vs string
 	// Rounds is how many rounds each tool runs (alternating when Vs is set).
 	Rounds int
-	// DialTimeout bounds the preflight connection to the target.
+	// DialTimeout bounds the preflight connection to the target (ghz
+	// --connect-timeout).
 	DialTimeout time.Duration
+	// DrainTimeout bounds how long a round waits, once it has stopped
+	// sending, for the calls in flight to end before cancelling them.
+	DrainTimeout time.Duration
 	// LeakSettle bounds how long the leak check waits for the target's
 	// channelz sockets and streams to return to baseline.
 	LeakSettle time.Duration
+	// Output and Format are where and how the CLI writes the result (ghz
+	// -o and -O); Name and Tags label it (ghz --name, --tags). Run only
+	// copies Name and Tags into the result's params.
+	Output, Format string
+	Name           string
+	Tags           map[string]string
 }
 
 // Defaults returns c with zero fields set: concurrency 50 and one
-// connection (ghz's defaults), 10 s rounds, one round, data "{}", 5 s dial
-// timeout, 10 s leak settle.
+// connection (ghz's defaults), 10 s rounds unless Total bounds them, one
+// round, data "{}", 5 s dial timeout, 10 s drain timeout and leak settle.
 func Defaults(c Config) Config {
 	if c.Concurrency == 0 {
 		c.Concurrency = 50
@@ -85,22 +125,51 @@ func Defaults(c Config) Config {
 	if c.Connections == 0 {
 		c.Connections = 1
 	}
-	if c.Duration <= 0 {
+	if c.Duration <= 0 && c.Total == 0 {
 		c.Duration = 10 * time.Second
 	}
 	if c.Rounds <= 0 {
 		c.Rounds = 1
 	}
-	if c.Data == "" {
+	if c.Data == "" && c.DataFile == "" {
 		c.Data = "{}"
 	}
 	if c.DialTimeout <= 0 {
 		c.DialTimeout = 5 * time.Second
 	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 10 * time.Second
+	}
 	if c.LeakSettle <= 0 {
 		c.LeakSettle = 10 * time.Second
 	}
 	return c
+}
+
+// Resolve reads DataFile and MetadataFile into Data and Metadata. Errors
+// name the flag and the file.
+func (c Config) Resolve() (Config, error) {
+	if c.DataFile != "" {
+		if c.Data != "" {
+			return c, usagef("--data and --data-file (-D) exclude each other: give one")
+		}
+		b, err := os.ReadFile(c.DataFile)
+		if err != nil {
+			return c, usagef("--data-file %q: %v", c.DataFile, err)
+		}
+		c.Data = string(b)
+	}
+	if c.MetadataFile != "" {
+		if c.Metadata != "" {
+			return c, usagef("--metadata and --metadata-file (-M) exclude each other: give one")
+		}
+		b, err := os.ReadFile(c.MetadataFile)
+		if err != nil {
+			return c, usagef("--metadata-file %q: %v", c.MetadataFile, err)
+		}
+		c.Metadata = string(b)
+	}
+	return c, nil
 }
 
 var callRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+[/.][A-Za-z_][A-Za-z0-9_]*$`)
@@ -140,21 +209,28 @@ func (c Config) Validate() error {
 	if c.Insecure && (c.CACert != "" || c.Cert != "" || c.SkipVerify || c.ServerName != "") {
 		return usagef("--insecure excludes the TLS flags (--tls-ca, --tls-cert, --tls-key, --tls-server-name, --tls-skip-verify; ghz: --cacert, --cert, --key, --cname, --skipTLS)")
 	}
-	var js any
-	if err := json.Unmarshal([]byte(c.Data), &js); err != nil && !strings.Contains(c.Data, "{{") {
-		return usagef("--data is not JSON: %v", err)
+	if !strings.Contains(c.Data, "{{") && !json.Valid([]byte(c.Data)) {
+		var js any
+		return usagef("--data is not JSON: %v", json.Unmarshal([]byte(c.Data), &js))
 	}
-	if c.Metadata != "" {
-		var md map[string]string
-		if err := json.Unmarshal([]byte(c.Metadata), &md); err != nil {
-			return usagef("--metadata: want a JSON object of strings like {\"authorization\":\"Bearer t\"}: %v", err)
+	if c.Metadata != "" && !strings.Contains(c.Metadata, "{{") {
+		if _, err := decodeMetadata([]byte(c.Metadata)); err != nil {
+			return usagef("%v", err)
 		}
 	}
 	if c.Connections > c.Concurrency {
 		return usagef("--connections %d is more than --concurrency %d", c.Connections, c.Concurrency)
 	}
+	if err := c.validateLoad(); err != nil {
+		return err
+	}
 	if c.Vs != "" && c.Vs != "ghz" {
 		return usagef("--vs %q: the only tool is ghz", c.Vs)
+	}
+	if c.Vs == "ghz" {
+		if why := CompareRefusal(c); why != "" {
+			return usagef("--vs ghz refused: %s", why)
+		}
 	}
 	for _, f := range c.Faults {
 		if _, err := ParseFault(f); err != nil {

@@ -3,6 +3,8 @@ package generic_test
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -37,7 +39,42 @@ var _ = Describe("Config.Validate", func() {
 		Entry("unknown fault", func(c *generic.Config) { c.Faults = []string{"jitterbug=1"} }, `--fault "jitterbug=1"`),
 		Entry("stream fault", func(c *generic.Config) { c.Faults = []string{"cancel"} }, "connection faults only"),
 		Entry("bad fault parameter", func(c *generic.Config) { c.Faults = []string{"latency=0ms"} }, "latency"),
+		Entry("--rate and --window", func(c *generic.Config) { c.Rate, c.Window = 10, 2 }, "exclude each other: pick one mode"),
+		Entry("a negative --rate", func(c *generic.Config) { c.Rate = -1 }, "--rate -1"),
+		Entry("--stream-interval with --rate", func(c *generic.Config) { c.Rate, c.StreamInterval = 10, time.Millisecond }, "--stream-interval is ghz's pause"),
+		Entry("-n with -z", func(c *generic.Config) { c.Total, c.Duration, c.StreamCallCount = 10, time.Second, 5 }, "-n (10 calls) and -z (1s) exclude each other"),
+		Entry("-n with unbounded streams", func(c *generic.Config) { c.Total, c.StreamCallCount = 10, 0 }, "with --stream-call-count 0 a call never ends"),
+		Entry("-x without -n", func(c *generic.Config) { c.MaxDuration = time.Second }, "-x (--max-duration) bounds a run of -n calls"),
+		Entry("--vs ghz with unbounded streams", func(c *generic.Config) { c.Vs = "ghz" },
+			"--vs ghz refused: with --stream-call-count 0 each bidikit stream sends until the round ends, while each ghz call sends its data's messages once"),
+		Entry("--vs ghz in paced mode", func(c *generic.Config) { c.Vs, c.StreamCallCount, c.Rate = "ghz", 10, 100 }, "--vs ghz refused: ghz has only the saturating mode"),
+		Entry("--vs ghz in windowed mode", func(c *generic.Config) { c.Vs, c.StreamCallCount, c.Window = "ghz", 10, 4 }, "this run is windowed"),
+		Entry("--vs ghz with -x", func(c *generic.Config) { c.Vs, c.StreamCallCount, c.Total, c.MaxDuration = "ghz", 10, 100, time.Second }, "-x cuts each tool's round"),
 	)
+
+	It("accepts --vs ghz when both tools do the same work", func() {
+		c := ok
+		c.Vs, c.StreamCallCount = "ghz", 100
+		Expect(generic.Defaults(c).Validate()).To(Succeed())
+		c.Total, c.Duration = 50, 0
+		Expect(generic.Defaults(c).Validate()).To(Succeed())
+	})
+
+	It("reads -D and -M files, and names a missing one", func() {
+		dir := GinkgoT().TempDir()
+		data, md := filepath.Join(dir, "d.json"), filepath.Join(dir, "m.json")
+		Expect(os.WriteFile(data, []byte(`{"a":1}`), 0o600)).To(Succeed())
+		Expect(os.WriteFile(md, []byte(`{"x-k":"v"}`), 0o600)).To(Succeed())
+		c, err := generic.Config{DataFile: data, MetadataFile: md}.Resolve()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(c.Data).To(Equal(`{"a":1}`))
+		Expect(c.Metadata).To(Equal(`{"x-k":"v"}`))
+		_, err = generic.Config{DataFile: filepath.Join(dir, "nope.json")}.Resolve()
+		Expect(err).To(MatchError(ContainSubstring("--data-file")))
+		Expect(err).To(MatchError(ContainSubstring("nope.json")))
+		_, err = generic.Config{Data: "{}", DataFile: data}.Resolve()
+		Expect(err).To(MatchError(ContainSubstring("--data and --data-file (-D) exclude each other")))
+	})
 
 	It("accepts ghz-style calls in both spellings", func() {
 		for _, call := range []string{"grpc.testing.TestService/FullDuplexCall", "grpc.testing.TestService.FullDuplexCall"} {

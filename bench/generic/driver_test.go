@@ -66,7 +66,7 @@ func writeProtoset() string {
 var echo64 = fmt.Sprintf(`{"response_parameters":[{"size":64}],"payload":{"body":%q}}`,
 	base64.StdEncoding.EncodeToString([]byte(strings.Repeat("x", 64))))
 
-var _ = Describe("the ghz-driven generic driver on interop FullDuplexCall", func() {
+var _ = Describe("the generic driver on interop FullDuplexCall", func() {
 	var addr string
 	BeforeEach(func() {
 		base := gleak.Goroutines()
@@ -77,44 +77,133 @@ var _ = Describe("the ghz-driven generic driver on interop FullDuplexCall", func
 	})
 	cfg := func() generic.Config {
 		return generic.Config{Call: "grpc.testing.TestService/FullDuplexCall", Target: addr, Insecure: true,
-			Data: echo64, Concurrency: 4, Connections: 1, StreamCallCount: 50, Duration: time.Second, LeakSettle: 5 * time.Second}
+			Data: echo64, Concurrency: 4, Connections: 1, StreamCallCount: 50, Duration: 500 * time.Millisecond, LeakSettle: 5 * time.Second}
 	}
 
-	It("records per-message latency through reflection and gives a leak verdict", func(ctx SpecContext) {
+	It("saturates, labelled as such, with one latency sample per message and a leak verdict", func(ctx SpecContext) {
 		res, err := generic.Run(ctx, cfg())
 		Expect(err).NotTo(HaveOccurred())
+		Expect(res.Tool).To(Equal("bidikit-saturating"))
+		Expect(res.Params).To(HaveKeyWithValue("mode", "saturating"))
+		Expect(res.LatencyOf).To(HavePrefix("SATURATING"))
+		Expect(res.Notes).To(ContainElement(ContainSubstring("saturating mode: a throughput figure")))
 		Expect(res.Messages).To(BeNumerically(">", 0))
-		Expect(res.LatencyMS.Count).To(BeNumerically(">", 0))
 		// Every call sent all its messages (rounds wait for calls in
 		// flight) and the echo answers each: one sample per message.
 		Expect(res.Errors).To(BeEmpty())
-		Expect(res.LatencyMS.Count).To(Equal(res.Messages))
 		Expect(res.Messages % 50).To(BeZero())
-		Expect(res.LatencyOf).To(ContainSubstring("per-message"))
+		Expect(res.LatencyMS.Count).To(Equal(res.Messages))
+		Expect(res.Extra["responses"]).To(BeNumerically("==", res.Messages))
+		Expect(res.Extra["calls"]).To(BeNumerically("==", res.Messages/50))
 		Expect(res.Notes).To(ContainElement(ContainSubstring("no leak")))
 	}, SpecTimeout(60*time.Second))
 
-	It("runs plain ghz beside it with --vs ghz and gives the ratio", func(ctx SpecContext) {
+	It("paces each stream open-loop and measures from the schedule", func(ctx SpecContext) {
 		c := cfg()
-		c.Vs, c.Rounds, c.Protoset = "ghz", 1, writeProtoset()
+		c.StreamCallCount, c.Rate, c.Duration = 0, 200, time.Second
+		res, err := generic.Run(ctx, c)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.Tool).To(Equal("bidikit-paced"))
+		Expect(res.Params).To(HaveKeyWithValue("rate_per_stream", "200"))
+		Expect(res.LatencyOf).To(ContainSubstring("scheduled send time"))
+		Expect(res.LatencyOf).To(ContainSubstring("coordinated omission"))
+		Expect(res.Errors).To(BeEmpty())
+		// 4 streams at 200/s for 1 s: the schedule holds at most 200 per
+		// stream (phases start within the first interval).
+		Expect(res.Messages).To(BeNumerically(">", 0))
+		Expect(res.Messages).To(BeNumerically("<=", 4*201))
+		Expect(res.LatencyMS.Count).To(Equal(res.Messages))
+		Expect(res.Extra).To(HaveKeyWithValue("offered_messages_per_sec", 800.0))
+		Expect(res.Extra).To(HaveKey("from_send_p99_ms"))
+		Expect(res.Extra).To(HaveKey("sent_behind_schedule"))
+	}, SpecTimeout(60*time.Second))
+
+	It("counts a server stall in every paced message it held back (coordinated omission)", func(ctx SpecContext) {
+		// Through a 100 ms one-way latency proxy with 1 stream at 100/s:
+		// every response comes >= 200 ms after its scheduled time.
+		c := cfg()
+		c.Concurrency, c.StreamCallCount, c.Rate, c.Duration = 1, 0, 100, 500*time.Millisecond
+		c.Faults = []string{"latency=100ms"}
+		res, err := generic.Run(ctx, c)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.LatencyMS.Count).To(BeNumerically(">", 0))
+		Expect(res.LatencyMS.P50).To(BeNumerically(">=", 200))
+	}, SpecTimeout(60*time.Second))
+
+	It("keeps at most W messages in flight per stream in windowed mode", func(ctx SpecContext) {
+		c := cfg()
+		c.Window, c.StreamCallCount = 2, 0
+		res, err := generic.Run(ctx, c)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.Tool).To(Equal("bidikit-windowed"))
+		Expect(res.Params).To(HaveKeyWithValue("window", "2"))
+		Expect(res.LatencyOf).To(ContainSubstring("at most 2 in flight"))
+		Expect(res.Errors).To(BeEmpty())
+		Expect(res.Messages).To(BeNumerically(">", 0))
+		Expect(res.LatencyMS.Count).To(Equal(res.Messages))
+	}, SpecTimeout(60*time.Second))
+
+	It("holds windowed streams to the window: a 50 ms hop each way caps 1 stream with W=1 near 10 msgs/s", func(ctx SpecContext) {
+		c := cfg()
+		c.Concurrency, c.Window, c.StreamCallCount, c.Duration = 1, 1, 0, time.Second
+		c.Faults = []string{"latency=50ms"}
+		res, err := generic.Run(ctx, c)
+		Expect(err).NotTo(HaveOccurred())
+		// Each round trip takes >= 100 ms, and one is in flight at a time:
+		// at most 1 s / 100 ms + the one in flight at the stop.
+		Expect(res.Messages).To(BeNumerically(">=", 1))
+		Expect(res.Messages).To(BeNumerically("<=", 11))
+	}, SpecTimeout(60*time.Second))
+
+	It("makes exactly -n calls of --stream-call-count messages", func(ctx SpecContext) {
+		c := cfg()
+		c.Duration, c.Total, c.StreamCallCount = 0, 10, 7
+		res, err := generic.Run(ctx, c)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.Messages).To(Equal(int64(70)))
+		Expect(res.Extra["calls"]).To(BeNumerically("==", 10))
+		Expect(res.LatencyMS.Count).To(Equal(int64(70)))
+		Expect(res.Params).To(HaveKeyWithValue("total_messages", "70"))
+	}, SpecTimeout(60*time.Second))
+
+	It("cycles through a data array, reads -D and runs ghz templates per call", func(ctx SpecContext) {
+		dir := GinkgoT().TempDir()
+		file := filepath.Join(dir, "data.json")
+		Expect(os.WriteFile(file, []byte(`[`+echo64+`, {"response_parameters":[{"size":{{ add 1 .RequestNumber }}}]}]`), 0o600)).To(Succeed())
+		c := cfg()
+		c.Data, c.DataFile, c.Duration, c.Total, c.StreamCallCount = "", file, 0, 4, 3
+		res, err := generic.Run(ctx, c)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.Errors).To(BeEmpty())
+		Expect(res.Messages).To(Equal(int64(12)))
+		Expect(res.Extra["responses"]).To(BeNumerically("==", 12))
+	}, SpecTimeout(60*time.Second))
+
+	It("runs plain ghz beside it with --vs ghz and gives a ratio that is not 0", func(ctx SpecContext) {
+		c := cfg()
+		c.Vs, c.Rounds, c.Protoset = "ghz", 2, writeProtoset()
 		res, err := generic.Run(ctx, c)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(res.Vs).NotTo(BeNil())
 		Expect(res.Vs.Tool).To(Equal("ghz"))
+		Expect(res.Vs.Messages % 50).To(BeZero())
 		Expect(res.Vs.MessagesPerSec).To(BeNumerically(">", 0))
+		Expect(res.Vs.Ratio).To(BeNumerically(">", 0))
 		Expect(res.Vs.Ratio).To(BeNumerically("~", res.MessagesPerSec/res.Vs.MessagesPerSec, 1e-9))
-		Expect(res.Rounds).To(HaveLen(1))
-	}, SpecTimeout(60*time.Second))
+		Expect(res.Rounds).To(HaveLen(2))
+		for _, r := range res.Rounds {
+			Expect(r.Ours).To(BeNumerically(">", 0))
+			Expect(r.Theirs).To(BeNumerically(">", 0))
+		}
+	}, SpecTimeout(90*time.Second))
 
-	It("puts connection faults between driver and target", func(ctx SpecContext) {
+	It("runs -n rounds against ghz's -n: the same calls and messages", func(ctx SpecContext) {
 		c := cfg()
-		c.Concurrency, c.StreamCallCount = 1, 5
-		c.Faults = []string{"latency=10ms"}
+		c.Vs, c.Duration, c.Total, c.StreamCallCount = "ghz", 0, 8, 5
 		res, err := generic.Run(ctx, c)
 		Expect(err).NotTo(HaveOccurred())
-		Expect(res.LatencyMS.Count).To(BeNumerically(">", 0))
-		// 10 ms each way through the proxy.
-		Expect(res.LatencyMS.P50).To(BeNumerically(">=", 20))
+		Expect(res.Messages).To(Equal(int64(40)))
+		Expect(res.Vs.Messages).To(Equal(int64(40)))
 	}, SpecTimeout(60*time.Second))
 
 	It("names a method the target does not have", func(ctx SpecContext) {
@@ -122,5 +211,13 @@ var _ = Describe("the ghz-driven generic driver on interop FullDuplexCall", func
 		c.Call = "grpc.testing.TestService/NoSuchCall"
 		_, err := generic.Run(ctx, c)
 		Expect(err).To(MatchError(ContainSubstring("NoSuchCall")))
+		Expect(err).To(MatchError(ContainSubstring("FullDuplexCall")))
+	}, SpecTimeout(30*time.Second))
+
+	It("refuses data that does not fit the method's input, naming the type", func(ctx SpecContext) {
+		c := cfg()
+		c.Data = `{"no_such_field": 1}`
+		_, err := generic.Run(ctx, c)
+		Expect(err).To(MatchError(ContainSubstring("--data does not fit grpc.testing.StreamingOutputCallRequest")))
 	}, SpecTimeout(30*time.Second))
 })

@@ -63,28 +63,3 @@ var _ = Describe("sendTimes, the send-to-receive FIFO of one stream", func() {
 		}
 	}, SpecTimeout(60*time.Second))
 })
-
-var _ = Describe("roundRecorder", func() {
-	It("keeps one histogram per ghz worker and counts every call's messages", func() {
-		r := newRoundRecorder()
-		h := &hookedRun{}
-		a1 := r.timer(h, "g0c0")
-		b := r.timer(h, "g1c0")
-		Expect(a1.hist).NotTo(BeIdenticalTo(b.hist))
-		_, err := a1.Send(nil)
-		Expect(err).NotTo(HaveOccurred())
-		Expect(a1.Recv(nil, nil)).To(Succeed()) // no message: ignored
-		a2 := r.timer(h, "g0c0")                // the worker's next call
-		Expect(a2.hist).To(BeIdenticalTo(a1.hist))
-		Expect(a2.times.wrote).To(BeZero()) // a fresh FIFO per call
-		for range 2 {
-			_, err := b.Send(nil)
-			Expect(err).NotTo(HaveOccurred())
-		}
-		_, err = a2.Send(nil)
-		Expect(err).NotTo(HaveOccurred())
-		sent, hist := r.merged()
-		Expect(sent).To(Equal(int64(4)))
-		Expect(hist.TotalCount()).To(BeZero())
-	})
-})

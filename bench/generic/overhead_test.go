@@ -15,16 +15,16 @@ import (
 	"google.golang.org/grpc/reflection"
 )
 
-// BenchmarkHookOverhead runs bidikit's hooked ghz round and a plain ghz
-// round alternately against grpc-go's interop TestService and reports each
-// one's client CPU time per message (getrusage of this process, so it is
-// meaningful only with the server in another process: set
-// GENERIC_BENCH_TARGET=host:port; without it an in-process server is
+// BenchmarkDriverOverhead runs a saturating round of bidikit's driver and
+// a round of plain ghz alternately against grpc-go's interop TestService
+// and reports each one's client CPU time per message (getrusage of this
+// process, so it is meaningful only with the server in another process:
+// set GENERIC_BENCH_TARGET=host:port; without it an in-process server is
 // started and its CPU is counted too) and messages/s. CPU per message is
 // far less sensitive to other load on the machine than wall-clock rates.
 //
-//	GENERIC_BENCH_TARGET=127.0.0.1:50051 go test -run '^$' -bench HookOverhead -benchtime 4x ./bench/generic/
-func BenchmarkHookOverhead(b *testing.B) {
+//	GENERIC_BENCH_TARGET=127.0.0.1:50051 go test -run '^$' -bench DriverOverhead -benchtime 4x ./bench/generic/
+func BenchmarkDriverOverhead(b *testing.B) {
 	target := os.Getenv("GENERIC_BENCH_TARGET")
 	if target == "" {
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -53,14 +53,18 @@ func BenchmarkHookOverhead(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer cc.Close()
-	h, err := prepareHooked(ctx, c, cc, creds)
+	md, err := resolveMethod(ctx, c, cc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	drv, err := newDriver(c, md, creds)
 	if err != nil {
 		b.Fatal(err)
 	}
 	var cpu [2]time.Duration
 	var msgs [2]int64
 	var wall [2]time.Duration
-	names := [2]string{"hooked", "ghz"}
+	names := [2]string{"bidikit", "ghz"}
 	measure := func(i int, f func() (round, error)) {
 		before := cpuTime()
 		var (
@@ -77,14 +81,14 @@ func BenchmarkHookOverhead(b *testing.B) {
 		wall[i] += r.elapsed
 	}
 	for n := 0; b.Loop(); n++ {
-		hooked := func() (round, error) { return h.run(ctx, c.Target) }
-		plain := func() (round, error) { return runPlain(ctx, c, c.Target) }
+		ours := func() (round, error) { return drv.run(ctx, c.Target) }
+		plain := func() (round, error) { return runGhz(ctx, c, c.Target) }
 		if n%2 == 0 {
-			measure(0, hooked)
+			measure(0, ours)
 			measure(1, plain)
 		} else {
 			measure(1, plain)
-			measure(0, hooked)
+			measure(0, ours)
 		}
 	}
 	for i, name := range names {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/bidikit/bidikit/bench"
 	"github.com/bidikit/bidikit/bench/generic"
@@ -23,8 +23,11 @@ func init() { rootCmd.AddCommand(newBenchCmd()) }
 // benchFlags are `bidikit bench`'s flags beyond the two configs.
 type benchFlags struct {
 	jsonOut, htmlOut string
-	noEngine         bool
-	logLevel         string
+	// output and format are ghz's -o and -O (for --call they may come from
+	// a ghz config too).
+	output, format string
+	noEngine       bool
+	logLevel       string
 }
 
 // newBenchCmd builds `bidikit bench`: a fixed workload against a bidikit
@@ -51,33 +54,42 @@ func newBenchCmd() *cobra.Command {
 	fs.SortFlags = false
 	// Generic driver (ghz's names).
 	fs.StringVar(&b.g.Call, "call", "", "generic driver: the bidi method as package.Service/Method")
-	fs.StringVar(&b.g.Proto, "proto", "", "generic: the .proto file describing --call")
-	fs.StringSliceVar(&b.g.ImportPaths, "import-paths", nil, "generic: import paths for --proto (comma-separated)")
+	fs.StringVar(&b.config, "config", "", "generic: read ghz's JSON config FILE (ghz's field names; flags given here win over it)")
+	fs.StringVar(&b.g.Proto, "proto", "", "generic: the .proto file describing --call (compiled at run time, no protoc)")
+	fs.StringSliceVarP(&b.g.ImportPaths, "import-paths", "i", nil, "generic: import paths for --proto (comma-separated)")
 	fs.StringVar(&b.g.Protoset, "protoset", "", "generic: a compiled protoset file describing --call (default: server reflection)")
-	fs.StringVarP(&b.g.Data, "data", "d", "", "generic: the request message as JSON (ghz templates allowed)")
+	fs.StringVarP(&b.g.Data, "data", "d", "", "generic: the request message as JSON, or an array of messages each call sends in turn (ghz templates allowed)")
+	fs.StringVarP(&b.g.DataFile, "data-file", "D", "", "generic: read --data from FILE")
+	fs.BoolVar(&b.g.StreamDynamicMessages, "stream-dynamic-messages", false, "generic: run the --data template for every message, not once per call")
 	fs.StringVarP(&b.g.Metadata, "metadata", "m", "", "generic: request metadata as a JSON object")
+	fs.StringVarP(&b.g.MetadataFile, "metadata-file", "M", "", "generic: read --metadata from FILE")
 	fs.UintVarP(&b.g.Concurrency, "concurrency", "c", 50, "generic: concurrent streams")
 	fs.UintVar(&b.g.Connections, "connections", 1, "generic: TCP connections the streams share")
-	fs.UintVar(&b.g.StreamCallCount, "stream-call-count", 0, "generic: messages per stream before it half-closes (0 = until the round ends)")
-	fs.DurationVar(&b.g.StreamInterval, "stream-interval", 0, "generic: pause between a stream's messages")
+	fs.UintVarP(&b.g.Total, "total", "n", 0, "generic: calls per round (ghz's requests), each sending --stream-call-count messages; excludes -z")
+	fs.DurationVarP(&b.g.MaxDuration, "max-duration", "x", 0, "generic: end an -n round after this long even if calls are left")
+	fs.UintVar(&b.g.StreamCallCount, "stream-call-count", 0, "generic: messages per call before it half-closes (0 = until the round ends)")
+	fs.DurationVar(&b.g.StreamInterval, "stream-interval", 0, "generic: pause after each message a stream sends (ghz's pacing; not with --rate or --window)")
 	// Connection: bidikit's vocabulary; ghz's spellings through ghzAliases.
-	fs.SetNormalizeFunc(ghzAliases)
+	fs.SetNormalizeFunc(benchAliases)
 	b.conn.registerTLS(fs)
 	b.conn.registerToken(fs, "generic: bearer token, sent as \"authorization: Bearer T\" metadata")
 	fs.StringArrayVar(&b.g.Faults, "fault", nil, "generic: connection fault through toxiproxy, repeatable: latency=50ms, bandwidth=100 (KB/s), reset, latency:latency=50ms,jitter=5ms")
-	fs.StringVar(&b.g.Vs, "vs", "", "generic: also run this tool on the same target, alternating rounds (ghz)")
+	fs.StringVar(&b.g.Vs, "vs", "", "generic: also run this tool on the same target, alternating rounds (ghz); saturating runs with --stream-call-count N only")
 	fs.IntVar(&b.g.Rounds, "rounds", 1, "generic: rounds per tool")
-	fs.DurationVar(&b.g.DialTimeout, "dial-timeout", 5*time.Second, "how long the target may take to accept a connection")
+	fs.DurationVar(&b.g.DialTimeout, "dial-timeout", 5*time.Second, "how long the target may take to accept a connection (ghz: --connect-timeout)")
+	fs.DurationVar(&b.g.DrainTimeout, "drain-timeout", 10*time.Second, "generic: how long a round waits for calls in flight once it stops sending, before cancelling them")
+	fs.StringVar(&b.g.Name, "name", "", "generic: a name for the run, kept in the result's params")
+	fs.StringVar(&b.tags, "tags", "", "generic: labels as a JSON object of strings, kept in the result's params")
 	// Shared.
 	fs.StringVar(&b.g.Target, "target", "", "server gRPC address host:port (workloads: default the reference server in-process)")
 	fs.DurationVarP(&b.p.Duration, "duration", "z", 10*time.Second, "measured duration (generic: per round; conn-ramp: upper bound)")
 	// Workloads.
 	fs.IntVar(&b.p.Clients, "clients", 0, "members / players / stream cap (default per workload: fanout 1000, echo 100, game 5000, ramp 10000)")
 	fs.IntVar(&b.p.Scopes, "scopes", 0, "rooms (chat-fanout, default 10) or matches (game-ticks, default 50)")
-	fs.Float64Var(&b.p.Rate, "rate", 0, "sends per second per client, paced open-loop (default: fanout 1, echo 1000, game 10)")
+	fs.Float64Var(&b.p.Rate, "rate", 0, "sends per second per client, paced open-loop (default: fanout 1, echo 1000, game 10; --call: paced mode, per stream)")
 	fs.IntVar(&b.p.BodyBytes, "body-bytes", 64, "chat message body size")
 	fs.StringVar(&b.p.Trace, "trace", "", "collab-trace: editing trace file (.json or .json.gz); the repository ships testdata/traces/{automerge-paper,seph-blog1}.json.gz")
-	fs.IntVar(&b.p.Window, "window", 64, "collab-trace: operations in flight")
+	fs.IntVar(&b.p.Window, "window", 64, "collab-trace: operations in flight; --call: windowed mode, at most this many messages in flight per stream")
 	fs.IntVar(&b.p.Step, "step", 500, "conn-ramp: streams opened per step")
 	fs.DurationVar(&b.p.StepEvery, "step-every", 250*time.Millisecond, "conn-ramp: time between steps")
 	fs.IntVar(&b.p.StreamsPerConn, "streams-per-conn", 100, "conn-ramp: streams sharing one TCP connection")
@@ -88,10 +100,11 @@ func newBenchCmd() *cobra.Command {
 	// Output.
 	fs.StringVar(&b.bf.jsonOut, "json", "", "write the result as JSON to FILE (- = stdout, the table then goes to stderr)")
 	fs.StringVar(&b.bf.htmlOut, "html", "", "write an HTML report with charts to FILE")
+	fs.StringVarP(&b.bf.output, "output", "o", "", "write the --format output to FILE instead of stdout (ghz's -o)")
+	fs.StringVarP(&b.bf.format, "format", "O", "", "output format (ghz's -O): summary (the table, default), json, pretty (json too) or html")
 	fs.StringVar(&b.bf.logLevel, "log-level", "warn", "log level of harness-side logs on stderr")
 	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error {
 		b.p.Target = b.g.Target
-		b.g.Duration = b.p.Duration
 		return nil
 	}
 	cmd.AddCommand(newBenchCompareCmd())
@@ -100,11 +113,13 @@ func newBenchCmd() *cobra.Command {
 
 // benchCmd is `bidikit bench`'s flags.
 type benchCmd struct {
-	g     generic.Config
-	p     bench.Params
-	bf    benchFlags
-	conn  connFlags
-	spawn bool
+	g      generic.Config
+	p      bench.Params
+	bf     benchFlags
+	conn   connFlags
+	spawn  bool
+	config string // --config: a ghz JSON config
+	tags   string // --tags: a JSON object
 }
 
 // run runs a workload, or the generic driver with --call.
@@ -119,7 +134,10 @@ func (b *benchCmd) run(cmd *cobra.Command, args []string) error {
 	if err := b.conn.validate(); err != nil {
 		return err
 	}
-	if b.g.Call != "" {
+	if err := checkFormat(b.bf.format); err != nil {
+		return err
+	}
+	if b.g.Call != "" || b.config != "" {
 		return b.runCall(ctx, cmd, args)
 	}
 	if len(args) == 0 {
@@ -161,47 +179,28 @@ func (b *benchCmd) run(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
-// runCall runs the generic driver (--call).
-func (b *benchCmd) runCall(ctx context.Context, cmd *cobra.Command, args []string) error {
-	fs := cmd.Flags()
-	if len(args) > 0 {
-		return usagef("--call and a workload (%s) exclude each other", args[0])
-	}
-	if b.spawn {
-		return usagef("--spawn-server applies to conn-ramp; --call benchmarks the server at --target")
-	}
-	if fs.Changed("duration") {
-		b.g.Duration = b.p.Duration
-	}
-	if err := callConn(&b.g, b.conn); err != nil {
-		return err
-	}
-	res, err := generic.Run(ctx, b.g)
-	if errors.Is(err, generic.ErrUsage) {
-		return usageError{describeCall(ctx, err, b.g)}
-	}
-	if err != nil && !errors.Is(err, generic.ErrLeak) {
-		return explain(ctx, err, []string{b.g.Target}, !b.g.Insecure)
-	}
-	if werr := writeBench(cmd.OutOrStdout(), cmd.ErrOrStderr(), []bench.Result{res}, b.bf); werr != nil {
-		return werr
-	}
-	if err != nil {
-		fmt.Fprintln(cmd.ErrOrStderr(), "bidikit:", err)
-		return errChecksFailed
-	}
-	return nil
-}
-
-// writeBench renders results: the table on stdout (stderr when JSON goes to
-// stdout), then the --json and --html files.
+// writeBench renders results: the table on stdout, then the -O format
+// (ghz's) on stdout or to -o FILE, then the --json and --html files. When
+// a machine format (-O json, --json -) goes to stdout, the table goes to
+// stderr.
 func writeBench(stdout, stderr io.Writer, rs []bench.Result, bf benchFlags) error {
+	machine := bf.format != "" && bf.format != "summary"
 	table := stdout
-	if bf.jsonOut == "-" {
+	if bf.jsonOut == "-" || (machine && bf.output == "") {
 		table = stderr
 	}
 	if err := bench.Text(table, rs); err != nil {
 		return err
+	}
+	if machine || bf.output != "" {
+		render := formats[bf.format]
+		if bf.output == "" {
+			if err := render(stdout, rs); err != nil {
+				return err
+			}
+		} else if err := writeFileWith(bf.output, func(w io.Writer) error { return render(w, rs) }); err != nil {
+			return fmt.Errorf("-o: %w", err)
+		}
 	}
 	if bf.jsonOut == "-" {
 		if err := bench.JSON(stdout, rs); err != nil {
@@ -218,6 +217,36 @@ func writeBench(stdout, stderr io.Writer, rs []bench.Result, bf benchFlags) erro
 		}
 	}
 	return nil
+}
+
+// formats are the -O formats: ghz's names for bench's renderers.
+var formats = map[string]func(io.Writer, []bench.Result) error{
+	"":        bench.Text,
+	"summary": bench.Text,
+	"json":    bench.JSON,
+	"pretty":  bench.JSON,
+	"html":    bench.HTML,
+}
+
+// checkFormat refuses an -O format bench cannot write, naming those it can.
+func checkFormat(f string) error {
+	if _, ok := formats[f]; ok {
+		return nil
+	}
+	switch f {
+	case "csv", "influx-summary", "influx-details", "prometheus":
+		return usagef("-O %s: ghz's %s output is not supported; bench writes summary, json (pretty is the same indented JSON) and html", f, f)
+	}
+	return usagef("-O %q: want summary, json, pretty or html%s", f, didYouMean(f, []string{"summary", "json", "pretty", "html"}))
+}
+
+// benchAliases reads ghz's flag spellings as bench's: the TLS ones
+// (ghzAliases) and --connect-timeout.
+func benchAliases(fs *pflag.FlagSet, name string) pflag.NormalizedName {
+	if name == "connect-timeout" {
+		return "dial-timeout"
+	}
+	return ghzAliases(fs, name)
 }
 
 func writeFileWith(path string, fn func(io.Writer) error) error {

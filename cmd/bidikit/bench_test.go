@@ -8,6 +8,8 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+
+	"github.com/bidikit/bidikit/bench"
 )
 
 // benchTraceFile writes a tiny editing trace turning "" into "hi there"
@@ -39,9 +41,89 @@ var _ = Describe("bidikit bench", func() {
 		Entry("--call with a workload", []string{"chat-echo", "--call", "a.B/C"}, "exclude each other", SpecTimeout(time.Minute)),
 		Entry("--call without --target", []string{"--call", "a.B/C", "--insecure"}, "--target is required", SpecTimeout(time.Minute)),
 		Entry("a stream-level --fault", []string{"--call", "a.B/C", "--target", "127.0.0.1:1", "--insecure", "--fault", "cancel"}, "connection faults only", SpecTimeout(time.Minute)),
+		Entry("--vs ghz with unbounded streams", []string{"--call", "a.B/C", "--target", "127.0.0.1:1", "--vs", "ghz"},
+			"--vs ghz refused: with --stream-call-count 0 each bidikit stream sends until the round ends, while each ghz call sends its data's messages once", SpecTimeout(time.Minute)),
+		Entry("--vs ghz in paced mode", []string{"--call", "a.B/C", "--target", "127.0.0.1:1", "--vs", "ghz", "--stream-call-count", "10", "--rate", "100"},
+			"--vs ghz refused: ghz has only the saturating mode", SpecTimeout(time.Minute)),
+		Entry("--rate with --window", []string{"--call", "a.B/C", "--target", "127.0.0.1:1", "--rate", "100", "--window", "4"}, "exclude each other: pick one mode", SpecTimeout(time.Minute)),
+		Entry("-n with -z", []string{"--call", "a.B/C", "--target", "127.0.0.1:1", "-n", "10", "-z", "1s", "--stream-call-count", "5"}, "-n (10 calls) and -z (1s) exclude each other", SpecTimeout(time.Minute)),
+		Entry("an -O ghz has and bench has not", []string{"--call", "a.B/C", "--target", "127.0.0.1:1", "-O", "csv"}, "-O csv: ghz's csv output is not supported", SpecTimeout(time.Minute)),
+		Entry("a missing -D file", []string{"--call", "a.B/C", "--target", "127.0.0.1:1", "-D", "nope.json"}, `--data-file "nope.json"`, SpecTimeout(time.Minute)),
+		Entry("a missing --config", []string{"--config", "nope.json"}, "nope.json", SpecTimeout(time.Minute)),
 		Entry("compare with one file", []string{"compare", "a.json"}, "requires at least 2 arg", SpecTimeout(time.Minute)),
 		Entry("compare with a missing file", []string{"compare", "a.json", "b.json"}, "a.json", SpecTimeout(time.Minute)),
 	)
+
+	It("names the file, line, column and field of a ghz config it cannot read", func(ctx SpecContext) {
+		cfg := filepath.Join(dir, "ghz.json")
+		Expect(os.WriteFile(cfg, []byte("{\n  \"call\": \"a.B/C\",\n  \"concurrancy\": 5\n}"), 0o600)).To(Succeed())
+		code, _, stderr := runBidikit(ctx, dir, "bench", "--config", cfg)
+		Expect(code).To(Equal(2), "stderr: %s", stderr)
+		Expect(stderr).To(ContainSubstring(cfg + `:3:3: unknown field "concurrancy"; did you mean "concurrency"?`))
+
+		Expect(os.WriteFile(cfg, []byte(`{"call": "a.B/C", "load-schedule": "step"}`), 0o600)).To(Succeed())
+		code, _, stderr = runBidikit(ctx, dir, "bench", "--config", cfg)
+		Expect(code).To(Equal(2), "stderr: %s", stderr)
+		Expect(stderr).To(ContainSubstring(cfg + `:1:19: field "load-schedule" is not supported by bidikit bench`))
+	}, SpecTimeout(time.Minute))
+
+	Describe("--call against grpc-go's interop TestService", func() {
+		var addr string
+		BeforeEach(func() { addr = startTestService(nil) })
+		const echo = `{"response_parameters":[{"size":16}],"payload":{"body":"AAAAAAAAAAAAAAAAAAAAAA=="}}`
+
+		It("runs a ghz config's -n calls and writes -O json to -o, flags winning over the file", func(ctx SpecContext) {
+			cfg := filepath.Join(dir, "ghz.json")
+			Expect(os.WriteFile(cfg, []byte(`{"call": "grpc.testing.TestService/FullDuplexCall", "host": "`+addr+`",
+  "insecure": true, "total": 6, "concurrency": 3, "stream-call-count": 4, "data": `+echo+`, "format": "summary"}`), 0o600)).To(Succeed())
+			out := filepath.Join(dir, "out.json")
+			code, stdout, stderr := runBidikit(ctx, dir, "bench", "--config", cfg, "-c", "2", "-O", "json", "-o", out)
+			Expect(code).To(Equal(0), "stdout: %s\nstderr: %s", stdout, stderr)
+			Expect(stdout).To(ContainSubstring("bidikit-saturating")) // the table, on the console
+			b, err := os.ReadFile(out)
+			Expect(err).NotTo(HaveOccurred())
+			var res bench.Result
+			Expect(json.Unmarshal(b, &res)).To(Succeed())
+			Expect(res.Params).To(HaveKeyWithValue("mode", "saturating"))
+			Expect(res.Params).To(HaveKeyWithValue("concurrency", "2"))
+			Expect(res.Messages).To(Equal(int64(24))) // -n 6 calls x 4 messages
+			Expect(res.LatencyMS.Count).To(Equal(int64(24)))
+			Expect(res.LatencyOf).To(HavePrefix("SATURATING"))
+		}, SpecTimeout(time.Minute))
+
+		It("paces with --rate and puts -O json on stdout, the table on stderr", func(ctx SpecContext) {
+			code, stdout, stderr := runBidikit(ctx, dir, "bench", "--call", "grpc.testing.TestService/FullDuplexCall", "--target", addr,
+				"-d", echo, "-c", "2", "--rate", "50", "-z", "500ms", "-O", "json")
+			Expect(code).To(Equal(0), "stderr: %s", stderr)
+			Expect(stderr).To(ContainSubstring("bidikit-paced"))
+			var res bench.Result
+			Expect(json.Unmarshal([]byte(stdout), &res)).To(Succeed())
+			Expect(res.Tool).To(Equal("bidikit-paced"))
+			Expect(res.Params).To(HaveKeyWithValue("rate_per_stream", "50"))
+			Expect(res.Messages).To(BeNumerically(">", 0))
+		}, SpecTimeout(time.Minute))
+
+		It("runs --window, and --vs ghz with a ratio that is not 0", func(ctx SpecContext) {
+			code, stdout, stderr := runBidikit(ctx, dir, "bench", "--call", "grpc.testing.TestService/FullDuplexCall", "--target", addr,
+				"-d", echo, "-c", "2", "--window", "1", "-z", "300ms")
+			Expect(code).To(Equal(0), "stderr: %s", stderr)
+			Expect(stdout).To(ContainSubstring("bidikit-windowed"))
+			Expect(stdout).To(ContainSubstring("at most 1 in flight"))
+
+			res := filepath.Join(dir, "vs.json")
+			code, stdout, stderr = runBidikit(ctx, dir, "bench", "--call", "grpc.testing.TestService/FullDuplexCall", "--target", addr,
+				"-d", echo, "-c", "2", "-n", "10", "--stream-call-count", "5", "--vs", "ghz", "--rounds", "2", "--json", res)
+			Expect(code).To(Equal(0), "stderr: %s", stderr)
+			Expect(stdout).To(MatchRegexp(`bidikit-saturating / ghz messages/s = \d+\.\d\d over 2 alternating rounds`))
+			var r bench.Result
+			b, err := os.ReadFile(res)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(json.Unmarshal(b, &r)).To(Succeed())
+			Expect(r.Vs.Ratio).To(BeNumerically(">", 0))
+			Expect(r.Messages).To(Equal(r.Vs.Messages)) // the same work: 2 rounds x 10 calls x 5
+			Expect(r.Messages).To(Equal(int64(100)))
+		}, SpecTimeout(time.Minute))
+	})
 
 	It("fails within seconds with a clear message when the --call target is unreachable", func(ctx SpecContext) {
 		code, _, stderr := runBidikit(ctx, dir, "bench", "--call", "grpc.testing.TestService/FullDuplexCall",

@@ -13,6 +13,8 @@ import (
 	"github.com/jhump/protoreflect/desc"
 	"github.com/jhump/protoreflect/desc/protoparse"
 	"github.com/jhump/protoreflect/grpcreflect"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
@@ -35,14 +37,120 @@ func benchWorkloads() []string {
 	return out
 }
 
+// runCall runs the generic driver (--call, or a --config naming the
+// call). A ghz config's fields apply first where no flag for the same
+// thing was given on the command line; then the connection flags and
+// --token.
+func (b *benchCmd) runCall(ctx context.Context, cmd *cobra.Command, args []string) error {
+	fs := cmd.Flags()
+	if len(args) > 0 {
+		return usagef("--call and a workload (%s) exclude each other", args[0])
+	}
+	if b.spawn {
+		return usagef("--spawn-server applies to conn-ramp; --call benchmarks the server at --target")
+	}
+	g, err := b.callConfig(fs)
+	if err != nil {
+		return err
+	}
+	if err := checkFormat(g.Format); err != nil {
+		return err
+	}
+	bf := b.bf
+	bf.format, bf.output = g.Format, g.Output
+	res, err := generic.Run(ctx, g)
+	if errors.Is(err, generic.ErrUsage) {
+		return usageError{describeCall(ctx, err, g)}
+	}
+	if err != nil && !errors.Is(err, generic.ErrLeak) {
+		return explain(ctx, err, []string{g.Target}, !g.Insecure)
+	}
+	if werr := writeBench(cmd.OutOrStdout(), cmd.ErrOrStderr(), []bench.Result{res}, bf); werr != nil {
+		return werr
+	}
+	if err != nil {
+		fmt.Fprintln(cmd.ErrOrStderr(), "bidikit:", err)
+		return errChecksFailed
+	}
+	return nil
+}
+
+// callConfig is the generic driver's Config from the flags and --config:
+// -z, --rate and --window only when given (they are shared with the
+// workloads, whose defaults differ), -O and -o, --tags, then the config's
+// settings for the flags not given, then the connection flags (unless the
+// config chose TLS or plaintext and no connection flag was given).
+func (b *benchCmd) callConfig(fs *pflag.FlagSet) (generic.Config, error) {
+	g := b.g
+	g.Duration = 0
+	if fs.Changed("duration") {
+		g.Duration = b.p.Duration
+	}
+	if fs.Changed("rate") {
+		if b.p.Rate <= 0 {
+			return g, usagef("--rate %v: want messages per second per stream, > 0 (leave it out for a saturating run)", b.p.Rate)
+		}
+		g.Rate = b.p.Rate
+	}
+	if fs.Changed("window") {
+		if b.p.Window < 1 {
+			return g, usagef("--window %d: want at least 1 message in flight per stream", b.p.Window)
+		}
+		g.Window = uint(b.p.Window)
+	}
+	g.Format, g.Output = b.bf.format, b.bf.output
+	if b.tags != "" {
+		if err := json.Unmarshal([]byte(b.tags), &g.Tags); err != nil {
+			return g, usagef("--tags: want a JSON object of strings like {\"env\":\"ci\"}: %v", err)
+		}
+	}
+	configTLS := false
+	if b.config != "" {
+		settings, err := generic.LoadGhzConfig(b.config)
+		if err != nil {
+			return g, usageError{err}
+		}
+		for _, s := range settings {
+			if anyChanged(fs, s.Flags) {
+				continue
+			}
+			s.Apply(&g)
+			configTLS = configTLS || s.TLS
+		}
+	}
+	if g.Call == "" {
+		return g, usagef("--call is required (or a \"call\" in --config): the method as package.Service/Method")
+	}
+	setTLS := !configTLS || anyChanged(fs, []string{"insecure", "tls", "tls-ca", "tls-cert", "tls-key", "tls-server-name", "tls-skip-verify"})
+	if err := callConn(&g, b.conn, setTLS); err != nil {
+		return g, err
+	}
+	return g, nil
+}
+
+func anyChanged(fs *pflag.FlagSet, names []string) bool {
+	for _, n := range names {
+		if fs.Changed(n) {
+			return true
+		}
+	}
+	return false
+}
+
 // callConn puts the connection flags into the generic driver's config:
-// plaintext unless a --tls* flag was given (ghz's default is TLS; bidikit's
-// is plaintext everywhere), and --token as authorization metadata.
-func callConn(g *generic.Config, c connFlags) error {
-	g.Insecure = !c.wantTLS()
-	g.CACert, g.Cert, g.Key, g.ServerName, g.SkipVerify = c.tlsCA, c.tlsCert, c.tlsKey, c.tlsServerName, c.tlsSkipVerify
+// with setTLS, plaintext unless a --tls* flag was given (ghz's default is
+// TLS; bidikit's is plaintext everywhere); always --token as authorization
+// metadata.
+func callConn(g *generic.Config, c connFlags, setTLS bool) error {
+	if setTLS {
+		g.Insecure = !c.wantTLS()
+		g.CACert, g.Cert, g.Key, g.ServerName, g.SkipVerify = c.tlsCA, c.tlsCert, c.tlsKey, c.tlsServerName, c.tlsSkipVerify
+	}
 	if c.token == "" {
 		return nil
+	}
+	if g.MetadataFile != "" {
+		return usagef("--token and --metadata-file: put the authorization in the file, or give --metadata")
 	}
 	md := map[string]string{}
 	if g.Metadata != "" {
