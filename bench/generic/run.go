@@ -221,7 +221,7 @@ func describe(res *bench.Result, c Config, rs []round) {
 func params(c Config) map[string]string {
 	p := map[string]string{
 		"call": c.Call, "mode": string(c.Mode()), "concurrency": strconv.FormatUint(uint64(c.Concurrency), 10),
-		"connections": strconv.FormatUint(uint64(c.Connections), 10),
+		"connections":       strconv.FormatUint(uint64(c.Connections), 10),
 		"stream_call_count": strconv.FormatUint(uint64(c.StreamCallCount), 10), "rounds": strconv.Itoa(c.Rounds),
 		"data_bytes": strconv.Itoa(len(c.Data)),
 	}
