@@ -3,6 +3,7 @@ package collab
 import (
 	"github.com/spf13/pflag"
 
+	"github.com/bidikit/bidikit/reference/streamhost"
 	"github.com/bidikit/bidikit/reference/validate"
 )
 
@@ -41,9 +42,7 @@ type Config struct {
 	MaxDocsPerStream int
 	// Access, when set, decides who may open a document (acl.Scoped fits);
 	// a refused Open gets Error PERMISSION_DENIED. Nil allows everyone.
-	Access interface {
-		Allowed(document, user string) bool
-	}
+	Access streamhost.ACL
 }
 
 // DefaultConfig returns the defaults behind the --collab-* flags.

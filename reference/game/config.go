@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/bidikit/bidikit/reference/streamhost"
 	"github.com/bidikit/bidikit/reference/validate"
 )
 
@@ -75,9 +76,7 @@ type Config struct {
 
 // ACL decides who may join a match: Allowed reports whether user may join the
 // match called name. It must be safe for concurrent use.
-type ACL interface {
-	Allowed(name, user string) bool
-}
+type ACL = streamhost.ACL
 
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
