@@ -99,7 +99,7 @@ func (l H2Limits) withDefaults() (H2Limits, error) {
 
 // RegisterFlags binds l to flags on fs, with the defaults as flag defaults.
 func (l *H2Limits) RegisterFlags(fs *pflag.FlagSet) {
-	fs.BoolVar(&l.Disable, "h2-no-flood-guard", l.Disable, "turn off the HTTP/2 flood guard below (grpc-go's own limits stay: --max-concurrent-streams, --max-header-list-size, --keepalive-min-time)")
+	fs.BoolVar(&l.Disable, "h2-no-flood-guard", l.Disable, "turn off the HTTP/2 flood guard below (grpc-go's own limits stay: --max-concurrent-streams, --max-header-list-size, --keepalive-min-time); default off: the guard is on")
 	fs.Float64Var(&l.ControlFrameRate, "h2-control-frame-rate", DefaultH2ControlFrameRate, "PING, SETTINGS, WINDOW_UPDATE and PRIORITY frames a connection may send per second (token bucket); over it: GOAWAY ENHANCE_YOUR_CALM, then close (ping/settings/window-update floods)")
 	fs.IntVar(&l.ControlFrameBurst, "h2-control-frame-burst", DefaultH2ControlFrameBurst, "bucket size of --h2-control-frame-rate")
 	fs.Float64Var(&l.ResetRate, "h2-reset-rate", DefaultH2ResetRate, "RST_STREAM frames a connection may send per second (token bucket); over it: GOAWAY ENHANCE_YOUR_CALM, then close (rapid reset, CVE-2023-44487)")
