@@ -92,9 +92,10 @@ func (d *driver) run(ctx context.Context, host string) (round, error) {
 	callCtx, cancelCalls := context.WithCancel(context.Background())
 	defer cancelCalls()
 	workers := make([]*worker, c.Concurrency)
+	sinks := newSinks(len(workers), c.Mode() == ModePaced)
 	var wg sync.WaitGroup
 	for i := range workers {
-		w := newWorker(d, st, i, conns[i%len(conns)])
+		w := newWorker(d, st, i, conns[i%len(conns)], sinks[i%len(sinks)])
 		workers[i] = w
 		wg.Go(func() { w.loop(callCtx) })
 	}
@@ -105,7 +106,7 @@ func (d *driver) run(ctx context.Context, host string) (round, error) {
 	elapsed := time.Since(st.epoch)
 	close(done)
 	stopper.Wait()
-	r := merge(workers)
+	r := merge(workers, sinks)
 	r.elapsed = elapsed
 	if ctx.Err() != nil {
 		return r, ctx.Err()
@@ -154,7 +155,9 @@ func (d *driver) roundBound() time.Duration {
 // worker is one stream slot: its calls run one after another, so its
 // figures are written by one call's sender (the worker's goroutine) and
 // that call's receiver at a time, and read by merge once every worker has
-// returned. Padded apart so workers do not share cache lines.
+// returned. hist and fromSend buffer the receiver's samples, lag the
+// sender's; each flushes into the worker's sink. Padded apart so workers do
+// not share cache lines.
 type worker struct {
 	_     [cacheLine]byte
 	d     *driver
@@ -162,21 +165,22 @@ type worker struct {
 	id    string
 	cc    *grpc.ClientConn
 	next  int64 // paced: the next message's scheduled time (ns since epoch)
+	free  int64 // paced: until when the driver's own timer held sends back
 	timer *time.Timer
 
 	sent, responses, calls, behind int64
-	hist, fromSend, lag            *hdrhistogram.Histogram
+	hist, fromSend, lag            *samples
 	errors                         map[string]int64
 	_                              [cacheLine]byte
 }
 
-func newWorker(d *driver, st *roundState, i int, cc *grpc.ClientConn) *worker {
-	w := &worker{d: d, st: st, id: fmt.Sprintf("g%dc%d", i, i%int(d.c.Connections)), cc: cc, hist: bench.NewHistogram()}
+func newWorker(d *driver, st *roundState, i int, cc *grpc.ClientConn, s *sink) *worker {
+	w := &worker{d: d, st: st, id: fmt.Sprintf("g%dc%d", i, i%int(d.c.Connections)), cc: cc,
+		hist: newSamples(s, s.hist), fromSend: newSamples(s, s.fromSend), lag: newSamples(s, s.lag)}
 	if d.c.Mode() == ModePaced {
 		interval := float64(time.Second) / d.c.Rate
 		// phases spread over one interval, so the streams do not send in step
 		w.next = int64(interval * float64(i) / float64(d.c.Concurrency))
-		w.fromSend, w.lag = bench.NewHistogram(), bench.NewHistogram()
 	}
 	return w
 }
@@ -187,6 +191,7 @@ func (w *worker) loop(ctx context.Context) {
 		if w.timer != nil {
 			w.timer.Stop()
 		}
+		w.lag.flush()
 	}()
 	for !w.st.stopped.Load() && ctx.Err() == nil {
 		if w.d.c.Total > 0 && w.st.calls.Add(-1) < 0 {
@@ -204,27 +209,29 @@ func (w *worker) fail(err error) {
 	w.errors[errorKey(err)]++
 }
 
-// merge sums the workers into one round.
-func merge(ws []*worker) round {
+// merge sums the workers and the sinks into one round.
+func merge(ws []*worker, sinks []*sink) round {
 	r := round{hist: bench.NewHistogram()}
 	for _, w := range ws {
 		r.messages += w.sent
 		r.responses += w.responses
 		r.calls += w.calls
 		r.behind += w.behind
-		r.hist.Merge(w.hist)
-		if w.fromSend != nil {
-			if r.fromSend == nil {
-				r.fromSend, r.lag = bench.NewHistogram(), bench.NewHistogram()
-			}
-			r.fromSend.Merge(w.fromSend)
-			r.lag.Merge(w.lag)
-		}
 		for k, v := range w.errors {
 			if r.errors == nil {
 				r.errors = map[string]int64{}
 			}
 			r.errors[k] += v
+		}
+	}
+	for _, s := range sinks {
+		r.hist.Merge(s.hist)
+		if s.fromSend != nil {
+			if r.fromSend == nil {
+				r.fromSend, r.lag = bench.NewHistogram(), bench.NewHistogram()
+			}
+			r.fromSend.Merge(s.fromSend)
+			r.lag.Merge(s.lag)
 		}
 	}
 	return r

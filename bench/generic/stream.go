@@ -143,21 +143,24 @@ func (w *worker) send(cs grpc.ClientStream, rc *receiver, msgs []wire, cd *CallD
 }
 
 // waitSchedule waits for the next message's scheduled time and returns the
-// time its latency counts from: the scheduled time when the sender is
-// behind it (a send that blocked, a slow server: the delay is counted, which
-// is the coordinated-omission correction); the moment the timer woke the
-// sender when it was on time (the timer's own lateness, recorded in w.lag,
-// is the driver's, not the server's). False when the round stopped or the
-// stream ended while waiting.
+// time its latency counts from. That is the scheduled time, also when the
+// sender is already past it: a send that blocked (flow control, a slow
+// server) holds back the messages after it, and their wait is counted
+// (the coordinated-omission correction). What the driver's own timer adds
+// is not: when the timer wakes the sender late (recorded in w.lag), the
+// message and any whose time passed meanwhile count from the wake-up
+// (w.free). False when the round stopped or the stream ended while
+// waiting.
 func (w *worker) waitSchedule(rc *receiver, interval int64) (int64, bool) {
 	at := w.next
 	w.next += interval
 	now := w.st.now()
 	if now >= at {
-		if now > at {
+		from := max(at, w.free)
+		if now > from {
 			w.behind++
 		}
-		return at, true
+		return from, true
 	}
 	if w.timer == nil {
 		w.timer = time.NewTimer(time.Duration(at - now))
@@ -172,7 +175,8 @@ func (w *worker) waitSchedule(rc *receiver, interval int64) (int64, bool) {
 		return 0, false
 	}
 	woke := w.st.now()
-	record(w.lag, woke-at)
+	w.lag.add(woke - at)
+	w.free = woke
 	return woke, true
 }
 
@@ -215,8 +219,10 @@ type receiver struct {
 
 func (r *receiver) run() {
 	defer close(r.done)
-	var m discard
 	w := r.w
+	defer w.hist.flush()
+	defer w.fromSend.flush()
+	var m discard
 	for {
 		if err := r.cs.RecvMsg(&m); err != nil {
 			r.err = err
@@ -225,10 +231,10 @@ func (r *receiver) run() {
 		now := w.st.now()
 		r.got++
 		if from, ok := r.times.pop(); ok {
-			record(w.hist, now-from)
+			w.hist.add(now - from)
 			if w.fromSend != nil {
 				if sent, ok := r.times.pop(); ok {
-					record(w.fromSend, now-sent)
+					w.fromSend.add(now - sent)
 				}
 			}
 		}
@@ -239,14 +245,4 @@ func (r *receiver) run() {
 			}
 		}
 	}
-}
-
-// record adds a duration in ns to a µs histogram (at least 1 µs, at most
-// the histogram's ceiling).
-func record(h interface {
-	RecordValue(int64) error
-	HighestTrackableValue() int64
-}, ns int64) {
-	us := max(ns/1e3, 1)
-	_ = h.RecordValue(min(us, h.HighestTrackableValue()))
 }

@@ -368,13 +368,37 @@ workloads use bench's own generated-stub loops. Workloads dial --target in
 plaintext, each client with its own dev token (what 'bidikit serve' without
 --tokens accepts): the --tls* flags and --token apply to --call.
 
-Generic driver (--call package.Service/Method, flags modelled on ghz's): the
-method is described by --proto (+ --import-paths), --protoset, or server
-reflection when neither is given. bidikit records per-message latency inside
-each stream (one response per request, in order), applies --fault connection
-faults through toxiproxy in front of --target, checks channelz for leaks after
-the run when the target serves it (a leak exits 1), and with --vs ghz runs
-plain ghz in alternating --rounds and prints both with their ratio.
+Generic driver (--call package.Service/Method, ghz's flags): any gRPC bidi
+method, described by --proto (+ --import-paths, compiled at run time),
+--protoset, or server reflection when neither is given. --data is a JSON
+message or an array of messages each call sends in turn (-D FILE reads it;
+ghz's templates such as {{.RequestNumber}} run per call, per message with
+--stream-dynamic-messages). -c streams share --connections connections; each
+stream makes calls one after another, each call sending --stream-call-count
+messages (0 = until the round ends). A round lasts -z, or makes -n calls
+(ghz's requests: n x stream-call-count messages; -x bounds it). --config FILE
+reads ghz's JSON config (ghz's field names; flags given here win; an unknown
+field, or one of ghz's bidikit does not support, is an error naming the
+file, line and field).
+
+Latency is per message, each response paired in order with its request (an
+echo such as FullDuplexCall), in one of three modes:
+  saturating (default)  streams send without waiting: a throughput figure; the
+                        latency is the stream's own send backlog, and says so
+  --rate R              paced open loop, R messages/s per stream; latency from
+                        each message's scheduled send time, so a stalled server
+                        shows in every message it held back (coordinated
+                        omission corrected); timer lateness of the driver is
+                        reported apart (timer_late_*), not counted
+  --window W            at most W messages in flight per stream (closed loop;
+                        W 1 is ping-pong)
+--fault applies connection faults through toxiproxy in front of --target;
+after the run channelz is checked for leaks when the target serves it (a
+leak exits 1). --vs ghz runs ghz (v0.120.0's runner) on the same target,
+method, data and concurrency in alternating --rounds and prints both with
+the ratio of messages/s; it is refused when the work would differ: paced or
+windowed runs, --stream-call-count 0 (bidikit's streams run the whole round,
+ghz's calls send their data once) and -x.
 
 ` + connHelp + `
 
@@ -385,7 +409,9 @@ flag is given. ghz's spellings are accepted too: --cacert (--tls-ca), --cert
 T" metadata. A --call method the server does not have is answered with the
 service's methods (or the services) its reflection lists.
 
-Output: a table on stdout; --json FILE (or - for stdout) and --html FILE.
+Output: a table on stdout; -O json|pretty|html (ghz's -O; summary is the
+table) to stdout or -o FILE (the table then goes to stderr when the format
+takes stdout); --json FILE (or - for stdout) and --html FILE.
 Exit 0 = done, 1 = a verdict failed (trace mismatch, leak) or the run failed,
 2 = bad usage.`
 
@@ -396,5 +422,8 @@ const benchExample = `  bidikit bench chat-echo --clients 100 -z 10s --baseline
   bidikit bench conn-ramp --spawn-server --clients 4000
   bidikit bench --call grpc.testing.TestService/FullDuplexCall --target 127.0.0.1:50051 \
       -d '{"response_parameters":[{"size":64}],"payload":{"body":"AAAA"}}' \
-      -c 100 --connections 1 --stream-call-count 1000 -z 10s --vs ghz --rounds 3
+      -c 100 --connections 1 --stream-call-count 1000 -z 10s --vs ghz --rounds 4
+  bidikit bench --call grpc.testing.TestService/FullDuplexCall --target 127.0.0.1:50051 \
+      -D req.json -c 100 --rate 100 -z 10s -O json -o paced.json
+  bidikit bench --config ghz.json -n 1000 --stream-call-count 10
   bidikit bench compare old1.json old2.json old3.json -- new1.json new2.json new3.json`
