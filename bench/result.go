@@ -26,9 +26,11 @@ type Result struct {
 	// Workload is the workload name ("chat-echo", ..., "generic").
 	Workload string `json:"workload"`
 	// Tool says what drove the load: "bidikit-engine" (the harness engine),
-	// "bidikit-loop" (bench's own generated-stub loops), "bidikit-ghz"
-	// (ghz's runner with bidikit's per-message hooks), "ghz" (plain ghz) or
-	// "baseline" (a bare generated-stub loop).
+	// "bidikit-loop" (bench's own generated-stub loops),
+	// "bidikit-saturating", "bidikit-paced", "bidikit-windowed" or
+	// "bidikit-interval" (the generic driver, in that mode: see
+	// bench/generic), "ghz" (plain ghz) or "baseline" (a bare generated-stub
+	// loop).
 	Tool   string            `json:"tool,omitempty"`
 	Target string            `json:"target,omitempty"`
 	Params map[string]string `json:"params"`
