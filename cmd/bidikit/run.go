@@ -208,9 +208,17 @@ func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
 		return err
 	}
 	defer st.Close()
+	// fileErr is the first scenario file found wrong only when its run
+	// started (a custom protocol mapping checked against the server's
+	// reflection, issue #16): exit 2, as for any bad scenario file.
+	var fileErr error
 	so := suite.Options{Engine: opts, ShardIndex: p.shardIndex, ShardCount: p.shardCount,
 		RunOne: func(ctx context.Context, s *scenario.Scenario, opts []engine.Option) (result.Scenario, error) {
-			return runOne(ctx, cmd.ErrOrStderr(), s, opts, f.liveMode(cmd), f.progressEvery)
+			res, err := runOne(ctx, cmd.ErrOrStderr(), s, opts, f.liveMode(cmd), f.progressEvery)
+			if se := (*scenario.Error)(nil); fileErr == nil && errors.As(err, &se) {
+				fileErr = err
+			}
+			return res, err
 		}}
 	if len(p.targets) > 0 {
 		// A target that did not answer may speak the other of TLS and
@@ -248,6 +256,9 @@ func runScenarios(cmd *cobra.Command, args []string, f *runFlags) error {
 		if err != nil {
 			return err
 		}
+	}
+	if fileErr != nil {
+		return usageError{fileErr}
 	}
 	return runExit(cmd, run, fatal, p)
 }

@@ -112,7 +112,8 @@ var errNotServing = errors.New("health: not serving")
 // TargetsHealth implements check.TargetsEnv: each target's gRPC health, in
 // target order, asked in parallel (within the dial timeout). Targets that
 // did not answer preflight are not asked; those the run's own server faults
-// took down (DownReporter) are marked Killed and not asked.
+// took down (DownReporter) are marked Killed and not asked. A target
+// without the health service (UNIMPLEMENTED) answered: it counts as serving.
 func (e *env) TargetsHealth(ctx context.Context) []check.TargetHealth {
 	ctx, cancel := context.WithTimeout(ctx, e.opts.dialTimeout)
 	defer cancel()
@@ -140,6 +141,9 @@ func (e *env) TargetsHealth(ctx context.Context) []check.TargetHealth {
 			defer wg.Done()
 			resp, err := healthpb.NewHealthClient(c.cc).Check(ctx, &healthpb.HealthCheckRequest{})
 			switch {
+			case status.Code(err) == codes.Unimplemented:
+				// No health service (many third-party servers: service
+				// custom): it answered, so it serves, as preflight holds.
 			case err != nil:
 				h.Err = err
 			case resp.Status != healthpb.HealthCheckResponse_SERVING:
