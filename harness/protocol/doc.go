@@ -27,9 +27,14 @@
 //   - Stream: OpenStream / Mapping.Open open the bidi method over a
 //     grpc.ClientConn with a codec for dynamic messages (and Raw bytes).
 //
-// Not wired into the engine yet: the engine's driver contract is being
-// redesigned (issue #15); a custom-protocol driver will implement it on top
-// of this package. See docs/custom-servers.md for the mapping format.
+// What runs it: a `service: custom` scenario carries its `protocol:` block
+// (harness/scenario decodes it with SpecFromNode and, when the descriptors
+// are files, compiles it at parse time); harness/engine/custom is the
+// driver on the engine's contract, compiling the mapping once per run (with
+// reflection, over the run's connection) and speaking it for every virtual
+// client. Spec.NotMeasurable says which checks a mapping cannot feed
+// (needs.go), naming the fields; Spec.Echo marks a server that answers each
+// stream only. See docs/custom-servers.md for the mapping format.
 //
 //	spec, err := protocol.ParseSpec("custom.yaml", data)
 //	desc, err := protocol.LoadDescriptors(ctx, spec, conn, target)
