@@ -64,6 +64,10 @@
 // (wait for the last acknowledgements at the end), Resumer (resume from an
 // older position: the resume-stale fault), Oversizer (the oversize-sender
 // behaviour and the oversized fault), Stopper (told when its client stops
-// for good). The chat, collab and game drivers in this package are the
-// complete examples.
+// for good), Cycler (ends its stream every period and reconnects: a
+// resumer). The chat, collab and game drivers in this package are the
+// complete examples. A service whose method is known only from the scenario
+// and the server (service: custom, a protocol mapping over reflection) sets
+// Service.Prepare, Header and State (service_run.go): it becomes the run's
+// Service once the targets answer; harness/engine/custom is that driver.
 package engine
