@@ -21,6 +21,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/interop"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/reflection"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/descriptorpb"
 
@@ -124,13 +125,14 @@ func startProcess(ctx context.Context, bin string) string {
 }
 
 // startInterop serves grpc-go's interop TestService in-process with gRPC
-// health, channelz and an admin HTTP endpoint with /debug/pprof/ (the leaks
+// health, channelz, server reflection and an admin HTTP endpoint with /debug/pprof/ (the leaks
 // check's source); everything stops at the spec's cleanup.
 func startInterop() (addr, admin string) {
 	gs := grpc.NewServer()
 	testgrpc.RegisterTestServiceServer(gs, interop.NewTestServer())
 	healthpb.RegisterHealthServer(gs, health.NewServer())
 	channelzsvc.RegisterChannelzServiceToServer(gs)
+	reflection.Register(gs)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	Expect(err).NotTo(HaveOccurred())
 	go func() { _ = gs.Serve(lis) }()
