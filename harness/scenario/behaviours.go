@@ -41,11 +41,11 @@ var (
 func RegisterBehaviour(b Behaviour) {
 	if b.Service != "" {
 		perService.Register(b.Service+"/"+b.Name, b)
-		if _, taken := behaviours.Lookup(b.Name); taken {
-			if first, _ := behaviours.Lookup(b.Name); first.Service == "" {
+		if first, taken := behaviours.Lookup(b.Name); taken {
+			if first.Service == "" {
 				panic("scenario: behaviour " + b.Name + " is registered for every service already")
 			}
-			return
+			return // another service's behaviour of that name came first
 		}
 	}
 	behaviours.Register(b.Name, b)
