@@ -54,7 +54,7 @@ func StartH2Unprotected() (*Server, error) {
 }
 
 // frameLogRecord is the bytes the frame log keeps per frame.
-const frameLogRecord = 2 << 10
+const frameLogRecord = 4 << 10
 
 // frameLogListener gives every accepted connection a frame log.
 type frameLogListener struct{ net.Listener }
