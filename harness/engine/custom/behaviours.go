@@ -102,6 +102,7 @@ const oversizeField = protowire.MaxValidNumber
 // base64 for), raw bytes instead: one unknown length-delimited field of n
 // bytes, a message every server decodes until its size limit refuses it.
 func (d *driver) Oversized(s engine.Stream, n int) error {
+	d.emitStart()
 	body := make([]byte, n)
 	for i := range body {
 		body[i] = 'x'

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -60,6 +61,14 @@ type driver struct {
 
 	in  *dynamicpb.Message  // receive loop: read into, then classified
 	got []protocol.Incoming // receive loop: Classify's scratch
+
+	// startJoins are the Join events of a stream of a protocol without a
+	// joined rule: emitted (emitStart) when the stream is first used, by
+	// whichever loop comes first, not by Start itself, since Start also
+	// runs on streams that are never read (an HTTP/2 attack encodes what
+	// its streams send by calling Start). hasStart says there are some.
+	hasStart   atomic.Bool
+	startJoins []*event.Event // guarded by mu
 
 	mu        sync.Mutex
 	pos       map[string]uint64 // highest seq seen per room
@@ -162,7 +171,7 @@ func (d *driver) Start(s engine.Stream) error {
 		asked bool
 	}
 	var joins []join
-	var now []*event.Event
+	var now []*event.Event // Join events, emitted when the stream is used
 	d.mu.Lock()
 	clear(d.asked)
 	for _, name := range d.rooms {
@@ -183,7 +192,6 @@ func (d *driver) Start(s engine.Stream) error {
 		r.sent, r.ready, r.joining = 0, false, d.st.joinedRule
 		if !d.st.joinedRule {
 			r.ready = true
-			d.joined[name] = true
 			e := &event.Event{Kind: event.Join, Scope: name, ResumeAfter: j.after, HasResume: j.asked}
 			if d.m.Echo() {
 				e.Seq = d.senderSeq // the stream echoes from the next message on
@@ -193,6 +201,8 @@ func (d *driver) Start(s engine.Stream) error {
 		joins = append(joins, j)
 	}
 	d.staleBack = 0
+	d.startJoins = now
+	d.hasStart.Store(len(now) > 0)
 	d.mu.Unlock()
 	for _, j := range joins {
 		if !d.m.Mapped(protocol.Out(j.name)) {
@@ -208,19 +218,36 @@ func (d *driver) Start(s engine.Stream) error {
 			return err
 		}
 	}
-	for _, e := range now {
-		d.c.Emit(e)
-	}
 	if !d.st.joinedRule {
-		return d.OnWake(s) // what waited for the room goes out now
+		d.poke() // what waited for the room goes out now (OnWake)
 	}
 	return nil
+}
+
+// emitStart emits the stream's Join events of a protocol without a joined
+// rule, once: the stream is in use.
+func (d *driver) emitStart() {
+	if !d.hasStart.Load() {
+		return
+	}
+	d.mu.Lock()
+	js := d.startJoins
+	d.startJoins = nil
+	d.hasStart.Store(false)
+	for _, e := range js {
+		d.joined[e.Scope] = true
+	}
+	d.mu.Unlock()
+	for _, e := range js {
+		d.c.Emit(e)
+	}
 }
 
 // OnWake sends what the ready rooms have not sent on this stream, oldest
 // first: unacknowledged messages after a (re)join, messages that waited
 // for the join.
 func (d *driver) OnWake(s engine.Stream) error {
+	d.emitStart()
 	var out []*pending
 	d.mu.Lock()
 	for _, name := range d.rooms {
@@ -263,6 +290,7 @@ func (d *driver) transmit(s engine.Stream, ps []*pending) error {
 
 // Act sends n messages, each to one of the client's rooms.
 func (d *driver) Act(s engine.Stream, n int) error {
+	d.emitStart()
 	for range n {
 		name := d.rooms[0]
 		if len(d.rooms) > 1 {
@@ -338,6 +366,8 @@ func (d *driver) Ended() {
 		rooms = append(rooms, r)
 	}
 	clear(d.joined)
+	d.startJoins = nil
+	d.hasStart.Store(false)
 	for _, r := range d.state {
 		r.sent, r.ready, r.joining = 0, false, false
 	}

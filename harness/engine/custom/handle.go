@@ -15,6 +15,7 @@ import (
 // it means. A message no rule matches, or one a rule cannot read (a field
 // expression failing at run time), emits nothing.
 func (d *driver) Handle(m proto.Message) {
+	d.emitStart()
 	got, err := d.m.Classify(d.got[:0], m)
 	d.got = got
 	if err != nil {
