@@ -21,7 +21,8 @@ import (
 // time included): resident memory, heap in use and goroutines from the
 // admin endpoint's Prometheus /metrics (process_resident_memory_bytes,
 // go_memstats_heap_inuse_bytes, go_goroutines; read with the leaks
-// checker's bounded GET), and the target's gRPC health. It fails when a
+// checker's bounded GET), the sockets and streams open on the target from
+// gRPC channelz (when it serves it), and the target's gRPC health. It fails when a
 // figure goes over its bound — absolute (rss_max, heap_max,
 // goroutines_max) or over the baseline (rss_over_baseline,
 // heap_over_baseline, goroutines_over_baseline) — at any sample, and when
@@ -45,6 +46,8 @@ import (
 //	heap_over_baseline: 64MiB       # default 64MiB
 //	goroutines_over_baseline: 2000  # default 2000
 //	rss_max, heap_max, goroutines_max   # absolute bounds, default none
+//	sockets_max, sockets_over_baseline, streams_max, streams_over_baseline
+//	                                # channelz (sockets, streams open on the target): default none
 //	health: true                    # health must stay SERVING; default true
 //	min_samples: 4                  # default 4
 type serverBounded struct {
@@ -86,8 +89,15 @@ type ServerBoundedParams struct {
 	HeapOverBaseline       any           `yaml:"heap_over_baseline"`
 	GoroutinesMax          *int          `yaml:"goroutines_max"`
 	GoroutinesOverBaseline *int          `yaml:"goroutines_over_baseline"`
-	Health                 *bool         `yaml:"health"`
-	MinSamples             int           `yaml:"min_samples"`
+	// Sockets and streams open on the target, from gRPC channelz: no bound
+	// by default (honest clients open their own); a bound set on a target
+	// without channelz makes the check not measurable.
+	SocketsMax          *int  `yaml:"sockets_max"`
+	SocketsOverBaseline *int  `yaml:"sockets_over_baseline"`
+	StreamsMax          *int  `yaml:"streams_max"`
+	StreamsOverBaseline *int  `yaml:"streams_over_baseline"`
+	Health              *bool `yaml:"health"`
+	MinSamples          int   `yaml:"min_samples"`
 }
 
 // Defaults of ServerBoundedParams.
@@ -198,6 +208,8 @@ func newServerBounded(p ServerBoundedParams) (*serverBounded, error) {
 	s.bounds[figHeap] = figBound{size("heap_max", p.HeapMax, nan), size("heap_over_baseline", p.HeapOverBaseline, DefaultBoundedHeapOverBaseline)}
 	s.bounds[figGoroutines] = figBound{count("goroutines_max", p.GoroutinesMax, nan),
 		count("goroutines_over_baseline", p.GoroutinesOverBaseline, DefaultBoundedGoroutinesOverBaseline)}
+	s.bounds[figSockets] = figBound{count("sockets_max", p.SocketsMax, nan), count("sockets_over_baseline", p.SocketsOverBaseline, nan)}
+	s.bounds[figStreams] = figBound{count("streams_max", p.StreamsMax, nan), count("streams_over_baseline", p.StreamsOverBaseline, nan)}
 	if err != nil {
 		return nil, err
 	}

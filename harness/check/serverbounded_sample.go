@@ -14,19 +14,28 @@ const (
 	figRSS        boundFigure = iota // process_resident_memory_bytes
 	figHeap                          // go_memstats_heap_inuse_bytes
 	figGoroutines                    // go_goroutines
+	figSockets                       // channelz: open sockets
+	figStreams                       // channelz: open streams
 	nFigures
 )
 
 var (
-	figureNames  = [nFigures]string{"rss", "heap", "goroutines"}
-	figureMetric = [nFigures]string{"process_resident_memory_bytes", "go_memstats_heap_inuse_bytes", "go_goroutines"}
+	figureNames  = [nFigures]string{"rss", "heap", "goroutines", "sockets", "streams"}
+	figureMetric = [nFigures]string{"process_resident_memory_bytes", "go_memstats_heap_inuse_bytes", "go_goroutines",
+		"channelz sockets", "channelz streams"}
 )
+
+// counted reports whether f is a count (rendered as a number, not MiB).
+func (f boundFigure) counted() bool { return f == figGoroutines || f == figSockets || f == figStreams }
+
+// fromChannelz reports whether f is read from gRPC channelz, not /metrics.
+func (f boundFigure) fromChannelz() bool { return f == figSockets || f == figStreams }
 
 func (f boundFigure) String() string { return figureNames[f] }
 
 // render shows a value of f: MiB for memory, a count for goroutines.
 func (f boundFigure) render(v float64) string {
-	if f == figGoroutines {
+	if f.counted() {
 		return fmt.Sprintf("%.0f", v)
 	}
 	return leakMiB(int64(v))
@@ -34,14 +43,15 @@ func (f boundFigure) render(v float64) string {
 
 // renderSigned shows a difference of f with its sign.
 func (f boundFigure) renderSigned(v float64) string {
-	if f == figGoroutines {
+	if f.counted() {
 		return fmt.Sprintf("%+.0f", v)
 	}
 	return leakSignedMiB(int64(v))
 }
 
 // boundSample is one reading of the server during the run: the figures
-// from /metrics (-1 when missing, errs says why) and its gRPC health.
+// from /metrics and channelz (-1 when missing, errs says why) and its gRPC
+// health.
 type boundSample struct {
 	wall    time.Time
 	vals    [nFigures]float64
@@ -53,8 +63,8 @@ type boundSample struct {
 
 // readBoundSample reads the Prometheus /metrics of the admin endpoint at
 // base (with the leaks checker's bounded GET) and, when health is set, the
-// target's gRPC health through env. It blocks for at most one GET of
-// leakHTTPTimeout and one health call within ctx.
+// target's gRPC health and channelz through env. It blocks for at most one
+// GET of leakHTTPTimeout and one health and one channelz call within ctx.
 func readBoundSample(ctx context.Context, base string, env Env, health bool) boundSample {
 	s := boundSample{wall: time.Now()}
 	for i := range s.vals {
@@ -67,6 +77,9 @@ func readBoundSample(ctx context.Context, base string, env Env, health bool) bou
 	} else {
 		body, err := leakGet(ctx, strings.TrimRight(base, "/")+"/metrics")
 		for f := range nFigures {
+			if f.fromChannelz() {
+				continue
+			}
 			switch {
 			case err != nil:
 				s.errs[f] = err.Error()
@@ -78,6 +91,21 @@ func readBoundSample(ctx context.Context, base string, env Env, health bool) bou
 				}
 			}
 		}
+	}
+	if env != nil {
+		cctx, cancel := context.WithTimeout(ctx, leakHTTPTimeout)
+		sockets, streams, ok, err := env.Channelz(cctx)
+		cancel()
+		switch {
+		case err != nil:
+			s.errs[figSockets], s.errs[figStreams] = "channelz: "+err.Error(), "channelz: "+err.Error()
+		case !ok:
+			s.errs[figSockets], s.errs[figStreams] = "the target serves no channelz", "the target serves no channelz"
+		default:
+			s.vals[figSockets], s.vals[figStreams] = float64(sockets), float64(streams)
+		}
+	} else {
+		s.errs[figSockets], s.errs[figStreams] = "no target to ask for channelz", "no target to ask for channelz"
 	}
 	if health && env != nil {
 		s.asked = true

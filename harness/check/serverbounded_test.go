@@ -24,7 +24,10 @@ type boundedServer struct {
 	rss, heap, goroutines atomic.Int64
 	noRSS                 atomic.Bool
 	unhealthy             atomic.Bool
-	reads                 atomic.Int64
+	// streams, when channelz is set, is what Channelz answers (sockets: 1).
+	channelz atomic.Bool
+	streams  atomic.Int64
+	reads    atomic.Int64
 }
 
 func newBoundedServer() *boundedServer {
@@ -56,7 +59,7 @@ func (b *boundedServer) waitReads(n int64) {
 
 func (b *boundedServer) AdminURL() string { return b.srv.URL }
 func (b *boundedServer) Channelz(context.Context) (int, int, bool, error) {
-	return 0, 0, false, nil
+	return 1, int(b.streams.Load()), b.channelz.Load(), nil
 }
 func (b *boundedServer) Healthy(context.Context) (bool, error) { return !b.unhealthy.Load(), nil }
 
@@ -121,6 +124,38 @@ var _ = Describe("server-bounded", func() {
 		Expect(v.Evidence[0].Detail).To(MatchRegexp(`^rss went over rss_over_baseline \+64.0 MiB over the baseline 100.0 MiB at .*, while hpack-bomb \(role bomber, 1 client\(s\)\) ran; it peaked at 300.0 MiB \(\+200.0 MiB over the baseline 100.0 MiB\) at .*, while hpack-bomb \(role bomber, 1 client\(s\)\) ran$`))
 		Expect(v.Evidence[1].Detail).To(ContainSubstring("goroutines went over goroutines_max 1000 at"))
 		Expect(v.Evidence[1].Detail).To(ContainSubstring("it peaked at 5000 (+4950 over the baseline 50)"))
+	}, SpecTimeout(30*time.Second))
+
+	It("bounds the streams open on the target through channelz when asked to, and is not measurable without channelz then", func(ctx SpecContext) {
+		b := newBoundedServer()
+		b.channelz.Store(true)
+		b.streams.Store(10)
+		c := bounded("{every: 50ms, streams_over_baseline: 100}")
+		Expect(c.(check.Starter).Start(ctx, b)).To(Succeed())
+		c.Observe(attack(0, ev.AttackStart))
+		b.waitReads(2)
+		b.streams.Store(500) // stream-hold: streams the server keeps for an idle attacker
+		b.waitReads(3)
+		v := c.Verdict(ctx, b)
+		Expect(v.Status).To(Equal(check.Fail), v.Summary)
+		Expect(v.Evidence).To(HaveLen(1))
+		Expect(v.Evidence[0].Scope).To(Equal("streams"))
+		Expect(v.Evidence[0].Detail).To(MatchRegexp(`^streams went over streams_over_baseline \+100 over the baseline 10 at .*hpack-bomb.*it peaked at 500 \(\+490 over the baseline 10\)`))
+
+		nc := newBoundedServer() // no channelz
+		c = bounded("{every: 50ms, streams_over_baseline: 100}")
+		Expect(c.(check.Starter).Start(ctx, nc)).To(Succeed())
+		c.Observe(attack(0, ev.AttackStart))
+		nc.waitReads(5)
+		v = c.Verdict(ctx, nc)
+		Expect(v.Status).To(Equal(check.NotMeasurable), v.Summary)
+		Expect(v.Summary).To(ContainSubstring("streams (channelz streams not read at the baseline: the target serves no channelz)"))
+
+		c = bounded("{every: 50ms}") // no channelz bound: channelz not needed
+		Expect(c.(check.Starter).Start(ctx, nc)).To(Succeed())
+		c.Observe(attack(0, ev.AttackStart))
+		nc.waitReads(5)
+		Expect(c.Verdict(ctx, nc).Status).To(Equal(check.Pass))
 	}, SpecTimeout(30*time.Second))
 
 	It("fails when health ever leaves SERVING, and says no attack ran when none did", func(ctx SpecContext) {
