@@ -52,8 +52,8 @@ type attackMark struct {
 	clients         int
 	seen            bool          // an event of the role arrived
 	startAt         time.Duration // its earliest event
-	lastEnd         time.Duration // its latest Disconnect
-	open            int           // streams open now
+	lastEnd         time.Duration // its latest Disconnect (or HTTP/2 attack stop)
+	open            int           // streams (or HTTP/2 attacks) open now
 }
 
 func (m *markerLog) init(roles []RoleInfo) {
@@ -82,10 +82,10 @@ func (m *markerLog) observe(e *event.Event, ri int) {
 	if !a.seen || e.At < a.startAt {
 		a.seen, a.startAt = true, e.At
 	}
-	switch e.Kind {
-	case event.Connect:
-		a.open++
-	case event.Disconnect:
+	switch {
+	case e.Kind == event.Connect, e.Kind == event.Attack && e.Field == event.AttackStart:
+		a.open++ // a stream, or an HTTP/2 attack below gRPC (which opens no gRPC stream)
+	case e.Kind == event.Disconnect, e.Kind == event.Attack && e.Field == event.AttackStop:
 		a.open = max(a.open-1, 0)
 		a.lastEnd = max(a.lastEnd, e.At)
 	}
@@ -157,7 +157,7 @@ func (m *markerLog) markers(end time.Duration) []result.Marker {
 			Detail: fmt.Sprintf("role %s (%s, %s) started", a.name, a.behaviour, clientsText(a.clients))})
 		if a.open == 0 && a.lastEnd > 0 && a.lastEnd < end-slack {
 			out = append(out, result.Marker{AtS: a.lastEnd.Seconds(), Kind: result.MarkAttackStop, Label: a.name,
-				Detail: fmt.Sprintf("role %s (%s): its last stream ended", a.name, a.behaviour)})
+				Detail: fmt.Sprintf("role %s (%s): its last stream or attack ended", a.name, a.behaviour)})
 		}
 	}
 	if !flagged && m.attackPhase >= 0 {

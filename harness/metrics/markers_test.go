@@ -44,7 +44,7 @@ var _ = Describe("per-role timelines and markers", func() {
 		var hs, fs, fe float64
 		for i, p := range s.Timeline {
 			Expect(honest[i].AtS).To(Equal(p.AtS), "same intervals")
-			Expect(honest[i].SentPerSec + flooder[i].SentPerSec).To(BeNumerically("~", p.SentPerSec, 1e-9), "the roles' sends add up to the scenario's")
+			Expect(honest[i].SentPerSec+flooder[i].SentPerSec).To(BeNumerically("~", p.SentPerSec, 1e-9), "the roles' sends add up to the scenario's")
 			hs += honest[i].SentPerSec * 0.25
 			fs += flooder[i].SentPerSec * 0.25
 			fe += flooder[i].ErrorsPerSec * 0.25
@@ -112,8 +112,23 @@ var _ = Describe("per-role timelines and markers", func() {
 		Expect(ms[0]).To(Equal(result.Marker{AtS: 1.1, Kind: result.MarkAttackStart, Label: "flooder",
 			Detail: "role flooder (flooder, 2 clients) started"}))
 		Expect(ms[1]).To(Equal(result.Marker{AtS: 6, Kind: result.MarkAttackStop, Label: "flooder",
-			Detail: "role flooder (flooder): its last stream ended"}))
+			Detail: "role flooder (flooder): its last stream or attack ended"}))
 		Expect(run(9800*time.Millisecond)).To(HaveLen(1), "an attack that ran until the run's end has no stop marker")
+	})
+
+	It("marks an HTTP/2 attack role (no gRPC stream) by its attack start and stop events", func() {
+		c := newAttackCollector()
+		c.Observe(&event.Event{Kind: event.Attack, Client: 3, At: 2 * time.Second, Field: event.AttackStart, Scope: "rapid-reset"})
+		c.Observe(&event.Event{Kind: event.Attack, Client: 3, At: 2500 * time.Millisecond, Field: "goaway", Scope: "rapid-reset"})
+		c.Observe(&event.Event{Kind: event.Attack, Client: 3, At: 5 * time.Second, Field: event.AttackStop, Scope: "rapid-reset"})
+		c.Finish(10 * time.Second)
+		var s result.Scenario
+		c.Fill(&s)
+		Expect(s.Markers).To(HaveLen(2))
+		Expect(s.Markers[0].Kind).To(Equal(result.MarkAttackStart))
+		Expect(s.Markers[0].AtS).To(Equal(2.0))
+		Expect(s.Markers[1].Kind).To(Equal(result.MarkAttackStop))
+		Expect(s.Markers[1].AtS).To(Equal(5.0))
 	})
 
 	It("bounds the fault markers and says how many firings it left out", func() {
