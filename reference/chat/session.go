@@ -273,6 +273,9 @@ func (ss *session) refuse(room, id string) error {
 
 // Write is the stream's only sender (streamhost.Handler): it writes a
 // batch, turning runs of messages for one room into one MessageBatch.
+//
+// A stream cut as a slow consumer ends at once with its status: what is
+// still queued is not written (the status names where to resume).
 func (ss *session) Write(ctx context.Context, batch []item) error {
 	delivered, err := ss.sendItems(ctx, batch, &ss.msgs)
 	ss.svc.mDelivered.Add(float64(delivered))
@@ -284,6 +287,9 @@ func (ss *session) Write(ctx context.Context, batch []item) error {
 func (ss *session) sendItems(ctx context.Context, items []item, msgs *[][]byte) (int, error) {
 	delivered := 0
 	for i := 0; i < len(items); {
+		if ss.st.Cut() {
+			return delivered, ss.Overflowed()
+		}
 		it := &items[i]
 		switch {
 		case it.job != nil:
@@ -354,6 +360,9 @@ func (ss *session) replay(ctx context.Context, job *replayJob, msgs *[][]byte) (
 			break
 		}
 		for k := 0; k < len(recs); {
+			if ss.st.Cut() {
+				return delivered, ss.Overflowed()
+			}
 			*msgs = (*msgs)[:0]
 			k0, size := k, 0
 			for k < len(recs) && (k == k0 || size+len(recs[k].Payload) <= maxEventBytes) {

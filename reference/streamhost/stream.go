@@ -102,6 +102,12 @@ func (st *Stream[T]) endStatus() error {
 	return st.end
 }
 
+// Cut reports whether the stream was cut as a slow consumer (a push or pop
+// found its queue over the bound). A Handler whose contract ends a cut
+// stream at once, without the events still queued, checks it while it
+// writes.
+func (st *Stream[T]) Cut() bool { return st.cutOnce.Load() }
+
 // markCut counts the stream as cut for being a slow consumer, once.
 func (st *Stream[T]) markCut() {
 	if st.cutOnce.CompareAndSwap(false, true) {
