@@ -19,8 +19,8 @@ func attackScenario(service, protocolBlock string) string {
 	return `name: attacks-` + service + `
 service: ` + service + `
 seed: 21
-duration: 3s
-settle: 500ms
+duration: 2500ms
+settle: 300ms
 roles:
   - {name: honest, count: 4, behaviour: chatter, rooms: 2, rate: 4/s}
   - {name: flooder, count: 1, behaviour: flooder, rooms: 2, rate: 300/s, start: 500ms}
