@@ -160,10 +160,11 @@ func (f *Fatal) Unwrap() error { return f.Err }
 
 // Run runs scs in order against st and returns their results. Failed
 // checks are not errors: the error is a *Fatal when the target became
-// unreachable or refused the clients (later scenarios are then "not
-// tried"), or wraps engine.ErrInterrupted when ctx ended (later scenarios
-// "not run"); the Run holds what was judged either way. A raw section that
-// cannot be written is an error too.
+// unreachable (later scenarios are then "not tried") or refused the clients
+// of a service (later scenarios of the same service and method are not
+// tried; others still run), or wraps engine.ErrInterrupted when ctx ended
+// (later scenarios "not run"); the Run holds what was judged either way. A
+// raw section that cannot be written is an error too.
 func Run(ctx context.Context, scs []*scenario.Scenario, st *Started, o Options) (*result.Run, error) {
 	run := &result.Run{Passed: true, Target: st.Desc, StartedAt: time.Now().UTC()}
 	if len(scs) > 0 {
@@ -178,7 +179,9 @@ func Run(ctx context.Context, scs []*scenario.Scenario, st *Started, o Options) 
 		}
 	}
 	count := max(o.ShardCount, 1)
-	var fatal *Fatal
+	var fatal *Fatal               // the first: Run's error
+	var unreachable *Fatal         // every later scenario is not tried
+	refused := map[string]*Fatal{} // by streamKey: later ones of that key are not tried
 	for _, s := range scs {
 		sopts := opts[:len(opts):len(opts)]
 		var sec *shard.Section
@@ -190,21 +193,33 @@ func Run(ctx context.Context, scs []*scenario.Scenario, st *Started, o Options) 
 		switch {
 		case ctx.Err() != nil:
 			res = notRun(s, fmt.Sprintf("not run: the run was interrupted (%v) before it started", context.Cause(ctx)))
-		case fatal != nil:
+		case unreachable != nil || refused[streamKey(s)] != nil:
+			f := unreachable
+			if f == nil {
+				f = refused[streamKey(s)]
+			}
 			res = notRun(s, "")
-			res.Failure = "not tried: the target already failed " + fatal.In
+			res.Failure = "not tried: the target already failed " + f.In
 		default:
 			var err error
 			res, err = runOne(ctx, s, sopts)
 			// Unreachable, or refused (a wrong token, a service the server
 			// does not serve): no later scenario can do better.
 			if err != nil && (errors.Is(err, engine.ErrUnreachable) || errors.Is(err, engine.ErrRejected)) {
-				fatal = &Fatal{In: s.Name, Err: err}
-				if o.Explain != nil && errors.Is(err, engine.ErrUnreachable) {
-					if better, fix := o.Explain(ctx, err); fix != "" {
-						fatal.Err = better
-						res.Failure = strings.TrimSpace(res.Failure + "; " + fix)
+				f := &Fatal{In: s.Name, Err: err}
+				if errors.Is(err, engine.ErrUnreachable) {
+					unreachable = f
+					if o.Explain != nil {
+						if better, fix := o.Explain(ctx, err); fix != "" {
+							f.Err = better
+							res.Failure = strings.TrimSpace(res.Failure + "; " + fix)
+						}
 					}
+				} else {
+					refused[streamKey(s)] = f
+				}
+				if fatal == nil {
+					fatal = f
 				}
 			}
 		}
@@ -227,6 +242,15 @@ func Run(ctx context.Context, scs []*scenario.Scenario, st *Started, o Options) 
 		return run, fatal
 	}
 	return run, nil
+}
+
+// streamKey names what a scenario's clients open: its service, and for a
+// custom protocol its method too (a server refuses a method, not a run).
+func streamKey(s *scenario.Scenario) string {
+	if s.Protocol != nil {
+		return s.Service + " " + s.Protocol.Method.Value
+	}
+	return s.Service
 }
 
 // notRun is the result of a scenario the suite did not run.

@@ -12,6 +12,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/bidikit/bidikit/harness/engine"
+	"github.com/bidikit/bidikit/harness/result"
 	"github.com/bidikit/bidikit/harness/scenario"
 	"github.com/bidikit/bidikit/harness/shard"
 	"github.com/bidikit/bidikit/harness/suite"
@@ -87,6 +88,26 @@ var _ = Describe("a suite", func() {
 		Expect(run.Scenarios[0].Failure).To(ContainSubstring("give --insecure"))
 		Expect(run.Scenarios[1].Failure).To(Equal("not tried: the target already failed first"))
 	}, SpecTimeout(30*time.Second))
+
+	It("does not try later scenarios of a service the target refused, and still runs the others", func(ctx SpecContext) {
+		st, err := suite.Start(ctx, suite.Target{}) // the reference: it serves chat, collab and game
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(st.Close)
+		refused := parse("refused")
+		refused.Service = "echo-refused"
+		run, err := suite.Run(ctx, []*scenario.Scenario{refused, parse("served"), refused}, st, suite.Options{
+			RunOne: func(ctx context.Context, s *scenario.Scenario, opts []engine.Option) (result.Scenario, error) {
+				if s.Service == "echo-refused" { // what the engine's probe says of a service the server lacks
+					return result.Scenario{Name: s.Name, Failure: "refused"}, fmt.Errorf("probe: %w", engine.ErrRejected)
+				}
+				return engine.Run(ctx, s, opts...)
+			}})
+		var fatal *suite.Fatal
+		Expect(errors.As(err, &fatal)).To(BeTrue(), "%v", err)
+		Expect(fatal.In).To(Equal("refused"))
+		Expect(run.Scenarios[1].Passed).To(BeTrue(), "a scenario of another service was not run: %+v", run.Scenarios[1])
+		Expect(run.Scenarios[2].Failure).To(Equal("not tried: the target already failed refused"))
+	}, SpecTimeout(60*time.Second))
 
 	It("marks the scenarios after an interrupt as not run", func(ctx SpecContext) {
 		st, err := suite.Start(ctx, suite.Target{})
