@@ -149,10 +149,14 @@ func (w *worker) send(cs grpc.ClientStream, rc *receiver, msgs []wire, cd *CallD
 // (the coordinated-omission correction). What the driver's own timer adds
 // is not: when the timer wakes the sender late (recorded in w.lag), the
 // message and any whose time passed meanwhile count from the wake-up
-// (w.free). False when the round stopped or the stream ended while
-// waiting.
+// (w.free). False when the round stopped, its schedule ended (a message
+// scheduled at or after the round's bound is not sent: a round offers
+// exactly Rate x bound per stream) or the stream ended while waiting.
 func (w *worker) waitSchedule(rc *receiver, interval int64) (int64, bool) {
 	at := w.next
+	if bound := int64(w.d.roundBound()); bound > 0 && at >= bound {
+		return 0, false // the round's schedule ends at its bound, not when the stop is noticed
+	}
 	w.next += interval
 	now := w.st.now()
 	if now >= at {
