@@ -19,6 +19,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/bidikit/bidikit/harness/engine"
+	_ "github.com/bidikit/bidikit/harness/engine/custom" // service: custom and its behaviours (scenarios/custom)
 	"github.com/bidikit/bidikit/harness/matchers"
 	"github.com/bidikit/bidikit/harness/report"
 	"github.com/bidikit/bidikit/harness/result"
@@ -46,8 +47,8 @@ const (
 var ciFolders = []string{"chat", "collab", "game", "faults", "dos"}
 
 // libraryFolders is every folder of the library, smoke (run by the engine's
-// own suite and embedded in the binary) and soak (not in CI) included.
-var libraryFolders = []string{"chat", "collab", "game", "faults", "dos", "smoke", "soak"}
+// own suite and embedded in the binary) and soak (not in CI) and custom (third-party servers, manual) included.
+var libraryFolders = []string{"chat", "collab", "game", "faults", "dos", "smoke", "soak", "custom"}
 
 // scenarioTimeout bounds one CI scenario: a run of about 10s, its settle,
 // the leaks checker's settle (at most 20s in the CI files) and start-up,
