@@ -14,72 +14,25 @@ import (
 )
 
 // The honest behaviours of custom scenarios, under the chat behaviours'
-// names and parameters. The attack behaviours are the engine's, for every
-// service (they use the service's Attacker: this package's driver).
-
-// ChatterParams: joins rooms and sends messages at the role's rate.
-type ChatterParams struct {
-	BodyBytes      int `yaml:"body_bytes"`
-	RoomsPerClient int `yaml:"rooms_per_client"`
-}
-
-// ScopesPerClient implements scenario.Scoper.
-func (p *ChatterParams) ScopesPerClient() int { return p.RoomsPerClient }
-
-// CheckParams implements scenario.ParamsChecker.
-func (p *ChatterParams) CheckParams(pc *scenario.ParamsCheck) {
-	pc.BodyBytes("body_bytes", p.BodyBytes)
-	pc.RoomsPerClient(p.RoomsPerClient)
-}
-
-// LurkerParams: joins rooms and only reads.
-type LurkerParams struct {
-	RoomsPerClient int `yaml:"rooms_per_client"`
-}
-
-// ScopesPerClient implements scenario.Scoper.
-func (p *LurkerParams) ScopesPerClient() int { return p.RoomsPerClient }
-
-// CheckParams implements scenario.ParamsChecker.
-func (p *LurkerParams) CheckParams(pc *scenario.ParamsCheck) { pc.RoomsPerClient(p.RoomsPerClient) }
-
-// ResumerParams: chats, and every ReconnectEvery ends its stream, stays
-// away for Offline and joins again with the mapping's resume message from
-// its last seen position.
-type ResumerParams struct {
-	BodyBytes      int           `yaml:"body_bytes"`
-	RoomsPerClient int           `yaml:"rooms_per_client"`
-	ReconnectEvery time.Duration `yaml:"reconnect_every"`
-	Offline        time.Duration `yaml:"offline"`
-}
-
-// ScopesPerClient implements scenario.Scoper.
-func (p *ResumerParams) ScopesPerClient() int { return p.RoomsPerClient }
-
-// CheckParams implements scenario.ParamsChecker.
-func (p *ResumerParams) CheckParams(pc *scenario.ParamsCheck) {
-	pc.BodyBytes("body_bytes", p.BodyBytes)
-	pc.RoomsPerClient(p.RoomsPerClient)
-	if p.ReconnectEvery <= 0 {
-		pc.Bad("reconnect_every", "must be more than 0, got %s", p.ReconnectEvery)
-	}
-	if p.Offline < 0 || (p.ReconnectEvery > 0 && p.Offline >= p.ReconnectEvery) {
-		pc.Bad("offline", "must be at least 0 and less than reconnect_every (%s), got %s", p.ReconnectEvery, p.Offline)
-	}
-}
+// names and with their parameters (engine.ChatterParams, LurkerParams,
+// ResumerParams: the same defaults and checks). The attack behaviours are
+// the engine's, for every service (they use the service's Attacker: this
+// package's driver).
 
 func init() {
 	engine.RegisterBehaviour(scenario.Behaviour{Name: "chatter", Service: scenario.Custom, Summary: "joins rooms and sends messages (protocol.outgoing.send)", DefaultRate: 1},
-		func() *ChatterParams { return &ChatterParams{BodyBytes: 32, RoomsPerClient: 1} },
-		func(c engine.Client, p *ChatterParams) (engine.Driver, error) { return newDriver(c, p.BodyBytes) })
+		func() *engine.ChatterParams { return &engine.ChatterParams{BodyBytes: 32, RoomsPerClient: 1} },
+		func(c engine.Client, p *engine.ChatterParams) (engine.Driver, error) {
+			return newDriver(c, p.BodyBytes)
+		})
 	engine.RegisterBehaviour(scenario.Behaviour{Name: "lurker", Service: scenario.Custom, Summary: "joins rooms and only reads"},
-		func() *LurkerParams { return &LurkerParams{RoomsPerClient: 1} },
-		func(c engine.Client, _ *LurkerParams) (engine.Driver, error) { return newDriver(c, 1) })
+		func() *engine.LurkerParams { return &engine.LurkerParams{RoomsPerClient: 1} },
+		func(c engine.Client, _ *engine.LurkerParams) (engine.Driver, error) { return newDriver(c, 1) })
 	engine.RegisterBehaviour(scenario.Behaviour{Name: "resumer", Service: scenario.Custom, Summary: "chats and periodically reconnects, resuming from its last position (protocol.outgoing.resume)", DefaultRate: 1},
-		func() *ResumerParams {
-			return &ResumerParams{BodyBytes: 32, RoomsPerClient: 1, ReconnectEvery: 5 * time.Second, Offline: 500 * time.Millisecond}
+		func() *engine.ResumerParams {
+			return &engine.ResumerParams{BodyBytes: 32, RoomsPerClient: 1, ReconnectEvery: 5 * time.Second, Offline: 500 * time.Millisecond}
 		},
-		func(c engine.Client, p *ResumerParams) (engine.Driver, error) {
+		func(c engine.Client, p *engine.ResumerParams) (engine.Driver, error) {
 			d, err := newDriver(c, p.BodyBytes)
 			if err != nil {
 				return nil, err
