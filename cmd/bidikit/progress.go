@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -90,7 +89,7 @@ func progressLine(p engine.Progress) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[%s] %s %s/%s  clients %d/%d  sent %.0f/s  delivered %.0f/s  p99 %s  errors %s  violated %s",
 		p.Scenario, p.Phase, fmtSecs(p.Elapsed), p.Duration, p.Connected, p.Clients,
-		p.MessagesPerSec, p.DeliveredPerSec, fmtP99(p.P99), codesText(p.ErrorsByCode), violatedText(p.Violated))
+		p.MessagesPerSec, p.DeliveredPerSec, fmtP99(p.P99), report.ErrorsText(p.ErrorsByCode), violatedText(p.Violated))
 	return b.String()
 }
 
@@ -114,23 +113,6 @@ func violatedText(vs []engine.Violation) string {
 		parts[i] = fmt.Sprintf("%s (%d, first at %s)", v.Check, v.Violations, fmtSecs(v.At))
 	}
 	return strings.Join(parts, ", ")
-}
-
-// codesText renders errors by code: "RESOURCE_EXHAUSTED=3 UNAVAILABLE=1".
-func codesText(m map[string]int) string {
-	if len(m) == 0 {
-		return "none"
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s=%d", k, m[k])
-	}
-	return strings.Join(parts, " ")
 }
 
 func fmtSecs(d time.Duration) string { return fmt.Sprintf("%.1fs", d.Seconds()) }

@@ -176,7 +176,7 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 	"class":     func(s check.Status) string { return strings.ReplaceAll(string(s), "-", "") },
 	"ms":        fmtMS,
 	"at":        fmtAt,
-	"errs":      errorsText,
+	"errs":      ErrorsText,
 	"startedAt": func(r *result.Run) string { return r.StartedAt.UTC().Format("2006-01-02 15:04:05 UTC") },
 }).Parse(pageHTML))
 

@@ -141,7 +141,7 @@ func (m *mdWriter) scenarios(run *result.Run) {
 		}
 		tw.line(fmt.Sprintf("| %s | %s | %d/%d | %d | %.1f s | %d | %d | %s | %s | %s |",
 			cell(s.Name), verdict, c.Passed, c.Checks, s.Clients, s.DurationS, s.Messages.Sent, s.Messages.Delivered,
-			fmtMS(s.LatencyMS.P50), fmtMS(s.LatencyMS.P99), cell(errorsText(s.Errors))))
+			fmtMS(s.LatencyMS.P50), fmtMS(s.LatencyMS.P99), cell(ErrorsText(s.Errors))))
 	}
 }
 

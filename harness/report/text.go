@@ -194,14 +194,16 @@ func figuresLine(s result.Scenario) string {
 	line := fmt.Sprintf("%s: %d clients in %.1fs, sent %d, delivered %d, latency p50 %s p99 %s",
 		s.Name, s.Clients, s.DurationS, s.Messages.Sent, s.Messages.Delivered,
 		fmtMS(s.LatencyMS.P50), fmtMS(s.LatencyMS.P99))
-	line += ", errors: " + errorsText(s.Errors)
+	line += ", errors: " + ErrorsText(s.Errors)
 	if s.Interrupted != "" {
 		line += " (INTERRUPTED: " + oneLine(s.Interrupted) + ")"
 	}
 	return line
 }
 
-func errorsText(m map[string]int) string {
+// ErrorsText renders errors by key, sorted: "RESOURCE_EXHAUSTED=3
+// UNAVAILABLE=1", or "none".
+func ErrorsText(m map[string]int) string {
 	if len(m) == 0 {
 		return "none"
 	}
