@@ -197,7 +197,9 @@ var _ = Describe("Host", func() {
 		got, err := c.readAll()
 		Expect(status.Code(err)).To(Equal(codes.ResourceExhausted))
 		Expect(err.Error()).To(ContainSubstring("slow consumer"))
-		Expect(len(got)).To(BeNumerically("<=", 16), "only what the queue held before the overflow")
+		// The writer may take batches while the flood is pushed, so more than
+		// the queue's 16 can arrive; the cut is what must happen.
+		Expect(len(got)).To(BeNumerically("<", 100), "every pushed event was written: the stream was not cut")
 	}, SpecTimeout(20*time.Second))
 
 	It("drains: idle and busy streams get their last events and UNAVAILABLE after their commits; new streams are refused", func(ctx SpecContext) {
