@@ -157,10 +157,13 @@ var _ = Describe("HTTP/2 attacks below gRPC (issue #17)", func() {
 			fail: "server-bounded", evidence: `(heap|goroutines) went over .* (while|after) rapid-reset \(role attacker`, alsoMay: "fairness"}, SpecTimeout(time.Minute)),
 		Entry("continuation-flood: the header block is decoded and kept without end", h2Bite{attack: "continuation-flood",
 			// The server's own decoding paces this one (under the race
-			// detector, a few MiB/s per connection): three connections each,
-			// and a bound of 16 MiB.
+			// detector, a few MiB/s per connection), and the decoding is what
+			// bites first: honest traffic waits behind it (x20-30 the calm
+			// p99, every run). The heap it keeps may or may not pass 16 MiB
+			// within the run (the honest clients' ramp alone, in this shared
+			// process, has reached 18 MiB), so server-bounded may fail too.
 			role: "rate: 1000/s, params: {frame_bytes: 16384, connections: 3}", honest: "body_bytes: 32", heap: "16MiB",
-			fail: "server-bounded", evidence: `heap went over .* (while|after) continuation-flood \(role attacker`, alsoMay: "fairness"}, SpecTimeout(time.Minute)),
+			fail: "fairness", evidence: `honest (delivery|send-to-ack) p99 under attack \(continuation-flood\)`, alsoMay: "server-bounded"}, SpecTimeout(time.Minute)),
 		Entry("ping-flood: no too_many_pings, and a record per PING", h2Bite{attack: "ping-flood",
 			role: "rate: 10000/s", honest: "body_bytes: 32",
 			fail: "server-bounded", evidence: `heap went over .* (while|after) ping-flood \(role attacker`, alsoMay: "fairness"}, SpecTimeout(time.Minute)),
