@@ -22,7 +22,8 @@ import (
 // admin endpoint's Prometheus /metrics (process_resident_memory_bytes,
 // go_memstats_heap_inuse_bytes, go_goroutines; read with the leaks
 // checker's bounded GET), the sockets and streams open on the target from
-// gRPC channelz (when it serves it), and the target's gRPC health. It fails when a
+// gRPC channelz (only when a sockets or streams bound asks for them), and
+// the target's gRPC health. It fails when a
 // figure goes over its bound — absolute (rss_max, heap_max,
 // goroutines_max) or over the baseline (rss_over_baseline,
 // heap_over_baseline, goroutines_over_baseline) — at any sample, and when
@@ -273,7 +274,7 @@ func (s *serverBounded) Start(ctx context.Context, env Env) error {
 		return nil
 	}
 	s.base = env.AdminURL()
-	s.bl = readBoundSample(ctx, s.base, env, s.health)
+	s.bl = readBoundSample(ctx, s.base, env, s.health, s.channelz())
 	return nil
 }
 
@@ -338,7 +339,7 @@ func (s *serverBounded) sample() {
 	t := time.NewTicker(s.p.Every)
 	defer t.Stop()
 	for range maxBoundedSamples {
-		r := readBoundSample(ctx, s.base, s.env, s.health)
+		r := readBoundSample(ctx, s.base, s.env, s.health, s.channelz())
 		if ctx.Err() != nil {
 			return // cut short by the verdict: not a reading
 		}
@@ -397,6 +398,11 @@ func (s *serverBounded) over(f boundFigure, v float64) string {
 		return fmt.Sprintf("%s_over_baseline +%s over the baseline %s", f, strings.TrimPrefix(f.render(b.over), "+"), f.render(base))
 	}
 	return ""
+}
+
+// channelz reports whether a bound needs channelz (sockets or streams).
+func (s *serverBounded) channelz() bool {
+	return s.bounds[figSockets].set() || s.bounds[figStreams].set()
 }
 
 // Violations implements Live: figures that went over a bound, and health

@@ -63,9 +63,12 @@ type boundSample struct {
 
 // readBoundSample reads the Prometheus /metrics of the admin endpoint at
 // base (with the leaks checker's bounded GET) and, when health is set, the
-// target's gRPC health and channelz through env. It blocks for at most one
-// GET of leakHTTPTimeout and one health and one channelz call within ctx.
-func readBoundSample(ctx context.Context, base string, env Env, health bool) boundSample {
+// target's gRPC health and, when channelz is set (a sockets or streams
+// bound), channelz through env: a gRPC call to a server under attack can be
+// slow, and the /metrics readings must not wait for it when nothing needs
+// it. It blocks for at most one GET of leakHTTPTimeout and one health and
+// one channelz call within ctx.
+func readBoundSample(ctx context.Context, base string, env Env, health, channelz bool) boundSample {
 	s := boundSample{wall: time.Now()}
 	for i := range s.vals {
 		s.vals[i] = -1
@@ -92,7 +95,10 @@ func readBoundSample(ctx context.Context, base string, env Env, health bool) bou
 			}
 		}
 	}
-	if env != nil {
+	switch {
+	case !channelz:
+		s.errs[figSockets], s.errs[figStreams] = "not asked (no channelz bound)", "not asked (no channelz bound)"
+	case env != nil:
 		cctx, cancel := context.WithTimeout(ctx, leakHTTPTimeout)
 		sockets, streams, ok, err := env.Channelz(cctx)
 		cancel()
@@ -104,7 +110,7 @@ func readBoundSample(ctx context.Context, base string, env Env, health bool) bou
 		default:
 			s.vals[figSockets], s.vals[figStreams] = float64(sockets), float64(streams)
 		}
-	} else {
+	default:
 		s.errs[figSockets], s.errs[figStreams] = "no target to ask for channelz", "no target to ask for channelz"
 	}
 	if health && env != nil {
