@@ -43,6 +43,7 @@ type runFlags struct {
 	progressEvery time.Duration
 	failFast      bool
 	allowRemote   bool // HTTP/2 attack roles may target a non-loopback address
+	stopGrace     time.Duration
 }
 
 // newRunCmd builds `bidikit run`: load scenarios, find or start the target,
@@ -77,6 +78,7 @@ func newRunCmd() *cobra.Command {
 	fl.StringVar(&f.rawOut, "raw-out", "", "write this run's raw results (events, histograms) to FILE for 'bidikit report merge'")
 	fl.DurationVar(&f.progressEvery, "progress-interval", 5*time.Second, "when stderr is not a terminal, print one progress line per running scenario this often (on a terminal: a live bar)")
 	fl.BoolVar(&f.failFast, "fail-fast", false, "end a scenario at the first violation a check finds while it runs (or a threshold crossing its bound); the checks then judge what was seen")
+	fl.DurationVar(&f.stopGrace, "stop-grace", 5*time.Second, "how long a client waits for the server to end its stream after CloseSend (a stream not ended by then counts against status-codes)")
 	fl.BoolVar(&f.allowRemote, "allow-remote-attacks", false, "let HTTP/2 attack roles (rapid-reset, ping-flood, ...) target an address that is not loopback; only servers you own, on your own network")
 	return cmd
 }
@@ -163,6 +165,10 @@ func (f *runFlags) plan(cmd *cobra.Command, args []string) (*runPlan, error) {
 	if f.allowRemote {
 		p.opts = append(p.opts, engine.WithAllowRemoteAttacks())
 	}
+	if f.stopGrace <= 0 {
+		return nil, usagef("--stop-grace %v must be positive", f.stopGrace)
+	}
+	p.opts = append(p.opts, engine.WithStopGrace(f.stopGrace))
 	if p.shardCount > 1 {
 		p.opts = append(p.opts, engine.WithShard(p.shardIndex, p.shardCount))
 	}

@@ -298,6 +298,22 @@ func WithDialTimeout(d time.Duration) Option {
 	}
 }
 
+// WithStopGrace sets how long a client waits, after its CloseSend, for the
+// server to end the stream (default 5s; one that does not is a
+// DEADLINE_EXCEEDED stream end that status-codes counts), and bounds the
+// end-of-run reads of the server's state. A clustered server electing a
+// stream leader may answer a commit in flight, and so end a half-closed
+// stream, later than 5s.
+func WithStopGrace(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("engine: stop grace %v must be positive", d)
+		}
+		o.stopGrace = d
+		return nil
+	}
+}
+
 // WithLogger sets the logger for harness-side problems (default slog.Default).
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) error {

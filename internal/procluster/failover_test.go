@@ -108,7 +108,11 @@ var _ = Describe("three `bidikit serve` processes in one JetStream cluster, one 
 				go func() {
 					defer wg.Done()
 					res[i], errs[i] = engine.Run(ctx, s, engine.WithTargets(r.targets...), engine.WithFaultEnv(k),
-						engine.WithTap(taps[i]), engine.WithLogger(log), engine.WithDialTimeout(10*time.Second))
+						engine.WithTap(taps[i]), engine.WithLogger(log), engine.WithDialTimeout(10*time.Second),
+						// A stream half-closed during the election ends once its
+						// commit in flight is answered, which may take JetStream
+						// longer than the default 5s grace.
+						engine.WithStopGrace(15*time.Second))
 				}()
 			}
 			wg.Wait()
