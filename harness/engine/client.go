@@ -323,41 +323,47 @@ func (c *vclient) recvLoop(ctx context.Context, st grpc.ClientStream) error {
 // slots beyond it are skipped and counted as "sender behind".
 const maxCatchUp = 16
 
+// sendEnded turns a send error into sendLoop's result: io.EOF from SendMsg
+// means the stream is over and its status comes from the receive loop, so
+// it waits for that loop (or ctx) and reports no error of its own.
+func sendEnded(ctx context.Context, recvDone <-chan struct{}, err error) (bool, error) {
+	if err == io.EOF {
+		select {
+		case <-recvDone:
+		case <-ctx.Done():
+		}
+		return false, nil
+	}
+	return false, err
+}
+
+// closeAndDrain ends our side of w and waits for the server's end, at most
+// the run's stop grace (then closeGraceError).
+func (c *vclient) closeAndDrain(ctx context.Context, w *writer, recvDone <-chan struct{}) error {
+	if err := w.st.CloseSend(); err != nil {
+		return err
+	}
+	c.closeSentAt = time.Now()
+	t := time.NewTimer(c.r.opts.stopGrace)
+	defer t.Stop()
+	select {
+	case <-recvDone:
+		return nil
+	case <-ctx.Done():
+		return nil
+	case <-t.C:
+		return closeGraceError{c.r.opts.stopGrace}
+	}
+}
+
 // sendLoop joins, then paces the client's action open-loop at its rate,
 // runs queued fault commands, and ends the stream the interop way at the
 // client's end time. again reports a deliberate end that wants a reconnect.
 func (c *vclient) sendLoop(ctx context.Context, w *writer, recvDone <-chan struct{}) (again bool, err error) {
-	// sendErr: io.EOF from SendMsg means the stream is over; its status
-	// comes from the receive loop.
-	sendErr := func(err error) (bool, error) {
-		if err == io.EOF {
-			select {
-			case <-recvDone:
-			case <-ctx.Done():
-			}
-			return false, nil
-		}
-		return false, err
-	}
+	sendErr := func(err error) (bool, error) { return sendEnded(ctx, recvDone, err) }
+	closeAndDrain := func() error { return c.closeAndDrain(ctx, w, recvDone) }
 	if err := c.d.Start(w); err != nil {
 		return sendErr(err)
-	}
-	// closeAndDrain ends our side and waits for the server's end.
-	closeAndDrain := func() error {
-		if err := w.st.CloseSend(); err != nil {
-			return err
-		}
-		c.closeSentAt = time.Now()
-		t := time.NewTimer(c.r.opts.stopGrace)
-		defer t.Stop()
-		select {
-		case <-recvDone:
-			return nil
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			return closeGraceError{c.r.opts.stopGrace}
-		}
 	}
 	var tick *time.Timer
 	var tickC <-chan time.Time
