@@ -21,6 +21,12 @@ import (
 // ScrapeRSS reads process_resident_memory_bytes from adminURL's /metrics
 // (the Prometheus process collector; Linux only on the server side).
 func ScrapeRSS(ctx context.Context, adminURL string) (int64, error) {
+	v, err := scrapeMetric(ctx, adminURL, "process_resident_memory_bytes")
+	return int64(v), err
+}
+
+// scrapeMetric reads the unlabelled sample name from adminURL's /metrics.
+func scrapeMetric(ctx context.Context, adminURL, name string) (float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(adminURL, "/")+"/metrics", nil)
@@ -35,15 +41,15 @@ func ScrapeRSS(ctx context.Context, adminURL string) (int64, error) {
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()
-		if v, ok := strings.CutPrefix(line, "process_resident_memory_bytes "); ok {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
 			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			if err != nil {
-				return 0, fmt.Errorf("scrape %s/metrics: process_resident_memory_bytes %q: %w", adminURL, v, err)
+				return 0, fmt.Errorf("scrape %s/metrics: %s %q: %w", adminURL, name, v, err)
 			}
-			return int64(f), nil
+			return f, nil
 		}
 	}
-	return 0, fmt.Errorf("scrape %s/metrics: no process_resident_memory_bytes (is the process collector registered?)", adminURL)
+	return 0, fmt.Errorf("scrape %s/metrics: no %s (is the process collector registered?)", adminURL, name)
 }
 
 // runRamp opens chat streams (Connect + Join) in steps of p.Step every
@@ -58,13 +64,28 @@ func ScrapeRSS(ctx context.Context, adminURL string) (int64, error) {
 // memory of the whole process after a GC, so it counts the client side of
 // every stream too (an upper bound for the server's share).
 func runRamp(ctx context.Context, target, admin string, p Params) (Result, error) {
+	if p.Vs == VsPlain {
+		return rampRounds(ctx, p)
+	}
+	return rampOnce(ctx, target, admin, p, false)
+}
+
+// rampOnce is one conn-ramp; plain spawns the plain grpc-go comparator
+// (bench/plainserver) instead of the reference.
+func rampOnce(ctx context.Context, target, admin string, p Params, plain bool) (Result, error) {
 	res := Result{Tool: "bidikit-loop", Params: map[string]string{
 		"cap": strconv.Itoa(p.Clients), "step": strconv.Itoa(p.Step), "step_every": p.StepEvery.String(),
-		"streams_per_conn": strconv.Itoa(p.StreamsPerConn), "max_duration": p.Duration.String()}}
+		"streams_per_conn": strconv.Itoa(p.StreamsPerConn), "max_duration": p.Duration.String(),
+		"hold": p.Hold.String()}}
 	inProcess := p.Target == "" && p.Spawn == ""
 	if p.Spawn != "" && p.Target == "" {
-		srv, err := spawn.Start(ctx, spawn.Options{Binary: p.Spawn, StopGrace: 5 * time.Second,
-			Args: []string{"--max-connections", strconv.Itoa(p.Clients/max(p.StreamsPerConn, 1) + 10), "--log-level", "warn"}})
+		args := []string{"--max-connections", strconv.Itoa(p.Clients/max(p.StreamsPerConn, 1) + 10), "--log-level", "warn"}
+		res.Params["server"] = "reference"
+		if plain {
+			args = append(args, "--comparator", VsPlain)
+			res.Params["server"] = VsPlain
+		}
+		srv, err := spawn.Start(ctx, spawn.Options{Binary: p.Spawn, StopGrace: 5 * time.Second, Args: args})
 		if err != nil {
 			return res, fmt.Errorf("conn-ramp: spawn server: %w", err)
 		}
@@ -87,6 +108,17 @@ func runRamp(ctx context.Context, target, admin string, p Params) (Result, error
 		return rss, "server RSS from admin /metrics"
 	}
 	before, how := memory()
+	goroutines := func() float64 {
+		if inProcess || admin == "" {
+			return 0
+		}
+		g, err := scrapeMetric(ctx, admin, "go_goroutines")
+		if err != nil {
+			return 0
+		}
+		return g
+	}
+	goBefore := goroutines()
 
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -194,9 +226,22 @@ ramp:
 	if failure != nil {
 		held = max(held-1, 0) // the failed one is not held
 	}
+	if p.Hold > 0 {
+		t := time.NewTimer(p.Hold)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return res, ctx.Err()
+		}
+	}
 	after, _ := memory()
+	goAfter := goroutines()
 	res.Extra = map[string]float64{"streams_held": float64(held), "connections": float64(len(conns))}
 	res.Notes = append(res.Notes, "stopped: "+stop)
+	if goAfter > 0 && held > 0 {
+		res.Extra["goroutines_per_stream"] = (goAfter - goBefore) / float64(held)
+	}
 	if how != "" && held > 0 {
 		res.Extra["memory_before_bytes"] = float64(before)
 		res.Extra["memory_after_bytes"] = float64(after)

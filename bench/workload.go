@@ -71,6 +71,15 @@ type Params struct {
 	// Spawn runs conn-ramp's server as a `bidikit serve` subprocess
 	// (harness/spawn) with this binary, so its RSS is its own.
 	Spawn string
+	// Hold is how long conn-ramp holds its streams after the ramp before it
+	// reads the server's memory (time for a heap or goroutine profile).
+	Hold time.Duration
+	// Vs "plain" makes conn-ramp (with Spawn) alternate Rounds rounds of
+	// the reference and of the plain grpc-go comparator (bench/plainserver),
+	// each server in its own process, and report both per-member figures
+	// and their ratio.
+	Vs     string
+	Rounds int
 	// Log receives harness-side logs (nil = discard).
 	Log *slog.Logger
 }
@@ -139,6 +148,12 @@ func Check(workload string, p Params) error {
 		return fmt.Errorf("--rate is %v, want > 0", p.Rate)
 	case p.Duration < 0:
 		return fmt.Errorf("--duration is %v, want > 0", p.Duration)
+	case p.Hold < 0:
+		return fmt.Errorf("--hold is %v, want >= 0", p.Hold)
+	case p.Vs != "" && (workload != ConnRamp || p.Vs != VsPlain):
+		return fmt.Errorf("--vs %q: conn-ramp takes --vs %s (the plain grpc-go comparator); other workloads take --baseline", p.Vs, VsPlain)
+	case p.Rounds < 0:
+		return fmt.Errorf("--rounds is %d, want >= 1", p.Rounds)
 	case workload == GameTicks && p.Scopes > 0 && p.Clients > 0 && p.Scopes > p.Clients:
 		return fmt.Errorf("--scopes %d is more than --clients %d: every match needs a player", p.Scopes, p.Clients)
 	}

@@ -74,8 +74,8 @@ func newBenchCmd() *cobra.Command {
 	b.conn.registerTLS(fs)
 	b.conn.registerToken(fs, "generic: bearer token, sent as \"authorization: Bearer T\" metadata")
 	fs.StringArrayVar(&b.g.Faults, "fault", nil, "generic: connection fault through toxiproxy, repeatable: latency=50ms, bandwidth=100 (KB/s), reset, latency:latency=50ms,jitter=5ms")
-	fs.StringVar(&b.g.Vs, "vs", "", "generic: also run this tool on the same target, alternating rounds (ghz); saturating runs with --stream-call-count N only")
-	fs.IntVar(&b.g.Rounds, "rounds", 1, "generic: rounds per tool")
+	fs.StringVar(&b.g.Vs, "vs", "", "generic: also run this tool on the same target, alternating rounds (ghz); saturating runs with --stream-call-count N only; conn-ramp: plain-grpc, alternating rounds against a plain grpc-go chat server with grpc-go's defaults (with --spawn-server)")
+	fs.IntVar(&b.g.Rounds, "rounds", 1, "generic and conn-ramp --vs: rounds per tool")
 	fs.DurationVar(&b.g.DialTimeout, "dial-timeout", 5*time.Second, "how long the target may take to accept a connection (ghz: --connect-timeout)")
 	fs.DurationVar(&b.g.DrainTimeout, "drain-timeout", 10*time.Second, "generic: how long a round waits for calls in flight once it stops sending, before cancelling them")
 	fs.StringVar(&b.g.Name, "name", "", "generic: a name for the run, kept in the result's params")
@@ -94,6 +94,7 @@ func newBenchCmd() *cobra.Command {
 	fs.DurationVar(&b.p.StepEvery, "step-every", 250*time.Millisecond, "conn-ramp: time between steps")
 	fs.IntVar(&b.p.StreamsPerConn, "streams-per-conn", 100, "conn-ramp: streams sharing one TCP connection")
 	fs.BoolVar(&b.spawn, "spawn-server", false, "conn-ramp: run the server as a 'bidikit serve' subprocess of this binary, to read its own RSS")
+	fs.DurationVar(&b.p.Hold, "hold", 0, "conn-ramp: hold the streams this long after the ramp before reading the server's memory (time to take a heap or goroutine profile from its admin /debug/pprof/)")
 	fs.StringVar(&b.p.AdminURL, "admin-url", "", "the target's admin HTTP base URL, to read its RSS (e.g. http://127.0.0.1:7071)")
 	fs.BoolVar(&b.p.Baseline, "baseline", false, "chat-*: also run a bare generated-stub loop and print the ratio")
 	fs.BoolVar(&b.bf.noEngine, "no-engine", false, "chat-*: drive with bench's own loop instead of the harness engine")
@@ -148,6 +149,11 @@ func (b *benchCmd) run(cmd *cobra.Command, args []string) error {
 	}
 	b.p.Engine = !b.bf.noEngine
 	b.p.Log = log
+	if args[0] == bench.ConnRamp {
+		b.p.Vs, b.p.Rounds = b.g.Vs, b.g.Rounds
+	} else if b.g.Vs != "" {
+		return usagef("--vs applies to --call (ghz) and conn-ramp (plain-grpc); %s compares with --baseline", args[0])
+	}
 	if err := bench.Check(args[0], b.p); err != nil {
 		return usageError{fmt.Errorf("%w%s", err, didYouMean(args[0], append(benchWorkloads(), "compare")))}
 	}
@@ -163,6 +169,8 @@ func (b *benchCmd) run(cmd *cobra.Command, args []string) error {
 			return err
 		}
 		b.p.Spawn = exe
+	} else if b.p.Vs != "" {
+		return usagef("conn-ramp --vs %s needs --spawn-server: each server runs in its own process, so its RSS is its own", b.p.Vs)
 	}
 	res, err := bench.Run(ctx, args[0], b.p)
 	var mismatch *bench.TraceMismatchError
@@ -359,7 +367,12 @@ Workloads (against the reference server started in-process, or --target):
                 --clients streams; streams held and memory per stream (with
                 --spawn-server the server is a 'bidikit serve' subprocess and its own
                 RSS is read from its admin /metrics; in-process it is the Go runtime
-                memory of the whole process, clients included)
+                memory of the whole process, clients included); --hold keeps the
+                streams open before the reading (profile the server meanwhile);
+                --vs plain-grpc --rounds N alternates N rounds of the reference
+                and of a plain grpc-go chat server with grpc-go's defaults (one
+                goroutine per stream, Joined for Join, nothing else), each a
+                fresh subprocess, and prints both per-member figures and the ratio
 
 chat-* are driven through the harness engine (so its overhead is what is
 measured; --no-engine uses a bare loop instead); --baseline adds a bare
@@ -420,6 +433,7 @@ const benchExample = `  bidikit bench chat-echo --clients 100 -z 10s --baseline
   bidikit bench chat-fanout --clients 1000 --scopes 10 --rate 1
   bidikit bench collab-trace --trace testdata/traces/automerge-paper.json.gz
   bidikit bench conn-ramp --spawn-server --clients 4000
+  bidikit bench conn-ramp --spawn-server --clients 10000 --streams-per-conn 1 --vs plain-grpc --rounds 3
   bidikit bench --call grpc.testing.TestService/FullDuplexCall --target 127.0.0.1:50051 \
       -d '{"response_parameters":[{"size":64}],"payload":{"body":"AAAA"}}' \
       -c 100 --connections 1 --stream-call-count 1000 -z 10s --vs ghz --rounds 4

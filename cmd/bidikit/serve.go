@@ -12,6 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/bidikit/bidikit/bench"
+	"github.com/bidikit/bidikit/bench/plainserver"
 	"github.com/bidikit/bidikit/reference"
 )
 
@@ -21,7 +23,7 @@ func init() { rootCmd.AddCommand(newServeCmd()) }
 // reference.Build, then serve until SIGINT/SIGTERM and shut down gracefully.
 func newServeCmd() *cobra.Command {
 	cfg := reference.DefaultConfig()
-	var logLevel, logFormat string
+	var logLevel, logFormat, comparator string
 	cmd := &cobra.Command{
 		Use:     "serve",
 		Short:   "Run the reference server (chat, collab, game) with admin HTTP",
@@ -35,6 +37,9 @@ func newServeCmd() *cobra.Command {
 			}
 			if err := cfg.Finish(cmd.Flags()); err != nil {
 				return usageError{err}
+			}
+			if comparator != "" {
+				return serveComparator(cmd, comparator, cfg.Options.Addr, cfg.Options.AdminAddr)
 			}
 			srv, err := reference.Build(cfg, log)
 			var cfgErr *reference.ConfigError
@@ -67,7 +72,23 @@ func newServeCmd() *cobra.Command {
 	cfg.Options.H2Limits.RegisterFlags(fs) // HTTP/2 flood guard (reference/h2limits.go)
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug (every stream start and end), info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "log format on stderr: text or json")
+	fs.StringVar(&comparator, "comparator", "", "serve bench conn-ramp's comparator instead of the reference: plain-grpc (bench/plainserver) on --addr and --admin-addr; the other flags are ignored")
+	_ = fs.MarkHidden("comparator") // bench conn-ramp --vs plain-grpc spawns it; not a server to deploy
 	return cmd
+}
+
+// serveComparator serves the comparator named by --comparator until SIGINT
+// or SIGTERM.
+func serveComparator(cmd *cobra.Command, name, addr, adminAddr string) error {
+	if name != bench.VsPlain {
+		return usagef("--comparator %q: want %s", name, bench.VsPlain)
+	}
+	if adminAddr == "" {
+		return usagef("--comparator %s needs --admin-addr: conn-ramp reads its RSS from /metrics", name)
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return plainserver.Serve(ctx, addr, adminAddr, cmd.OutOrStdout())
 }
 
 // newSlogLogger returns a logger writing to w at level in format (text|json);
