@@ -201,7 +201,7 @@ func newRun(s *scenario.Scenario, opts []Option) (r *run, needProxy bool, err er
 		return r, false, err
 	}
 	for _, f := range s.Faults {
-		switch f.Kind.Scope {
+		switch f.Scope {
 		case fault.Connection:
 			// One toxiproxy proxy (fault.Env.Proxy) fronts one upstream.
 			if len(o.targets) > 1 {
@@ -466,7 +466,7 @@ func (r *run) schedule(ctx context.Context, wg *sync.WaitGroup) {
 		step := &r.s.Faults[f.Step]
 		var chosen []int
 		switch {
-		case step.Kind.Scope == fault.Stream:
+		case step.Scope == fault.Stream:
 			// This shard's share of the chosen clients (all when not sharded).
 			for _, i := range f.Clients {
 				if r.byIndex[i] != nil {
@@ -476,7 +476,7 @@ func (r *run) schedule(ctx context.Context, wg *sync.WaitGroup) {
 			if len(chosen) == 0 && len(f.Clients) > 0 {
 				continue // all chosen clients run in other shards
 			}
-		case step.Kind.Scope == fault.ServerProcess && r.opts.shardIndex != 0:
+		case step.Scope == fault.ServerProcess && r.opts.shardIndex != 0:
 			continue // one server, one killer: shard 0
 		}
 		flt, err := step.New()

@@ -201,7 +201,7 @@ var _ = Describe("several targets", func() {
 
 	It("refuses connection faults with several targets, naming the fault's line", func(ctx SpecContext) {
 		s := lurkers(1, 1, time.Second)
-		s.Faults = []scenario.FaultStep{{Fault: "latency", Line: 12, Kind: fault.Spec{Name: "latency", Scope: fault.Connection},
+		s.Faults = []scenario.FaultStep{{Fault: "latency", Line: 12, Scope: fault.Connection,
 			At: time.Millisecond, Probability: 1}}
 		_, err := engine.Run(ctx, s, engine.WithTargets("127.0.0.1:1", "127.0.0.1:2"))
 		Expect(err).To(MatchError(And(ContainSubstring("spread.yaml:12"), ContainSubstring("single target"))))

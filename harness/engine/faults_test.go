@@ -2,6 +2,10 @@ package engine_test
 
 import (
 	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -11,6 +15,7 @@ import (
 	"github.com/bidikit/bidikit/harness/engine"
 	"github.com/bidikit/bidikit/harness/fault"
 	"github.com/bidikit/bidikit/harness/scenario"
+	"github.com/bidikit/bidikit/internal/strictyaml"
 )
 
 // funcFault applies fn to every target: the fault's effect, without
@@ -24,15 +29,54 @@ func (f funcFault) Inject(_ context.Context, _ fault.Env, targets []fault.Target
 	return nil
 }
 
+// testFaults holds the faults the engine's tests inject, by id. A scenario
+// is plain data, so its steps name them: the registered faults
+// "engine-test" (stream) and "engine-test-connection" take {id: ID} and
+// build the fault stored under it, through the registry like any other.
+var (
+	testFaults  sync.Map // id -> fault.Fault
+	testFaultID atomic.Int64
+)
+
+func init() {
+	for name, scope := range map[string]fault.Scope{"engine-test": fault.Stream, "engine-test-connection": fault.Connection} {
+		fault.Register(fault.Spec{Name: name, Scope: scope, Summary: "an engine test's own fault",
+			New: func(decode func(any) error) (fault.Fault, error) {
+				var p struct {
+					ID string `yaml:"id"`
+				}
+				if err := decode(&p); err != nil {
+					return nil, err
+				}
+				f, ok := testFaults.Load(p.ID)
+				if !ok {
+					return nil, fmt.Errorf("no engine test fault with id %q", p.ID)
+				}
+				return f.(fault.Fault), nil
+			}})
+	}
+}
+
+// withTestFault makes step (its schedule and Scope given) inject f.
+func withTestFault(step scenario.FaultStep, f fault.Fault) scenario.FaultStep {
+	id := strconv.FormatInt(testFaultID.Add(1), 10)
+	testFaults.Store(id, f)
+	step.Fault = "engine-test"
+	if step.Scope == fault.Connection {
+		step.Fault = "engine-test-connection"
+	}
+	step.Params = strictyaml.Raw{YAML: "id: " + strconv.Quote(id)}
+	return step
+}
+
 // faultScenario: two lurkers on the recorder for a long run; fn fires on
 // both at 300ms. The spec cancels the run once the server saw the effect.
 func faultScenario(fn func(fault.Client)) *scenario.Scenario {
 	return &scenario.Scenario{
 		Name: "fault", File: "fault.yaml", Service: scenario.Chat, Seed: 1, Duration: time.Minute,
 		Roles: []scenario.Role{{Name: "lurk", Count: 2, Behaviour: "lurker", Scopes: 1}},
-		Faults: []scenario.FaultStep{{Fault: "test", Kind: fault.Spec{Name: "test", Scope: fault.Stream},
-			At: 300 * time.Millisecond, Probability: 1,
-			New: func() (fault.Fault, error) { return funcFault(fn), nil }}},
+		Faults: []scenario.FaultStep{withTestFault(scenario.FaultStep{Scope: fault.Stream,
+			At: 300 * time.Millisecond, Probability: 1}, funcFault(fn))},
 	}
 }
 

@@ -42,8 +42,8 @@ var _ = Describe("connection faults", func() {
 		seen := make(chan *toxiproxy.Proxy, 1)
 		s := &scenario.Scenario{Name: "proxy", File: "proxy.yaml", Service: scenario.Chat, Seed: 1, Duration: 2 * time.Second,
 			Roles: []scenario.Role{{Name: "chat", Count: 2, Behaviour: "chatter", Rate: 5}},
-			Faults: []scenario.FaultStep{{Fault: "stop-proxy", Kind: fault.Spec{Name: "stop-proxy", Scope: fault.Connection},
-				At: time.Second, Probability: 1, New: func() (fault.Fault, error) { return stopProxy{seen}, nil }}}}
+			Faults: []scenario.FaultStep{withTestFault(scenario.FaultStep{Scope: fault.Connection,
+				At: time.Second, Probability: 1}, stopProxy{seen})}}
 		var maxConnected atomic.Int64
 		res, err := engine.Run(ctx, s, engine.WithTarget(addr), engine.WithProgress(func(p engine.Progress) {
 			maxConnected.Store(max(maxConnected.Load(), int64(p.Connected)))

@@ -96,9 +96,7 @@ var _ = Describe("a judge", func() {
 	It("refuses a bad check spec before anything runs", func() {
 		bad, err := scenario.Parse("j.yaml", []byte(twoRoles))
 		Expect(err).NotTo(HaveOccurred())
-		bad.Checks = append(bad.Checks, scenario.CheckSpec{Name: "no-such", New: func() (check.Checker, error) {
-			return check.New("no-such", nil)
-		}})
+		bad.Checks = append(bad.Checks, scenario.CheckSpec{Name: "no-such"})
 		_, err = judge.New(bad, scenario.NewPlan(bad), nil)
 		Expect(err).To(MatchError(ContainSubstring(`check "no-such"`)))
 	})

@@ -4,8 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/bidikit/bidikit/harness/check"
-	"github.com/bidikit/bidikit/harness/event"
 	"github.com/bidikit/bidikit/harness/protocol"
 )
 
@@ -65,9 +63,10 @@ func (w *walker) addAll(err error) {
 	w.Add(err)
 }
 
-// customChecks makes each check of a custom scenario that needs a field
-// the mapping does not provide a not-measurable one naming the field
-// (protocol.Spec.NotMeasurable): it runs only when it can judge.
+// customChecks marks each check of a custom scenario that needs a field
+// the mapping does not provide as not measurable, naming the field
+// (protocol.Spec.NotMeasurable; CheckSpec.New): it runs only when it can
+// judge.
 func (w *walker) customChecks(s *Scenario) {
 	if s.Protocol == nil {
 		return
@@ -78,20 +77,6 @@ func (w *walker) customChecks(s *Scenario) {
 		if why == "" {
 			continue
 		}
-		build, name := cs.New, cs.Name
-		cs.New = func() (check.Checker, error) {
-			if _, err := build(); err != nil { // its parameters still count
-				return nil, err
-			}
-			return &unmeasurable{v: check.Verdict{Name: name, Status: check.NotMeasurable, Summary: why}}, nil
-		}
+		cs.NotMeasurable = why
 	}
 }
-
-// unmeasurable is a check the scenario's protocol mapping cannot feed: it
-// observes nothing and says why.
-type unmeasurable struct{ v check.Verdict }
-
-func (u *unmeasurable) Observe(*event.Event) {}
-
-func (u *unmeasurable) Verdict(context.Context, check.Env) check.Verdict { return u.v }

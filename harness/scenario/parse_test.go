@@ -204,7 +204,7 @@ checks: []
 		Expect(s.Faults).To(HaveLen(3))
 		f := s.Faults[0]
 		Expect(f.Fault).To(Equal("test-stream-fault"))
-		Expect(f.Kind.Scope).To(Equal(fault.Stream))
+		Expect(f.Scope).To(Equal(fault.Stream))
 		Expect(f.At).To(Equal(10 * time.Second))
 		Expect(f.Every).To(Equal(5 * time.Second))
 		Expect(f.Until).To(Equal(25 * time.Second))
@@ -212,34 +212,13 @@ checks: []
 		Expect(f.Fraction).To(Equal(0.3))
 		Expect(f.Probability).To(Equal(0.5))
 		Expect(f.Line).To(Equal(38))
-		Expect(s.Faults[1].Kind.Scope).To(Equal(fault.Connection))
+		Expect(s.Faults[1].Scope).To(Equal(fault.Connection))
 		Expect(s.Faults[1].Probability).To(Equal(1.0), "default probability")
 		Expect(s.Faults[2].Count).To(Equal(3))
 
 		Expect(s.Checks).To(HaveLen(3))
 		Expect([]string{s.Checks[0].Name, s.Checks[1].Name, s.Checks[2].Name}).To(Equal([]string{"test-check", "test-check", "test-bare-check"}))
 		Expect(s.Checks[1].Line).To(Equal(54))
-	})
-
-	It("builds fresh faults and checkers on every New, with decoded params and defaults", func() {
-		s, err := parseFixture("good/chat.yaml")
-		Expect(err).NotTo(HaveOccurred())
-		a, err := s.Faults[0].New()
-		Expect(err).NotTo(HaveOccurred())
-		b, err := s.Faults[0].New()
-		Expect(err).NotTo(HaveOccurred())
-		Expect(a.(fakeFault).params).To(Equal(&fakeFaultParams{N: 7}))
-		Expect(a.(fakeFault).params).NotTo(BeIdenticalTo(b.(fakeFault).params))
-
-		c1, err := s.Checks[1].New()
-		Expect(err).NotTo(HaveOccurred())
-		c2, err := s.Checks[1].New()
-		Expect(err).NotTo(HaveOccurred())
-		Expect(c1.(fakeChecker).params).To(Equal(&fakeCheckParams{Threshold: 0.9, Window: 10 * time.Second}))
-		Expect(c1.(fakeChecker).params).NotTo(BeIdenticalTo(c2.(fakeChecker).params))
-		c0, err := s.Checks[0].New()
-		Expect(err).NotTo(HaveOccurred())
-		Expect(c0.(fakeChecker).params).To(Equal(&fakeCheckParams{Threshold: 0.5, Window: time.Second}), "bare name: defaults")
 	})
 
 	It("parses a collab file: documents, defaults, a rate per 10s and a trace path relative to the file", func() {

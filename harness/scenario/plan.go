@@ -130,7 +130,7 @@ func NewPlan(s *Scenario) *Plan {
 			roll := rng.Float64()
 			if roll < step.Probability {
 				f := Firing{At: at, Step: si}
-				if step.Kind.Scope == fault.Stream {
+				if step.Scope == fault.Stream {
 					f.Clients = choose(rng, active(s, p, step.Roles, at), step.Fraction, step.Count)
 				}
 				p.Firings = append(p.Firings, f)

@@ -22,13 +22,13 @@ func planScenario(seed int64) *scenario.Scenario {
 				Params: &engine.LurkerParams{RoomsPerClient: 1}},
 		},
 		Faults: []scenario.FaultStep{
-			{Fault: "cancel", Kind: fault.Spec{Name: "cancel", Scope: fault.Stream},
+			{Fault: "cancel", Scope: fault.Stream,
 				At: 2 * time.Second, Every: 3 * time.Second, Fraction: 0.25, Roles: []string{"honest"}, Probability: 0.7},
-			{Fault: "latency", Kind: fault.Spec{Name: "latency", Scope: fault.Connection},
+			{Fault: "latency", Scope: fault.Connection,
 				At: 10 * time.Second, Probability: 1},
-			{Fault: "abrupt", Kind: fault.Spec{Name: "abrupt", Scope: fault.Stream},
+			{Fault: "abrupt", Scope: fault.Stream,
 				At: 6 * time.Second, Count: 3, Probability: 1},
-			{Fault: "never", Kind: fault.Spec{Name: "never", Scope: fault.Stream},
+			{Fault: "never", Scope: fault.Stream,
 				At: 1 * time.Second, Every: time.Second, Probability: 0},
 		},
 	}
@@ -120,7 +120,7 @@ var _ = Describe("NewPlan", func() {
 
 	It("chooses only clients that are active at the firing", func() {
 		s := planScenario(9)
-		s.Faults = []scenario.FaultStep{{Fault: "cancel", Kind: fault.Spec{Name: "cancel", Scope: fault.Stream},
+		s.Faults = []scenario.FaultStep{{Fault: "cancel", Scope: fault.Stream,
 			At: 2 * time.Second, Probability: 1}}
 		p := scenario.NewPlan(s)
 		Expect(p.Firings).To(HaveLen(1))

@@ -6,10 +6,10 @@ package scenario
 import (
 	"time"
 
-	"github.com/bidikit/bidikit/harness/check"
 	"github.com/bidikit/bidikit/harness/fault"
 	"github.com/bidikit/bidikit/harness/protocol"
 	"github.com/bidikit/bidikit/harness/threshold"
+	"github.com/bidikit/bidikit/internal/strictyaml"
 )
 
 // Services a scenario may target.
@@ -88,11 +88,13 @@ type Role struct {
 
 // FaultStep is one scheduled fault.
 type FaultStep struct {
-	// Fault is the registered fault name; Kind its registration.
+	// Fault is the registered fault name; Scope what it acts on (its
+	// registration's).
 	Fault string
-	Kind  fault.Spec
-	// New builds a fresh fault value from the step's parameters.
-	New func() (fault.Fault, error)
+	Scope fault.Scope
+	// Params are the step's `params:`, as written (validated at parse
+	// time); New decodes them through the fault registry.
+	Params strictyaml.Raw
 	// At is when the fault first fires; Every, when non-zero, repeats it
 	// until Until (0 = the end of the run).
 	At, Every, Until time.Duration
@@ -109,10 +111,24 @@ type FaultStep struct {
 	Line int
 }
 
-// CheckSpec is one requested check.
+// CheckSpec is one requested check, as plain data: New makes its
+// checker through the check registry (or harness/threshold).
 type CheckSpec struct {
+	// Name is the registered check name, or a threshold's name
+	// ("threshold honest p99 <= 50ms") when Threshold is set.
 	Name string
-	// New builds a fresh checker from the step's parameters.
-	New  func() (check.Checker, error)
+	// Params are the check's parameters as written (`name: {params}`;
+	// none for a bare name), validated at parse time.
+	Params strictyaml.Raw
+	// Service is the scenario's service, given to a check.ServiceAware
+	// checker.
+	Service string
+	// Threshold, when set, is the `thresholds:` bound this check judges.
+	Threshold *threshold.Spec
+	// NotMeasurable, when set, is why a custom scenario's protocol mapping
+	// cannot feed this check: New still checks its params, then gives a
+	// checker that observes nothing and is not measurable with this reason.
+	NotMeasurable string
+	// Line is the check's line in the file, for messages.
 	Line int
 }

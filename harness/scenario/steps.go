@@ -32,7 +32,7 @@ func (w *walker) faultStep(raw *rawFault, path string, roles map[string]int, dur
 		fail(path+".fault", "unknown fault %q%s (known: %s)", raw.Fault, strictyaml.Suggest(raw.Fault, fault.Names()), strings.Join(fault.Names(), ", "))
 	} else {
 		spec = s
-		st.Kind = s
+		st.Scope = s.Scope
 	}
 
 	w.faultSchedule(raw, path, dur, durOK, &st, fail)
@@ -132,7 +132,8 @@ func (w *walker) faultTargets(raw *rawFault, path string, spec fault.Spec, roles
 }
 
 // faultParams decodes a fault step's params now, to validate them, and
-// sets st.New to decode them again for every firing.
+// keeps them in st.Params (plain data: FaultStep.New decodes them again
+// for every firing).
 func (w *walker) faultParams(raw *rawFault, path string, spec fault.Spec, st *FaultStep, ok *bool) {
 	called := false
 	dec := strictyaml.Decoder(w.File, raw.Params, path+".params", w.Keys)
@@ -140,17 +141,30 @@ func (w *walker) faultParams(raw *rawFault, path string, spec fault.Spec, st *Fa
 	if _, _, err := fault.New(spec.Name, probe); err != nil {
 		w.Add(w.located(err, path+".params", path))
 		*ok = false
+		return
 	} else if !called && strictyaml.HasValue(raw.Params) {
 		w.Errorf(path+".params", "fault %s takes no params", spec.Name)
 		*ok = false
+		return
 	}
-	name, node, file := spec.Name, raw.Params, w.File
-	st.New = func() (fault.Fault, error) {
-		f, _, err := fault.New(name, strictyaml.Decoder(file, node, path+".params", nil))
-		return f, err
+	params, err := strictyaml.RawOf(w.File, raw.Params, path+".params")
+	if err == nil {
+		if pl, pc := w.At(path + ".params"); params.Given() { // at params:, as above
+			params.Line, params.Col = pl, pc
+			params.At[params.Path] = strictyaml.Pos{Line: pl, Col: pc}
+		}
+		st.Params = params
+		_, err = st.New() // what a firing will build, from the kept params
+	}
+	if err != nil {
+		w.Add(w.located(err, path+".params", path))
+		*ok = false
 	}
 }
 
+// checkSpec reads one `checks:` entry, a check name or a `name: {params}`
+// mapping, validates its params through the check registry, and keeps
+// them in the CheckSpec (plain data: CheckSpec.New decodes them again).
 func (w *walker) checkSpec(n ast.Node, path string, service string) (CheckSpec, bool) {
 	n = strictyaml.Unwrap(n)
 	line, _ := w.At(path)
@@ -186,14 +200,22 @@ func (w *walker) checkSpec(n ast.Node, path string, service string) (CheckSpec, 
 		w.Errorf(paramPath, "check %s takes no params", name)
 		return CheckSpec{}, false
 	}
-	file := w.File
-	return CheckSpec{Name: name, Line: line, New: func() (check.Checker, error) {
-		c, err := check.New(name, strictyaml.Decoder(file, params, paramPath, nil))
-		if sa, ok := c.(check.ServiceAware); ok && err == nil {
-			sa.SetService(service)
+	spec := CheckSpec{Name: name, Service: service, Line: line}
+	raw, err := strictyaml.RawOf(w.File, params, paramPath)
+	if err == nil {
+		// A problem found later is at the check's name, as above.
+		if kl, kc := w.At(paramPath); raw.Given() {
+			raw.Line, raw.Col = kl, kc
+			raw.At[paramPath] = strictyaml.Pos{Line: kl, Col: kc}
 		}
-		return c, err
-	}}, true
+		spec.Params = raw
+		_, err = spec.New() // what a run will build, from the kept params
+	}
+	if err != nil {
+		w.Add(w.located(err, paramPath, paramPath))
+		return CheckSpec{}, false
+	}
+	return spec, true
 }
 
 // located returns err as an *Error: itself when it is one, the located

@@ -5,7 +5,6 @@ import (
 
 	"github.com/goccy/go-yaml/ast"
 
-	"github.com/bidikit/bidikit/harness/check"
 	"github.com/bidikit/bidikit/harness/threshold"
 	"github.com/bidikit/bidikit/internal/strictyaml"
 )
@@ -131,6 +130,5 @@ func (w *walker) threshold(s *Scenario, spec threshold.Spec, metric string, node
 	}
 	line, _ := w.At(path)
 	s.Thresholds = append(s.Thresholds, spec)
-	s.Checks = append(s.Checks, CheckSpec{Name: spec.Name(), Line: line,
-		New: func() (check.Checker, error) { return threshold.New(spec) }})
+	s.Checks = append(s.Checks, CheckSpec{Name: spec.Name(), Line: line, Threshold: &spec})
 }
