@@ -559,6 +559,46 @@ var _ = Describe("fairness", func() {
 		Expect(v.Status).To(Equal(check.Fail))
 		Expect(v.Evidence[0].Detail).To(ContainSubstring("honest #2"))
 	})
+	// lagged adds the engine's harness-lag reports: every 250 ms of the
+	// run's first 3 s, the scheduler lag sched from t=1s on (calm before).
+	lagged := func(evs []ev.Event, sched time.Duration) []ev.Event {
+		for at := 250 * time.Millisecond; at <= 3*time.Second; at += 250 * time.Millisecond {
+			l := time.Duration(0)
+			if at >= time.Second {
+				l = sched
+			}
+			evs = append(evs, ev.Event{Kind: ev.HarnessLag, Client: -1, At: at, Field: ev.LagScheduler, Latency: l},
+				ev.Event{Kind: ev.HarnessLag, Client: -1, At: at, Field: ev.LagDispatch})
+		}
+		return evs
+	}
+	It("does not blame the server for a latency rise the harness's own lag can explain", func() {
+		// calm p99 2ms, bound 3ms, under attack 50ms: an excess of 47ms;
+		// 30ms of scheduler lag can add 60ms (send side and receive side).
+		v := run("fairness", params, healthy, lagged(history(50*time.Millisecond, 5, false), 30*time.Millisecond))
+		Expect(v.Status).To(Equal(check.NotMeasurable), v.Summary)
+		Expect(v.Summary).To(ContainSubstring("not blamed on the server"))
+		Expect(v.Summary).To(ContainSubstring("harness lag up to 30ms"))
+	})
+	It("still blames a latency rise beyond what the harness's lag can add", func() {
+		v := run("fairness", params, healthy, lagged(history(50*time.Millisecond, 5, false), 5*time.Millisecond))
+		Expect(v.Status).To(Equal(check.Fail), v.Summary)
+		Expect(v.Evidence[0].Detail).To(ContainSubstring("honest delivery p99"))
+		Expect(v.Evidence[0].Detail).To(ContainSubstring("harness lag up to 5ms"))
+	})
+	It("does not blame the server for cutting an honest reader right after the harness paused", func() {
+		cut := func(sched time.Duration) []ev.Event {
+			evs := lagged(history(2*time.Millisecond, 5, false), sched)
+			return append(evs, ev.Event{Kind: ev.Kick, Client: 3, User: "h3", Role: "honest", At: 1800 * time.Millisecond,
+				Code: codes.ResourceExhausted, Detail: "slow consumer"})
+		}
+		v := run("fairness", params, healthy, cut(300*time.Millisecond))
+		Expect(v.Status).To(Equal(check.NotMeasurable), v.Summary)
+		Expect(v.Summary).To(ContainSubstring("1 honest RESOURCE_EXHAUSTED answer(s) came within a second after the harness paused longer than 100ms"))
+		v = run("fairness", params, healthy, cut(10*time.Millisecond))
+		Expect(v.Status).To(Equal(check.Fail), v.Summary)
+		Expect(v.Evidence[0].Detail).To(ContainSubstring("got RESOURCE_EXHAUSTED: slow consumer"))
+	})
 	It("computes Jain's index", func() {
 		Expect(check.Jain([]float64{1, 1, 1, 1})).To(BeNumerically("~", 1, 1e-9))
 		Expect(check.Jain([]float64{1, 0, 0, 0})).To(BeNumerically("~", 0.25, 1e-9))

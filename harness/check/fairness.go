@@ -35,9 +35,17 @@ import (
 // throttling criteria apply to the attackers' gRPC sends, when they make
 // any).
 //
+// The harness's own lag (event.HarnessLag) is weighed before blaming the
+// server: a p99 over the bound by no more than the harness's lag under
+// attack could add to a message (latencyAllowance), and an honest
+// RESOURCE_EXHAUSTED (a slow-consumer cut, or a rate limit hit by the
+// catch-up burst of a late sender) within a second after the harness
+// paused for more than harness_pause_max, are not measurable rather than
+// violations: the load generator starved, not the server.
+//
 // Any criterion it cannot measure (too few calm samples, no honest sends
-// under attack, no health answer) makes the verdict not measurable, naming
-// it; a proven violation still fails.
+// under attack, no health answer, the harness's lag) makes the verdict not
+// measurable, naming it; a proven violation still fails.
 type fairness struct {
 	p FairnessParams
 
@@ -57,7 +65,13 @@ type fairness struct {
 	// faulted marks clients the harness injected a fault into: their
 	// stream errors are the fault's doing, not the server's.
 	faulted map[int]bool
-	v       Verdict
+	// lag is the harness's own lag; exhausted holds honest
+	// RESOURCE_EXHAUSTED answers until the verdict weighs them against it
+	// (bounded by MaxEvidence plus a count).
+	lag        harnessLag
+	exhausted  []Evidence
+	exhaustedN int
+	v          Verdict
 }
 
 type attackerStats struct {
@@ -88,19 +102,23 @@ type FairnessParams struct {
 	// MinCalmSamples is the least calm-phase latency samples for the ratio
 	// to be judged (fewer: that part is reported as not measurable).
 	MinCalmSamples int64 `yaml:"min_calm_samples"`
+	// HarnessPauseMax is the longest the harness may have paused (its own
+	// scheduler lag plus dispatcher wait) in the second before an honest
+	// RESOURCE_EXHAUSTED for that answer to be blamed on the server.
+	HarnessPauseMax time.Duration `yaml:"harness_pause_max"`
 }
 
 func init() {
 	Register("fairness", func(decode func(any) error) (Checker, error) {
-		p := FairnessParams{P99RatioMax: 1.5, JainMin: 0.9, MinCalmSamples: 100}
+		p := FairnessParams{P99RatioMax: 1.5, JainMin: 0.9, MinCalmSamples: 100, HarnessPauseMax: 100 * time.Millisecond}
 		if err := decode(&p); err != nil {
 			return nil, err
 		}
 		if p.Honest == "" || p.Attackers == "" {
 			return nil, fmt.Errorf("fairness: honest and attackers must name roles")
 		}
-		if p.P99RatioMax <= 0 || p.JainMin < 0 || p.JainMin > 1 || p.Rate < 0 || p.Burst < 0 {
-			return nil, fmt.Errorf("fairness: p99_ratio_max must be > 0, jain_min within [0,1], rate and burst >= 0")
+		if p.P99RatioMax <= 0 || p.JainMin < 0 || p.JainMin > 1 || p.Rate < 0 || p.Burst < 0 || p.HarnessPauseMax <= 0 {
+			return nil, fmt.Errorf("fairness: p99_ratio_max and harness_pause_max must be > 0, jain_min within [0,1], rate and burst >= 0")
 		}
 		hist := func() *hdrhistogram.Histogram { return hdrhistogram.New(1, int64(60*time.Second/time.Microsecond), 3) }
 		return &fairness{p: p, calm: hist(), under: hist(), calmAck: hist(), underAck: hist(),
@@ -120,6 +138,9 @@ func (f *fairness) attacker(e *event.Event) *attackerStats {
 }
 
 func (f *fairness) Observe(e *event.Event) {
+	if f.lag.observe(e) {
+		return
+	}
 	if e.Kind == event.Fault {
 		f.faulted[e.Client] = true
 		return
@@ -181,8 +202,13 @@ func (f *fairness) Observe(e *event.Event) {
 			}
 		case event.Error, event.Disconnect, event.Kick:
 			if e.Code != codes.OK && e.Code != codes.Canceled && !f.faulted[e.Client] && e.Field != event.FieldCloseGrace {
-				f.v.Add(Evidence{Scope: e.Scope, Client: clientName(e), At: e.At,
-					Detail: fmt.Sprintf("honest %s got %s: %s", clientName(e), codeName(e.Code), e.Detail)})
+				ev := Evidence{Scope: e.Scope, Client: clientName(e), At: e.At,
+					Detail: fmt.Sprintf("honest %s got %s: %s", clientName(e), codeName(e.Code), e.Detail)}
+				if e.Code != codes.ResourceExhausted {
+					f.v.Add(ev)
+				} else if f.exhaustedN++; len(f.exhausted) < MaxEvidence {
+					f.exhausted = append(f.exhausted, ev) // weighed against the harness's lag in Verdict
+				}
 			}
 		}
 	}
@@ -242,6 +268,9 @@ func (f *fairness) Verdict(ctx context.Context, env Env) Verdict {
 		}
 	}
 	var unmeasured []string
+	f.weighExhausted(&unmeasured)
+	lagUnder := f.lag.in(f.attackStart, f.attackEnd)
+	notes = append(notes, lagUnder.String()+" under attack")
 	measuredRatios := 0
 	ratio := func(what string, calm, under *hdrhistogram.Histogram) {
 		if calm.TotalCount() == 0 && under.TotalCount() == 0 {
@@ -258,10 +287,17 @@ func (f *fairness) Verdict(ctx context.Context, env Env) Verdict {
 		measuredRatios++
 		r := float64(underP99) / float64(max(calmP99, time.Microsecond))
 		notes = append(notes, fmt.Sprintf("honest %s p99 %s calm, %s under attack (x%.2f over %d samples)", what, calmP99, underP99, r, under.TotalCount()))
-		if r > f.p.P99RatioMax {
-			f.v.Add(Evidence{At: f.attackStart, Detail: fmt.Sprintf("honest %s p99 under attack%s %s is %.2fx the calm p99 %s (max %.2fx)",
-				what, f.h2Names(), underP99, r, calmP99, f.p.P99RatioMax)})
+		if r <= f.p.P99RatioMax {
+			return
 		}
+		excess := underP99 - time.Duration(f.p.P99RatioMax*float64(calmP99))
+		if lagUnder.windows > 0 && excess <= lagUnder.latencyAllowance() {
+			unmeasured = append(unmeasured, fmt.Sprintf("honest %s p99 ratio: %s under attack is %.2fx the calm %s (max %.2fx), but %s under attack can add up to %s to a message, more than the excess %s: not blamed on the server",
+				what, underP99, r, calmP99, f.p.P99RatioMax, lagUnder, lagUnder.latencyAllowance().Round(time.Millisecond), excess.Round(time.Millisecond)))
+			return
+		}
+		f.v.Add(Evidence{At: f.attackStart, Detail: fmt.Sprintf("honest %s p99 under attack%s %s is %.2fx the calm p99 %s (max %.2fx; %s)",
+			what, f.h2Names(), underP99, r, calmP99, f.p.P99RatioMax, lagUnder)})
 	}
 	ratio("delivery", f.calm, f.under)
 	ratio("send-to-ack", f.calmAck, f.underAck)
@@ -323,4 +359,34 @@ func (f *fairness) h2Names() string {
 	}
 	sort.Strings(names)
 	return " (" + strings.Join(names, ", ") + ")"
+}
+
+// weighExhausted blames the server for each honest RESOURCE_EXHAUSTED the
+// harness did not provoke by pausing: one preceded, within a second, by a
+// harness pause longer than HarnessPauseMax is named in unmeasured instead.
+// Beyond the MaxEvidence kept, the rest follow the last one kept.
+func (f *fairness) weighExhausted(unmeasured *[]string) {
+	excused := 0
+	var first lagIn
+	for i, ev := range f.exhausted {
+		l := f.lag.in(max(ev.At-time.Second, 0), ev.At)
+		if l.windows > 0 && l.pause() > f.p.HarnessPauseMax {
+			if excused == 0 {
+				first = l
+			}
+			excused++
+			if i == len(f.exhausted)-1 {
+				excused += f.exhaustedN - len(f.exhausted)
+			}
+			continue
+		}
+		f.v.Add(ev)
+		if i == len(f.exhausted)-1 {
+			f.v.Violations += f.exhaustedN - len(f.exhausted)
+		}
+	}
+	if excused > 0 {
+		*unmeasured = append(*unmeasured, fmt.Sprintf("%d honest RESOURCE_EXHAUSTED answer(s) came within a second after the harness paused longer than %s (first: %s): a slow reader or a catch-up burst of the harness's own making, not blamed on the server",
+			excused, f.p.HarnessPauseMax, first))
+	}
 }

@@ -86,7 +86,7 @@ func newClient(r *run, i int) (*vclient, error) {
 	}
 	c := &vclient{r: r, plan: cp, role: role, beh: beh, impl: impl, svc: svc,
 		rng:   rand.New(rand.NewPCG(cp.Seed, uint64(cp.Index))),
-		em:    emitter{out: r.events},
+		em:    emitter{out: r.events, lag: &r.dispatchLag},
 		cmds:  make(chan func(*writer) error, 16),
 		stopC: make(chan struct{}),
 		rate:  role.Rate,

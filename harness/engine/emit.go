@@ -2,6 +2,7 @@ package engine
 
 import (
 	"sync"
+	"time"
 
 	"github.com/bidikit/bidikit/harness/event"
 )
@@ -30,6 +31,8 @@ func putBatch(b []event.Event) {
 // (backpressure instead of unbounded memory).
 type emitter struct {
 	out chan<- []event.Event
+	// lag, when set, hears how long a hand-over waited for the dispatcher.
+	lag *lagMax
 
 	mu  sync.Mutex
 	buf []event.Event
@@ -48,7 +51,21 @@ func (em *emitter) emit(e *event.Event) {
 	}
 	em.mu.Unlock()
 	if full != nil {
-		em.out <- full
+		em.handOver(full)
+	}
+}
+
+// handOver sends b to the dispatcher, noting how long it had to wait.
+func (em *emitter) handOver(b []event.Event) {
+	select {
+	case em.out <- b:
+		return
+	default:
+	}
+	t0 := time.Now()
+	em.out <- b
+	if em.lag != nil {
+		em.lag.note(time.Since(t0))
 	}
 }
 
@@ -59,7 +76,7 @@ func (em *emitter) flush() {
 	em.buf = nil
 	em.mu.Unlock()
 	if len(b) > 0 {
-		em.out <- b
+		em.out <- b // the flusher's wait, not a client's: not noted
 	} else if b != nil {
 		putBatch(b)
 	}

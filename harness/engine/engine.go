@@ -60,6 +60,9 @@ type run struct {
 		faultDropped atomic.Int64 // fault commands dropped: the client's queue was full
 		faultFailed  atomic.Int64 // fault injections that returned an error
 	}
+	// dispatchLag is the longest an emitter waited for the dispatcher since
+	// the lag probe last reported (see probeLag).
+	dispatchLag lagMax
 	// live is what the dispatcher publishes for progress and --fail-fast;
 	// stage is Run's phase for the progress goroutine.
 	live  live
@@ -253,7 +256,7 @@ func (r *run) connect(ctx context.Context, needProxy bool) error {
 // buildClients makes this shard's virtual clients.
 func (r *run) buildClients() error {
 	r.events = make(chan []event.Event, 1024)
-	r.runEm = emitter{out: r.events}
+	r.runEm = emitter{out: r.events, lag: &r.dispatchLag}
 	r.allFlushed = make(chan struct{})
 	r.byIndex = make([]*vclient, len(r.plan.Clients))
 	for i := range r.plan.Clients {
@@ -296,9 +299,10 @@ func (r *run) execute(ctx context.Context) time.Duration {
 	fctx, cancelFaults := context.WithCancel(rctx)
 	defer cancelFaults()
 
-	var bg sync.WaitGroup // flusher
+	var bg sync.WaitGroup // flusher, lag probe
 	bgStop := make(chan struct{})
 	bg.Go(func() { r.flusher(bgStop) })
+	bg.Go(func() { r.probeLag(bgStop) })
 
 	// Each client stops at its role's end (or the run's), or earlier when
 	// the run is interrupted or fails fast.

@@ -106,6 +106,22 @@ const (
 	// HTTP/2 error code name (GOAWAY, RST_STREAM), Text = GOAWAY debug
 	// data, SenderSeq = how many RST_STREAMs ("rst").
 	Attack
+	// HarnessLag: how far the harness itself fell behind in the window
+	// ending at At (Client = -1; one event per Field per window, even when
+	// nothing was late). Field = LagScheduler: the most a probe goroutine
+	// asking to wake every few milliseconds woke late (the process was
+	// starved of CPU, or paused by its garbage collector); LagDispatch: the
+	// longest a client's receive or send loop waited to hand its events to
+	// the checkers. Latency = that lag. A client's latency measurements can
+	// be inflated by such lag, on its send side and on its receive side,
+	// and a server cannot be blamed for it.
+	HarnessLag
+)
+
+// HarnessLag event fields (Event.Field).
+const (
+	LagScheduler = "scheduler"
+	LagDispatch  = "dispatch"
 )
 
 // Attack event fields (Event.Field of an Attack event) that mark an
@@ -147,7 +163,7 @@ const FieldOwnAck = "own-ack"
 const FieldClientEnd = "client-end"
 
 var kindNames = [...]string{"", "connect", "disconnect", "join", "leave", "send", "ack", "deliver",
-	"error", "fault", "tick", "replica", "server-state", "kick", "phase", "anomaly", "attack"}
+	"error", "fault", "tick", "replica", "server-state", "kick", "phase", "anomaly", "attack", "harness-lag"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
