@@ -3,6 +3,20 @@
 // scenario format refers to checkers by these names and rejects unknown ones.
 // A checker never talks to the network except through Env (the server's admin
 // endpoints), and a client never decides a verdict.
+//
+// Adding a check touches one file plus its test. In NAME.go: the checker
+// type (Observe, Verdict; Starter or ServiceAware when it needs them) and
+// an init that calls Register("NAME", factory). The factory decodes its
+// parameters with the decode it is given, into a struct with yaml tags and
+// its defaults already set (noParams when it takes none), then validates
+// them and returns an error naming the parameter. The scenario format then
+// accepts `- NAME` and `- NAME: {param: value}`: it validates the params
+// when the file is loaded (unknown or misspelt fields, wrong kinds and the
+// factory's own errors at file:line:col, with a did-you-mean), keeps them
+// as plain data (scenario.CheckSpec) and builds a fresh checker per run
+// through New. In NAME_test.go: check.New("NAME", decode) fed events,
+// passing and failing. For users, the check also gets its row in
+// docs/scenarios.md ("What each check proves"); no code lists the checks.
 package check
 
 import (

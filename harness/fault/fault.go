@@ -2,6 +2,26 @@
 // its own file that registers itself by name in init. A fault only says what
 // happens; when it fires, and to which clients (fraction, probability), is
 // decided by the scenario's schedule, outside the fault.
+//
+// Adding a fault touches one file plus its test. In NAME.go: the fault type
+// (Inject) and an init that calls Register(Spec{Name, Scope, Summary, New}).
+// New decodes the parameters with the decode it is given, into a struct
+// with yaml tags and its defaults set (noParams when it takes none), and
+// rejects impossible values with paramErr (a *ParamError, which the parser
+// places at the parameter's line). A Stream fault reaches its targets
+// through forEach and the narrow interfaces clients already implement
+// (HalfCloser, AbruptCloser, Pauser, ... together Client); a Connection
+// fault through Env.Proxy (toxiproxy); a ServerProcess fault through
+// Env.Server. The scenario format then accepts `fault: NAME` with `params:`,
+// validated when the file is loaded (errors at file:line:col, with a
+// did-you-mean), kept as plain data (scenario.FaultStep) and built afresh
+// for every firing. In NAME_test.go: fault.New("NAME", decode) injected
+// into fake targets (see fault_suite_test.go's fakeClient).
+//
+// Only a stream fault that needs a client capability none of the existing
+// interfaces offer touches more: its interface goes in its own file, and
+// the engine's virtual client (harness/engine) and Client gain the method.
+// For users, the fault also gets its row in docs/scenarios.md ("Faults").
 package fault
 
 import (
