@@ -3,8 +3,10 @@
 // kinds, fractional integers and unitless durations are errors, each an
 // *Error naming file, line, column and field path, with a did-you-mean for
 // a misspelt key. Doc walks a node tree and keeps the positions; Decode
-// does a whole file in one call; the scenario format builds its rules on top
-// of Doc (harness/scenario).
+// does a whole file in one call; Raw keeps one value as plain data (a
+// check's or fault's params) and decodes it later with the same errors at
+// the same places; the scenario format builds its rules on top of Doc
+// (harness/scenario).
 package strictyaml
 
 import (
