@@ -17,6 +17,7 @@ import (
 
 	"github.com/bidikit/bidikit/harness/engine"
 	"github.com/bidikit/bidikit/harness/scenario"
+	"github.com/bidikit/bidikit/internal/chatclient"
 	chatv1 "github.com/bidikit/bidikit/proto/bidikit/chat/v1"
 )
 
@@ -117,28 +118,19 @@ func chatClient(ctx context.Context, target, user, room, body string, p Params, 
 		return err
 	}
 	defer cc.Close()
-	sctx, cancel := context.WithCancel(withToken(ctx, user))
+	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := chatv1.NewChatServiceClient(cc).Connect(sctx)
+	stream, err := chatclient.Connect(sctx, cc, user)
 	if err != nil {
 		return err
 	}
-	if err := stream.Send(&chatv1.ClientEvent{Event: &chatv1.ClientEvent_Join{Join: &chatv1.Join{Room: room}}}); err != nil {
+	if err := stream.Send(chatclient.Join(room, nil)); err != nil {
 		return err
 	}
 	gotJoined := make(chan struct{})
 	g := new(errgroup.Group)
 	g.Go(func() error { // receive loop
-		var once sync.Once
-		count := func(m *chatv1.Message, now int64) {
-			if now > measureEnd.Load() || measureEnd.Load() == 0 {
-				return
-			}
-			delivered.Add(1)
-			if m.ClientSentUnixNanos > 0 {
-				hist.Record(i, time.Duration(now-m.ClientSentUnixNanos))
-			}
-		}
+		h := &benchRecv{i: i, gotJoined: gotJoined, measureEnd: measureEnd, hist: hist, delivered: delivered}
 		for {
 			ev, err := stream.Recv()
 			if err == io.EOF {
@@ -150,18 +142,9 @@ func chatClient(ctx context.Context, target, user, room, body string, p Params, 
 				}
 				return err
 			}
-			now := time.Now().UnixNano()
-			switch e := ev.Event.(type) {
-			case *chatv1.ServerEvent_Joined:
-				once.Do(func() { close(gotJoined) })
-			case *chatv1.ServerEvent_Message:
-				count(e.Message, now)
-			case *chatv1.ServerEvent_Batch:
-				for _, m := range e.Batch.Messages {
-					count(m, now)
-				}
-			case *chatv1.ServerEvent_Error:
-				return fmt.Errorf("server error event %s: %s", codes.Code(e.Error.Code), e.Error.Message)
+			chatclient.Dispatch(ev, h)
+			if h.err != nil {
+				return h.err
 			}
 		}
 	})
@@ -182,12 +165,10 @@ func chatClient(ctx context.Context, target, user, room, body string, p Params, 
 		defer wcancel()
 		pc := newPacer(p.Rate, i, p.Clients)
 		var seq uint64
+		var buf chatclient.SendBuf
 		for pc.wait(wctx) {
 			seq++
-			now := time.Now().UnixNano()
-			err := stream.Send(&chatv1.ClientEvent{Event: &chatv1.ClientEvent_Send{Send: &chatv1.Send{
-				Room: room, ClientMsgId: user + "." + strconv.FormatUint(seq, 10), SenderSeq: seq,
-				Body: body, ClientSentUnixNanos: now}}})
+			err := stream.Send(buf.Fill(room, chatclient.MsgID(user, seq), seq, body, time.Now().UnixNano()))
 			if err != nil {
 				return err
 			}
@@ -215,6 +196,43 @@ func chatClient(ctx context.Context, target, user, room, body string, p Params, 
 		<-done
 		return errors.New("chat client: stream did not end within the drain bound")
 	}
+}
+
+// benchRecv is a bare chat client's receive loop's view of the server's
+// events: the first Joined releases the send loop, each message delivered
+// before measureEnd is counted with its latency, an Error event ends the
+// client (err). Owned by the receive loop.
+type benchRecv struct {
+	chatclient.Ignore
+	i          int
+	gotJoined  chan struct{}
+	joined     bool
+	measureEnd *atomic.Int64
+	hist       *ShardedHist
+	delivered  *atomic.Int64
+	err        error
+}
+
+func (h *benchRecv) Joined(*chatv1.Joined) {
+	if !h.joined {
+		h.joined = true
+		close(h.gotJoined)
+	}
+}
+
+func (h *benchRecv) Deliver(m *chatv1.Message, at time.Time) {
+	end := h.measureEnd.Load()
+	if end == 0 || at.UnixNano() > end {
+		return
+	}
+	h.delivered.Add(1)
+	if d, ok := chatclient.Latency(m, at); ok {
+		h.hist.Record(h.i, d)
+	}
+}
+
+func (h *benchRecv) Error(e *chatv1.Error) {
+	h.err = fmt.Errorf("server error event %s: %s", codes.Code(e.Code), e.Message)
 }
 
 // errCount counts errors by status code name; safe for concurrent use.

@@ -1,7 +1,9 @@
 // Package chattest is a chat test client for the specs and benchmarks of
 // bidikit: one bidikit.chat.v1 stream per Client, a goroutine reading it
 // into a log, and the order checks (gapless, same order, sender FIFO) the
-// reference server's specs assert on that log. It has no Ginkgo in it: every
+// reference server's specs assert on that log. What the protocol means
+// (opening a stream as a user, the client events, a Batch read as its
+// messages) is internal/chatclient's, shared with the engine and the bench. It has no Ginkgo in it: every
 // helper takes a TB (*testing.T, *testing.B or Ginkgo's GinkgoT()), fails
 // through TB.Fatalf and registers its clean-up with TB.Cleanup.
 package chattest
@@ -16,8 +18,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 
+	"github.com/bidikit/bidikit/internal/chatclient"
 	chatv1 "github.com/bidikit/bidikit/proto/bidikit/chat/v1"
 )
 
@@ -49,9 +51,7 @@ func Dial(t TB, addr string, opts ...grpc.DialOption) *grpc.ClientConn {
 
 // WithUser returns ctx carrying user's bearer token, which the reference
 // server's development auth reads as the user name.
-func WithUser(ctx context.Context, user string) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+user)
-}
+func WithUser(ctx context.Context, user string) context.Context { return chatclient.WithUser(ctx, user) }
 
 // Client is a chat stream of one user whose events a reader goroutine
 // appends to a log (a Batch flattened into its Message events). The reader
@@ -90,11 +90,11 @@ func Connect(t TB, cc *grpc.ClientConn, user string) *Client {
 // never reads) until StartReading. At clean-up it is read to its end.
 func Open(t TB, cc *grpc.ClientConn, user string) *Client {
 	t.Helper()
-	ctx, cancel := context.WithCancel(WithUser(context.Background(), user))
-	st, err := chatv1.NewChatServiceClient(cc).Connect(ctx)
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := chatclient.Connect(ctx, cc, user)
 	if err != nil {
 		cancel()
-		t.Fatalf("open a chat stream for %s: %v", user, err)
+		t.Fatalf("%v", err)
 	}
 	c := &Client{User: user, Stream: st, Timeout: WaitTimeout, t: t, cancel: cancel, done: make(chan struct{}), changed: make(chan struct{})}
 	t.Cleanup(func() {
@@ -122,13 +122,7 @@ func (c *Client) readAll() {
 			return
 		}
 		c.mu.Lock()
-		if b := ev.GetBatch(); b != nil {
-			for _, m := range b.GetMessages() {
-				c.evs = append(c.evs, &chatv1.ServerEvent{Event: &chatv1.ServerEvent_Message{Message: m}})
-			}
-		} else {
-			c.evs = append(c.evs, ev)
-		}
+		c.evs = append(c.evs, chatclient.Flatten(ev)...)
 		close(c.changed)
 		c.changed = make(chan struct{})
 		c.mu.Unlock()
@@ -185,7 +179,7 @@ func (c *Client) Join(room string) *chatv1.Joined {
 func (c *Client) JoinFrom(room string, after *uint64) *chatv1.Joined {
 	c.t.Helper()
 	n := len(c.JoinedIn(room))
-	c.Send(&chatv1.ClientEvent{Event: &chatv1.ClientEvent_Join{Join: &chatv1.Join{Room: room, ResumeAfter: after}}})
+	c.Send(chatclient.Join(room, after))
 	if !c.wait(func() bool { return len(c.joinedLocked(room)) > n }) {
 		c.t.Fatalf("%s: no Joined for %s within %v (stream ended: %v, error: %v)", c.User, room, c.Timeout, c.Ended(), c.Err())
 	}
@@ -298,22 +292,15 @@ func collect[T comparable](evs []*chatv1.ServerEvent, get func(*chatv1.ServerEve
 }
 
 // JoinEv is a Join of room from the live head.
-func JoinEv(room string) *chatv1.ClientEvent {
-	return &chatv1.ClientEvent{Event: &chatv1.ClientEvent_Join{Join: &chatv1.Join{Room: room}}}
-}
+func JoinEv(room string) *chatv1.ClientEvent { return chatclient.Join(room, nil) }
 
 // LeaveEv is a Leave of room.
-func LeaveEv(room string) *chatv1.ClientEvent {
-	return &chatv1.ClientEvent{Event: &chatv1.ClientEvent_Leave{Leave: &chatv1.Leave{Room: room}}}
-}
+func LeaveEv(room string) *chatv1.ClientEvent { return chatclient.Leave(room) }
 
 // TypingEv is a Typing notice for room.
-func TypingEv(room string, active bool) *chatv1.ClientEvent {
-	return &chatv1.ClientEvent{Event: &chatv1.ClientEvent_Typing{Typing: &chatv1.Typing{Room: room, Active: active}}}
-}
+func TypingEv(room string, active bool) *chatv1.ClientEvent { return chatclient.Typing(room, active) }
 
 // SendEv is a Send of body to room with client message id and sender seq.
 func SendEv(room, id string, senderSeq uint64, body string) *chatv1.ClientEvent {
-	return &chatv1.ClientEvent{Event: &chatv1.ClientEvent_Send{Send: &chatv1.Send{
-		Room: room, ClientMsgId: id, SenderSeq: senderSeq, Body: body}}}
+	return chatclient.Send(room, id, senderSeq, body)
 }
