@@ -1,6 +1,9 @@
 // Package scenario is the scenario file format: its types (this file), the
 // behaviours a role may have (behaviours.go), strict YAML parsing with errors
-// naming file, line and field (parse.go), and the seeded plan (plan.go).
+// naming file, line and field (parse.go), the seeded plan (plan.go), and
+// building checkers and faults from the specs (build.go). A parsed Scenario
+// is plain data (no closures, no YAML nodes): its check and fault specs are
+// a name and the params as written, built through the registries on demand.
 package scenario
 
 import (
