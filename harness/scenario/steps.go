@@ -142,14 +142,16 @@ func (w *walker) faultParams(raw *rawFault, path string, spec fault.Spec, st *Fa
 		w.Add(w.located(err, path+".params", path))
 		*ok = false
 		return
-	} else if !called && strictyaml.HasValue(raw.Params) {
+	}
+	if !called && strictyaml.HasValue(raw.Params) {
 		w.Errorf(path+".params", "fault %s takes no params", spec.Name)
 		*ok = false
 		return
 	}
 	params, err := strictyaml.RawOf(w.File, raw.Params, path+".params")
 	if err == nil {
-		if pl, pc := w.At(path + ".params"); params.Given() { // at params:, as above
+		if params.Given() { // a later problem with the whole is at params:, as above
+			pl, pc := w.At(path + ".params")
 			params.Line, params.Col = pl, pc
 			params.At[params.Path] = strictyaml.Pos{Line: pl, Col: pc}
 		}
@@ -203,8 +205,8 @@ func (w *walker) checkSpec(n ast.Node, path string, service string) (CheckSpec, 
 	spec := CheckSpec{Name: name, Service: service, Line: line}
 	raw, err := strictyaml.RawOf(w.File, params, paramPath)
 	if err == nil {
-		// A problem found later is at the check's name, as above.
-		if kl, kc := w.At(paramPath); raw.Given() {
+		if raw.Given() { // a later problem with the whole is at the check's name, as above
+			kl, kc := w.At(paramPath)
 			raw.Line, raw.Col = kl, kc
 			raw.At[paramPath] = strictyaml.Pos{Line: kl, Col: kc}
 		}
