@@ -7,7 +7,7 @@
 // Streams run on a streamhost.Host: two goroutines each. The receive loop
 // handles client events and owns the stream's room set; the writer (the gRPC
 // handler goroutine) is the only one that calls Send. Broadcasts (from the
-// store's commit callbacks) only push into the members' bounded queues, so a
+// log's commit callbacks and feeds) only push into the members' bounded queues, so a
 // slow reader never blocks anyone else.
 package chat
 
@@ -35,15 +35,17 @@ type ACL = streamhost.ACL
 // are safe for concurrent use.
 type Service struct {
 	cfg Config
-	st  store.Store // nil in shared mode
-	// shared, when set, holds the rooms instead of st (NewShared).
-	shared SharedLog
-	acl    ACL
-	log    *slog.Logger
-	rooms  *roomTable
-	lim    *ratelimit.Limiter
-	host   *streamhost.Host[item]
-	flood  streamhost.FloodPolicy
+	// lg holds the rooms' messages and pl places Sends in it: the local log
+	// over a store (New) or a shared log and a waitPlacer (NewShared).
+	// Chosen once here; the service code has one path.
+	lg    SharedLog
+	pl    placer
+	acl   ACL
+	log   *slog.Logger
+	rooms *roomTable
+	lim   *ratelimit.Limiter
+	host  *streamhost.Host[item]
+	flood streamhost.FloodPolicy
 
 	// metric children, bound once
 	mMembers                 prometheus.Gauge
@@ -51,21 +53,26 @@ type Service struct {
 	mDelivered               prometheus.Counter
 	mRejected                *prometheus.CounterVec
 
-	bg sync.WaitGroup // shared mode's send chains (order.go)
+	bg sync.WaitGroup // send chains running on their own goroutine (order.go)
 }
 
-// New returns a chat service storing messages in st and counting into m.
-// acl may be nil (every room open) and log may be nil (discard).
+// New returns a chat service storing messages in st (room R as stream
+// "chat/R", through a local log: locallog.go) and counting into m. acl may
+// be nil (every room open) and log may be nil (discard). The caller owns
+// st and closes it after the service.
 func New(cfg Config, st store.Store, m *metrics.Set, acl ACL, log *slog.Logger) (*Service, error) {
 	if st == nil {
 		return nil, errors.New("chat: nil store")
 	}
-	return newService(cfg, st, nil, m, acl, log)
+	lg := newLocalLog(st, roomStreamPrefix)
+	return newService(cfg, lg, lg, m, acl, log)
 }
 
-// newService builds a Service over st (local mode) or shared (shared mode):
-// exactly one of them is set.
-func newService(cfg Config, st store.Store, shared SharedLog, m *metrics.Set, acl ACL, log *slog.Logger) (*Service, error) {
+// roomStreamPrefix names a room's log in a store: "chat/<room>".
+const roomStreamPrefix = "chat/"
+
+// newService builds a Service over lg, placing Sends through pl.
+func newService(cfg Config, lg SharedLog, pl placer, m *metrics.Set, acl ACL, log *slog.Logger) (*Service, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
@@ -82,14 +89,14 @@ func newService(cfg Config, st store.Store, shared SharedLog, m *metrics.Set, ac
 		flood.Limit = cfg.FloodFactor * cfg.SendBurst
 	}
 	return &Service{
-		cfg:    cfg,
-		st:     st,
-		shared: shared,
-		acl:    acl,
-		log:    log,
-		rooms:  newRoomTable(),
-		lim:    ratelimit.New(cfg.SendRate, cfg.SendBurst),
-		flood:  flood,
+		cfg:   cfg,
+		lg:    lg,
+		pl:    pl,
+		acl:   acl,
+		log:   log,
+		rooms: newRoomTable(),
+		lim:   ratelimit.New(cfg.SendRate, cfg.SendBurst),
+		flood: flood,
 		host: streamhost.New[item](streamhost.Config{
 			Service:    svc,
 			QueueItems: cfg.QueueMessages,
@@ -133,7 +140,7 @@ func (s *Service) Drain(ctx context.Context) error { return s.host.Drain(ctx) }
 
 // Close implements service.Service: it ends what is still open and waits
 // (up to 10 s each) for every stream's clean-up and the send chains. The
-// store is not closed: the caller owns it.
+// store (or shared log) is not closed: the caller owns it.
 func (s *Service) Close() error {
 	err := s.host.Close()
 	done := make(chan struct{})

@@ -51,12 +51,10 @@ func (t *roomTable) acquire(name string) *room {
 	r := sh.rooms[name]
 	if r == nil {
 		r = &room{
-			name:     name,
-			stream:   "chat/" + name,
-			shard:    sh,
-			users:    map[string]int{},
-			typing:   map[string]time.Time{},
-			inflight: map[string]*pending{},
+			name:   name,
+			shard:  sh,
+			users:  map[string]int{},
+			typing: map[string]time.Time{},
 		}
 		sh.rooms[name] = r
 	}
@@ -72,7 +70,7 @@ func (t *roomTable) retain(r *room) {
 }
 
 // release drops one reference and forgets the room at zero, stopping its
-// shared-log feed (shared mode) outside the shard's lock.
+// log feed outside the shard's lock.
 func (t *roomTable) release(r *room) {
 	sh := r.shard
 	var stop func()
@@ -100,55 +98,39 @@ func (t *roomTable) count() int {
 	return n
 }
 
-// room is one chat room's in-memory state.
+// room is one chat room's in-memory state on this instance: its members
+// and its feed from the log. The log (SharedLog) holds the messages.
 //
-// Lock order: seqMu, then mu, then the shard's mu. The store's commit
-// callback takes mu (and the shard's mu) but never seqMu, because with the
-// memory store it runs inside Append, under seqMu.
+// Lock order: seqMu, then mu, then the shard's mu. The log's feed takes mu
+// (and a release the shard's mu) but never seqMu. chainMu is taken alone.
 type room struct {
-	name   string
-	stream string // store stream name, "chat/<name>"
-	shard  *roomShard
-	refs   int // guarded by shard.mu
+	name  string
+	shard *roomShard
+	refs  int // guarded by shard.mu
 
-	// seqMu orders Sends: loading the head, assigning seq and calling
-	// store.Append happen under it, so commits arrive in seq order.
+	// seqMu guards loading: reading the head from the log and starting the
+	// feed happen once, under it.
 	seqMu  sync.Mutex
-	loaded bool   // guarded by seqMu
-	next   uint64 // last assigned seq; guarded by seqMu
-	// newest maps a writer (user and sender_session, writerOf) to the
-	// highest sender_seq it has had ordered in this room since the room was
-	// loaded (guarded by seqMu). A Send with a higher sender_seq cannot be a
-	// resend of anything stored (sender seqs increase, per the contract), so
-	// it skips the store lookup; the first Send of each writer after a load,
-	// and any lower one, looks it up, and a lower one that is not stored is
-	// refused when the writer has a sender_session (it would be ordered
-	// after a later message of the same numbering).
-	newest map[string]uint64
-	// stopFeed ends the room's shared-log feed (shared mode). Written under
-	// seqMu by the loader while it holds a reference; taken under the
-	// shard's mu by the release that drops the room.
+	loaded bool // guarded by seqMu
+	// stopFeed ends the room's feed. Written under seqMu by the loader
+	// while it holds a reference; taken under the shard's mu by the
+	// release that drops the room.
 	stopFeed func()
-	// failed is set when a commit failed: seqs after it may have been
-	// assigned but not stored, so the room refuses Sends until it is dropped
-	// from memory and reloaded from the store.
-	failed atomic.Bool
 
-	// chainMu guards chains (shared mode): per writer (user and
-	// sender_session), the Sends waiting to be published (order.go). Taken
-	// alone, never with another room lock.
+	// chainMu guards chains: per writer (user and sender_session), the
+	// Sends waiting to be placed in the log (order.go). Taken alone, never
+	// with another room lock.
 	chainMu sync.Mutex
 	chains  map[string]*chain
 
-	// mu guards everything below: membership, the committed head and the
-	// in-flight table. Broadcasts happen under it, so a member registered
-	// under mu sees exactly the messages with seq > committed at that time.
+	// mu guards everything below: membership and the committed head.
+	// Deliveries happen under it, so a member registered under mu sees
+	// exactly the messages with seq > committed at that time.
 	mu        sync.Mutex
 	committed uint64
 	members   []*membership
 	users     map[string]int       // user -> streams of that user in the room
 	typing    map[string]time.Time // user -> last relayed typing indicator
-	inflight  map[string]*pending  // dedup key -> not yet committed Send
 }
 
 // membership is one stream's presence in one room.
@@ -156,27 +138,19 @@ type membership struct {
 	sess *session
 	room *room
 	idx  int // position in room.members; guarded by room.mu
-	// skip (shared mode) is the resume position of a member that resumed
-	// after this instance's head: a lagging feed's messages up to it were
-	// seen already and are not delivered again. Set before registration.
+	// skip is the resume position of a member that resumed after this
+	// instance's head (a shared log's feed lags another instance's): the
+	// feed's messages up to it were seen already and are not delivered
+	// again. Set before registration.
 	skip uint64
-	// fence (shared mode) is the sender_seq of this stream's Send to the
+	// fence is the sender_seq of this stream's Send to the
 	// room whose outcome the log did not confirm, 0 when none: later Sends
 	// with a higher sender_seq are refused until it is resent (order.go).
 	fence atomic.Uint64
 }
 
-// pending is a Send whose store commit has not been reported yet.
-type pending struct {
-	key         string
-	clientMsgID string
-	seq         uint64
-	sender      *session
-	dups        []*session // resends that arrived before the commit
-}
-
 // replayJob asks a session's writer to replay [from, to] of m's room from
-// the store.
+// the log.
 type replayJob struct {
 	m        *membership
 	from, to uint64 // inclusive

@@ -26,9 +26,6 @@ const maxClientMsgIDBytes = 128
 // when set).
 const maxSenderSessionBytes = 64
 
-// replayChunk is how many records one store.Range call of a replay reads.
-const replayChunk = 256
-
 // session is the chat side of one Connect stream (a streamhost.Handler).
 //
 // Ownership: rooms and flood belong to the receive loop (Receive, Close);
@@ -343,7 +340,7 @@ func (ss *session) observe(ev *chatv1.ServerEvent) {
 	}
 }
 
-// replay writes job's history from the store in chunks, at the writer's own
+// replay writes job's history from the log in chunks, at the writer's own
 // pace (the stream's flow control is the back-pressure). Live messages of the
 // room wait behind the job in the queue.
 func (ss *session) replay(ctx context.Context, job *replayJob, msgs *[][]byte) (int, error) {
