@@ -139,6 +139,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.Keepalive.Timeout, "keepalive-timeout", o.Keepalive.Timeout, "close a connection whose ping is not answered within this")
 	fs.DurationVar(&o.KeepalivePolicy.MinTime, "keepalive-min-time", o.KeepalivePolicy.MinTime, "clients pinging more often than this are disconnected (GOAWAY ENHANCE_YOUR_CALM)")
 	fs.DurationVar(&o.GracePeriod, "grace", o.GracePeriod, "graceful shutdown bound: streams get UNAVAILABLE after their acknowledged work is flushed, then the server stops hard")
+	o.H2Limits.RegisterFlags(fs) // HTTP/2 flood guard (h2limits.go)
 	c.Chat.RegisterFlags(fs)
 	c.Collab.RegisterFlags(fs)
 	c.Game.RegisterFlags(fs)
@@ -210,6 +211,9 @@ func (c *Config) Check() error {
 		return validate.Settingf("Options.KeepalivePolicy.MinTime", "is %v, want > 0", o.KeepalivePolicy.MinTime)
 	case o.GracePeriod <= 0:
 		return validate.Settingf("Options.GracePeriod", "is %v, want > 0", o.GracePeriod)
+	}
+	if _, err := o.H2Limits.withDefaults(); err != nil {
+		return err
 	}
 	return nil
 }

@@ -10,6 +10,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 	"golang.org/x/net/http2"
+	"google.golang.org/grpc/mem"
+
+	"github.com/bidikit/bidikit/reference/validate"
 )
 
 // Defaults of H2Limits. A zero field of H2Limits means "use the default".
@@ -87,17 +90,37 @@ func (l H2Limits) withDefaults() (H2Limits, error) {
 		l.FloodPenalty = DefaultH2FloodPenalty
 	}
 	switch {
-	case l.ControlFrameRate < 0 || l.ControlFrameBurst < 1:
-		return l, fmt.Errorf("reference: H2Limits.ControlFrameRate %v must be > 0 and ControlFrameBurst %d >= 1 (--h2-control-frame-rate, --h2-control-frame-burst)", l.ControlFrameRate, l.ControlFrameBurst)
-	case l.ResetRate < 0 || l.ResetBurst < 1:
-		return l, fmt.Errorf("reference: H2Limits.ResetRate %v must be > 0 and ResetBurst %d >= 1 (--h2-reset-rate, --h2-reset-burst)", l.ResetRate, l.ResetBurst)
+	case l.ControlFrameRate < 0:
+		return l, validate.Settingf(h2Field+"ControlFrameRate", "is %v, want > 0", l.ControlFrameRate)
+	case l.ControlFrameBurst < 1:
+		return l, validate.Settingf(h2Field+"ControlFrameBurst", "is %d, want >= 1", l.ControlFrameBurst)
+	case l.ResetRate < 0:
+		return l, validate.Settingf(h2Field+"ResetRate", "is %v, want > 0", l.ResetRate)
+	case l.ResetBurst < 1:
+		return l, validate.Settingf(h2Field+"ResetBurst", "is %d, want >= 1", l.ResetBurst)
 	case l.MaxEmptyFrames < 1:
-		return l, fmt.Errorf("reference: H2Limits.MaxEmptyFrames %d must be >= 1 (--h2-max-empty-frames)", l.MaxEmptyFrames)
+		return l, validate.Settingf(h2Field+"MaxEmptyFrames", "is %d, want >= 1", l.MaxEmptyFrames)
 	}
 	return l, nil
 }
 
-// RegisterFlags binds l to flags on fs, with the defaults as flag defaults.
+// h2Field prefixes H2Limits' field names in errors: the path from Options
+// (and Config.Options), which is where a program sets them.
+const h2Field = "Options.H2Limits."
+
+// h2FlagFields binds each flag RegisterFlags defines to its field
+// (validate.BindFlag), so that errors name the flag on the command line.
+var h2FlagFields = [][2]string{
+	{"h2-no-flood-guard", h2Field + "Disable"},
+	{"h2-control-frame-rate", h2Field + "ControlFrameRate"}, {"h2-control-frame-burst", h2Field + "ControlFrameBurst"},
+	{"h2-reset-rate", h2Field + "ResetRate"}, {"h2-reset-burst", h2Field + "ResetBurst"},
+	{"h2-max-empty-frames", h2Field + "MaxEmptyFrames"}, {"h2-min-initial-window", h2Field + "MinInitialWindow"},
+	{"h2-flood-penalty", h2Field + "FloodPenalty"},
+}
+
+// RegisterFlags binds l to flags on fs, with the defaults as flag defaults,
+// and records which field each flag sets (validate.BindFlag). Config's
+// RegisterFlags calls it for Options.H2Limits.
 func (l *H2Limits) RegisterFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&l.Disable, "h2-no-flood-guard", l.Disable, "turn off the HTTP/2 flood guard below (grpc-go's own limits stay: --max-concurrent-streams, --max-header-list-size, --keepalive-min-time); default off: the guard is on")
 	fs.Float64Var(&l.ControlFrameRate, "h2-control-frame-rate", DefaultH2ControlFrameRate, "PING, SETTINGS, WINDOW_UPDATE and PRIORITY frames a connection may send per second (token bucket); over it: GOAWAY ENHANCE_YOUR_CALM, then close (ping/settings/window-update floods)")
@@ -107,6 +130,9 @@ func (l *H2Limits) RegisterFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&l.MaxEmptyFrames, "h2-max-empty-frames", DefaultH2MaxEmptyFrames, "frames in a row without payload (empty DATA, empty header block fragments) before GOAWAY ENHANCE_YOUR_CALM, then close (CVE-2019-9518, empty CONTINUATION floods)")
 	fs.Uint32Var(&l.MinInitialWindow, "h2-min-initial-window", DefaultH2MinInitialWindow, "least SETTINGS_INITIAL_WINDOW_SIZE (bytes) a client may announce while it opens streams; a stream opened with less gets GOAWAY ENHANCE_YOUR_CALM, then close (zero-window slowloris; gRPC clients announce 64 KiB or more)")
 	fs.DurationVar(&l.FloodPenalty, "h2-flood-penalty", DefaultH2FloodPenalty, "how long a connection over an HTTP/2 limit stays unread after its GOAWAY before it is closed (its further frames cost nothing; negative: close at once)")
+	for _, ff := range h2FlagFields {
+		validate.BindFlag(fs, ff[0], ff[1])
+	}
 }
 
 // Flood rules, the label of bidikit_h2_flood_closes_total and the GOAWAY's
@@ -198,6 +224,7 @@ type floodGuard struct {
 
 	once   sync.Once
 	closed chan struct{}
+	rr     rawRead // read side: for ReadOnReady when Conn is not a readyReader
 }
 
 // Read reads for grpc-go, judging every frame header that passes.
@@ -215,6 +242,29 @@ func (g *floodGuard) Read(p []byte) (int, error) {
 		return 0, fmt.Errorf("connection closed by the HTTP/2 flood guard (%s)", rule)
 	}
 	return n, err
+}
+
+// ReadOnReady is Read for grpc-go's reads that pin no buffer while they
+// wait (readyReader, readyread.go): the same judging, on the bytes read
+// into a pool buffer taken once they arrived.
+func (g *floodGuard) ReadOnReady(bufSize int, pool mem.BufferPool) (*[]byte, int, error) {
+	if !g.started {
+		g.started, g.preface = true, len(http2.ClientPreface)
+	}
+	if g.violated != "" {
+		return nil, 0, fmt.Errorf("connection closed by the HTTP/2 flood guard (%s)", g.violated)
+	}
+	buf, n, err := readOnReady(g.Conn, &g.rr, bufSize, pool)
+	if n == 0 {
+		return buf, 0, err
+	}
+	if rule := g.scan((*buf)[:n], time.Now()); rule != "" {
+		pool.Put(buf)
+		g.violated = rule
+		g.punish(rule)
+		return nil, 0, fmt.Errorf("connection closed by the HTTP/2 flood guard (%s)", rule)
+	}
+	return buf, n, err
 }
 
 // scan walks b's frame headers; it returns the rule a frame broke, if any.

@@ -1,6 +1,7 @@
 package reference_test
 
 import (
+	"errors"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -12,6 +13,7 @@ import (
 	"github.com/bidikit/bidikit/harness/h2attack"
 	"github.com/bidikit/bidikit/reference"
 	"github.com/bidikit/bidikit/reference/auth"
+	"github.com/bidikit/bidikit/reference/validate"
 )
 
 var _ = Describe("the HTTP/2 flood guard (H2Limits)", func() {
@@ -75,17 +77,20 @@ var _ = Describe("the HTTP/2 flood guard (H2Limits)", func() {
 		Expect(scrape(srv)).NotTo(ContainSubstring(`bidikit_h2_flood_closes_total{`))
 	}, SpecTimeout(30*time.Second))
 
-	It("rejects impossible limits, naming the flag", func() {
+	It("rejects impossible limits, naming the field (a library names no flags)", func() {
 		for _, c := range []struct {
 			l    reference.H2Limits
 			want string
 		}{
-			{reference.H2Limits{ControlFrameRate: -1}, "--h2-control-frame-rate"},
-			{reference.H2Limits{ResetBurst: -2}, "--h2-reset-burst"},
-			{reference.H2Limits{MaxEmptyFrames: -1}, "--h2-max-empty-frames"},
+			{reference.H2Limits{ControlFrameRate: -1}, "Options.H2Limits.ControlFrameRate is -1, want > 0"},
+			{reference.H2Limits{ResetBurst: -2}, "Options.H2Limits.ResetBurst is -2, want >= 1"},
+			{reference.H2Limits{MaxEmptyFrames: -1}, "Options.H2Limits.MaxEmptyFrames is -1, want >= 1"},
 		} {
 			_, err := reference.New(reference.Options{Authenticator: auth.DevMode{}, H2Limits: c.l})
 			Expect(err).To(MatchError(ContainSubstring(c.want)))
+			Expect(err.Error()).NotTo(ContainSubstring("--"))
+			var se *validate.SettingError
+			Expect(errors.As(err, &se)).To(BeTrue())
 		}
 	})
 })

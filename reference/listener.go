@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/mem"
 )
 
 // limitListener caps the number of open connections. Unlike
@@ -43,11 +44,19 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	}
 }
 
-// countedConn gives its slot back on the first Close.
+// countedConn gives its slot back on the first Close. Its reads pin no
+// buffer while they wait (ReadOnReady, readyread.go).
 type countedConn struct {
 	net.Conn
 	l    *limitListener
 	once sync.Once
+	rr   rawRead // owned by grpc-go's reader goroutine
+}
+
+// ReadOnReady reads for grpc-go into a pool buffer taken once bytes are
+// there (readyReader).
+func (c *countedConn) ReadOnReady(bufSize int, pool mem.BufferPool) (*[]byte, int, error) {
+	return readOnReady(c.Conn, &c.rr, bufSize, pool)
 }
 
 func (c *countedConn) Close() error {

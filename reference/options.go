@@ -63,10 +63,16 @@ type Options struct {
 	// client that sends anyway gets INTERNAL "header list size exceeds limit".
 	// Default 16 KiB.
 	MaxHeaderListSize uint32
-	// ReadBufferSize is each connection's read buffer in bytes (grpc-go's
-	// default is 32 KiB). Idle members dominate a chat server's memory, so
-	// the default is 8 KiB; write buffers are shared between connections
-	// (grpc.SharedWriteBuffer) and held only while writing. Default 8 KiB.
+	// ReadBufferSize is the size of a connection's read buffer in bytes
+	// (grpc-go's default is 32 KiB). The buffer is lent from a pool only
+	// while bytes read wait to be parsed (grpc-go's reads that pin no
+	// memory, which the reference's connection wrappers implement:
+	// readyread.go), so an idle connection holds none; before, each held
+	// its own, 8 KiB of an idle member's cost. Its size now trades only read
+	// syscalls (a smaller buffer reads a burst in more of them) against the
+	// bytes held while a burst is parsed. Write buffers are shared between
+	// connections (grpc.SharedWriteBuffer) and likewise held only while
+	// writing. Default 8 KiB.
 	ReadBufferSize int
 
 	// Keepalive makes the server ping a connection idle for Time and close it
@@ -158,7 +164,7 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	h2, err := o.H2Limits.withDefaults()
 	if err != nil {
-		return o, err
+		return o, fmt.Errorf("reference: %w", err)
 	}
 	o.H2Limits = h2
 	if o.GracePeriod == 0 {

@@ -31,6 +31,7 @@ import (
 	"github.com/bidikit/bidikit/reference/auth"
 	"github.com/bidikit/bidikit/reference/metrics"
 	"github.com/bidikit/bidikit/reference/service"
+	"github.com/bidikit/bidikit/reference/validate"
 )
 
 // Server is the reference server. Build it with New, run it with Serve (or
@@ -220,7 +221,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.started = true
 	lis, err := net.Listen("tcp", s.opts.Addr)
 	if err != nil {
-		err = fmt.Errorf("listen for gRPC on %s: %w", s.opts.Addr, err)
+		err = &validate.SettingError{Field: "Options.Addr", Reason: fmt.Sprintf("%q: cannot listen for gRPC", s.opts.Addr), Err: err}
 		return s.abandon(err)
 	}
 	var adminLis net.Listener
@@ -228,7 +229,8 @@ func (s *Server) Start(ctx context.Context) error {
 		adminLis, err = net.Listen("tcp", s.opts.AdminAddr)
 		if err != nil {
 			_ = lis.Close()
-			err = fmt.Errorf("listen for admin HTTP on %s (--admin-addr \"\" disables it): %w", s.opts.AdminAddr, err)
+			err = &validate.SettingError{Field: "Options.AdminAddr",
+				Reason: fmt.Sprintf("%q: cannot listen for admin HTTP (give another address, or turn the admin server off)", s.opts.AdminAddr), Err: err}
 			return s.abandon(err)
 		}
 	}

@@ -2,6 +2,7 @@ package reference_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -27,6 +28,7 @@ import (
 	"github.com/bidikit/bidikit/reference"
 	"github.com/bidikit/bidikit/reference/auth"
 	"github.com/bidikit/bidikit/reference/metrics"
+	"github.com/bidikit/bidikit/reference/validate"
 )
 
 var chatName = chatv1.ChatService_ServiceDesc.ServiceName
@@ -179,6 +181,24 @@ var _ = Describe("Server", func() {
 		Expect(srv.Start(sctx)).To(MatchError(ContainSubstring("twice")))
 		cancel()
 		Expect(srv.Wait()).To(Succeed())
+	}, SpecTimeout(30*time.Second))
+
+	It("names the field whose address does not listen (a library names no flags)", func(ctx SpecContext) {
+		taken, _ := start(reference.Options{}, newFakeChat())
+		for _, c := range []struct{ addr, admin, field string }{
+			{taken.Addr(), "127.0.0.1:0", "Options.Addr"},
+			{"127.0.0.1:0", taken.AdminAddr(), "Options.AdminAddr"},
+		} {
+			srv, err := reference.New(reference.Options{Addr: c.addr, AdminAddr: c.admin, Authenticator: auth.DevMode{},
+				Logger: slog.New(slog.NewTextHandler(GinkgoWriter, nil))})
+			Expect(err).NotTo(HaveOccurred())
+			err = srv.Start(ctx)
+			var se *validate.SettingError
+			Expect(errors.As(err, &se)).To(BeTrue(), "%v", err)
+			Expect(se.Field).To(Equal(c.field))
+			Expect(err.Error()).NotTo(ContainSubstring("--"))
+			Expect(srv.Wait()).To(HaveOccurred())
+		}
 	}, SpecTimeout(30*time.Second))
 
 	DescribeTable("authenticates every chat stream",

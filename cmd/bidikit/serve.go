@@ -15,6 +15,7 @@ import (
 	"github.com/bidikit/bidikit/bench"
 	"github.com/bidikit/bidikit/bench/plainserver"
 	"github.com/bidikit/bidikit/reference"
+	"github.com/bidikit/bidikit/reference/validate"
 )
 
 func init() { rootCmd.AddCommand(newServeCmd()) }
@@ -52,7 +53,7 @@ func newServeCmd() *cobra.Command {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			if err := srv.Start(ctx); err != nil {
-				return err
+				return validate.FlagError(cmd.Flags(), err) // a listen error names its field's flag
 			}
 			go func() {
 				<-ctx.Done()
@@ -68,8 +69,7 @@ func newServeCmd() *cobra.Command {
 	}
 	fs := cmd.Flags()
 	fs.SortFlags = false
-	cfg.RegisterFlags(fs)
-	cfg.Options.H2Limits.RegisterFlags(fs) // HTTP/2 flood guard (reference/h2limits.go)
+	cfg.RegisterFlags(fs) // with the HTTP/2 flood guard's (reference/h2limits.go)
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug (every stream start and end), info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "log format on stderr: text or json")
 	fs.StringVar(&comparator, "comparator", "", "serve bench conn-ramp's comparator instead of the reference: plain-grpc (bench/plainserver) on --addr and --admin-addr; the other flags are ignored")

@@ -218,6 +218,7 @@ var _ = Describe("bidikit serve", func() {
 		Entry("both auth modes", []string{"--dev-auth", "--tokens", "x"}, "--dev-auth and --tokens", SpecTimeout(40*time.Second)),
 		Entry("missing tokens file", []string{"--tokens", "/nonexistent/tokens.txt"}, "--tokens", SpecTimeout(40*time.Second)),
 		Entry("zero grace", []string{"--grace", "0s"}, "--grace", SpecTimeout(40*time.Second)),
+		Entry("impossible flood guard limit", []string{"--h2-reset-burst", "-2"}, "--h2-reset-burst is -2, want >= 1", SpecTimeout(40*time.Second)),
 		Entry("bad chat limit", []string{"--chat-max-body-bytes", "0"}, "max body bytes", SpecTimeout(40*time.Second)),
 	)
 
