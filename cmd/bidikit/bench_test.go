@@ -50,9 +50,34 @@ var _ = Describe("bidikit bench", func() {
 		Entry("an -O ghz has and bench has not", []string{"--call", "a.B/C", "--target", "127.0.0.1:1", "-O", "csv"}, "-O csv: ghz's csv output is not supported", SpecTimeout(time.Minute)),
 		Entry("a missing -D file", []string{"--call", "a.B/C", "--target", "127.0.0.1:1", "-D", "nope.json"}, `--data-file "nope.json"`, SpecTimeout(time.Minute)),
 		Entry("a missing --config", []string{"--config", "nope.json"}, "nope.json", SpecTimeout(time.Minute)),
+		Entry("conn-ramp --vs plain-grpc without --spawn-server", []string{"conn-ramp", "--vs", "plain-grpc"}, "conn-ramp --vs plain-grpc needs --spawn-server", SpecTimeout(time.Minute)),
+		Entry("conn-ramp --vs another comparator", []string{"conn-ramp", "--spawn-server", "--vs", "ghz"}, `--vs "ghz": conn-ramp takes --vs plain-grpc`, SpecTimeout(time.Minute)),
+		Entry("--vs on a chat workload", []string{"chat-echo", "--vs", "plain-grpc"}, "--vs applies to --call (ghz) and conn-ramp", SpecTimeout(time.Minute)),
+		Entry("a negative --hold", []string{"--hold", "-1s", "conn-ramp"}, "--hold is -1s, want >= 0", SpecTimeout(time.Minute)),
 		Entry("compare with one file", []string{"compare", "a.json"}, "requires at least 2 arg", SpecTimeout(time.Minute)),
 		Entry("compare with a missing file", []string{"compare", "a.json", "b.json"}, "a.json", SpecTimeout(time.Minute)),
 	)
+
+	It("conn-ramp --vs plain-grpc alternates the reference and the plain grpc-go server, each in its own process", func(ctx SpecContext) {
+		out := filepath.Join(dir, "ramp.json")
+		code, stdout, stderr := runBidikit(ctx, dir, "bench", "conn-ramp", "--spawn-server", "--clients", "30", "--step", "15",
+			"--step-every", "10ms", "--streams-per-conn", "1", "--vs", "plain-grpc", "--rounds", "2", "--json", out)
+		Expect(code).To(Equal(0), "stdout: %s\nstderr: %s", stdout, stderr)
+		rs, err := bench.ReadJSON(out)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(rs).To(HaveLen(1))
+		r := rs[0]
+		Expect(r.Params).To(HaveKeyWithValue("vs", "plain-grpc"))
+		Expect(r.Extra).To(HaveKeyWithValue("streams_held", 30.0))
+		Expect(r.Extra["bytes_per_stream"]).NotTo(BeZero())
+		Expect(r.Extra["vs_bytes_per_stream"]).NotTo(BeZero())
+		Expect(r.Extra["ratio_to_vs"]).To(BeNumerically("~", r.Extra["bytes_per_stream"]/r.Extra["vs_bytes_per_stream"], 1e-9))
+		// The plain server runs one goroutine per stream, the reference more.
+		Expect(r.Extra["vs_goroutines_per_stream"]).To(BeNumerically(">", 0))
+		Expect(r.Extra["goroutines_per_stream"]).To(BeNumerically(">", r.Extra["vs_goroutines_per_stream"]))
+		Expect(r.Notes).To(ContainElement(HavePrefix("round 2: reference ")))
+		Expect(stdout).To(ContainSubstring("per idle member, median of 2 alternating rounds"))
+	}, SpecTimeout(2*time.Minute))
 
 	It("names the file, line, column and field of a ghz config it cannot read", func(ctx SpecContext) {
 		cfg := filepath.Join(dir, "ghz.json")
