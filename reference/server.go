@@ -114,6 +114,17 @@ func New(opts Options, services ...service.Service) (*Server, error) {
 	}
 
 	recoverOpt := recovery.WithRecoveryHandlerContext(s.recovered)
+	// Memory per idle member (issue #19; docs/benchmarks.md): a connection
+	// costs grpc-go three goroutines (reader, loopy writer, keepalive) and
+	// a stream one more, whatever the options. The options that hold memory
+	// per connection: the read buffer is lent from a pool only while read
+	// bytes wait (ReadOnReady, readyread.go: the wrappers below must keep
+	// it), the write buffer is shared (SharedWriteBuffer) and held only
+	// while a connection writes. Left at grpc-go's defaults on purpose:
+	// the window sizes (they allocate nothing up front; setting them turns
+	// off BDP estimation, which a fan-out's bursts use) and the hpack table
+	// size (0.85 KiB a connection; smaller sends every later stream's
+	// headers uncompressed).
 	s.grpc = grpc.NewServer(
 		grpc.MaxConcurrentStreams(opts.MaxConcurrentStreams),
 		grpc.MaxRecvMsgSize(opts.MaxRecvMsgSize),
