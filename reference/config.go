@@ -134,7 +134,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.MaxConnections, "max-connections", o.MaxConnections, "most open client connections; one over the limit is closed at once and counted")
 	fs.IntVar(&o.MaxRecvMsgSize, "max-recv-msg-size", o.MaxRecvMsgSize, "largest message accepted, in bytes; a larger one ends its stream with RESOURCE_EXHAUSTED")
 	fs.Uint32Var(&o.MaxHeaderListSize, "max-header-list-size", o.MaxHeaderListSize, "largest request metadata (HTTP/2 header list) accepted, in bytes; more fails the call with INTERNAL")
-	fs.IntVar(&o.ReadBufferSize, "read-buffer-size", o.ReadBufferSize, "each connection's read buffer in bytes (write buffers are shared between connections); smaller saves memory per idle member")
+	fs.IntVar(&o.ReadBufferSize, "read-buffer-size", o.ReadBufferSize, "size of a connection's read buffer in bytes, lent from a pool only while read bytes wait to be parsed (an idle connection holds none; write buffers are shared between connections too); larger reads a burst in fewer syscalls")
 	fs.DurationVar(&o.Keepalive.Time, "keepalive-time", o.Keepalive.Time, "ping a connection idle this long (with --keepalive-timeout: how fast a vanished client is detected)")
 	fs.DurationVar(&o.Keepalive.Timeout, "keepalive-timeout", o.Keepalive.Timeout, "close a connection whose ping is not answered within this")
 	fs.DurationVar(&o.KeepalivePolicy.MinTime, "keepalive-min-time", o.KeepalivePolicy.MinTime, "clients pinging more often than this are disconnected (GOAWAY ENHANCE_YOUR_CALM)")
