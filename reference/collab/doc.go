@@ -1,25 +1,34 @@
+// Package collab is the reference collaborative-editing service
+// (bidikit.collab.v1.CollabService): plain-text documents edited with
+// server-ordered operational transformation (Jupiter / ShareDB style).
+//
+// Each open document is a doc actor (see doc) guarded by its own mutex; each
+// stream is a conn on a streamhost.Host: its receive loop decodes client
+// events and calls into the doc actors, its writer drains the conn's
+// bounded send queue.
+// A document's versions are the seqs of its log (docLog): a localLog over
+// the store (New) or a log shared with other instances (NewShared). Ops are
+// published and acknowledged from the log's feed, so editors only ever see
+// durable versions, in version order.
 package collab
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/bidikit/bidikit/internal/collab/ot"
 	collabv1 "github.com/bidikit/bidikit/proto/bidikit/collab/v1"
-	"github.com/bidikit/bidikit/reference/store"
 )
 
 // maxClients bounds the per-document map of client ids whose highest
 // client_seq is known; past it the map is reset and de-duplication falls
-// back to the store's FindKey.
+// back to the log's Lookup.
 const maxClients = 10_000
 
 // entry is one operation in a document's in-memory window.
@@ -37,11 +46,9 @@ type sub struct {
 	d        *doc
 	clientID string
 
-	// openAt and opened are guarded by d.subMu. Versions <= openAt are not
-	// broadcast to this sub (its Opened covers them); opened is an Opened
-	// event waiting for version openAt to commit, nil once sent.
+	// openAt is guarded by d.subMu: versions <= openAt are not broadcast to
+	// this sub (its Opened covers them).
 	openAt uint64
-	opened *collabv1.ServerEvent
 }
 
 type dupAck struct {
@@ -52,48 +59,44 @@ type dupAck struct {
 // doc is the actor of one open document.
 //
 // Locking: mu serialises everything that reads or changes the text — opens,
-// submits, cursor moves and the first load — and guards rope, version, the
-// window, recent and clients. An accepted op is transformed, checked and
-// applied to the rope under mu, gets the next version, and is appended to
-// the store still under mu (so the store sees versions in order); it is
-// published (ack, broadcast) only from the store's commit callback. The
-// callback takes only subMu, which guards the subscriber set, committed and
-// dupWait; mu may be held while taking subMu, never the reverse, and no one
-// calls the store while holding subMu. Memory stores call done inside
-// Append (under mu); SQLite on its writer goroutine: both are safe.
+// submits, cursor moves, the first load, the log's outcomes and its feed —
+// and guards the text, the window, the pending ops, recent and clients. An
+// accepted op is queued, transformed to the newest version when its turn to
+// be appended comes (see append.go), and applied to the text only when the
+// log's feed delivers it, committed; then it is published (ack, broadcast).
+// subMu guards the subscriber set and dupWait; mu may be held while taking
+// subMu, never the reverse, and no one calls the log while holding subMu.
 type doc struct {
-	svc    *Service
-	name   string
-	stream string
+	svc  *Service
+	name string
 
 	mu      sync.Mutex
 	loaded  bool
 	rope    *ot.Rope
-	version uint64 // newest applied version; >= committed
+	version uint64 // newest version the feed delivered (committed) and applied
 	winBase uint64 // the window holds versions winBase+1 .. version
 	baseLen int    // text length at winBase
 	win     []entry
 	recent  map[string]uint64 // de-dup key -> version, for the window
-	clients map[string]uint64 // client id -> highest client_seq seen since load
+	clients map[string]uint64 // client id -> highest client_seq accepted since load
 
-	failed atomic.Bool // a commit failed: refuse everything, reload on next Open
-
-	subMu     sync.Mutex
-	subs      map[*sub]struct{}
-	committed uint64
-	dupWait   map[uint64][]dupAck
-
-	refs int // streams holding the doc; guarded by svc.mu
-
-	// Shared mode only (Service.shared set; see shared.go), guarded by mu.
 	stopFeed func()       // stops the log feed; nil when not following
 	queue    []*pendingOp // accepted submits waiting for their turn to be appended
-	inflight *pendingOp   // the submit being appended, until the feed delivers it
+	inflight []*pendingOp // appended, in version order, until the feed delivers them
+	trusted  bool         // an own entry was delivered since load or the last foreign one
+
+	failed atomic.Bool // the log failed: refuse everything, reload on next Open
+
+	subMu   sync.Mutex
+	subs    map[*sub]struct{}
+	dupWait map[uint64][]dupAck
+
+	refs int // streams holding the doc; guarded by svc.mu
 }
 
 func newDoc(s *Service, name string) *doc {
 	return &doc{
-		svc: s, name: name, stream: "collab/" + name,
+		svc: s, name: name,
 		rope: &ot.Rope{}, recent: map[string]uint64{}, clients: map[string]uint64{},
 		subs: map[*sub]struct{}{}, dupWait: map[uint64][]dupAck{},
 	}
@@ -108,125 +111,165 @@ func errorf(code codes.Code, field string, format string, args ...any) *collabv1
 	return &collabv1.Error{Code: uint32(code), Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
-// load reads the document from the store: the latest snapshot, then the ops
-// after it, and the window of recent ops before it. Called with mu held.
+// decodeEntry decodes the log entry at seq.
+func decodeEntry(seq uint64, payload []byte) (entry, error) {
+	rop := &collabv1.RemoteOp{}
+	if err := proto.Unmarshal(payload, rop); err != nil {
+		return entry{}, fmt.Errorf("version %d: %w", seq, err)
+	}
+	o, err := FromProto(rop.GetOp())
+	if err != nil {
+		return entry{}, fmt.Errorf("version %d: %w", seq, err)
+	}
+	rop.Version, rop.Replay = seq, false
+	return entry{version: seq, op: o, key: dedupKey(rop.GetClientId(), rop.GetClientSeq()), rop: rop}, nil
+}
+
+// load reads the document from its log: the newest snapshot (if the log
+// keeps them), the entries after it, the window of recent entries before
+// it, and then follows the log. Called with mu held; feed callbacks wait for
+// mu, so none is lost or applied twice.
 func (d *doc) load() error {
 	if d.loaded {
 		return nil
 	}
-	if d.svc.shared != nil {
-		return d.loadShared()
-	}
-	st := d.svc.store
-	head, err := st.Head(d.stream)
+	lg := d.svc.log
+	ctx, cancel := context.WithTimeout(context.Background(), sharedLoadTimeout)
+	defer cancel()
+	head, err := lg.Head(ctx, d.name)
 	if err != nil {
 		return fmt.Errorf("document %q: reading the log head: %w", d.name, err)
 	}
-	snap, hasSnap, err := st.LatestSnapshot(d.stream)
+	snapSeq, text, hasSnap, err := lg.Snapshot(ctx, d.name)
 	if err != nil {
-		return fmt.Errorf("document %q: reading the snapshot: %w", d.name, err)
+		return err
 	}
-	var snapSeq uint64
-	text := ""
-	if hasSnap {
-		snapSeq, text = snap.Seq, string(snap.Data)
-	}
-	if head.Last < snapSeq {
-		head.Last = snapSeq
-	}
+	head.Last = max(head.Last, snapSeq)
 	if head.Oldest > snapSeq+1 {
+		if !hasSnap {
+			return fmt.Errorf("document %q: the log starts at version %d (older ops were dropped), so the text cannot be rebuilt", d.name, head.Oldest)
+		}
 		return fmt.Errorf("document %q: the log starts at version %d but the newest snapshot is at %d", d.name, head.Oldest, snapSeq)
 	}
-	from := uint64(1)
+	// Entries from winFrom form the window; those after the snapshot are
+	// applied.
+	winFrom := uint64(1)
 	if head.Last > uint64(d.svc.cfg.RetainOps) {
-		from = head.Last - uint64(d.svc.cfg.RetainOps) + 1
+		winFrom = head.Last - uint64(d.svc.cfg.RetainOps) + 1
 	}
-	from = max(from, head.Oldest, 1)
-	from = min(from, snapSeq+1)
+	winFrom = max(winFrom, head.Oldest)
+	from := min(winFrom, snapSeq+1)
 	rope := ot.NewRope(text)
+	textLen := rope.Len()
+	baseLen := textLen
 	var win []entry
-	var preLens []int // lenAfter of window entries up to the snapshot, filled below
-	err = st.Range(d.stream, from, head.Last, func(r store.Record) error {
-		rop := &collabv1.RemoteOp{}
-		if err := proto.Unmarshal(r.Payload, rop); err != nil {
-			return fmt.Errorf("version %d: %w", r.Seq, err)
-		}
-		o, err := FromProto(rop.GetOp())
-		if err != nil {
-			return fmt.Errorf("version %d: %w", r.Seq, err)
-		}
-		if want := from + uint64(len(win)); r.Seq != want {
-			return fmt.Errorf("version %d found where %d was expected", r.Seq, want)
-		}
-		e := entry{version: r.Seq, op: o, key: r.Key, rop: rop}
-		if r.Seq > snapSeq {
-			if err := rope.Apply(o); err != nil {
-				return fmt.Errorf("version %d: %w", r.Seq, err)
+	next := from
+	if from <= head.Last {
+		err = lg.Range(ctx, d.name, from, head.Last, func(seq uint64, payload []byte) error {
+			if seq != next {
+				return fmt.Errorf("version %d found where %d was expected", seq, next)
 			}
-			e.lenAfter = rope.Len()
-		} else {
-			preLens = append(preLens, 0)
+			next++
+			e, err := decodeEntry(seq, payload)
+			if err != nil {
+				return err
+			}
+			if seq > snapSeq {
+				if err := rope.Apply(e.op); err != nil {
+					return fmt.Errorf("version %d: %w", seq, err)
+				}
+				e.lenAfter = rope.Len()
+				if seq == winFrom-1 {
+					baseLen = rope.Len()
+				}
+			}
+			if seq >= winFrom {
+				win = append(win, e)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("document %q: replaying the log: %w", d.name, err)
 		}
-		win = append(win, e)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("document %q: replaying the log: %w", d.name, err)
 	}
-	if got := from - 1 + uint64(len(win)); len(win) > 0 && got != head.Last || len(win) == 0 && snapSeq != head.Last {
-		return fmt.Errorf("document %q: the log ends at version %d, want %d", d.name, got, head.Last)
+	switch {
+	case next-1 == head.Last:
+	case len(win) == 0 && hasSnap && next == from: // only the snapshot is left
+		winFrom, baseLen = snapSeq+1, textLen
+	default:
+		return fmt.Errorf("document %q: the log ends at version %d, want %d", d.name, next-1, head.Last)
 	}
-	// Lengths before the snapshot, walking back from the snapshot's length.
-	n := len([]rune(text))
-	for i := len(preLens) - 1; i >= 0; i-- {
+	// Lengths up to the snapshot, walking back from the snapshot's length.
+	n := textLen
+	for i := len(win) - 1; i >= 0; i-- {
+		if win[i].version > snapSeq {
+			continue
+		}
 		win[i].lenAfter = n
 		n -= win[i].op.TargetLen() - win[i].op.BaseLen()
 	}
-	d.rope, d.win = rope, win
-	d.winBase = from - 1
-	d.baseLen = n
-	if len(win) == 0 {
-		d.winBase, d.baseLen = snapSeq, rope.Len()
+	if winFrom <= snapSeq+1 {
+		baseLen = n
 	}
-	d.version = head.Last
-	d.indexWindow()
+	d.rope, d.win, d.winBase, d.baseLen, d.version = rope, win, winFrom-1, baseLen, head.Last
+	for _, e := range d.win {
+		d.remember(e)
+	}
+	stop, err := lg.Follow(d.name, head.Last, d.feed, func(err error) {
+		d.svc.logger.Warn("collab: document feed problem", "document", d.name, "err", err)
+	})
+	if err != nil {
+		return fmt.Errorf("document %q: following the log: %w", d.name, err)
+	}
+	d.stopFeed = stop
 	d.loaded = true
 	return nil
 }
 
-// indexWindow fills recent and clients from the window and marks version
-// committed, at the end of a load. Called with mu held.
-func (d *doc) indexWindow() {
-	for _, e := range d.win {
-		d.remember(e)
+// stopLogFeed stops following the log.
+func (d *doc) stopLogFeed() {
+	d.mu.Lock()
+	stop := d.stopFeed
+	d.stopFeed = nil
+	d.mu.Unlock()
+	if stop != nil {
+		stop()
 	}
-	d.subMu.Lock()
-	d.committed = d.version
-	d.subMu.Unlock()
 }
 
 // remember records e's de-duplication key and its client's highest seq.
 // Called with mu held.
 func (d *doc) remember(e entry) {
 	d.recent[e.key] = e.version
+	d.noteClient(e.rop.GetClientId(), e.rop.GetClientSeq())
+}
+
+// noteClient raises the highest client_seq known of cid. Called with mu
+// held.
+func (d *doc) noteClient(cid string, seq uint64) {
 	if len(d.clients) >= maxClients {
 		clear(d.clients)
 	}
-	if cid := e.rop.GetClientId(); e.rop.GetClientSeq() > d.clients[cid] {
-		d.clients[cid] = e.rop.GetClientSeq()
+	if seq > d.clients[cid] {
+		d.clients[cid] = seq
 	}
 }
 
-// lengthAt is the text length at version v (winBase <= v <= version).
-// Called with mu held.
+// tip is the version the newest op in flight lands at. Called with mu held.
+func (d *doc) tip() uint64 { return d.version + uint64(len(d.inflight)) }
+
+// lengthAt is the text length at version v (winBase <= v <= tip), ops in
+// flight included. Called with mu held.
 func (d *doc) lengthAt(v uint64) int {
 	switch {
 	case v == d.version:
 		return d.rope.Len()
 	case v == d.winBase:
 		return d.baseLen
+	case v < d.version:
+		return d.win[v-d.winBase-1].lenAfter
 	}
-	return d.win[v-d.winBase-1].lenAfter
+	return d.inflight[v-d.version-1].e.lenAfter
 }
 
 // trim drops the oldest window entries beyond RetainOps (amortised).
@@ -246,13 +289,13 @@ func (d *doc) trim() {
 	d.win = append(d.win[:0:0], d.win[drop:]...)
 }
 
-// open subscribes s: it queues Opened (now, or once version openAt commits)
-// and, for from_version within the window, the replayed ops.
+// open subscribes s: it queues Opened and, for from_version within the
+// window, the replayed ops.
 func (d *doc) open(s *sub, from *uint64) *collabv1.Error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := d.load(); err != nil {
-		d.svc.log.Error("collab: loading a document failed", "document", d.name, "err", err)
+		d.svc.logger.Error("collab: loading a document failed", "document", d.name, "err", err)
 		d.failed.Store(true)
 		return errorf(codes.Unavailable, "open.document", "%v", err)
 	}
@@ -261,35 +304,29 @@ func (d *doc) open(s *sub, from *uint64) *collabv1.Error {
 	}
 	d.subMu.Lock()
 	defer d.subMu.Unlock()
-	if from != nil && *from > d.committed {
-		return errorf(codes.FailedPrecondition, "open.from_version", "from_version %d is ahead of the document's version %d", *from, d.committed)
+	if from != nil && *from > d.version {
+		return errorf(codes.FailedPrecondition, "open.from_version", "from_version %d is ahead of the document's version %d", *from, d.version)
 	}
 	maxReplay := uint64(min(d.svc.cfg.RetainOps, d.svc.cfg.QueueEvents/2))
-	if from != nil && *from >= d.winBase && d.committed-*from <= maxReplay {
+	if from != nil && *from >= d.winBase && d.version-*from <= maxReplay {
 		f := *from
-		op := &collabv1.Opened{Document: d.name, Version: d.committed}
-		if f < d.committed {
+		op := &collabv1.Opened{Document: d.name, Version: d.version}
+		if f < d.version {
 			op.ReplayFrom = f + 1
 		}
 		s.c.push(&collabv1.ServerEvent{Event: &collabv1.ServerEvent_Opened{Opened: op}})
-		for v := f + 1; v <= d.committed; v++ {
+		for v := f + 1; v <= d.version; v++ {
 			r := proto.Clone(d.win[v-d.winBase-1].rop).(*collabv1.RemoteOp)
 			r.Replay = true
 			s.c.push(&collabv1.ServerEvent{Event: &collabv1.ServerEvent_Op{Op: r}})
 		}
-		s.openAt = d.committed
 	} else {
-		ev := &collabv1.ServerEvent{Event: &collabv1.ServerEvent_Opened{Opened: &collabv1.Opened{
+		s.c.push(&collabv1.ServerEvent{Event: &collabv1.ServerEvent_Opened{Opened: &collabv1.Opened{
 			Document: d.name, Version: d.version, Snapshot: true, Text: d.rope.String(),
 			VersionNotRetained: from != nil,
-		}}}
-		s.openAt = d.version
-		if d.committed == d.version {
-			s.c.push(ev)
-		} else {
-			s.opened = ev
-		}
+		}}})
 	}
+	s.openAt = d.version
 	d.subs[s] = struct{}{}
 	d.svc.metrics.Members.WithLabelValues(serviceLabel).Inc()
 	return nil
@@ -305,21 +342,17 @@ func (d *doc) unsubscribe(s *sub) {
 	d.subMu.Unlock()
 }
 
-// pending reports whether applied ops still wait for their commit.
+// pending reports whether accepted ops still wait for their commit.
 func (d *doc) pending() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.svc.shared != nil {
-		return d.inflight != nil || len(d.queue) > 0
-	}
-	d.subMu.Lock()
-	defer d.subMu.Unlock()
-	return d.version != d.committed
+	return len(d.inflight) > 0 || len(d.queue) > 0
 }
 
-// submit transforms, checks, applies and appends one op. It returns an
-// Error for a refused op (the document is then unchanged) and nil when the
-// op was accepted or recognised as a duplicate; the ack follows the commit.
+// submit checks one op and queues it for the log. It returns an Error for a
+// refused op (the document is then unchanged) and nil when the op was
+// accepted or recognised as a duplicate; the ack (or a later Error) follows
+// the commit.
 func (d *doc) submit(s *sub, m *collabv1.Submit, o ot.Op) *collabv1.Error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -332,6 +365,7 @@ func (d *doc) submit(s *sub, m *collabv1.Submit, o ot.Op) *collabv1.Error {
 		d.ackDuplicate(s.c, m, v)
 		return nil
 	}
+	resend := false
 	if known, ok := d.clients[cid]; !ok || seq <= known {
 		v, found, err := d.findKey(key)
 		if err != nil {
@@ -341,86 +375,52 @@ func (d *doc) submit(s *sub, m *collabv1.Submit, o ot.Op) *collabv1.Error {
 			d.ackDuplicate(s.c, m, v)
 			return nil
 		}
+		resend = ok
 	}
 	base := m.GetBaseVersion()
-	if base > d.version {
-		return errorf(codes.FailedPrecondition, "submit.base_version", "base version %d is ahead of the document's version %d", base, d.version)
+	if tip := d.tip() + uint64(len(d.queue)); base > tip {
+		return errorf(codes.FailedPrecondition, "submit.base_version", "base version %d is ahead of the document's version %d", base, tip)
 	}
 	if base < d.winBase {
 		return errorf(codes.FailedPrecondition, "submit.base_version", "base version %d too old (the oldest kept is %d), reopen", base, d.winBase)
 	}
-	if bl, want := o.BaseLen(), d.lengthAt(base); bl != want {
-		return errorf(codes.InvalidArgument, "submit.op", "op spans %d code points but version %d has %d", bl, base, want)
-	}
 	if n := o.InsertLen(); n > d.svc.cfg.MaxInsertRunes {
 		return errorf(codes.InvalidArgument, "submit.op", "op inserts %d code points, more than the limit of %d", n, d.svc.cfg.MaxInsertRunes)
 	}
-	if d.svc.shared != nil {
-		return d.enqueue(s, m, o, key) // transformed when its turn comes
+	if len(d.queue) >= d.svc.cfg.QueueEvents {
+		return errorf(codes.ResourceExhausted, "submit", "document %q has %d ops waiting for the log, the limit; resend later", d.name, len(d.queue))
 	}
-	o, e := d.transformFrom(base, o)
-	if e != nil {
-		return e
-	}
-	if e := d.checkGrowth(o); e != nil {
-		return e
-	}
-	if err := d.rope.Apply(o); err != nil {
-		return errorf(codes.Internal, "submit.op", "applying the transformed op: %v", err)
-	}
-	d.version++
-	v := d.version
-	now := time.Now().UnixNano()
-	rop := &collabv1.RemoteOp{
-		Document: d.name, Version: v, ClientId: cid, ClientSeq: seq, Author: s.c.user,
-		Op: ToProto(o), ServerUnixNanos: now, ClientSentUnixNanos: m.GetClientSentUnixNanos(),
-	}
-	d.win = append(d.win, entry{version: v, op: o, lenAfter: d.rope.Len(), key: key, rop: rop})
-	d.recent[key] = v
-	if len(d.clients) >= maxClients {
-		clear(d.clients)
-	}
-	d.clients[cid] = max(d.clients[cid], seq)
-	d.trim()
-	payload, err := proto.Marshal(rop)
-	if err != nil { // cannot happen for a well-formed message; keep the doc consistent anyway
-		d.failed.Store(true)
-		return errorf(codes.Internal, "submit.op", "encoding the op: %v", err)
-	}
-	ev := &collabv1.ServerEvent{Event: &collabv1.ServerEvent_Op{Op: rop}}
-	ack := &collabv1.ServerEvent{Event: &collabv1.ServerEvent_Ack{Ack: &collabv1.Ack{
-		Document: d.name, ClientId: cid, ClientSeq: seq, Version: v, ClientSentUnixNanos: m.GetClientSentUnixNanos(),
-	}}}
-	author := s.c
-	author.st.CommitStarted()
-	d.svc.store.Append(store.Record{Stream: d.stream, Seq: v, Key: key, UnixNanos: now, Payload: payload},
-		func(err error) { d.commit(v, ev, author, ack, err) })
-	if v%uint64(d.svc.cfg.SnapshotEvery) == 0 {
-		d.svc.store.PutSnapshot(store.Snapshot{Stream: d.stream, Seq: v, Data: []byte(d.rope.String())}, func(err error) {
-			if err != nil && !errors.Is(err, store.ErrClosed) {
-				d.svc.log.Warn("collab: storing a snapshot failed", "document", d.name, "version", v, "err", err)
-			}
-		})
-	}
+	d.noteClient(cid, seq)
+	s.c.st.CommitStarted()
+	d.queue = append(d.queue, &pendingOp{s: s, m: m, o: o, base: base, key: key, resend: resend})
+	d.pump()
 	return nil
 }
 
 // transformFrom transforms o, based on version base (winBase <= base <=
-// version), over every op after base. Called with mu held.
+// tip), over every op after base, those in flight included. Called with mu
+// held.
 func (d *doc) transformFrom(base uint64, o ot.Op) (ot.Op, *collabv1.Error) {
-	for _, e := range d.win[base-d.winBase:] {
-		var err error
-		if o, _, err = ot.Transform(o, e.op, ot.Right); err != nil {
-			return o, errorf(codes.Internal, "submit.op", "transforming against version %d: %v", e.version, err)
+	var err error
+	if base < d.version {
+		for _, e := range d.win[base-d.winBase:] {
+			if o, _, err = ot.Transform(o, e.op, ot.Right); err != nil {
+				return o, errorf(codes.Internal, "submit.op", "transforming against version %d: %v", e.version, err)
+			}
+		}
+	}
+	for _, p := range d.inflight[max(base, d.version)-d.version:] {
+		if o, _, err = ot.Transform(o, p.e.op, ot.Right); err != nil {
+			return o, errorf(codes.Internal, "submit.op", "transforming against version %d: %v", p.e.version, err)
 		}
 	}
 	return o, nil
 }
 
-// checkGrowth refuses o (transformed to the newest version) when it would
-// grow the document past MaxDocRunes. Called with mu held.
-func (d *doc) checkGrowth(o ot.Op) *collabv1.Error {
-	if newLen := d.rope.Len() + o.TargetLen() - o.BaseLen(); newLen > d.svc.cfg.MaxDocRunes && newLen > d.rope.Len() {
+// checkGrowth refuses o (transformed to the tip, whose text length is
+// tipLen) when it would grow the document past MaxDocRunes.
+func (d *doc) checkGrowth(o ot.Op, tipLen int) *collabv1.Error {
+	if newLen := tipLen + o.TargetLen() - o.BaseLen(); newLen > d.svc.cfg.MaxDocRunes && newLen > tipLen {
 		return errorf(codes.InvalidArgument, "submit.op", "the document would grow to %d code points, more than the limit of %d", newLen, d.svc.cfg.MaxDocRunes)
 	}
 	return nil
@@ -428,70 +428,32 @@ func (d *doc) checkGrowth(o ot.Op) *collabv1.Error {
 
 // findKey looks a de-duplication key up in the durable log.
 func (d *doc) findKey(key string) (uint64, bool, error) {
-	if d.svc.shared != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), sharedCallTimeout)
-		defer cancel()
-		return d.svc.shared.Lookup(ctx, d.name, key)
-	}
-	return d.svc.store.FindKey(d.stream, key)
+	ctx, cancel := context.WithTimeout(context.Background(), sharedCallTimeout)
+	defer cancel()
+	return d.svc.log.Lookup(ctx, d.name, key)
 }
 
-// ackDuplicate acks a resend of version v, at once if v is committed, else
-// when it commits. Called with mu held.
+// ackDuplicate acks a resend of version v, at once if v is delivered, else
+// when it is. Called with mu held.
 func (d *doc) ackDuplicate(c *conn, m *collabv1.Submit, v uint64) {
 	ev := &collabv1.ServerEvent{Event: &collabv1.ServerEvent_Ack{Ack: &collabv1.Ack{
 		Document: d.name, ClientId: m.GetClientId(), ClientSeq: m.GetClientSeq(), Version: v,
 		Duplicate: true, ClientSentUnixNanos: m.GetClientSentUnixNanos(),
 	}}}
-	d.subMu.Lock()
-	defer d.subMu.Unlock()
-	if v <= d.committed {
+	if v <= d.version {
 		c.push(ev)
 		return
 	}
+	d.subMu.Lock()
+	defer d.subMu.Unlock()
 	d.dupWait[v] = append(d.dupWait[v], dupAck{c: c, ev: ev})
 }
 
-// commit is the store's done callback for version v: it publishes the op in
-// version order (callbacks come in Append order). It takes only subMu and
-// never blocks.
-func (d *doc) commit(v uint64, ev *collabv1.ServerEvent, author *conn, ack *collabv1.ServerEvent, err error) {
-	defer author.st.CommitDone()
-	d.subMu.Lock()
-	defer d.subMu.Unlock()
-	if err != nil {
-		if d.failed.CompareAndSwap(false, true) {
-			d.svc.log.Error("collab: committing an op failed", "document", d.name, "version", v, "err", err)
-		}
-		msg := fmt.Sprintf("document %q: storing version %d failed: %v; reopen", d.name, v, err)
-		if errors.Is(err, store.ErrClosed) {
-			msg = "server shutting down"
-		}
-		for s := range d.subs {
-			s.c.fail(codes.Unavailable, msg)
-		}
-		author.fail(codes.Unavailable, msg)
-		return
-	}
-	if d.failed.Load() {
-		// An earlier version failed: this one cannot be published in order.
-		author.fail(codes.Unavailable, fmt.Sprintf("document %q is unavailable after a storage failure; reopen", d.name))
-		return
-	}
-	d.svc.metrics.Committed.WithLabelValues(serviceLabel).Inc()
-	d.publish(v, ev, author, ack)
-}
-
-// publish makes version v committed: every subscriber but the author gets
-// ev, the author gets ack (when not nil), and acks of resends waiting for v
-// go out. Called with subMu held; never blocks.
+// publish sends version v: every subscriber but the author gets ev, the
+// author gets ack (when not nil), and acks of resends waiting for v go out.
+// Called with mu and subMu held; never blocks.
 func (d *doc) publish(v uint64, ev *collabv1.ServerEvent, author *conn, ack *collabv1.ServerEvent) {
-	d.committed = v
 	for s := range d.subs {
-		if s.opened != nil && v >= s.openAt {
-			s.c.push(s.opened)
-			s.opened = nil
-		}
 		if v > s.openAt && s.c != author {
 			s.c.push(ev)
 		}
@@ -507,16 +469,16 @@ func (d *doc) publish(v uint64, ev *collabv1.ServerEvent, author *conn, ack *col
 	}
 }
 
-// cursor transforms a cursor from its version to the newest committed one
-// and relays it to the document's other editors.
+// cursor transforms a cursor from its version to the newest one and relays
+// it to the document's other editors.
 func (d *doc) cursor(s *sub, m *collabv1.Cursor) *collabv1.Error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.subMu.Lock()
 	defer d.subMu.Unlock()
 	cv := m.GetVersion()
-	if cv > d.committed {
-		return errorf(codes.FailedPrecondition, "cursor.version", "cursor version %d is ahead of the document's version %d", cv, d.committed)
+	if cv > d.version {
+		return errorf(codes.FailedPrecondition, "cursor.version", "cursor version %d is ahead of the document's version %d", cv, d.version)
 	}
 	if cv < d.winBase {
 		return errorf(codes.FailedPrecondition, "cursor.version", "cursor version %d too old (the oldest kept is %d)", cv, d.winBase)
@@ -529,16 +491,16 @@ func (d *doc) cursor(s *sub, m *collabv1.Cursor) *collabv1.Error {
 	if head > n {
 		return errorf(codes.InvalidArgument, "cursor.head", "head %d is past the end of version %d (%d code points)", head, cv, n)
 	}
-	for v := cv + 1; v <= d.committed; v++ {
+	for v := cv + 1; v <= d.version; v++ {
 		o := d.win[v-d.winBase-1].op
 		anchor, head = ot.TransformCursor(anchor, o), ot.TransformCursor(head, o)
 	}
 	ev := &collabv1.ServerEvent{Event: &collabv1.ServerEvent_Cursor{Cursor: &collabv1.CursorUpdate{
-		Document: d.name, ClientId: s.clientID, Author: s.c.user, Version: d.committed,
+		Document: d.name, ClientId: s.clientID, Author: s.c.user, Version: d.version,
 		Anchor: uint32(anchor), Head: uint32(head),
 	}}}
 	for o := range d.subs {
-		if o != s && o.opened == nil && o.openAt <= d.committed {
+		if o != s && o.openAt <= d.version {
 			o.c.push(ev)
 		}
 	}

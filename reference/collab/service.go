@@ -45,9 +45,10 @@ type Service struct {
 	collabv1.UnimplementedCollabServiceServer
 
 	cfg     Config
-	store   store.Store
+	log     docLog // the documents' log, chosen at assembly (New, NewShared)
+	asm     assembly
 	metrics *metrics.Set
-	log     *slog.Logger
+	logger  *slog.Logger
 	limiter *ratelimit.Limiter
 	host    *streamhost.Host[*collabv1.ServerEvent]
 	flood   streamhost.FloodPolicy
@@ -55,11 +56,21 @@ type Service struct {
 	mu   sync.Mutex // guards docs
 	docs map[string]*doc
 
-	// shared, when set, holds the documents instead of store (NewShared).
-	shared SharedLog
-	// appends counts the goroutines that hand SharedLog.Append outcomes to
-	// their documents (see doc.appendShared); Close waits for them.
+	// appends counts the goroutines that hand failed or duplicate Append
+	// outcomes to their documents (see doc.appendOp); Close waits for them.
 	appends sync.WaitGroup
+}
+
+// assembly is what New or NewShared decided about the documents' log.
+type assembly struct {
+	// inFlight is how many appends a document may have in flight once its
+	// log's tail is known to be its own: 1 when other instances append to
+	// the same log (an append expecting the log to end at v+1 must not
+	// follow one at v that may still lose), more for a log this instance
+	// alone writes.
+	inFlight int
+	// snapshotEvery stores the text every that many versions (0: never).
+	snapshotEvery int
 }
 
 var _ service.Service = (*Service)(nil)
@@ -73,10 +84,10 @@ func New(cfg Config, st store.Store, m *metrics.Set, log *slog.Logger) (*Service
 	if st == nil {
 		return nil, errors.New("collab: a store is required")
 	}
-	return newService(cfg, st, nil, m, log)
+	return newService(cfg, newLocalLog(st), assembly{inFlight: cfg.QueueEvents, snapshotEvery: cfg.SnapshotEvery}, m, log)
 }
 
-func newService(cfg Config, st store.Store, lg SharedLog, m *metrics.Set, log *slog.Logger) (*Service, error) {
+func newService(cfg Config, lg docLog, asm assembly, m *metrics.Set, log *slog.Logger) (*Service, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
@@ -87,7 +98,7 @@ func newService(cfg Config, st store.Store, lg SharedLog, m *metrics.Set, log *s
 		log = slog.Default()
 	}
 	return &Service{
-		cfg: cfg, store: st, shared: lg, metrics: m, log: log,
+		cfg: cfg, log: lg, asm: asm, metrics: m, logger: log,
 		limiter: ratelimit.New(cfg.SubmitRate, cfg.SubmitBurst),
 		flood:   streamhost.FloodPolicy{Mode: streamhost.FloodInARow, Limit: cfg.FloodStrikes},
 		host: streamhost.New[*collabv1.ServerEvent](streamhost.Config{
@@ -117,8 +128,8 @@ func (s *Service) Register(g *grpc.Server) { collabv1.RegisterCollabServiceServe
 // streams are cut at once and ctx's error is returned.
 func (s *Service) Drain(ctx context.Context) error { return s.host.Drain(ctx) }
 
-// Close implements service.Service: documents are forgotten and their
-// shared-log feeds stopped. The store or shared log belongs to the caller.
+// Close implements service.Service: documents are forgotten and their log
+// feeds stopped. The store or shared log belongs to the caller.
 func (s *Service) Close() error {
 	err := s.host.Close()
 	s.mu.Lock()
@@ -126,15 +137,15 @@ func (s *Service) Close() error {
 	s.docs = map[string]*doc{}
 	s.mu.Unlock()
 	for _, d := range docs {
-		d.stopSharedFeed()
+		d.stopLogFeed()
 	}
 	s.appends.Wait()
+	s.log.close()
 	return err
 }
 
-// Text returns a document's text and version as applied in memory (ops
-// whose commit is pending included), loading it from the store when it is
-// not open. For tests and admin tools; it takes the document's lock.
+// Text returns a document's text and version as committed and applied in
+// memory, loading it from its log when it is not open. For tests and admin tools; it takes the document's lock.
 func (s *Service) Text(name string) (string, uint64, error) {
 	if err := validate.Name("document", name); err != nil {
 		return "", 0, err
@@ -171,7 +182,7 @@ func (s *Service) release(d *doc) {
 	d.refs--
 	if d.refs <= 0 && s.docs[d.name] == d && (d.failed.Load() || !d.pending()) {
 		delete(s.docs, d.name)
-		d.stopSharedFeed()
+		d.stopLogFeed()
 	}
 }
 
@@ -336,7 +347,7 @@ func (c *conn) handleOpen(m *collabv1.Open) {
 		f := m.GetFromVersion()
 		from = &f
 	}
-	if from != nil && c.svc.shared != nil {
+	if from != nil {
 		d.awaitVersion(*from)
 	}
 	if e := d.open(s, from); e != nil {
