@@ -30,20 +30,14 @@ type pendingOp struct {
 	expect  uint64 // the log's last version the append expects; it lands at expect+1
 	e       entry  // the op transformed to expect, as it lands
 	payload []byte
+
+	over bool // acked or failed once stored (publishOwn, fail); guarded by subMu
 }
 
-// pump appends queued submits while the in-flight limit allows: one at a
-// time until the log's tail is known to be this document's (trusted), then
-// up to the assembly's inFlight. Called with mu held.
+// pump appends queued submits while fewer than the assembly's inFlight are
+// in flight. Called with mu held.
 func (d *doc) pump() {
-	for len(d.queue) > 0 && !d.failed.Load() {
-		limit := 1
-		if d.trusted {
-			limit = d.svc.asm.inFlight
-		}
-		if len(d.inflight) >= limit {
-			return
-		}
+	for len(d.queue) > 0 && !d.failed.Load() && len(d.inflight) < d.svc.asm.inFlight {
 		p := d.queue[0]
 		if v, ok := d.recent[p.key]; ok { // appended meanwhile (a resend, or through another instance)
 			d.queue = d.queue[1:]
@@ -126,11 +120,38 @@ func (d *doc) appendOp(p *pendingOp) *collabv1.Error {
 	svc, attempt := d.svc, p.attempt
 	svc.log.Append(d.name, p.key, payload, tip, func(seq uint64, dup bool, err error) {
 		if err == nil && !dup {
-			return // stored at tip+1; the feed delivers it
+			d.stored(p, seq)
+			return
 		}
 		svc.appends.Go(func() { d.appended(p, attempt, seq, dup, err) })
 	})
 	return nil
+}
+
+// stored publishes p, committed at seq (Append's callback, which the log
+// calls in Append order, and never for an append that lost a race): the
+// author's ack goes out without waiting for the feed, which then only
+// applies the op (or publishes it, when it comes first). Takes subMu only.
+func (d *doc) stored(p *pendingOp, seq uint64) {
+	d.subMu.Lock()
+	defer d.subMu.Unlock()
+	d.publishOwn(p, seq)
+}
+
+// publishOwn publishes this document's op p at seq unless it was already
+// (by stored or feed, whichever came first). Called with subMu held.
+func (d *doc) publishOwn(p *pendingOp, seq uint64) {
+	if seq <= d.published || p.over {
+		return
+	}
+	p.over = true
+	ack := &collabv1.ServerEvent{Event: &collabv1.ServerEvent_Ack{Ack: &collabv1.Ack{
+		Document: d.name, ClientId: p.m.GetClientId(), ClientSeq: p.m.GetClientSeq(), Version: seq,
+		ClientSentUnixNanos: p.m.GetClientSentUnixNanos(),
+	}}}
+	d.svc.metrics.Committed.WithLabelValues(serviceLabel).Inc()
+	d.publish(seq, &collabv1.ServerEvent{Event: &collabv1.ServerEvent_Op{Op: p.e.rop}}, p.s.c, ack)
+	p.s.c.st.CommitDone()
 }
 
 // appended handles an append of p that stored nothing: a duplicate, a lost
@@ -199,10 +220,10 @@ func (d *doc) requeue(i int) {
 	d.inflight = d.inflight[:i]
 }
 
-// feed applies the log entry at seq (the Follow callback, on the feed's
-// goroutine): the op goes to every subscriber, the ack to its author when
-// the op is this document's own. It waits for mu, which no holder keeps
-// longer than one log call.
+// feed applies the log entry at seq to the text (the Follow callback, on
+// the feed's goroutine) and publishes it unless stored did: the op goes to
+// every subscriber, the ack to its author when the op is this document's
+// own. It waits for mu, which no holder keeps longer than one log call.
 func (d *doc) feed(seq uint64, payload []byte) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -219,7 +240,6 @@ func (d *doc) feed(seq uint64, payload []byte) {
 		p, e = d.inflight[0], d.inflight[0].e
 		d.inflight[0] = nil
 		d.inflight = d.inflight[1:]
-		d.trusted = true
 	} else {
 		var err error
 		if e, err = decodeEntry(seq, payload); err == nil && e.op.BaseLen() != d.rope.Len() {
@@ -231,13 +251,13 @@ func (d *doc) feed(seq uint64, payload []byte) {
 			return
 		}
 		if len(d.inflight) > 1 {
-			// Only one append may be in flight while another writer can
-			// append (see pump); the later ones may land over this entry.
+			// Several appends are in flight only on a log no one else
+			// writes (assembly.inFlight); the later ones may land over
+			// this entry.
 			d.fail(fmt.Sprintf("document %q: version %d came from another writer while %d ops were in flight; reopen", d.name, seq, len(d.inflight)))
 			return
 		}
 		d.requeue(0) // the op in flight lost the race: transformed over e and appended again
-		d.trusted = false
 	}
 	if err := d.rope.Apply(e.op); err != nil {
 		d.svc.logger.Error("collab: a log entry cannot be applied", "document", d.name, "version", seq, "err", err)
@@ -257,23 +277,13 @@ func (d *doc) feed(seq uint64, payload []byte) {
 		})
 	}
 
-	ev := &collabv1.ServerEvent{Event: &collabv1.ServerEvent_Op{Op: e.rop}}
-	var author *conn
-	var ack *collabv1.ServerEvent
-	if p != nil {
-		author = p.s.c
-		ack = &collabv1.ServerEvent{Event: &collabv1.ServerEvent_Ack{Ack: &collabv1.Ack{
-			Document: d.name, ClientId: p.m.GetClientId(), ClientSeq: p.m.GetClientSeq(), Version: seq,
-			ClientSentUnixNanos: p.m.GetClientSentUnixNanos(),
-		}}}
-		d.svc.metrics.Committed.WithLabelValues(serviceLabel).Inc()
-	}
 	d.subMu.Lock()
-	d.publish(seq, ev, author, ack)
-	d.subMu.Unlock()
-	if author != nil {
-		author.st.CommitDone()
+	if p != nil {
+		d.publishOwn(p, seq)
+	} else if seq > d.published {
+		d.publish(seq, &collabv1.ServerEvent{Event: &collabv1.ServerEvent_Op{Op: e.rop}}, nil, nil)
 	}
+	d.subMu.Unlock()
 	d.pump()
 }
 
@@ -287,19 +297,22 @@ func (d *doc) fail(msg string) {
 	}
 	waiting := append(d.queue, d.inflight...)
 	d.queue, d.inflight = nil, nil
-	for _, p := range waiting {
-		p.s.c.st.CommitDone()
-		p.s.c.fail(codes.Unavailable, msg)
-	}
 	d.subMu.Lock()
 	defer d.subMu.Unlock()
+	for _, p := range waiting {
+		if !p.over { // its stored callback may still come: it finds p over
+			p.over = true
+			p.s.c.st.CommitDone()
+		}
+		p.s.c.fail(codes.Unavailable, msg)
+	}
 	for s := range d.subs {
 		s.c.fail(codes.Unavailable, msg)
 	}
 }
 
 // awaitVersion waits, up to sharedCallTimeout, until this instance has
-// applied version v when the log already holds it: an editor that moves
+// published version v when the log already holds it: an editor that moves
 // here from another instance (or an earlier actor of the document) may know
 // versions this one's feed has not delivered yet, and its
 // Open.from_version must not look "ahead". Called without mu; a load
@@ -311,7 +324,9 @@ func (d *doc) awaitVersion(v uint64) {
 		if err := d.load(); err != nil {
 			return 0, false
 		}
-		return d.version, true
+		d.subMu.Lock()
+		defer d.subMu.Unlock()
+		return d.published, true
 	}
 	ver, ok := current()
 	if !ok || ver >= v {

@@ -64,8 +64,12 @@ type dupAck struct {
 // accepted op is queued, transformed to the newest version when its turn to
 // be appended comes (see append.go), and applied to the text only when the
 // log's feed delivers it, committed; then it is published (ack, broadcast).
-// subMu guards the subscriber set and dupWait; mu may be held while taking
-// subMu, never the reverse, and no one calls the log while holding subMu.
+// An op of this document is published as soon as the log says it is stored
+// (Append's callback, see stored), which may come before the feed: versions
+// version+1 .. published are then published but not applied yet, and are
+// the first ops in flight. subMu guards the subscriber set, published and
+// dupWait; mu may be held while taking subMu, never the reverse, and no one
+// calls the log while holding subMu.
 type doc struct {
 	svc  *Service
 	name string
@@ -83,13 +87,13 @@ type doc struct {
 	stopFeed func()       // stops the log feed; nil when not following
 	queue    []*pendingOp // accepted submits waiting for their turn to be appended
 	inflight []*pendingOp // appended, in version order, until the feed delivers them
-	trusted  bool         // an own entry was delivered since load or the last foreign one
 
 	failed atomic.Bool // the log failed: refuse everything, reload on next Open
 
-	subMu   sync.Mutex
-	subs    map[*sub]struct{}
-	dupWait map[uint64][]dupAck
+	subMu     sync.Mutex
+	subs      map[*sub]struct{}
+	published uint64 // newest version sent to subscribers; version <= published <= tip
+	dupWait   map[uint64][]dupAck
 
 	refs int // streams holding the doc; guarded by svc.mu
 }
@@ -215,6 +219,9 @@ func (d *doc) load() error {
 	for _, e := range d.win {
 		d.remember(e)
 	}
+	d.subMu.Lock()
+	d.published = head.Last
+	d.subMu.Unlock()
 	stop, err := lg.Follow(d.name, head.Last, d.feed, func(err error) {
 		d.svc.logger.Warn("collab: document feed problem", "document", d.name, "err", err)
 	})
@@ -272,6 +279,28 @@ func (d *doc) lengthAt(v uint64) int {
 	return d.inflight[v-d.version-1].e.lenAfter
 }
 
+// entryAt is the entry of version v (winBase < v <= tip), from the window
+// or the ops in flight. Called with mu held.
+func (d *doc) entryAt(v uint64) *entry {
+	if v <= d.version {
+		return &d.win[v-d.winBase-1]
+	}
+	return &d.inflight[v-d.version-1].e
+}
+
+// textAt is the text at version v (version <= v <= tip). Called with mu
+// held.
+func (d *doc) textAt(v uint64) (string, error) {
+	text := d.rope.String()
+	for u := d.version + 1; u <= v; u++ {
+		var err error
+		if text, err = ot.Apply(text, d.entryAt(u).op); err != nil {
+			return "", fmt.Errorf("document %q: applying version %d: %w", d.name, u, err)
+		}
+	}
+	return text, nil
+}
+
 // trim drops the oldest window entries beyond RetainOps (amortised).
 func (d *doc) trim() {
 	keep := d.svc.cfg.RetainOps
@@ -304,29 +333,34 @@ func (d *doc) open(s *sub, from *uint64) *collabv1.Error {
 	}
 	d.subMu.Lock()
 	defer d.subMu.Unlock()
-	if from != nil && *from > d.version {
-		return errorf(codes.FailedPrecondition, "open.from_version", "from_version %d is ahead of the document's version %d", *from, d.version)
+	top := d.published
+	if from != nil && *from > top {
+		return errorf(codes.FailedPrecondition, "open.from_version", "from_version %d is ahead of the document's version %d", *from, top)
 	}
 	maxReplay := uint64(min(d.svc.cfg.RetainOps, d.svc.cfg.QueueEvents/2))
-	if from != nil && *from >= d.winBase && d.version-*from <= maxReplay {
+	if from != nil && *from >= d.winBase && top-*from <= maxReplay {
 		f := *from
-		op := &collabv1.Opened{Document: d.name, Version: d.version}
-		if f < d.version {
+		op := &collabv1.Opened{Document: d.name, Version: top}
+		if f < top {
 			op.ReplayFrom = f + 1
 		}
 		s.c.push(&collabv1.ServerEvent{Event: &collabv1.ServerEvent_Opened{Opened: op}})
-		for v := f + 1; v <= d.version; v++ {
-			r := proto.Clone(d.win[v-d.winBase-1].rop).(*collabv1.RemoteOp)
+		for v := f + 1; v <= top; v++ {
+			r := proto.Clone(d.entryAt(v).rop).(*collabv1.RemoteOp)
 			r.Replay = true
 			s.c.push(&collabv1.ServerEvent{Event: &collabv1.ServerEvent_Op{Op: r}})
 		}
 	} else {
+		text, err := d.textAt(top)
+		if err != nil {
+			return errorf(codes.Internal, "open.document", "%v", err)
+		}
 		s.c.push(&collabv1.ServerEvent{Event: &collabv1.ServerEvent_Opened{Opened: &collabv1.Opened{
-			Document: d.name, Version: d.version, Snapshot: true, Text: d.rope.String(),
+			Document: d.name, Version: top, Snapshot: true, Text: text,
 			VersionNotRetained: from != nil,
 		}}})
 	}
-	s.openAt = d.version
+	s.openAt = top
 	d.subs[s] = struct{}{}
 	d.svc.metrics.Members.WithLabelValues(serviceLabel).Inc()
 	return nil
@@ -433,26 +467,27 @@ func (d *doc) findKey(key string) (uint64, bool, error) {
 	return d.svc.log.Lookup(ctx, d.name, key)
 }
 
-// ackDuplicate acks a resend of version v, at once if v is delivered, else
+// ackDuplicate acks a resend of version v, at once if v is published, else
 // when it is. Called with mu held.
 func (d *doc) ackDuplicate(c *conn, m *collabv1.Submit, v uint64) {
 	ev := &collabv1.ServerEvent{Event: &collabv1.ServerEvent_Ack{Ack: &collabv1.Ack{
 		Document: d.name, ClientId: m.GetClientId(), ClientSeq: m.GetClientSeq(), Version: v,
 		Duplicate: true, ClientSentUnixNanos: m.GetClientSentUnixNanos(),
 	}}}
-	if v <= d.version {
+	d.subMu.Lock()
+	defer d.subMu.Unlock()
+	if v <= d.published {
 		c.push(ev)
 		return
 	}
-	d.subMu.Lock()
-	defer d.subMu.Unlock()
 	d.dupWait[v] = append(d.dupWait[v], dupAck{c: c, ev: ev})
 }
 
-// publish sends version v: every subscriber but the author gets ev, the
-// author gets ack (when not nil), and acks of resends waiting for v go out.
-// Called with mu and subMu held; never blocks.
+// publish sends version v (published+1): every subscriber but the author
+// gets ev, the author gets ack (when not nil), and acks of resends waiting
+// for v go out. Called with subMu held; never blocks.
 func (d *doc) publish(v uint64, ev *collabv1.ServerEvent, author *conn, ack *collabv1.ServerEvent) {
+	d.published = v
 	for s := range d.subs {
 		if v > s.openAt && s.c != author {
 			s.c.push(ev)
@@ -476,9 +511,9 @@ func (d *doc) cursor(s *sub, m *collabv1.Cursor) *collabv1.Error {
 	defer d.mu.Unlock()
 	d.subMu.Lock()
 	defer d.subMu.Unlock()
-	cv := m.GetVersion()
-	if cv > d.version {
-		return errorf(codes.FailedPrecondition, "cursor.version", "cursor version %d is ahead of the document's version %d", cv, d.version)
+	cv, top := m.GetVersion(), d.published
+	if cv > top {
+		return errorf(codes.FailedPrecondition, "cursor.version", "cursor version %d is ahead of the document's version %d", cv, top)
 	}
 	if cv < d.winBase {
 		return errorf(codes.FailedPrecondition, "cursor.version", "cursor version %d too old (the oldest kept is %d)", cv, d.winBase)
@@ -491,16 +526,16 @@ func (d *doc) cursor(s *sub, m *collabv1.Cursor) *collabv1.Error {
 	if head > n {
 		return errorf(codes.InvalidArgument, "cursor.head", "head %d is past the end of version %d (%d code points)", head, cv, n)
 	}
-	for v := cv + 1; v <= d.version; v++ {
-		o := d.win[v-d.winBase-1].op
+	for v := cv + 1; v <= top; v++ {
+		o := d.entryAt(v).op
 		anchor, head = ot.TransformCursor(anchor, o), ot.TransformCursor(head, o)
 	}
 	ev := &collabv1.ServerEvent{Event: &collabv1.ServerEvent_Cursor{Cursor: &collabv1.CursorUpdate{
-		Document: d.name, ClientId: s.clientID, Author: s.c.user, Version: d.version,
+		Document: d.name, ClientId: s.clientID, Author: s.c.user, Version: top,
 		Anchor: uint32(anchor), Head: uint32(head),
 	}}}
 	for o := range d.subs {
-		if o != s && o.openAt <= d.version {
+		if o != s && o.openAt <= top {
 			o.c.push(ev)
 		}
 	}

@@ -58,7 +58,9 @@ type logFailure struct {
 	err error
 }
 
-func (e *logFailure) Error() string { return fmt.Sprintf("storing version %d failed: %v", e.seq, e.err) }
+func (e *logFailure) Error() string {
+	return fmt.Sprintf("storing version %d failed: %v", e.seq, e.err)
+}
 func (e *logFailure) Unwrap() error { return e.err }
 
 func newLocalLog(st store.Store) *localLog {
@@ -118,8 +120,26 @@ func (l *localLog) forgetIdle(doc string, ld *logDoc) {
 	}
 }
 
-// Head implements SharedLog: what the store has committed.
-func (l *localLog) Head(_ context.Context, doc string) (store.Head, error) {
+// Head implements SharedLog: what the store has committed, once every
+// append accepted for doc has settled (committed or failed), so the head is
+// the tail a document loading now appends after. It waits up to ctx.
+func (l *localLog) Head(ctx context.Context, doc string) (store.Head, error) {
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for {
+		l.mu.Lock()
+		ld := l.docs[doc]
+		busy := ld != nil && ld.inStore > 0
+		l.mu.Unlock()
+		if !busy {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return store.Head{}, fmt.Errorf("document %q: waiting for its appends in flight to settle: %w", doc, ctx.Err())
+		case <-t.C:
+		}
+	}
 	h, err := l.st.Head(docStream(doc))
 	if err != nil {
 		return store.Head{}, fmt.Errorf("document %q: reading the log head: %w", doc, err)
@@ -149,17 +169,9 @@ func (l *localLog) Lookup(_ context.Context, doc, key string) (uint64, bool, err
 // for a memory store). Two concurrent Appends of one key to one document
 // may both be stored; a document never makes them.
 func (l *localLog) Append(doc, key string, payload []byte, expectLast uint64, done func(seq uint64, duplicate bool, err error)) {
-	ld, err := l.doc(doc)
-	if err != nil {
-		done(0, false, err)
-		return
-	}
-	if seq, ok, err := l.pendingKey(ld, key); err != nil || ok {
-		done(seq, ok, err)
-		return
-	}
-	if key != "" {
-		seq, found, err := l.st.FindKey(docStream(doc), key)
+	stream := docStream(doc)
+	if key != "" { // committed keys; those still in the store's queue below
+		seq, found, err := l.st.FindKey(stream, key)
 		if err != nil {
 			done(0, false, fmt.Errorf("document %q: checking key %q: %w", doc, key, err))
 			return
@@ -171,11 +183,12 @@ func (l *localLog) Append(doc, key string, payload []byte, expectLast uint64, do
 	}
 	l.appendMu.Lock()
 	defer l.appendMu.Unlock()
-	if ld, err = l.lockDoc(doc); err != nil {
+	ld, err := l.lockDoc(doc)
+	if err != nil {
 		done(0, false, err)
 		return
 	}
-	if seq, ok, err := l.pendingKeyLocked(ld, key); err != nil || ok {
+	if seq, ok, err := l.pendingKey(ld, key); err != nil || ok {
 		l.mu.Unlock()
 		done(seq, ok, err)
 		return
@@ -193,19 +206,13 @@ func (l *localLog) Append(doc, key string, payload []byte, expectLast uint64, do
 	}
 	ld.inStore++
 	l.mu.Unlock()
-	l.st.Append(store.Record{Stream: docStream(doc), Seq: seq, Key: key, UnixNanos: time.Now().UnixNano(), Payload: payload},
+	l.st.Append(store.Record{Stream: stream, Seq: seq, Key: key, UnixNanos: time.Now().UnixNano(), Payload: payload},
 		func(err error) { l.stored(doc, ld, seq, key, payload, err, done) })
 }
 
 // pendingKey answers an Append whose key is still in the store's queue, or
-// refuses it when the log is closed or broken.
+// refuses it when the log is closed or broken. Called with mu held.
 func (l *localLog) pendingKey(ld *logDoc, key string) (uint64, bool, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.pendingKeyLocked(ld, key)
-}
-
-func (l *localLog) pendingKeyLocked(ld *logDoc, key string) (uint64, bool, error) {
 	switch {
 	case l.closed:
 		return 0, false, &logFailure{seq: ld.tail + 1, err: store.ErrClosed}

@@ -63,11 +63,11 @@ type Service struct {
 
 // assembly is what New or NewShared decided about the documents' log.
 type assembly struct {
-	// inFlight is how many appends a document may have in flight once its
-	// log's tail is known to be its own: 1 when other instances append to
-	// the same log (an append expecting the log to end at v+1 must not
-	// follow one at v that may still lose), more for a log this instance
-	// alone writes.
+	// inFlight is how many appends a document may have in flight: 1 when
+	// other instances append to the same log (an append expecting the log
+	// to end at v+1 must not follow one at v that may still lose), more
+	// for a log this instance alone writes (its Head includes every
+	// accepted append, so a loaded document's tail is its own).
 	inFlight int
 	// snapshotEvery stores the text every that many versions (0: never).
 	snapshotEvery int
@@ -144,8 +144,8 @@ func (s *Service) Close() error {
 	return err
 }
 
-// Text returns a document's text and version as committed and applied in
-// memory, loading it from its log when it is not open. For tests and admin tools; it takes the document's lock.
+// Text returns a document's text and version as published (committed),
+// loading it from its log when it is not open. For tests and admin tools; it takes the document's lock.
 func (s *Service) Text(name string) (string, uint64, error) {
 	if err := validate.Name("document", name); err != nil {
 		return "", 0, err
@@ -157,7 +157,11 @@ func (s *Service) Text(name string) (string, uint64, error) {
 	if err := d.load(); err != nil {
 		return "", 0, err
 	}
-	return d.rope.String(), d.version, nil
+	d.subMu.Lock()
+	top := d.published
+	d.subMu.Unlock()
+	text, err := d.textAt(top)
+	return text, top, err
 }
 
 // acquire returns the document named name, creating its actor (loaded on

@@ -67,7 +67,7 @@ func (sharedDocs) Snapshot(context.Context, string) (uint64, string, bool, error
 	return 0, "", false, nil
 }
 func (sharedDocs) PutSnapshot(_ string, _ uint64, _ string, done func(error)) { done(nil) }
-func (sharedDocs) close()                                                      {}
+func (sharedDocs) close()                                                     {}
 
 // sharedCallTimeout bounds one log call made while serving a client event
 // (Head, Lookup).
