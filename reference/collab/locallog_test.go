@@ -133,7 +133,7 @@ var _ = Describe("Local document log (New's store behind the SharedLog interface
 		Expect(got(ctx, appendTo(lg, "d", "k3", "x", 1))).To(SatisfyAll(
 			HaveField("Err", MatchError(store.ErrConflict)), HaveField("Seq", uint64(0))),
 			"the log already ends at 2 (accepted, not committed)")
-		Consistently(first).WithTimeout(50 * time.Millisecond).ShouldNot(Receive(), "no outcome before the store commits")
+		Consistently(first).WithTimeout(50*time.Millisecond).ShouldNot(Receive(), "no outcome before the store commits")
 		st.commit(2, nil)
 		Expect(got(ctx, first)).To(Equal(outcome{Seq: 1}))
 		Expect(got(ctx, second)).To(Equal(outcome{Seq: 2}))
@@ -177,10 +177,10 @@ var _ = Describe("Local document log (New's store behind the SharedLog interface
 		for i, p := range []string{"a", "b", "c"} {
 			appendTo(lg, "d", "k"+p, p, uint64(i))
 		}
-		Consistently(feed.entries).WithTimeout(100 * time.Millisecond).Should(BeEmpty(), "accepted, not committed")
+		Consistently(feed.entries).WithTimeout(100*time.Millisecond).Should(BeEmpty(), "accepted, not committed")
 		st.commit(1, nil)
 		Eventually(feed.entries).WithContext(ctx).Should(Equal([]string{"1:a"}))
-		Consistently(feed.entries).WithTimeout(100 * time.Millisecond).Should(Equal([]string{"1:a"}), "2 and 3 are not committed")
+		Consistently(feed.entries).WithTimeout(100*time.Millisecond).Should(Equal([]string{"1:a"}), "2 and 3 are not committed")
 		st.commit(2, nil)
 		Eventually(feed.entries).WithContext(ctx).Should(Equal([]string{"1:a", "2:b", "3:c"}))
 
