@@ -45,10 +45,16 @@ type logDoc struct {
 	tail      uint64            // the last seq Append accepted (committed or not)
 	committed uint64            // the last seq the store committed
 	inStore   int               // appends handed to the store whose callback has not run
-	keys      map[string]uint64 // de-dup keys of appends not committed yet
+	keys      map[string]uint64 // de-dup keys of appends not committed yet, and of the last recentKeys committed
+	recent    []string          // ring of the committed keys in keys, oldest at next
+	next      int
 	broken    error             // set when the store failed an append: every later one fails with it
 	feeds     map[*logFeed]struct{}
 }
+
+// recentKeys is how many committed keys a followed document's log keeps for
+// de-duplication; older ones (and those of earlier runs) are Lookup's.
+const recentKeys = 256
 
 // logFailure is the error of a document's append once its store failed one:
 // the entries after a lost one cannot be delivered in order, so the
@@ -162,25 +168,16 @@ func (l *localLog) Lookup(_ context.Context, doc, key string) (uint64, bool, err
 	return l.st.FindKey(docStream(doc), key)
 }
 
-// Append implements SharedLog. A key appended before (committed, or still
-// in the store's queue) is answered as a duplicate with its seq wherever
-// the log ends; otherwise the entry is accepted only when the log's tail is
-// expectLast. done runs on the store's writer goroutine (or inside Append
-// for a memory store). Two concurrent Appends of one key to one document
-// may both be stored; a document never makes them.
+// Append implements SharedLog. A key appended through this log that is
+// still in the store's queue or among the last recentKeys committed is
+// answered as a duplicate with its seq wherever the log ends; an older key
+// is not (asking the store on every append would put a read on every
+// submit's path): the document looks every possible resend up (Lookup)
+// before appending it. Otherwise the entry is accepted only when the log's
+// tail is expectLast. done runs on the store's writer goroutine (or inside
+// Append for a memory store).
 func (l *localLog) Append(doc, key string, payload []byte, expectLast uint64, done func(seq uint64, duplicate bool, err error)) {
 	stream := docStream(doc)
-	if key != "" { // committed keys; those still in the store's queue below
-		seq, found, err := l.st.FindKey(stream, key)
-		if err != nil {
-			done(0, false, fmt.Errorf("document %q: checking key %q: %w", doc, key, err))
-			return
-		}
-		if found {
-			done(seq, true, nil)
-			return
-		}
-	}
 	l.appendMu.Lock()
 	defer l.appendMu.Unlock()
 	ld, err := l.lockDoc(doc)
@@ -210,8 +207,8 @@ func (l *localLog) Append(doc, key string, payload []byte, expectLast uint64, do
 		func(err error) { l.stored(doc, ld, seq, key, payload, err, done) })
 }
 
-// pendingKey answers an Append whose key is still in the store's queue, or
-// refuses it when the log is closed or broken. Called with mu held.
+// pendingKey answers an Append whose key is known (see Append), or refuses
+// it when the log is closed or broken. Called with mu held.
 func (l *localLog) pendingKey(ld *logDoc, key string) (uint64, bool, error) {
 	switch {
 	case l.closed:
@@ -230,9 +227,6 @@ func (l *localLog) pendingKey(ld *logDoc, key string) (uint64, bool, error) {
 func (l *localLog) stored(doc string, ld *logDoc, seq uint64, key string, payload []byte, err error, done func(uint64, bool, error)) {
 	l.mu.Lock()
 	ld.inStore--
-	if key != "" && ld.keys[key] == seq {
-		delete(ld.keys, key)
-	}
 	switch {
 	case ld.broken != nil:
 		err = ld.broken
@@ -248,6 +242,7 @@ func (l *localLog) stored(doc string, ld *logDoc, seq uint64, key string, payloa
 			f.push(seq, payload)
 		}
 	}
+	ld.keep(key, seq, err == nil)
 	l.forgetIdle(doc, ld)
 	l.mu.Unlock()
 	if err != nil {
@@ -255,6 +250,27 @@ func (l *localLog) stored(doc string, ld *logDoc, seq uint64, key string, payloa
 		return
 	}
 	done(seq, false, nil)
+}
+
+// keep moves key, no longer in the store's queue, to the ring of recent
+// committed keys (stored) or forgets it. Called with localLog.mu held.
+func (ld *logDoc) keep(key string, seq uint64, stored bool) {
+	if key == "" || ld.keys[key] != seq {
+		return
+	}
+	if !stored {
+		delete(ld.keys, key)
+		return
+	}
+	if len(ld.recent) < recentKeys {
+		ld.recent = append(ld.recent, key)
+		return
+	}
+	if old := ld.recent[ld.next]; old != key {
+		delete(ld.keys, old)
+	}
+	ld.recent[ld.next] = key
+	ld.next = (ld.next + 1) % recentKeys
 }
 
 // Follow implements SharedLog: entries committed after after, in order, on

@@ -151,9 +151,10 @@ var _ = Describe("Local document log (New's store behind the SharedLog interface
 		Expect(logEntries(ctx, again, "d")).To(Equal([]string{"1:a", "2:b", "3:c"}))
 	}, SpecTimeout(20*time.Second))
 
-	It("answers a resend as a duplicate of the first copy, committed or still waiting, wherever the log ends", func(ctx SpecContext) {
+	It("answers a resend as a duplicate of the first copy, committed or still waiting, wherever the log ends; older keys are Lookup's", func(ctx SpecContext) {
 		st := &heldStore{Memory: store.NewMemory(0)}
 		lg := localLog(st)
+		follow(lg, "d", 0) // as a loaded document does: the log keeps its recent keys while followed
 		first := appendTo(lg, "d", "k1", "a", 0)
 		Expect(got(ctx, appendTo(lg, "d", "k1", "a", 1))).To(Equal(outcome{Seq: 1, Dup: true}), "waiting in the store")
 		st.commit(1, nil)
@@ -168,6 +169,12 @@ var _ = Describe("Local document log (New's store behind the SharedLog interface
 		Expect(found).To(BeTrue())
 		Expect(seq).To(Equal(uint64(2)))
 		Expect(logEntries(ctx, lg, "d")).To(Equal([]string{"1:a", "2:b"}), "nothing stored twice")
+
+		By("after a restart the store still knows the key")
+		seq, found, err = localLog(st).Lookup(ctx, "d", "k1")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(found).To(BeTrue())
+		Expect(seq).To(Equal(uint64(1)))
 	}, SpecTimeout(20*time.Second))
 
 	It("delivers to Follow only committed entries, in order, after the version asked", func(ctx SpecContext) {
