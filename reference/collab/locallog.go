@@ -48,7 +48,7 @@ type logDoc struct {
 	keys      map[string]uint64 // de-dup keys of appends not committed yet, and of the last recentKeys committed
 	recent    []string          // ring of the committed keys in keys, oldest at next
 	next      int
-	broken    error             // set when the store failed an append: every later one fails with it
+	broken    error // set when the store failed an append: every later one fails with it
 	feeds     map[*logFeed]struct{}
 }
 
