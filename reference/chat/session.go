@@ -42,8 +42,9 @@ type session struct {
 	flood streamhost.FloodMeter
 
 	sentMu sync.Mutex
-	sent   map[string]uint64 // room -> last seq handed to the transport
-	msgs   [][]byte          // the writer's scratch list of encoded messages
+	sent   map[string]uint64     // room -> last seq handed to the transport
+	msgs   [][]byte              // the writer's scratch list of encoded messages
+	acks   []*chatv1.ServerEvent // the writer's scratch list of acks moved after a batch
 }
 
 func newSession(s *Service, st *streamhost.Stream[item], stream chatv1.ChatService_ConnectServer) *session {
@@ -269,7 +270,11 @@ func (ss *session) refuse(room, id string) error {
 }
 
 // Write is the stream's only sender (streamhost.Handler): it writes a
-// batch, turning runs of messages for one room into one MessageBatch.
+// batch, turning runs of messages for one room into one MessageBatch. Acks
+// queued among such a run are written right after its batch (an Ack and
+// the Message it confirms are independent events: a sender gets its own
+// message through the room's feed, whose order the acks do not share), so
+// the echo of a sender's own messages does not cut every run in pieces.
 //
 // A stream cut as a slow consumer ends at once with its status: what is
 // still queued is not written (the status names where to resume).
@@ -305,23 +310,44 @@ func (ss *session) sendItems(ctx context.Context, items []item, msgs *[][]byte) 
 			i++
 		default:
 			*msgs = (*msgs)[:0]
-			j, size := i, 0
-			for j < len(items) && items[j].raw != nil && items[j].room == it.room &&
-				(j == i || size+len(items[j].raw) <= maxEventBytes) {
+			acks := ss.acks[:0]
+			j, size, last := i, 0, i
+			for ; j < len(items); j++ {
+				if isAck(items[j].ev) {
+					acks = append(acks, items[j].ev)
+					continue
+				}
+				if items[j].raw == nil || items[j].room != it.room || (j != i && size+len(items[j].raw) > maxEventBytes) {
+					break
+				}
 				size += len(items[j].raw) + 8
 				*msgs = append(*msgs, items[j].raw)
-				j++
+				last = j
 			}
 			if err := ss.stream.Send(rawEvent(encodeMessages(*msgs, false))); err != nil {
 				return delivered, err
 			}
-			ss.noteSent(it.room, items[j-1].seq)
+			ss.noteSent(it.room, items[last].seq)
+			delivered += len(*msgs)
 			clear(*msgs)
-			delivered += j - i
+			for _, ack := range acks {
+				if err := ss.stream.Send(ack); err != nil {
+					return delivered, err
+				}
+				delivered++
+			}
+			clear(acks)
+			ss.acks = acks[:0]
 			i = j
 		}
 	}
 	return delivered, nil
+}
+
+// isAck reports whether ev is an Ack.
+func isAck(ev *chatv1.ServerEvent) bool {
+	_, ok := ev.GetEvent().(*chatv1.ServerEvent_Ack)
+	return ok
 }
 
 // observe keeps the resume positions of the slow-consumer message current.

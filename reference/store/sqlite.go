@@ -167,6 +167,12 @@ func openWriter(path, name string, cfg sqliteConfig) (_ *sqliteWriter, err error
 	if _, err := w.conn.ExecContext(ctx, "PRAGMA synchronous=FULL"); err != nil {
 		return nil, openErr(path, "set synchronous=FULL", err)
 	}
+	// Temporary files (statement journals of the retention delete and the
+	// snapshot upsert) stay in memory: they are never needed after a crash,
+	// and on disk each page costs a write system call.
+	if _, err := w.conn.ExecContext(ctx, "PRAGMA temp_store=MEMORY"); err != nil {
+		return nil, openErr(path, "set temp_store=MEMORY", err)
+	}
 	if err := w.schema(ctx); err != nil {
 		return nil, err
 	}

@@ -24,7 +24,7 @@ type sqliteConfig struct {
 
 func defaultSQLiteConfig() sqliteConfig {
 	return sqliteConfig{
-		maxBatch:    1000,
+		maxBatch:    4096,
 		queue:       65536,
 		retain:      0,
 		busyTimeout: 5 * time.Second,
@@ -34,7 +34,12 @@ func defaultSQLiteConfig() sqliteConfig {
 }
 
 // WithMaxBatch sets how many queued operations the writer commits in one
-// transaction at most (default 1000). 1 turns group commit off.
+// transaction at most (default 4096). 1 turns group commit off. A commit
+// writes every page it changed to the WAL, and with many streams most of
+// them are the streams' last pages: the more records per commit, the fewer
+// pages per record (100 streams: ~9 µs of CPU per record at 1000, ~6 µs at
+// 4000). Under light load batches stay small: the writer never waits to
+// fill one.
 //
 //	store.OpenSQLite(path, store.WithMaxBatch(100))
 func WithMaxBatch(n int) SQLiteOption {

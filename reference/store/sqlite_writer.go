@@ -27,7 +27,8 @@ type sqliteWriter struct {
 	db   *sql.DB
 	conn *sql.Conn
 
-	stmts   map[int]*sql.Stmt // multi-row INSERT by row count (powers of two)
+	stmts   map[int]*sql.Stmt // multi-row INSERT OR ROLLBACK by row count (powers of two)
+	one     *sql.Stmt         // single-row INSERT (insertEach)
 	snap    *sql.Stmt         // snapshot upsert
 	retain  *sql.Stmt         // retention delete
 	args    []any             // bound values of the INSERT being built
@@ -92,17 +93,25 @@ func (w *sqliteWriter) prepare(ctx context.Context) error {
 			return err
 		}
 	}
+	w.one, err = w.conn.PrepareContext(ctx, `INSERT INTO records (stream, seq, key, unix_nanos, payload) VALUES (?,?,?,?,?)`)
+	if err != nil {
+		return err
+	}
 	w.args = make([]any, 0, 5*insertRows)
 	return nil
 }
 
-// insert returns the prepared INSERT of n records.
+// insert returns the prepared INSERT of n records. A conflict rolls the
+// whole transaction back (OR ROLLBACK), so SQLite keeps no statement journal
+// for it: a multi-row statement that could fail half-way (OR ABORT) copies
+// every page it changes first. commit then writes the batch again record
+// by record (insertEach).
 func (w *sqliteWriter) insert(n int) (*sql.Stmt, error) {
 	if st := w.stmts[n]; st != nil {
 		return st, nil
 	}
 	var b strings.Builder
-	b.WriteString("INSERT INTO records (stream, seq, key, unix_nanos, payload) VALUES ")
+	b.WriteString("INSERT OR ROLLBACK INTO records (stream, seq, key, unix_nanos, payload) VALUES ")
 	for i := range n {
 		if i > 0 {
 			b.WriteByte(',')
@@ -233,10 +242,7 @@ func (w *sqliteWriter) flush() error {
 // that conflict with stored records in w.errs; SQLite undoes only the
 // failed statement, the transaction goes on.
 func (w *sqliteWriter) insertEach(batch []sqliteOp) error {
-	one, err := w.insert(1)
-	if err != nil {
-		return err
-	}
+	one := w.one
 	for i := range batch {
 		op := &batch[i]
 		switch {
@@ -279,7 +285,7 @@ func (w *sqliteWriter) close() error {
 	for _, st := range w.stmts {
 		errs = append(errs, st.Close())
 	}
-	for _, st := range []*sql.Stmt{w.snap, w.retain} {
+	for _, st := range []*sql.Stmt{w.one, w.snap, w.retain} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
