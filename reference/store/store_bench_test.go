@@ -32,7 +32,7 @@ func cpuTime() time.Duration {
 //
 //	go test -run '^$' -bench BenchmarkSQLiteAppend -benchtime 3s ./reference/store/
 func BenchmarkSQLiteAppend(b *testing.B) {
-	for _, c := range []struct{ batch, perCore int }{{1, 8}, {100, 8}, {1000, 8}, {1000, 50}, {4096, 50}} {
+	for _, c := range []struct{ batch, perCore int }{{1, 8}, {100, 8}, {1000, 8}, {1000, 50}, {4096, 50}, {200, 50}} {
 		batch := c.batch
 		b.Run(fmt.Sprintf("batch=%d/appenders-per-core=%d", batch, c.perCore), func(b *testing.B) {
 			s, err := store.OpenSQLite(filepath.Join(b.TempDir(), "bench.db"), store.WithMaxBatch(batch))
