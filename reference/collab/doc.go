@@ -288,17 +288,20 @@ func (d *doc) entryAt(v uint64) *entry {
 	return &d.inflight[v-d.version-1].e
 }
 
-// textAt is the text at version v (version <= v <= tip). Called with mu
-// held.
+// textAt is the text at version v (version <= v <= tip): the ops in flight
+// up to v go to a scratch rope, the document's stays as the feed left it.
+// Called with mu held.
 func (d *doc) textAt(v uint64) (string, error) {
-	text := d.rope.String()
+	if v == d.version {
+		return d.rope.String(), nil
+	}
+	r := ot.NewRope(d.rope.String())
 	for u := d.version + 1; u <= v; u++ {
-		var err error
-		if text, err = ot.Apply(text, d.entryAt(u).op); err != nil {
+		if err := r.Apply(d.entryAt(u).op); err != nil {
 			return "", fmt.Errorf("document %q: applying version %d: %w", d.name, u, err)
 		}
 	}
-	return text, nil
+	return r.String(), nil
 }
 
 // trim drops the oldest window entries beyond RetainOps (amortised).

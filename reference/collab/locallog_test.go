@@ -10,6 +10,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/bidikit/bidikit/internal/collab/ot"
 	"github.com/bidikit/bidikit/reference/collab"
 	"github.com/bidikit/bidikit/reference/store"
 )
@@ -212,5 +213,48 @@ var _ = Describe("Local document log (New's store behind the SharedLog interface
 		Expect(got(ctx, second).Err).To(MatchError(ContainSubstring("storing version 1 failed")), "stored behind a lost entry: not acknowledged")
 		Expect(got(ctx, appendTo(lg, "d", "k3", "c", 2)).Err).To(MatchError(ContainSubstring("disk full")), "while the feed is on")
 		Consistently(feed.entries).WithTimeout(100 * time.Millisecond).Should(BeEmpty())
+	}, SpecTimeout(20*time.Second))
+})
+
+var _ = Describe("Documents whose log feed lags behind their appends", func() {
+	It("acks an op once the log stored it, and gives an editor opening before the feed delivers it that version", func(ctx SpecContext) {
+		lg, closeLog := collab.NewLocalLog(store.NewMemory(0))
+		DeferCleanup(closeLog)
+		gated := &gatedLog{SharedLog: lg}
+		srv := startShared(testConfig(), gated)
+		cc := dial(srv.addr)
+		a := openStream(ctx, cc, "ann")
+		a.open("d", "ca", nil)
+		Expect(a.recv().GetOpened().GetVersion()).To(BeZero())
+
+		By("the feed is held back: the ack comes from the store's callback")
+		gated.hold()
+		a.submit("d", "ca", 1, 0, must(ot.Splice(0, 0, 0, "hello")))
+		Expect(a.recv().GetAck().GetVersion()).To(Equal(uint64(1)))
+		b := openStream(ctx, cc, "bob")
+		b.open("d", "cb", nil)
+		Expect(b.recv().GetOpened()).To(SatisfyAll(HaveField("Version", uint64(1)), HaveField("Text", "hello")))
+		c := openStream(ctx, cc, "cy")
+		c.open("d", "cc", u64(0))
+		Expect(c.recv().GetOpened()).To(SatisfyAll(HaveField("Version", uint64(1)), HaveField("ReplayFrom", uint64(1))))
+		Expect(c.recv().GetOp()).To(SatisfyAll(HaveField("Version", uint64(1)), HaveField("Replay", true), HaveField("ClientId", "ca")))
+		text, v, err := srv.svc.Text("d")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(text).To(Equal("hello"))
+		Expect(v).To(Equal(uint64(1)))
+
+		By("an op based on the version not yet applied lands after it once the feed catches up")
+		b.submit("d", "cb", 1, 1, must(ot.Splice(5, 5, 0, "!")))
+		gated.release()
+		Expect(b.recv().GetAck().GetVersion()).To(Equal(uint64(2)))
+		Expect(a.recv().GetOp()).To(SatisfyAll(HaveField("Version", uint64(2)), HaveField("ClientId", "cb")))
+		Expect(c.recv().GetOp().GetVersion()).To(Equal(uint64(2)))
+		Eventually(func() (string, error) {
+			t, _, err := srv.svc.Text("d")
+			return t, err
+		}).WithContext(ctx).Should(Equal("hello!"))
+		for _, s := range []*rawStream{a, b, c} {
+			Expect(s.finish()).To(Succeed())
+		}
 	}, SpecTimeout(20*time.Second))
 })
