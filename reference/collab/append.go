@@ -163,18 +163,19 @@ func (d *doc) appended(p *pendingOp, attempt int, seq uint64, dup bool, err erro
 	if i < 0 || p.attempt != attempt {
 		return // stale: delivered, requeued or failed meanwhile
 	}
+	var lf *logFailure
 	switch {
 	case err == nil && dup: // the key was stored before, at seq; the ops after p expected p
 		d.requeue(i + 1)
 		d.inflight = d.inflight[:i]
 		d.ackDuplicate(p.s.c, p.m, seq)
 		p.s.c.st.CommitDone()
-	case errors.Is(err, store.ErrConflict):
+	case errors.Is(err, store.ErrConflict) && !errors.As(err, &lf):
 		// Another writer's entry is at p.expect+1: the feed delivers it
-		// and then appends p again (see feed).
+		// and then appends p again (see feed). (A store that refused the
+		// record itself is a logFailure, below.)
 		return
 	default:
-		var lf *logFailure
 		if errors.As(err, &lf) || len(d.inflight) > 1 {
 			// The ops after p were transformed over it: the document
 			// cannot go on without knowing whether p is stored.

@@ -189,8 +189,8 @@ var _ = Describe("Edit", func() {
 		Expect(v).To(Equal(uint64(4)))
 	}, SpecTimeout(20*time.Second))
 
-	It("ends the document's streams when a commit fails and reloads it from the store", func(ctx SpecContext) {
-		st := &failingStore{Memory: store.NewMemory(0), failAt: 2}
+	DescribeTable("ends the document's streams when a commit fails and reloads it from the store", func(ctx SpecContext, fail error) {
+		st := &failingStore{Memory: store.NewMemory(0), failAt: 2, err: fail}
 		srv, stop := startServer(testConfig(), st)
 		DeferCleanup(stop)
 		cc := dial(srv.addr)
@@ -202,7 +202,7 @@ var _ = Describe("Edit", func() {
 		a.submit("doc", "a1", 2, 1, ot.Op{}.Retain(2).Insert("lost"))
 		err := a.finish()
 		Expect(status.Code(err)).To(Equal(codes.Unavailable))
-		Expect(err.Error()).To(ContainSubstring("storing version 2 failed: disk full"))
+		Expect(err.Error()).To(ContainSubstring("storing version 2 failed: " + fail.Error()))
 		b := openStream(ctx, cc, "alice")
 		b.open("doc", "a1", nil)
 		Expect(b.recv().GetOpened()).To(SatisfyAll(HaveField("Version", uint64(1)), HaveField("Text", "ok")))
@@ -211,7 +211,12 @@ var _ = Describe("Edit", func() {
 		Expect(b.finish()).To(Succeed())
 		text, _ := replayStore(st, "doc")
 		Expect(text).To(Equal("ok!"))
-	}, SpecTimeout(20*time.Second))
+	},
+		Entry("a write error", errors.New("disk full"), SpecTimeout(20*time.Second)),
+		// Not a lost race: the document must not wait for a feed that
+		// will never bring the version.
+		Entry("the store refusing the record as a conflict", fmt.Errorf("unique key: %w", store.ErrConflict), SpecTimeout(20*time.Second)),
+	)
 
 	DescribeTable("refuses bad input with an Error event and leaves the document unchanged",
 		func(ctx SpecContext, ev func() *collabv1.ClientEvent, code codes.Code, field, msg string) {
@@ -462,17 +467,18 @@ func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 
 func (rawCodec) Name() string { return "proto" }
 
-// failingStore fails the Append of one seq, once.
+// failingStore fails the Append of one seq, once, with err.
 type failingStore struct {
 	*store.Memory
 	failAt uint64
+	err    error
 	failed bool
 }
 
 func (f *failingStore) Append(rec store.Record, done func(error)) {
 	if rec.Seq == f.failAt && !f.failed {
 		f.failed = true
-		done(errors.New("disk full"))
+		done(f.err)
 		return
 	}
 	f.Memory.Append(rec, done)
