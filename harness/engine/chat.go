@@ -31,8 +31,6 @@ const (
 // owns buf, senderSeq and the rng; the Session guards what the receive loop
 // also touches. As a chatclient.Handler it is the receive loop's.
 type chatDriver struct {
-	chatclient.Ignore // presence, typing notices and Left mean no event
-
 	c      *vclient
 	rooms  []string
 	body   string

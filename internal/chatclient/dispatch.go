@@ -7,7 +7,9 @@ import (
 )
 
 // Handler is told what one ServerEvent means (Dispatch). Embed Ignore for
-// the kinds a handler does not care about.
+// the kinds a handler does not care about. Presence, typing notices and
+// Left change nothing for a client's sends, positions or measures; a log
+// that keeps them reads the raw events (Flatten).
 type Handler interface {
 	// Joined answers a Join (head position, resume completeness).
 	Joined(j *chatv1.Joined)
@@ -18,9 +20,6 @@ type Handler interface {
 	Ack(a *chatv1.Ack)
 	// Error is a recoverable problem; the stream stays open.
 	Error(e *chatv1.Error)
-	Presence(p *chatv1.Presence)
-	Typing(t *chatv1.TypingNotice)
-	Left(l *chatv1.Left)
 }
 
 // Ignore is a Handler that does nothing with any event.
@@ -30,14 +29,11 @@ func (Ignore) Joined(*chatv1.Joined)              {}
 func (Ignore) Deliver(*chatv1.Message, time.Time) {}
 func (Ignore) Ack(*chatv1.Ack)                    {}
 func (Ignore) Error(*chatv1.Error)                {}
-func (Ignore) Presence(*chatv1.Presence)          {}
-func (Ignore) Typing(*chatv1.TypingNotice)        {}
-func (Ignore) Left(*chatv1.Left)                  {}
 
 // Dispatch tells h what ev means. A Batch is its messages one by one, in
-// order, exactly as if each had come as a Message (chat.proto); an event of
-// a kind this client does not know is ignored. It reports whether ev
-// carried room messages.
+// order, exactly as if each had come as a Message (chat.proto); Presence,
+// TypingNotice, Left and kinds this client does not know are passed over.
+// It reports whether ev carried room messages.
 func Dispatch(ev *chatv1.ServerEvent, h Handler) (messages bool) {
 	switch e := ev.GetEvent().(type) {
 	case *chatv1.ServerEvent_Message:
@@ -55,12 +51,6 @@ func Dispatch(ev *chatv1.ServerEvent, h Handler) (messages bool) {
 		h.Ack(e.Ack)
 	case *chatv1.ServerEvent_Error:
 		h.Error(e.Error)
-	case *chatv1.ServerEvent_Presence:
-		h.Presence(e.Presence)
-	case *chatv1.ServerEvent_Typing:
-		h.Typing(e.Typing)
-	case *chatv1.ServerEvent_Left:
-		h.Left(e.Left)
 	}
 	return false
 }

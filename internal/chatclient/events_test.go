@@ -86,7 +86,7 @@ func batch(ms ...*chatv1.Message) *chatv1.ServerEvent {
 }
 
 var _ = Describe("server events", func() {
-	It("Dispatch tells each kind, a Batch as its messages in order with one time", func() {
+	It("Dispatch tells each kind, a Batch as its messages in order with one time, and passes over presence, typing and Left", func() {
 		r := &recorder{}
 		evs := []*chatv1.ServerEvent{
 			{Event: &chatv1.ServerEvent_Joined{Joined: &chatv1.Joined{Room: "r"}}},
@@ -103,7 +103,7 @@ var _ = Describe("server events", func() {
 		for _, ev := range evs {
 			carried = append(carried, chatclient.Dispatch(ev, r))
 		}
-		Expect(r.kinds).To(Equal([]string{"joined", "message", "message", "message", "ack", "error", "presence", "typing", "left"}))
+		Expect(r.kinds).To(Equal([]string{"joined", "message", "message", "message", "ack", "error"}))
 		Expect(carried).To(Equal([]bool{false, true, true, false, false, false, false, false, false}))
 		Expect(r.msgs).To(Equal([]*chatv1.Message{evs[1].GetMessage(), evs[2].GetBatch().GetMessages()[0], evs[2].GetBatch().GetMessages()[1]}))
 		Expect(r.ats[1]).To(Equal(r.ats[2]))

@@ -34,10 +34,11 @@ var _ = Describe("Session", func() {
 		wakes chan struct{}
 	)
 	BeforeEach(func() {
-		wakes = make(chan struct{}, 1)
+		ch := make(chan struct{}, 1) // its own: a back-off timer may fire after the spec
+		wakes = ch
 		s = chatclient.NewSession([]string{"a", "b"}, 8, func() {
 			select {
-			case wakes <- struct{}{}:
+			case ch <- struct{}{}:
 			default:
 			}
 		})

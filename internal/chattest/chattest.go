@@ -51,7 +51,9 @@ func Dial(t TB, addr string, opts ...grpc.DialOption) *grpc.ClientConn {
 
 // WithUser returns ctx carrying user's bearer token, which the reference
 // server's development auth reads as the user name.
-func WithUser(ctx context.Context, user string) context.Context { return chatclient.WithUser(ctx, user) }
+func WithUser(ctx context.Context, user string) context.Context {
+	return chatclient.WithUser(ctx, user)
+}
 
 // Client is a chat stream of one user whose events a reader goroutine
 // appends to a log (a Batch flattened into its Message events). The reader
