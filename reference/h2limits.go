@@ -12,6 +12,7 @@ import (
 	"golang.org/x/net/http2"
 	"google.golang.org/grpc/mem"
 
+	"github.com/bidikit/bidikit/internal/readyread"
 	"github.com/bidikit/bidikit/reference/validate"
 )
 
@@ -224,7 +225,7 @@ type floodGuard struct {
 
 	once   sync.Once
 	closed chan struct{}
-	rr     rawRead // read side: for ReadOnReady when Conn is not a readyReader
+	rr     readyread.Reader // read side: for ReadOnReady when Conn is not a ReadyReader
 }
 
 // Read reads for grpc-go, judging every frame header that passes.
@@ -244,9 +245,11 @@ func (g *floodGuard) Read(p []byte) (int, error) {
 	return n, err
 }
 
+var _ readyread.ReadyReader = (*floodGuard)(nil)
+
 // ReadOnReady is Read for grpc-go's reads that pin no buffer while they
-// wait (readyReader, readyread.go): the same judging, on the bytes read
-// into a pool buffer taken once they arrived.
+// wait (readyread.ReadyReader): the same judging, on the bytes read into a
+// pool buffer taken once they arrived.
 func (g *floodGuard) ReadOnReady(bufSize int, pool mem.BufferPool) (*[]byte, int, error) {
 	if !g.started {
 		g.started, g.preface = true, len(http2.ClientPreface)
@@ -254,7 +257,7 @@ func (g *floodGuard) ReadOnReady(bufSize int, pool mem.BufferPool) (*[]byte, int
 	if g.violated != "" {
 		return nil, 0, fmt.Errorf("connection closed by the HTTP/2 flood guard (%s)", g.violated)
 	}
-	buf, n, err := readOnReady(g.Conn, &g.rr, bufSize, pool)
+	buf, n, err := readyread.Read(g.Conn, &g.rr, bufSize, pool)
 	if n == 0 {
 		return buf, 0, err
 	}

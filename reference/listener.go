@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/mem"
+
+	"github.com/bidikit/bidikit/internal/readyread"
 )
 
 // limitListener caps the number of open connections. Unlike
@@ -45,18 +47,20 @@ func (l *limitListener) Accept() (net.Conn, error) {
 }
 
 // countedConn gives its slot back on the first Close. Its reads pin no
-// buffer while they wait (ReadOnReady, readyread.go).
+// buffer while they wait (ReadOnReady, internal/readyread).
 type countedConn struct {
 	net.Conn
 	l    *limitListener
 	once sync.Once
-	rr   rawRead // owned by grpc-go's reader goroutine
+	rr   readyread.Reader // owned by grpc-go's reader goroutine
 }
 
+var _ readyread.ReadyReader = (*countedConn)(nil)
+
 // ReadOnReady reads for grpc-go into a pool buffer taken once bytes are
-// there (readyReader).
+// there (readyread.ReadyReader).
 func (c *countedConn) ReadOnReady(bufSize int, pool mem.BufferPool) (*[]byte, int, error) {
-	return readOnReady(c.Conn, &c.rr, bufSize, pool)
+	return readyread.Read(c.Conn, &c.rr, bufSize, pool)
 }
 
 func (c *countedConn) Close() error {

@@ -1,8 +1,10 @@
 package reference
 
 import (
+	"errors"
 	"io"
 	"net"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -10,6 +12,8 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/net/http2"
+
+	"github.com/bidikit/bidikit/internal/readyread"
 )
 
 // countingPool is a mem.BufferPool that counts what it lends.
@@ -47,7 +51,7 @@ var _ = Describe("reads that pin no buffer while they wait (ReadOnReady)", func(
 	read := func(c net.Conn, pool *countingPool) <-chan result {
 		out := make(chan result, 1)
 		go func() {
-			buf, n, err := c.(readyReader).ReadOnReady(4096, pool)
+			buf, n, err := c.(readyread.ReadyReader).ReadOnReady(4096, pool)
 			out <- result{buf, n, err}
 		}()
 		return out
@@ -87,6 +91,17 @@ var _ = Describe("reads that pin no buffer while they wait (ReadOnReady)", func(
 		var r result
 		Eventually(got).WithContext(ctx).Should(Receive(&r))
 		Expect(r.err).To(HaveOccurred())
+		Expect(r.buf).To(BeNil())
+		Expect(pool.held()).To(BeZero())
+	}, SpecTimeout(20*time.Second))
+
+	It("fails a waiting read with the deadline error once the read deadline passes, returning the buffer", func(ctx SpecContext) {
+		server, _ := pair()
+		pool := &countingPool{}
+		Expect(server.SetReadDeadline(time.Now().Add(50 * time.Millisecond))).To(Succeed())
+		var r result
+		Eventually(read(server, pool)).WithContext(ctx).Should(Receive(&r))
+		Expect(errors.Is(r.err, os.ErrDeadlineExceeded)).To(BeTrue(), "got %v", r.err)
 		Expect(r.buf).To(BeNil())
 		Expect(pool.held()).To(BeZero())
 	}, SpecTimeout(20*time.Second))

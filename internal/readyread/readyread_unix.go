@@ -1,11 +1,11 @@
 //go:build unix
 
-package reference
+package readyread
 
 import "syscall"
 
 // rawReadSupported: the descriptor of a TCP or Unix connection can be read
-// directly (rawRead).
+// directly (Read).
 const rawReadSupported = true
 
 // sysRead reads fd once, retrying EINTR. It uses package syscall, as the
