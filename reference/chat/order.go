@@ -44,7 +44,9 @@ import (
 // log said its writer's newest message had moved.
 const maxOrderAttempts = 5
 
-// orderCallTimeout bounds the log calls made to settle one Send.
+// orderCallTimeout bounds each log call made to settle one Send (a placement
+// through waitPlacer, a read of the writer's newest message or key). Only
+// the calls that need one get a context: most Sends need none.
 const orderCallTimeout = 15 * time.Second
 
 // outgoing is one validated Send waiting in its writer's chain, then in
@@ -90,15 +92,19 @@ func writerOf(user, session string) string { return user + "\x00" + session }
 // when nobody does: on the caller's goroutine when the placer decides at
 // once, else on a new goroutine.
 func (s *Service) enqueue(r *room, o *outgoing) {
-	w := writerOf(o.ss.user, o.session)
+	m := o.m
 	r.chainMu.Lock()
-	if r.chains == nil {
-		r.chains = map[string]*chain{}
-	}
-	c := r.chains[w]
-	if c == nil {
-		c = &chain{writer: w, ordered: o.session != ""}
-		r.chains[w] = c
+	c := m.chain
+	if c == nil || m.chainSession != o.session {
+		w := writerOf(o.ss.user, o.session)
+		if r.chains == nil {
+			r.chains = map[string]*chain{}
+		}
+		if c = r.chains[w]; c == nil {
+			c = &chain{writer: w, ordered: o.session != ""}
+			r.chains[w] = c
+		}
+		m.chain, m.chainSession = c, o.session
 	}
 	c.queue = append(c.queue, o)
 	start := !c.running
@@ -183,17 +189,15 @@ func (s *Service) settle(r *room, c *chain, o *outgoing, taken *bool) bool {
 		}
 		o.m.fence.CompareAndSwap(f, 0) // the resend has begun
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), orderCallTimeout)
-	defer cancel()
 	for attempt := 1; ; attempt++ {
 		if c.ordered && !c.known {
-			if err := s.readWriter(ctx, r, c); err != nil {
+			if err := s.readWriter(r, c); err != nil {
 				s.unsettled(r, o, err)
 				return false
 			}
 		}
 		if c.ordered && c.last > 0 && o.sseq <= c.lastSS {
-			return s.settleOld(ctx, r, c, o, taken)
+			return s.settleOld(r, c, o, taken)
 		}
 		res := s.place(r, c, o, c.last, c.seen && o.sseq > c.top)
 		switch {
@@ -230,7 +234,7 @@ func (s *Service) place(r *room, c *chain, o *outgoing, writerLast uint64, fresh
 // settleOld answers a Send whose sender_seq is not above its writer's newest
 // stored message: a resend of a stored message (duplicate ack) or one that
 // would break the writer's order (FAILED_PRECONDITION).
-func (s *Service) settleOld(ctx context.Context, r *room, c *chain, o *outgoing, taken *bool) bool {
+func (s *Service) settleOld(r *room, c *chain, o *outgoing, taken *bool) bool {
 	// The log answers a resend it knows by key itself (JetStream: inside
 	// its Duplicates window); the condition of this placement never holds,
 	// so nothing else is stored.
@@ -246,6 +250,8 @@ func (s *Service) settleOld(ctx context.Context, r *room, c *chain, o *outgoing,
 		s.unsettled(r, o, res.err)
 		return false
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), orderCallTimeout)
+	defer cancel()
 	seq, found, err := s.lg.WriterKey(ctx, r.name, c.writer, o.key, c.last)
 	if err != nil {
 		s.unsettled(r, o, err)
@@ -262,7 +268,9 @@ func (s *Service) settleOld(ctx context.Context, r *room, c *chain, o *outgoing,
 }
 
 // readWriter reads c's writer's newest stored message from the log.
-func (s *Service) readWriter(ctx context.Context, r *room, c *chain) error {
+func (s *Service) readWriter(r *room, c *chain) error {
+	ctx, cancel := context.WithTimeout(context.Background(), orderCallTimeout)
+	defer cancel()
 	seq, payload, found, err := s.lg.WriterLast(ctx, r.name, c.writer)
 	if err != nil {
 		return err

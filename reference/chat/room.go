@@ -147,6 +147,12 @@ type membership struct {
 	// room whose outcome the log did not confirm, 0 when none: later Sends
 	// with a higher sender_seq are refused until it is resent (order.go).
 	fence atomic.Uint64
+	// chain is the chain of this stream's writer in the room for
+	// chainSession (the sender_session of its last Send), so that a Send
+	// finds it without building the writer's name. Owned by the stream's
+	// receive loop (enqueue).
+	chain        *chain
+	chainSession string
 }
 
 // replayJob asks a session's writer to replay [from, to] of m's room from
