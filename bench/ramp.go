@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/bidikit/bidikit/harness/spawn"
+	"github.com/bidikit/bidikit/internal/chatclient"
 	chatv1 "github.com/bidikit/bidikit/proto/bidikit/chat/v1"
 )
 
@@ -154,11 +155,11 @@ func rampOnce(ctx context.Context, target, admin string, p Params, plain bool) (
 		}
 		cc := conns[len(conns)-1]
 		user := "ramp-" + strconv.Itoa(k)
-		s, err := chatv1.NewChatServiceClient(cc).Connect(withToken(rctx, user))
+		s, err := chatclient.Connect(rctx, cc, user)
 		if err != nil {
 			return nil, err
 		}
-		if err := s.Send(&chatv1.ClientEvent{Event: &chatv1.ClientEvent_Join{Join: &chatv1.Join{Room: prefix + "-" + strconv.Itoa(k%100)}}}); err != nil {
+		if err := s.Send(chatclient.Join(prefix+"-"+strconv.Itoa(k%100), nil)); err != nil {
 			return nil, err
 		}
 		return s, nil
