@@ -15,6 +15,8 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
+
+	"github.com/bidikit/bidikit/internal/readyread"
 )
 
 // rawMessage is sent as is, bypassing protobuf marshalling: how the
@@ -61,12 +63,25 @@ type conn struct {
 }
 
 // trackedConn is one TCP connection a conn's dialer made to target; Close
-// removes it from the conn's live list.
+// removes it from the conn's live list. Its reads pin no buffer while they
+// wait (ReadOnReady): embedding net.Conn hides the *net.TCPConn grpc-go
+// would otherwise read that way, and each idle client connection would hold
+// its own clientReadBuffer.
 type trackedConn struct {
 	net.Conn
 	c      *conn
 	target string
 	once   sync.Once
+	rr     readyread.Reader // owned by grpc-go's reader goroutine
+}
+
+var _ readyread.ReadyReader = (*trackedConn)(nil)
+
+// ReadOnReady reads for grpc-go into a pool buffer taken once bytes are
+// there (readyread.ReadyReader). Faults act on the embedded connection as
+// before: closeRaw's RST and Close end a waiting read with an error.
+func (t *trackedConn) ReadOnReady(bufSize int, pool mem.BufferPool) (*[]byte, int, error) {
+	return readyread.Read(t.Conn, &t.rr, bufSize, pool)
 }
 
 func (t *trackedConn) Close() error {
@@ -102,7 +117,9 @@ func (c *conn) target() string {
 	return c.live[len(c.live)-1].target
 }
 
-// clientReadBuffer is each virtual client connection's read buffer.
+// clientReadBuffer is the size of the read buffer a virtual client
+// connection borrows from grpc-go's pool while read bytes wait to be parsed
+// (trackedConn.ReadOnReady); an idle connection holds none.
 const clientReadBuffer = 8 << 10
 
 // resolverScheme names the per-conn manual resolver (registered on each
