@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,8 +41,11 @@ type H2Limits struct {
 	Disable bool
 	// ControlFrameRate and ControlFrameBurst: PING, SETTINGS,
 	// WINDOW_UPDATE and PRIORITY frames per second per connection, and
-	// the bucket's size. Defaults 1000/s, 5000 (a busy grpc-go client
-	// sends a few hundred window updates and BDP pings a second).
+	// the bucket's size. Defaults 1000/s, 5000. WINDOW_UPDATEs and PINGs
+	// that answer the server's own DATA frames (up to repliesPerData per
+	// frame written) are not counted: a busy client reading fast sends
+	// thousands a second, and that work is bounded by what the server
+	// chose to send.
 	ControlFrameRate  float64
 	ControlFrameBurst int
 	// ResetRate and ResetBurst: RST_STREAM frames a client may send per
@@ -124,7 +128,7 @@ var h2FlagFields = [][2]string{
 // RegisterFlags calls it for Options.H2Limits.
 func (l *H2Limits) RegisterFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&l.Disable, "h2-no-flood-guard", l.Disable, "turn off the HTTP/2 flood guard below (grpc-go's own limits stay: --max-concurrent-streams, --max-header-list-size, --keepalive-min-time); default off: the guard is on")
-	fs.Float64Var(&l.ControlFrameRate, "h2-control-frame-rate", DefaultH2ControlFrameRate, "PING, SETTINGS, WINDOW_UPDATE and PRIORITY frames a connection may send per second (token bucket); over it: GOAWAY ENHANCE_YOUR_CALM, then close (ping/settings/window-update floods)")
+	fs.Float64Var(&l.ControlFrameRate, "h2-control-frame-rate", DefaultH2ControlFrameRate, "PING, SETTINGS, WINDOW_UPDATE and PRIORITY frames a connection may send per second (token bucket), beyond the window updates and pings that answer the server's own DATA frames (3 per frame); over it: GOAWAY ENHANCE_YOUR_CALM, then close (ping/settings/window-update floods)")
 	fs.IntVar(&l.ControlFrameBurst, "h2-control-frame-burst", DefaultH2ControlFrameBurst, "bucket size of --h2-control-frame-rate")
 	fs.Float64Var(&l.ResetRate, "h2-reset-rate", DefaultH2ResetRate, "RST_STREAM frames a connection may send per second (token bucket); over it: GOAWAY ENHANCE_YOUR_CALM, then close (rapid reset, CVE-2023-44487)")
 	fs.IntVar(&l.ResetBurst, "h2-reset-burst", DefaultH2ResetBurst, "bucket size of --h2-reset-rate")
@@ -216,6 +220,13 @@ type floodGuard struct {
 	settings   []byte
 	inSettings bool
 	window     uint32
+
+	// replies counts the WINDOW_UPDATEs and PINGs let through on the
+	// credit of dataOut (read side).
+	replies int64
+	// dataOut counts the non-empty DATA frames grpc-go wrote (write side
+	// adds, read side loads).
+	dataOut atomic.Int64
 
 	// write side
 	wmu    sync.Mutex
@@ -322,6 +333,9 @@ func (g *floodGuard) judge(now time.Time) string {
 		if flags.Has(http2.FlagSettingsAck) && (typ == http2.FramePing || typ == http2.FrameSettings) {
 			break // acks answer the server's own frames
 		}
+		if (typ == http2.FrameWindowUpdate || typ == http2.FramePing) && g.replyCredit() {
+			break // answers the server's own DATA
+		}
 		if !g.control.take(now, g.l.ControlFrameRate, g.l.ControlFrameBurst) {
 			return ruleControl
 		}
@@ -352,6 +366,22 @@ func (g *floodGuard) judge(now time.Time) string {
 		g.empty = 0
 	}
 	return ""
+}
+
+// repliesPerData is how many WINDOW_UPDATE and PING frames a client may
+// send per DATA frame the server wrote, outside the control-frame budget:
+// grpc-go's client answers data it reads with a stream and a connection
+// WINDOW_UPDATE and a BDP ping (one of each at most per frame read).
+const repliesPerData = 3
+
+// replyCredit spends one reply of the credit the server's DATA frames
+// earned; false when there is none left.
+func (g *floodGuard) replyCredit() bool {
+	if g.replies >= g.dataOut.Load()*repliesPerData {
+		return false
+	}
+	g.replies++
+	return true
 }
 
 // maxSettings bounds the SETTINGS payload the guard reads (ten settings;
@@ -422,6 +452,9 @@ func (g *floodGuard) Write(p []byte) (int, error) {
 		if g.outHdr == 9 {
 			g.outHdr = 0
 			g.outRem = int(g.outHd[0])<<16 | int(g.outHd[1])<<8 | int(g.outHd[2])
+			if http2.FrameType(g.outHd[3]) == http2.FrameData && g.outRem > 0 {
+				g.dataOut.Add(1)
+			}
 		}
 	}
 	return n, err

@@ -2,6 +2,8 @@ package reference_test
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -9,8 +11,10 @@ import (
 	"github.com/onsi/gomega/gleak"
 	"golang.org/x/net/http2"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/bidikit/bidikit/harness/h2attack"
+	chatv1 "github.com/bidikit/bidikit/proto/bidikit/chat/v1"
 	"github.com/bidikit/bidikit/reference"
 	"github.com/bidikit/bidikit/reference/auth"
 	"github.com/bidikit/bidikit/reference/validate"
@@ -67,6 +71,37 @@ var _ = Describe("the HTTP/2 flood guard (H2Limits)", func() {
 		Expect(res.GoAwayCode(http2.ErrCodeEnhanceYourCalm)).To(BeTrue(), res.Summary())
 		Expect(res.GoAways[0].Debug).To(Equal("too_many_pings"), "keepalive enforcement answers before the guard")
 	}, SpecTimeout(30*time.Second))
+
+	It("lets a busy honest client answer the server's data with window updates and BDP pings beyond the control-frame budget", func(ctx SpecContext) {
+		// 20 MB of acks to one stream: grpc-go's client sends a stream and
+		// a connection WINDOW_UPDATE per 16 KiB read and BDP pings while
+		// data flows, thousands of control frames against a budget of
+		// 100/s (burst 200) that a flood of the same frames crosses.
+		srv, _ := start(reference.Options{H2Limits: small}, newFakeChat())
+		sctx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer honest")
+		stream, err := chatv1.NewChatServiceClient(dial(srv.Addr())).Connect(sctx)
+		Expect(err).NotTo(HaveOccurred())
+		id := strings.Repeat("x", 4096)
+		const n = 5000
+		sent := make(chan error, 1)
+		go func() {
+			defer GinkgoRecover()
+			for i := range n {
+				ev := &chatv1.ClientEvent{Event: &chatv1.ClientEvent_Send{Send: &chatv1.Send{Room: "r", ClientMsgId: fmt.Sprint(id, i)}}}
+				if err := stream.Send(ev); err != nil {
+					sent <- err
+					return
+				}
+			}
+			sent <- stream.CloseSend()
+		}()
+		for i := range n {
+			_, err := stream.Recv()
+			Expect(err).NotTo(HaveOccurred(), "ack %d of %d", i+1, n)
+		}
+		Eventually(sent).WithTimeout(10 * time.Second).Should(Receive(BeNil()))
+		Expect(scrape(srv)).NotTo(ContainSubstring(`bidikit_h2_flood_closes_total{`))
+	}, SpecTimeout(60*time.Second))
 
 	It("is off with Disable: the flood is absorbed one frame at a time", func(ctx SpecContext) {
 		srv, _ := start(reference.Options{H2Limits: reference.H2Limits{Disable: true}}, newFakeChat())
