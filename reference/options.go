@@ -67,7 +67,7 @@ type Options struct {
 	// (grpc-go's default is 32 KiB). The buffer is lent from a pool only
 	// while bytes read wait to be parsed (grpc-go's reads that pin no
 	// memory, which the reference's connection wrappers implement:
-	// readyread.go), so an idle connection holds none; before, each held
+	// internal/readyread), so an idle connection holds none; before, each held
 	// its own, 8 KiB of an idle member's cost. Its size now trades only read
 	// syscalls (a smaller buffer reads a burst in more of them) against the
 	// bytes held while a burst is parsed. Write buffers are shared between

@@ -118,7 +118,7 @@ func New(opts Options, services ...service.Service) (*Server, error) {
 	// costs grpc-go three goroutines (reader, loopy writer, keepalive) and
 	// a stream one more, whatever the options. The options that hold memory
 	// per connection: the read buffer is lent from a pool only while read
-	// bytes wait (ReadOnReady, readyread.go: the wrappers below must keep
+	// bytes wait (ReadOnReady, internal/readyread: the wrappers below must keep
 	// it), the write buffer is shared (SharedWriteBuffer) and held only
 	// while a connection writes. Left at grpc-go's defaults on purpose:
 	// the window sizes (they allocate nothing up front; setting them turns
