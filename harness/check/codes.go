@@ -22,7 +22,10 @@ import (
 // role. Codes the harness caused itself (a cancel, a fault it injected, an
 // attack dropping its own stream) are not the server's. A stream the server
 // did not end within the grace after the client's CloseSend is its own
-// violation (how many, and time-to-close percentiles). After the run every
+// violation (how many, and time-to-close percentiles), unless the harness
+// itself paused (event.HarnessLag) for more than a tenth of the grace in
+// that span: then its own reading may have been late, and that part is not
+// measurable, naming the lag. After the run every
 // target must still serve, except those the run killed itself (a
 // kill-server fault whose server says what it took down) and those the
 // scenario expects down. Parameters:
@@ -49,7 +52,11 @@ type statusCodes struct {
 	toClose       *hdrhistogram.Histogram
 	unclosed      int
 	firstUnclosed *event.Event
-	v             Verdict
+	// unclosedFrom..unclosedTo spans the unclosed streams' graces; lag is
+	// the harness's own lag, weighed against them.
+	unclosedFrom, unclosedTo time.Duration
+	lag                      harnessLag
+	v                        Verdict
 }
 
 // contract is what a service's proto documents.
@@ -168,6 +175,9 @@ func init() {
 }
 
 func (s *statusCodes) Observe(e *event.Event) {
+	if s.lag.observe(e) {
+		return
+	}
 	switch e.Kind {
 	case event.Fault:
 		s.faulted[e.Client] = true
@@ -179,10 +189,13 @@ func (s *statusCodes) Observe(e *event.Event) {
 		s.ends++
 		if e.Field == event.FieldCloseGrace {
 			s.unclosed++
+			from := max(e.At-e.Latency, 0)
 			if s.firstUnclosed == nil {
 				c := *e
 				s.firstUnclosed = &c
+				s.unclosedFrom, s.unclosedTo = from, e.At
 			}
+			s.unclosedFrom, s.unclosedTo = min(s.unclosedFrom, from), max(s.unclosedTo, e.At)
 			return
 		}
 		if e.Latency > 0 && e.Code == codes.OK {
@@ -279,11 +292,18 @@ func (s *statusCodes) Verdict(ctx context.Context, env Env) Verdict {
 		closeNote = fmt.Sprintf("%d streams closed by the server after CloseSend in p50 %s, p99 %s, max %s", n, ms(50), ms(99),
 			(time.Duration(s.toClose.Max()) * time.Microsecond).Round(100*time.Microsecond))
 	}
+	unmeasured := ""
 	if s.unclosed > 0 {
 		e := s.firstUnclosed
-		s.v.Add(Evidence{Scope: e.Scope, Client: clientName(e), At: e.At,
-			Detail: fmt.Sprintf("%d of %d stream ends: the server did not end the stream within the grace after the client's CloseSend (first: %s: %s); %s",
-				s.unclosed, s.ends, clientName(e), e.Detail, closeNote)})
+		lag := s.lag.in(s.unclosedFrom, s.unclosedTo)
+		if lag.windows > 0 && lag.pause() > e.Latency/10 {
+			unmeasured = fmt.Sprintf("%d of %d stream ends came after the grace following the client's CloseSend, but %s in that span (more than a tenth of the %s grace): the harness may have read the ends late, not blamed on the server",
+				s.unclosed, s.ends, lag, e.Latency.Round(time.Millisecond))
+		} else {
+			s.v.Add(Evidence{Scope: e.Scope, Client: clientName(e), At: e.At,
+				Detail: fmt.Sprintf("%d of %d stream ends: the server did not end the stream within the grace after the client's CloseSend (first: %s: %s); %s; %s",
+					s.unclosed, s.ends, clientName(e), e.Detail, closeNote, lag)})
+		}
 	}
 	healthy := "server still serving"
 	if env == nil {
@@ -307,6 +327,9 @@ func (s *statusCodes) Verdict(ctx context.Context, env Env) Verdict {
 		if healthy == "" {
 			return notMeasurable(&s.v, "%d stream ends judged, but the server's health could not be asked (no target)", s.ends)
 		}
+		if unmeasured != "" {
+			return notMeasurable(&s.v, "%s; %s; %s", unmeasured, closeNote, healthy)
+		}
 	}
 	contract := "the forbidden codes"
 	if s.contract != nil {
@@ -314,6 +337,9 @@ func (s *statusCodes) Verdict(ctx context.Context, env Env) Verdict {
 	}
 	summarise(&s.v, fmt.Sprintf("%d stream ends, %d error statuses, all documented by %s; %s; %s", s.ends, s.statuses, contract, closeNote, healthy),
 		"%d wrong or missing status codes", s.v.Violations)
+	if unmeasured != "" {
+		s.v.Summary += "; not measured: " + unmeasured
+	}
 	return s.v
 }
 

@@ -192,6 +192,31 @@ var _ = Describe("status-codes judges by the service's contract", func() {
 		Expect(v.Status).To(Equal(check.Fail))
 		Expect(v.Evidence[0].Detail).To(ContainSubstring("2 of 3 stream ends: the server did not end the stream within the grace"))
 	})
+	It("does not blame the server for stream ends the harness itself may have read late", func() {
+		unclosed := func(dispatchLag time.Duration) []ev.Event {
+			evs := []ev.Event{
+				{Kind: ev.Disconnect, Client: 1, Code: codes.OK, At: 9 * time.Second, Latency: time.Millisecond},
+				{Kind: ev.HarnessLag, Client: -1, At: 7 * time.Second, Field: ev.LagScheduler, Latency: 20 * time.Millisecond},
+				{Kind: ev.HarnessLag, Client: -1, At: 7 * time.Second, Field: ev.LagDispatch, Latency: dispatchLag},
+			}
+			for c := 2; c <= 3; c++ {
+				evs = append(evs, ev.Event{Kind: ev.Disconnect, Client: c, At: 10 * time.Second, Latency: 5 * time.Second,
+					Code: codes.DeadlineExceeded, Field: ev.FieldCloseGrace, Detail: "server did not end the stream"})
+			}
+			return evs
+		}
+		// The dispatcher held a client's events for 1.2s within the grace:
+		// its receive loop was not reading.
+		v := chatCodes(unclosed(1200 * time.Millisecond))
+		Expect(v.Status).To(Equal(check.NotMeasurable), v.Summary)
+		Expect(v.Summary).To(ContainSubstring("2 of 3 stream ends came after the grace"))
+		Expect(v.Summary).To(ContainSubstring("harness lag up to 1.22s"))
+		// A harness that kept up: the server is to blame.
+		v = chatCodes(unclosed(10 * time.Millisecond))
+		Expect(v.Status).To(Equal(check.Fail), v.Summary)
+		Expect(v.Evidence[0].Detail).To(ContainSubstring("2 of 3 stream ends: the server did not end the stream within the grace"))
+		Expect(v.Evidence[0].Detail).To(ContainSubstring("harness lag up to 30ms"))
+	})
 	It("is not measurable when no stream ended", func() {
 		Expect(chatCodes(nil).Status).To(Equal(check.NotMeasurable))
 	})
