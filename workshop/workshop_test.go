@@ -129,7 +129,7 @@ var criteria = map[int]map[string][]string{
 	3: {"convergence": {`^replica of #\d+ editors-\d+ \(editors\) diverged at version \d+: first difference at code point \d+`}},
 	4: {"fairness": {
 		`^attackers sent \d+ messages without ever being refused with RESOURCE_EXHAUSTED$`,
-		`^honest delivery p99 under attack \S+ is [\d.]+x the calm p99 \S+ \(max 20\.00x\)$`}},
+		`^honest delivery p99 under attack \S+ is [\d.]+x the calm p99 \S+ \(max 20\.00x\); harness lag up to \S+ \(scheduler \S+, dispatch \S+\)$`}},
 	5: {"leaks": {
 		`^after \S+: goroutines \d+ vs baseline \d+ \(\+\d+, allowed \+\d+\)$`,
 		`^\+\d+ goroutines? \(.*\) in ex05_ghost_players\.\(\*server\)\.(Play|update) server\.go:\d+`}}, // a leaked Play handler, caught waiting in Play or in update (called by Play) for the lock

@@ -296,7 +296,7 @@ func (f *fairness) Verdict(ctx context.Context, env Env) Verdict {
 				what, underP99, r, calmP99, f.p.P99RatioMax, lagUnder, lagUnder.latencyAllowance().Round(time.Millisecond), excess.Round(time.Millisecond)))
 			return
 		}
-		f.v.Add(Evidence{At: f.attackStart, Detail: fmt.Sprintf("honest %s p99 under attack%s %s is %.2fx the calm p99 %s (max %.2fx; %s)",
+		f.v.Add(Evidence{At: f.attackStart, Detail: fmt.Sprintf("honest %s p99 under attack%s %s is %.2fx the calm p99 %s (max %.2fx); %s",
 			what, f.h2Names(), underP99, r, calmP99, f.p.P99RatioMax, lagUnder)})
 	}
 	ratio("delivery", f.calm, f.under)
