@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -155,7 +156,11 @@ func (b *benchCmd) run(cmd *cobra.Command, args []string) error {
 		return usagef("--vs applies to --call (ghz) and conn-ramp (plain-grpc); %s compares with --baseline", args[0])
 	}
 	if err := bench.Check(args[0], b.p); err != nil {
-		return usageError{fmt.Errorf("%w%s", err, didYouMean(args[0], append(benchWorkloads(), "compare")))}
+		hint := "" // a suggestion only for a workload name that is not one
+		if !slices.Contains(benchWorkloads(), args[0]) {
+			hint = didYouMean(args[0], append(benchWorkloads(), "compare"))
+		}
+		return usageError{fmt.Errorf("%w%s", err, hint)}
 	}
 	if b.spawn {
 		if args[0] != bench.ConnRamp {

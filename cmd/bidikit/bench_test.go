@@ -32,6 +32,9 @@ var _ = Describe("bidikit bench", func() {
 			code, _, stderr := runBidikit(ctx, dir, append([]string{"bench"}, args...)...)
 			Expect(code).To(Equal(2), "stderr: %s", stderr)
 			Expect(stderr).To(ContainSubstring(msg))
+			if len(args) > 0 && args[0] == "conn-ramp" {
+				Expect(stderr).NotTo(ContainSubstring("did you mean"), "a known workload gets no spelling suggestion")
+			}
 		},
 		Entry("no workload and no --call", []string{}, "name a workload", SpecTimeout(time.Minute)),
 		Entry("an unknown workload", []string{"chat-flood"}, `unknown workload "chat-flood"`, SpecTimeout(time.Minute)),
