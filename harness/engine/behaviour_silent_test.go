@@ -1,8 +1,6 @@
 package engine_test
 
 import (
-	"context"
-	"log/slog"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -11,7 +9,6 @@ import (
 	"github.com/bidikit/bidikit/harness/engine"
 	"github.com/bidikit/bidikit/harness/event"
 	"github.com/bidikit/bidikit/harness/scenario"
-	"github.com/bidikit/bidikit/reference"
 )
 
 var _ = Describe("the silent behaviour", func() {
@@ -36,16 +33,7 @@ checks:
 `))
 		Expect(err).NotTo(HaveOccurred())
 
-		cfg := reference.DefaultConfig()
-		cfg.Options.Addr, cfg.Options.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
-		sctx, stopServer := context.WithCancel(context.Background())
-		srv, err := reference.Build(cfg, slog.New(slog.NewTextHandler(GinkgoWriter, &slog.HandlerOptions{Level: slog.LevelError})))
-		Expect(err).NotTo(HaveOccurred())
-		Expect(srv.Start(sctx)).To(Succeed())
-		DeferCleanup(func() {
-			stopServer()
-			_ = srv.Wait()
-		})
+		srv := startReference()
 
 		log := &orderTap{}
 		res, err := engine.Run(ctx, s, engine.WithTarget(srv.Addr()), engine.WithServerEnv("http://"+srv.AdminAddr()), engine.WithTap(log))
