@@ -154,6 +154,33 @@ var _ = Describe("chat ordering checkers", func() {
 		Expect(v.Status).To(Equal(check.Pass), v.Summary)
 	})
 
+	It("holds a member the harness cut off at the close grace only to what it had received", func() {
+		late := func(field string) []ev.Event {
+			c := &chat{}
+			c.join(0, 0).join(1, 0)
+			c.send(0, "a1", 1).ack(0, "a1", 1, 1).deliver(0, 1, 0, "a1", 1).deliver(1, 1, 0, "a1", 1)
+			c.send(0, "a2", 2).ack(0, "a2", 2, 2).deliver(0, 2, 0, "a2", 2)
+			c.send(0, "a3", 3).ack(0, "a3", 3, 3).deliver(0, 3, 0, "a3", 3)
+			c.send(0, "a4", 4) // keeps bob's end more than the 2s grace after a2 and a3 were acked
+			c.send(0, "a5", 5)
+			c.evs = append(c.evs, ev.Event{Kind: ev.Disconnect, At: c.at(), Client: 1, User: user(1), Code: codes.DeadlineExceeded,
+				Field: field, Latency: 5 * time.Second})
+			return c.evs
+		}
+		v := run("no-lost-acks", noDecode, nil, late(ev.FieldCloseGrace))
+		Expect(v.Status).To(Equal(check.Pass), "%s %v", v.Summary, v.Evidence)
+		Expect(v.Summary).To(ContainSubstring("1 membership(s) held only up to their last seq received"))
+		// The same end with the server's own status is a cut too; without
+		// either, bob is owed seqs 2 and 3.
+		v = run("no-lost-acks", noDecode, nil, late(""))
+		Expect(v.Status).To(Equal(check.Pass), "%s %v", v.Summary, v.Evidence)
+		evs := late("")
+		evs[len(evs)-1].Code = codes.OK
+		v = run("no-lost-acks", noDecode, nil, evs)
+		Expect(v.Status).To(Equal(check.Fail), v.Summary)
+		Expect(v.Violations).To(Equal(2))
+	})
+
 	It("does not hold a member whose stream ended cleanly to what was acked after it left", func() {
 		c := &chat{}
 		c.join(0, 0).join(1, 0)

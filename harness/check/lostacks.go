@@ -23,7 +23,10 @@ import (
 // server ended with a status of its own (a slow
 // consumer cut with RESOURCE_EXHAUSTED, a shutdown's UNAVAILABLE; not a
 // fault the harness injected) is held only up to the last seq it received:
-// the server said it stopped delivering. Deliveries count across all of a
+// the server said it stopped delivering. A membership the harness itself
+// cut off because the server had not ended the stream within the close
+// grace after CloseSend (status-codes judges that) is held the same way:
+// what it had not read yet may still have been on its way. Deliveries count across all of a
 // client's memberships of a room, so a resume's replay makes up for what a
 // broken stream missed. A member that receives nothing is judged too.
 type lostAcks struct {
@@ -33,7 +36,10 @@ type lostAcks struct {
 	members memberships[*membership]
 	done    []*membership
 	faulted map[int]bool // clients with a fault injected on their current stream
-	last    time.Duration
+	// graceCut counts memberships whose stream the harness ended at the
+	// close grace (held only up to their last seq received).
+	graceCut int
+	last     time.Duration
 	v       Verdict
 }
 
@@ -95,10 +101,20 @@ func (l *lostAcks) Observe(e *event.Event) {
 	// caused (a fault, a cancel, the close grace), cuts the membership.
 	cut := e.Kind == event.Disconnect && e.Code != codes.OK && e.Code != codes.Canceled &&
 		!l.faulted[e.Client] && e.Field != event.FieldCloseGrace
+	// The harness's own end of a stream at the close grace is held the
+	// same way: it stopped reading (counted in graceCut).
+	graceCut := e.Kind == event.Disconnect && e.Field == event.FieldCloseGrace
 	if e.Kind == event.Join || e.Kind == event.Leave || e.Kind == event.Disconnect {
+		end := l.ended(e.At, cut || graceCut)
+		if graceCut {
+			end = func(k memberKey, m *membership) {
+				l.graceCut++
+				l.ended(e.At, true)(k, m)
+			}
+		}
 		l.members.track(e, func(e *event.Event) *membership {
 			return &membership{client: clientName(e), id: e.Client, scope: e.Scope, start: firstExpected(e), joined: e.At}
-		}, l.ended(e.At, cut))
+		}, end)
 	}
 	switch e.Kind {
 	case event.Fault:
@@ -218,6 +234,9 @@ func (l *lostAcks) Verdict(context.Context, Env) Verdict {
 	}
 	summarise(&l.v, fmt.Sprintf("%d acknowledged messages; each of %d memberships received every one acked while it was subscribed (grace %s)", total, held, l.p.Grace),
 		"%d acknowledged messages missing from members who were subscribed", l.v.Violations)
+	if l.graceCut > 0 {
+		l.v.Summary += fmt.Sprintf("; %d membership(s) held only up to their last seq received: the harness ended their stream when the server had not ended it within the close grace", l.graceCut)
+	}
 	return l.v
 }
 
