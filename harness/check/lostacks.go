@@ -40,7 +40,7 @@ type lostAcks struct {
 	// close grace (held only up to their last seq received).
 	graceCut int
 	last     time.Duration
-	v       Verdict
+	v        Verdict
 }
 
 // LostAckParams are the no-lost-acks checker's parameters.
