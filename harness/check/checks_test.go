@@ -181,6 +181,29 @@ var _ = Describe("chat ordering checkers", func() {
 		Expect(v.Violations).To(Equal(2))
 	})
 
+	It("does not judge a member whose client could not read a server message (no-lost-acks, no-gaps)", func() {
+		c := &chat{}
+		c.join(0, 0).join(1, 0)
+		c.send(0, "a1", 1).ack(0, "a1", 1, 1).deliver(0, 1, 0, "a1", 1).deliver(1, 1, 0, "a1", 1)
+		c.send(0, "a2", 2).ack(0, "a2", 2, 2).deliver(0, 2, 0, "a2", 2)
+		c.send(0, "a3", 3).ack(0, "a3", 3, 3).deliver(0, 3, 0, "a3", 3).deliver(1, 3, 0, "a3", 3)
+		c.send(0, "a4", 4)
+		c.send(0, "a5", 5)
+		withUnread := append(append([]ev.Event(nil), c.evs...), ev.Event{}) // bob's unread message, placed below
+		copy(withUnread[6:], c.evs[5:])
+		withUnread[5] = ev.Event{Kind: ev.Unread, At: 5 * time.Second, Client: 1, User: user(1), Field: ev.UnreadError, Detail: "mapping failed"}
+		// Without the unread event bob lost seq 2, with a hole below seq 3.
+		Expect(run("no-lost-acks", noDecode, nil, c.evs).Status).To(Equal(check.Fail))
+		Expect(run("no-gaps", noDecode, nil, c.evs).Status).To(Equal(check.Fail))
+		// With it, seq 2 may be the message bob could not read.
+		v := run("no-lost-acks", noDecode, nil, withUnread)
+		Expect(v.Status).To(Equal(check.Pass), "%s %v", v.Summary, v.Evidence)
+		Expect(v.Summary).To(ContainSubstring("1 membership(s) not judged: their client got server messages it could not read"))
+		v = run("no-gaps", noDecode, nil, withUnread)
+		Expect(v.Status).To(Equal(check.Pass), "%s %v", v.Summary, v.Evidence)
+		Expect(v.Summary).To(ContainSubstring("1 membership(s) not judged"))
+	})
+
 	It("does not hold a member whose stream ended cleanly to what was acked after it left", func() {
 		c := &chat{}
 		c.join(0, 0).join(1, 0)

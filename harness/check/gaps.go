@@ -14,10 +14,12 @@ import (
 // arrived is a gap, whatever the arrival order: a late arrival fills its
 // hole ("delivery-order" judges the order), and what was never followed by
 // a higher seq is judged by "no-lost-acks". Membership ends are where the
-// holes are judged.
+// holes are judged. A membership whose client received a message it could
+// not read (event.Unread) is not judged: the hole may be that message.
 type gaps struct {
 	members    memberships[*gapState]
 	deliveries int
+	unread     int // memberships not judged: their client could not read a message
 	v          Verdict
 }
 
@@ -25,6 +27,7 @@ type gapState struct {
 	client string
 	start  uint64
 	got    seqSet
+	unread bool // its client received a message it could not read
 }
 
 func init() {
@@ -38,6 +41,9 @@ func init() {
 
 // judge reports membership k's holes (it has ended).
 func (g *gaps) judge(k memberKey, s *gapState) {
+	if s.unread {
+		return
+	}
 	top := s.got.max()
 	s.got.holes(s.start, top, func(from, to uint64) bool {
 		n := to - from + 1
@@ -52,6 +58,15 @@ func (g *gaps) judge(k memberKey, s *gapState) {
 }
 
 func (g *gaps) Observe(e *event.Event) {
+	if e.Kind == event.Unread {
+		for k, s := range g.members.open {
+			if k.client == e.Client && !s.unread {
+				s.unread = true
+				g.unread++
+			}
+		}
+		return
+	}
 	g.members.track(e, func(e *event.Event) *gapState {
 		return &gapState{client: clientName(e), start: firstExpected(e)}
 	}, g.judge)
@@ -68,7 +83,13 @@ func (g *gaps) Verdict(context.Context, Env) Verdict {
 	if g.deliveries == 0 {
 		return notMeasurable(&g.v, "no deliveries to a joined member observed (%d memberships)", g.members.opened)
 	}
-	summarise(&g.v, fmt.Sprintf("%d memberships (%d deliveries) received every seq up to the highest they got", g.members.opened, g.deliveries),
+	if g.unread > 0 && g.unread == g.members.opened && g.v.Violations == 0 {
+		return notMeasurable(&g.v, "every membership's client received server messages it could not read (unread events): any hole may be one of them")
+	}
+	summarise(&g.v, fmt.Sprintf("%d memberships (%d deliveries) received every seq up to the highest they got", g.members.opened-g.unread, g.deliveries),
 		"%d gaps in members' deliveries", g.v.Violations)
+	if g.unread > 0 {
+		g.v.Summary += fmt.Sprintf("; %d membership(s) not judged: their client received server messages it could not read", g.unread)
+	}
 	return g.v
 }

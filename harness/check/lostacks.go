@@ -26,7 +26,10 @@ import (
 // the server said it stopped delivering. A membership the harness itself
 // cut off because the server had not ended the stream within the close
 // grace after CloseSend (status-codes judges that) is held the same way:
-// what it had not read yet may still have been on its way. Deliveries count across all of a
+// what it had not read yet may still have been on its way. A membership of
+// a client that received a message it could not read (event.Unread: a
+// custom protocol's mapping failed on it) is not judged: any missing seq
+// may be that message. Deliveries count across all of a
 // client's memberships of a room, so a resume's replay makes up for what a
 // broken stream missed. A member that receives nothing is judged too.
 type lostAcks struct {
@@ -39,8 +42,11 @@ type lostAcks struct {
 	// graceCut counts memberships whose stream the harness ended at the
 	// close grace (held only up to their last seq received).
 	graceCut int
-	last     time.Duration
-	v        Verdict
+	// unread counts memberships not judged because their client received
+	// a message it could not read.
+	unread int
+	last   time.Duration
+	v      Verdict
 }
 
 // LostAckParams are the no-lost-acks checker's parameters.
@@ -68,6 +74,7 @@ type membership struct {
 	// cut: the server ended the stream with its own status; only seqs up
 	// to the last one received in this membership are owed.
 	cut    bool
+	unread bool   // not judged: its client received a message it could not read
 	lastIn uint64 // highest seq received in this membership
 }
 
@@ -117,6 +124,13 @@ func (l *lostAcks) Observe(e *event.Event) {
 		}, end)
 	}
 	switch e.Kind {
+	case event.Unread:
+		for k, m := range l.members.open {
+			if k.client == e.Client && !m.unread {
+				m.unread = true
+				l.unread++
+			}
+		}
 	case event.Fault:
 		l.faulted[e.Client] = true
 	case event.Connect:
@@ -199,7 +213,7 @@ func (l *lostAcks) Verdict(context.Context, Env) Verdict {
 	held := 0
 	for _, m := range l.done {
 		room := l.acked[m.scope]
-		if len(room) == 0 {
+		if len(room) == 0 || m.unread {
 			continue
 		}
 		held++
@@ -234,6 +248,9 @@ func (l *lostAcks) Verdict(context.Context, Env) Verdict {
 	}
 	summarise(&l.v, fmt.Sprintf("%d acknowledged messages; each of %d memberships received every one acked while it was subscribed (grace %s)", total, held, l.p.Grace),
 		"%d acknowledged messages missing from members who were subscribed", l.v.Violations)
+	if l.unread > 0 {
+		l.v.Summary += fmt.Sprintf("; %d membership(s) not judged: their client got server messages it could not read (unread events)", l.unread)
+	}
 	if l.graceCut > 0 {
 		l.v.Summary += fmt.Sprintf("; %d membership(s) held only up to their last seq received: the harness ended their stream when the server had not ended it within the close grace", l.graceCut)
 	}

@@ -116,6 +116,21 @@ const (
 	// be inflated by such lag, on its send side and on its receive side,
 	// and a server cannot be blamed for it.
 	HarnessLag
+	// Unread: the client received a server message it could not read into
+	// events: a custom protocol's mapping failed on it (Field = UnreadError)
+	// or none of its rules matched it (UnreadUnmatched); Detail says which
+	// and why. What the message carried (a delivery, an ack) is unknown to
+	// the checks, so those that judge what a member received hold its
+	// memberships only to what it did read. At most MaxUnreadPerStream per
+	// stream are emitted (the last says so).
+	Unread
+)
+
+// Unread event fields (Event.Field) and the most emitted per stream.
+const (
+	UnreadError        = "mapping-error"
+	UnreadUnmatched    = "no-rule"
+	MaxUnreadPerStream = 16
 )
 
 // HarnessLag event fields (Event.Field).
@@ -163,7 +178,7 @@ const FieldOwnAck = "own-ack"
 const FieldClientEnd = "client-end"
 
 var kindNames = [...]string{"", "connect", "disconnect", "join", "leave", "send", "ack", "deliver",
-	"error", "fault", "tick", "replica", "server-state", "kick", "phase", "anomaly", "attack", "harness-lag"}
+	"error", "fault", "tick", "replica", "server-state", "kick", "phase", "anomaly", "attack", "harness-lag", "unread"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {

@@ -61,6 +61,9 @@ type driver struct {
 
 	in  *dynamicpb.Message  // receive loop: read into, then classified
 	got []protocol.Incoming // receive loop: Classify's scratch
+	// unreadN counts the current stream's unread messages (receive loop;
+	// reset by Ended, after both loops returned).
+	unreadN int
 
 	// startJoins are the Join events of a stream of a protocol without a
 	// joined rule: emitted (emitStart) when the stream is first used, by
@@ -360,6 +363,7 @@ func (d *driver) forget(p *pending) {
 // Ended emits a Leave for each room the ended stream was in and resets the
 // per-stream state.
 func (d *driver) Ended() {
+	d.unreadN = 0
 	d.mu.Lock()
 	rooms := make([]string, 0, len(d.joined))
 	for r := range d.joined {

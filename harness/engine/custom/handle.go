@@ -13,18 +13,22 @@ import (
 
 // Handle classifies one server message through the mapping and emits what
 // it means. A message no rule matches, or one a rule cannot read (a field
-// expression failing at run time), emits nothing.
+// expression failing at run time), emits an event.Unread: what it carried
+// is unknown, and the checks must not take its absence for the server's.
 func (d *driver) Handle(m proto.Message) {
 	d.emitStart()
 	got, err := d.m.Classify(d.got[:0], m)
 	d.got = got
 	if err != nil {
+		d.unread(event.UnreadError, "the mapping failed on a server message: "+err.Error())
 		return
 	}
 	now := time.Now()
 	for i := range got {
 		in := &got[i]
 		switch in.Kind {
+		case protocol.Unclassified:
+			d.unread(event.UnreadUnmatched, "a server message matched none of protocol.incoming's rules (add one, or an ignore rule)")
 		case protocol.Delivery:
 			d.deliver(in, now)
 		case protocol.Ack:
@@ -188,4 +192,18 @@ func (d *driver) refused(in *protocol.Incoming) {
 	}
 	d.mu.Unlock()
 	d.c.Emit(&e)
+}
+
+// unread emits an event.Unread for a server message the mapping could not
+// read, at most event.MaxUnreadPerStream per stream (receive loop; Ended
+// resets the count).
+func (d *driver) unread(field, detail string) {
+	d.unreadN++
+	if d.unreadN > event.MaxUnreadPerStream {
+		return
+	}
+	if d.unreadN == event.MaxUnreadPerStream {
+		detail += " (further unread messages on this stream are not reported)"
+	}
+	d.c.Emit(&event.Event{Kind: event.Unread, Field: field, Detail: detail})
 }

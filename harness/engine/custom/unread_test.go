@@ -1,0 +1,46 @@
+package custom_test
+
+import (
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/bidikit/bidikit/harness/check"
+	"github.com/bidikit/bidikit/harness/event"
+)
+
+var _ = Describe("server messages the mapping cannot read", func() {
+	It("are unread events, and the checks judging what members received do not blame the server for them", func(ctx SpecContext) {
+		// The chat mapping without its ignore rule: presence notices (a
+		// member joining the room) match no rule.
+		block := chatProtocol("")
+		const ignore = "    ignore: {when: 'has(m.presence) || has(m.typing)'}\n"
+		Expect(block).To(ContainSubstring(ignore))
+		block = strings.Replace(block, ignore, "", 1)
+		s := parseIn(GinkgoT().TempDir(), "unread.yaml", `name: unread
+service: custom
+seed: 5
+duration: 1500ms
+settle: 300ms
+roles:
+  - {name: talk, count: 2, behaviour: chatter, rooms: 1, rate: 10/s}
+  - {name: lurk, count: 2, behaviour: lurker, rooms: 1}
+checks:
+  - no-gaps
+  - no-lost-acks
+  - status-codes
+`+block)
+		addr, admin := startReference()
+		res, counts := run(ctx, s, addr, admin)
+		Expect(counts[event.Unread]).To(BeNumerically(">", 0), "presence notices came and were reported unread")
+		for _, v := range res.Checks {
+			switch v.Name {
+			case "no-gaps", "no-lost-acks":
+				Expect(v.Status).NotTo(Equal(check.Fail), "%s: %s", v.Name, v.Summary)
+				Expect(v.Summary).To(ContainSubstring("not judged"), v.Name)
+			}
+		}
+	}, SpecTimeout(time.Minute))
+})
