@@ -202,6 +202,14 @@ var _ = Describe("chat ordering checkers", func() {
 		v = run("no-gaps", noDecode, nil, withUnread)
 		Expect(v.Status).To(Equal(check.Pass), "%s %v", v.Summary, v.Evidence)
 		Expect(v.Summary).To(ContainSubstring("1 membership(s) not judged"))
+		// When no membership is left to judge, neither passes.
+		for _, c := range []int{0, 1} {
+			withUnread = append(withUnread, ev.Event{Kind: ev.Unread, At: 5 * time.Second, Client: c, User: user(c), Field: ev.UnreadUnmatched})
+		}
+		for _, name := range []string{"no-lost-acks", "no-gaps"} {
+			v = run(name, noDecode, nil, withUnread)
+			Expect(v.Status).To(Equal(check.NotMeasurable), "%s: %s", name, v.Summary)
+		}
 	})
 
 	It("does not hold a member whose stream ended cleanly to what was acked after it left", func() {

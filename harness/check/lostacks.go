@@ -246,6 +246,9 @@ func (l *lostAcks) Verdict(context.Context, Env) Verdict {
 			return true
 		})
 	}
+	if held == 0 && l.v.Violations == 0 {
+		return notMeasurable(&l.v, "%d acknowledged messages, but no membership of their rooms to hold to them (%d not judged: their client got server messages it could not read)", total, l.unread)
+	}
 	summarise(&l.v, fmt.Sprintf("%d acknowledged messages; each of %d memberships received every one acked while it was subscribed (grace %s)", total, held, l.p.Grace),
 		"%d acknowledged messages missing from members who were subscribed", l.v.Violations)
 	if l.unread > 0 {
