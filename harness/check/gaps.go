@@ -84,7 +84,7 @@ func (g *gaps) Verdict(context.Context, Env) Verdict {
 		return notMeasurable(&g.v, "no deliveries to a joined member observed (%d memberships)", g.members.opened)
 	}
 	if g.unread > 0 && g.unread == g.members.opened && g.v.Violations == 0 {
-		return notMeasurable(&g.v, "every membership's client received server messages it could not read (unread events): any hole may be one of them")
+		return notMeasurable(&g.v, "%d membership(s) not judged, all there were: their client received server messages it could not read (unread events), and any hole may be one of them", g.unread)
 	}
 	summarise(&g.v, fmt.Sprintf("%d memberships (%d deliveries) received every seq up to the highest they got", g.members.opened-g.unread, g.deliveries),
 		"%d gaps in members' deliveries", g.v.Violations)
