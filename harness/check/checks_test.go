@@ -657,6 +657,29 @@ var _ = Describe("fairness", func() {
 		Expect(v.Status).To(Equal(check.Fail), v.Summary)
 		Expect(v.Evidence[0].Detail).To(ContainSubstring("got RESOURCE_EXHAUSTED: slow consumer"))
 	})
+	It("refuses impossible parameters, naming the one that is wrong", func() {
+		for param, want := range map[string]string{
+			"p99_ratio_max": "p99_ratio_max is 0, want > 0", "jain_min": "jain_min is 2, want within [0, 1]",
+			"burst": "burst is -1, want >= 0", "harness_pause_max": "harness_pause_max is -1s, want > 0",
+		} {
+			_, err := check.New("fairness", func(into any) error {
+				p := into.(*check.FairnessParams)
+				p.Honest, p.Attackers = "honest", "flooder"
+				switch param {
+				case "p99_ratio_max":
+					p.P99RatioMax = 0
+				case "jain_min":
+					p.JainMin = 2
+				case "burst":
+					p.Burst = -1
+				case "harness_pause_max":
+					p.HarnessPauseMax = -time.Second
+				}
+				return nil
+			})
+			Expect(err).To(MatchError(ContainSubstring(want)), param)
+		}
+	})
 	It("computes Jain's index", func() {
 		Expect(check.Jain([]float64{1, 1, 1, 1})).To(BeNumerically("~", 1, 1e-9))
 		Expect(check.Jain([]float64{1, 0, 0, 0})).To(BeNumerically("~", 0.25, 1e-9))

@@ -117,8 +117,17 @@ func init() {
 		if p.Honest == "" || p.Attackers == "" {
 			return nil, fmt.Errorf("fairness: honest and attackers must name roles")
 		}
-		if p.P99RatioMax <= 0 || p.JainMin < 0 || p.JainMin > 1 || p.Rate < 0 || p.Burst < 0 || p.HarnessPauseMax <= 0 {
-			return nil, fmt.Errorf("fairness: p99_ratio_max and harness_pause_max must be > 0, jain_min within [0,1], rate and burst >= 0")
+		switch {
+		case p.P99RatioMax <= 0:
+			return nil, fmt.Errorf("fairness: p99_ratio_max is %g, want > 0", p.P99RatioMax)
+		case p.JainMin < 0 || p.JainMin > 1:
+			return nil, fmt.Errorf("fairness: jain_min is %g, want within [0, 1]", p.JainMin)
+		case p.Rate < 0:
+			return nil, fmt.Errorf("fairness: rate is %g, want >= 0", p.Rate)
+		case p.Burst < 0:
+			return nil, fmt.Errorf("fairness: burst is %d, want >= 0", p.Burst)
+		case p.HarnessPauseMax <= 0:
+			return nil, fmt.Errorf("fairness: harness_pause_max is %s, want > 0", p.HarnessPauseMax)
 		}
 		hist := func() *hdrhistogram.Histogram { return hdrhistogram.New(1, int64(60*time.Second/time.Microsecond), 3) }
 		return &fairness{p: p, calm: hist(), under: hist(), calmAck: hist(), underAck: hist(),
