@@ -5,8 +5,12 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -63,6 +67,42 @@ var _ = Describe("workloads against the in-process reference server", func() {
 		Expect(res.Vs.Ratio).To(BeNumerically("~", res.MessagesPerSec/res.Vs.MessagesPerSec, 1e-9))
 	}, SpecTimeout(60*time.Second))
 
+	DescribeTable("--streams-per-conn: clients share connections, as many as the flag says",
+		func(ctx SpecContext, workload string, engine bool) {
+			srv, err := bench.StartServer(ctx, 0, nil)
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(srv.Stop)
+			done := make(chan error, 1)
+			var res bench.Result
+			go func() {
+				var err error
+				res, err = bench.Run(ctx, workload, bench.Params{Target: srv.Addr(), Clients: 8, Scopes: 2, Rate: 20,
+					StreamsPerConn: 4, Duration: 1500 * time.Millisecond, Engine: engine})
+				done <- err
+			}()
+			most := 0.0 // the most connections the server saw open at once
+		poll:
+			for range 1000 { // bounded: 1000 x 10ms
+				select {
+				case err := <-done:
+					Expect(err).NotTo(HaveOccurred())
+					break poll
+				case <-time.After(10 * time.Millisecond):
+				}
+				most = max(most, openConns(srv.AdminURL()))
+			}
+			want := 2.0 // 8 clients at 4 per connection
+			if engine {
+				want++ // the engine's env keeps one connection per target for its checks
+			}
+			Expect(most).To(Equal(want), "8 clients at 4 per connection")
+			Expect(res.Messages).To(BeNumerically(">", 0))
+			Expect(res.Params).To(HaveKeyWithValue("streams_per_conn", "4"))
+		},
+		Entry("chat-echo, bare loop", bench.ChatEcho, false, SpecTimeout(60*time.Second)),
+		Entry("chat-fanout, engine", bench.ChatFanout, true, SpecTimeout(60*time.Second)),
+		Entry("game-ticks", bench.GameTicks, false, SpecTimeout(60*time.Second)))
+
 	It("chat-fanout delivers each message to every member of its room", func(ctx SpecContext) {
 		res, err := bench.Run(ctx, bench.ChatFanout, bench.Params{Clients: 6, Scopes: 2, Rate: 20, Duration: time.Second})
 		Expect(err).NotTo(HaveOccurred())
@@ -115,6 +155,8 @@ var _ = Describe("Check", func() {
 		Entry("unknown workload", "chat-flood", bench.Params{}, `unknown workload "chat-flood"`),
 		Entry("collab without a trace", bench.CollabTrace, bench.Params{}, "--trace"),
 		Entry("negative rate", bench.ChatEcho, bench.Params{Rate: -1}, "--rate"),
+		Entry("negative streams per connection", bench.ChatFanout, bench.Params{StreamsPerConn: -1}, "--streams-per-conn is -1"),
+		Entry("streams per connection on collab-trace", bench.CollabTrace, bench.Params{Trace: "t.json", StreamsPerConn: 4}, "collab-trace runs one stream"),
 		Entry("more matches than players", bench.GameTicks, bench.Params{Clients: 2, Scopes: 3}, "--scopes 3"),
 	)
 })
@@ -231,3 +273,17 @@ var _ = Describe("Compare", func() {
 		Expect(ds[0].Verdict()).To(HavePrefix("better (p="))
 	})
 })
+
+// openConns reads bidikit_connections_open from the server's /metrics.
+func openConns(adminURL string) float64 {
+	resp, err := http.Get(adminURL + "/metrics")
+	Expect(err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	Expect(err).NotTo(HaveOccurred())
+	m := regexp.MustCompile(`(?m)^bidikit_connections_open (\S+)$`).FindSubmatch(b)
+	Expect(m).NotTo(BeNil(), "bidikit_connections_open on /metrics")
+	v, err := strconv.ParseFloat(string(m[1]), 64)
+	Expect(err).NotTo(HaveOccurred())
+	return v
+}

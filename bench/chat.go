@@ -34,6 +34,7 @@ func chatEngine(ctx context.Context, workload, target, admin string, p Params) (
 			ScopePrefix: "bench-" + runID(),
 			Params:      &engine.ChatterParams{BodyBytes: p.BodyBytes, RoomsPerClient: 1},
 		}},
+		StreamsPerConn: max(p.StreamsPerConn, 1),
 	}
 	opts := []engine.Option{engine.WithTarget(target), engine.WithLogger(p.Log)}
 	if admin != "" {
@@ -56,7 +57,8 @@ func chatEngine(ctx context.Context, workload, target, admin string, p Params) (
 }
 
 // chatLoop is the bare generated-stub client loop for the chat workloads:
-// one connection and one Connect stream per client, joined to its room;
+// one Connect stream per client (p.StreamsPerConn of them per connection),
+// joined to its room;
 // once every client has joined, each sends at p.Rate for p.Duration while
 // its receive loop counts deliveries and records send-to-delivery latency.
 // Then each half-closes and reads to io.EOF.
@@ -72,13 +74,15 @@ func chatLoop(ctx context.Context, workload, target string, p Params) (Result, e
 	var measureEnd atomic.Int64 // unix nanos; deliveries after it are not counted
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	conns := newConnPool(target, p.StreamsPerConn)
+	defer conns.Close()
 
 	var wg sync.WaitGroup
 	for i := 0; i < p.Clients; i++ {
 		wg.Go(func() {
 			user := "bench-" + strconv.Itoa(i)
 			room := prefix + "-" + strconv.Itoa(i%max(p.Scopes, 1))
-			err := chatClient(runCtx, target, user, room, body, p, i, joined, startC, &measureEnd, hist, &sent, &delivered)
+			err := chatClient(runCtx, conns, user, room, body, p, i, joined, startC, &measureEnd, hist, &sent, &delivered)
 			if err != nil {
 				errs.add(err)
 				select { // a client that failed before joining must not hold the start
@@ -110,14 +114,13 @@ func chatLoop(ctx context.Context, workload, target string, p Params) (Result, e
 
 // chatClient is one bare chat client. Its send loop and receive loop own
 // their own errors, joined by errgroup.
-func chatClient(ctx context.Context, target, user, room, body string, p Params, i int,
+func chatClient(ctx context.Context, conns *connPool, user, room, body string, p Params, i int,
 	joined chan<- struct{}, startC <-chan struct{}, measureEnd *atomic.Int64,
 	hist *ShardedHist, sent, delivered *atomic.Int64) error {
-	cc, err := dial(target)
+	cc, err := conns.get(i)
 	if err != nil {
 		return err
 	}
-	defer cc.Close()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := chatclient.Connect(sctx, cc, user)

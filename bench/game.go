@@ -17,8 +17,8 @@ import (
 )
 
 // runGame runs game-ticks with bench's own generated-stub players: Clients
-// players spread round-robin over Scopes matches, one connection and one
-// Play stream each. Once every player has joined, each sends a small move
+// players spread round-robin over Scopes matches, one Play stream each
+// (p.StreamsPerConn of them per connection). Once every player has joined, each sends a small move
 // at p.Rate for p.Duration while its receive loop counts tick updates and
 // records tick-to-delivery latency (the update's server_unix_nanos to its
 // arrival; client and server share the clock on one host).
@@ -32,11 +32,13 @@ func runGame(ctx context.Context, target string, p Params) (Result, error) {
 	var measureEnd atomic.Int64
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	conns := newConnPool(target, p.StreamsPerConn)
+	defer conns.Close()
 	var wg sync.WaitGroup
 	for i := 0; i < p.Clients; i++ {
 		wg.Go(func() {
 			match := prefix + "-" + strconv.Itoa(i%p.Scopes)
-			if err := gamePlayer(runCtx, target, "bench-"+strconv.Itoa(i), match, p, i, joined, startC, &measureEnd, hist, &sent, &ticks, errs); err != nil {
+			if err := gamePlayer(runCtx, conns, "bench-"+strconv.Itoa(i), match, p, i, joined, startC, &measureEnd, hist, &sent, &ticks, errs); err != nil {
 				errs.add(err)
 				select {
 				case joined <- struct{}{}:
@@ -56,7 +58,8 @@ func runGame(ctx context.Context, target string, p Params) (Result, error) {
 	res := Result{Tool: "bidikit-loop", DurationS: elapsed.Seconds(), Messages: sent.Load(), Deliveries: ticks.Load(),
 		LatencyMS: Summarize(hist.Merged()), LatencyOf: "tick-to-delivery", Errors: errs.snapshot(),
 		Params: map[string]string{"players": strconv.Itoa(p.Clients), "matches": strconv.Itoa(p.Scopes),
-			"inputs_per_sec_per_player": strconv.FormatFloat(p.Rate, 'g', -1, 64), "duration": p.Duration.String()}}
+			"inputs_per_sec_per_player": strconv.FormatFloat(p.Rate, 'g', -1, 64), "duration": p.Duration.String(),
+			"streams_per_conn": strconv.Itoa(p.StreamsPerConn)}}
 	if ctx.Err() != nil {
 		return res, ctx.Err()
 	}
@@ -68,14 +71,13 @@ func runGame(ctx context.Context, target string, p Params) (Result, error) {
 
 // gamePlayer is one bare player; its send and receive loops own their own
 // errors, joined by errgroup.
-func gamePlayer(ctx context.Context, target, user, match string, p Params, i int,
+func gamePlayer(ctx context.Context, conns *connPool, user, match string, p Params, i int,
 	joined chan<- struct{}, startC <-chan struct{}, measureEnd *atomic.Int64,
 	hist *ShardedHist, sent, ticks *atomic.Int64, errs *errCount) error {
-	cc, err := dial(target)
+	cc, err := conns.get(i)
 	if err != nil {
 		return err
 	}
-	defer cc.Close()
 	sctx, cancel := context.WithCancel(withToken(ctx, user))
 	defer cancel()
 	stream, err := gamev1.NewGameServiceClient(cc).Play(sctx)

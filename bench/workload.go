@@ -57,10 +57,12 @@ type Params struct {
 	Trace string
 	// Window is how many collab operations are in flight at once.
 	Window int
-	// Step and StepEvery pace conn-ramp; StreamsPerConn is how many of its
-	// streams share one TCP connection.
-	Step           int
-	StepEvery      time.Duration
+	// Step and StepEvery pace conn-ramp.
+	Step      int
+	StepEvery time.Duration
+	// StreamsPerConn is how many streams share one TCP connection: conn-ramp
+	// (default 100), chat-echo, chat-fanout and game-ticks (default 1, one
+	// connection per client as a separate device would have).
 	StreamsPerConn int
 	// Engine drives chat workloads through the harness engine (the default
 	// in cmd); false uses bench's own generated-stub loop.
@@ -96,6 +98,10 @@ func Defaults(workload string, p Params) Params {
 	}
 	def(&p.BodyBytes, 64)
 	def(&p.Window, 64)
+	switch workload {
+	case ChatFanout, ChatEcho, GameTicks:
+		def(&p.StreamsPerConn, 1)
+	}
 	switch workload {
 	case ChatFanout:
 		def(&p.Clients, 1000)
@@ -148,6 +154,10 @@ func Check(workload string, p Params) error {
 		return fmt.Errorf("--rate is %v, want > 0", p.Rate)
 	case p.Duration < 0:
 		return fmt.Errorf("--duration is %v, want > 0", p.Duration)
+	case p.StreamsPerConn < 0:
+		return fmt.Errorf("--streams-per-conn is %d, want >= 1", p.StreamsPerConn)
+	case p.StreamsPerConn > 0 && workload == CollabTrace:
+		return errors.New("--streams-per-conn: collab-trace runs one stream; the flag is for chat-echo, chat-fanout, game-ticks and conn-ramp")
 	case p.Hold < 0:
 		return fmt.Errorf("--hold is %v, want >= 0", p.Hold)
 	case p.Vs != "" && (workload != ConnRamp || p.Vs != VsPlain):
@@ -258,6 +268,7 @@ func chatParams(workload string, p Params) map[string]string {
 		"clients": strconv.Itoa(p.Clients), "rooms": strconv.Itoa(p.Scopes),
 		"rate_per_client": strconv.FormatFloat(p.Rate, 'g', -1, 64),
 		"body_bytes":      strconv.Itoa(p.BodyBytes), "duration": p.Duration.String(),
+		"streams_per_conn": strconv.Itoa(p.StreamsPerConn),
 	}
 }
 
@@ -273,6 +284,46 @@ func dial(addr string) (*grpc.ClientConn, error) {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
 	return cc, nil
+}
+
+// connPool hands clients their connections: client i uses connection
+// i/perConn, dialled by the first client that asks for it. Every client
+// goroutine may call get; the pool owns the connections until Close.
+type connPool struct {
+	target  string
+	perConn int
+	mu      sync.Mutex
+	conns   map[int]*grpc.ClientConn
+}
+
+func newConnPool(target string, perConn int) *connPool {
+	return &connPool{target: target, perConn: max(perConn, 1), conns: map[int]*grpc.ClientConn{}}
+}
+
+// get returns client i's connection.
+func (cp *connPool) get(i int) (*grpc.ClientConn, error) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	k := i / cp.perConn
+	if cc := cp.conns[k]; cc != nil {
+		return cc, nil
+	}
+	cc, err := dial(cp.target)
+	if err != nil {
+		return nil, err
+	}
+	cp.conns[k] = cc
+	return cc, nil
+}
+
+// Close closes every connection, once the clients are done.
+func (cp *connPool) Close() {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	for k, cc := range cp.conns {
+		_ = cc.Close()
+		delete(cp.conns, k)
+	}
 }
 
 // withToken returns ctx carrying "authorization: Bearer user" (dev auth

@@ -93,7 +93,7 @@ func newBenchCmd() *cobra.Command {
 	fs.IntVar(&b.p.Window, "window", 64, "collab-trace: operations in flight; --call: windowed mode, at most this many messages in flight per stream")
 	fs.IntVar(&b.p.Step, "step", 500, "conn-ramp: streams opened per step")
 	fs.DurationVar(&b.p.StepEvery, "step-every", 250*time.Millisecond, "conn-ramp: time between steps")
-	fs.IntVar(&b.p.StreamsPerConn, "streams-per-conn", 100, "conn-ramp: streams sharing one TCP connection")
+	fs.IntVar(&b.p.StreamsPerConn, "streams-per-conn", 0, "streams sharing one TCP connection (default: chat-echo, chat-fanout, game-ticks 1; conn-ramp 100)")
 	fs.BoolVar(&b.spawn, "spawn-server", false, "conn-ramp: run the server as a 'bidikit serve' subprocess of this binary, to read its own RSS")
 	fs.DurationVar(&b.p.Hold, "hold", 0, "conn-ramp: hold the streams this long after the ramp before reading the server's memory (time to take a heap or goroutine profile from its admin /debug/pprof/)")
 	fs.StringVar(&b.p.AdminURL, "admin-url", "", "the target's admin HTTP base URL, to read its RSS (e.g. http://127.0.0.1:7071)")
