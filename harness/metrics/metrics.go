@@ -10,6 +10,7 @@ package metrics
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
@@ -121,7 +122,8 @@ func (c *Collector) AddError(key string, n int) {
 // Observe records one event: traffic counts, latencies, and under Errors
 // every error event and every stream that ended with a non-OK status, by
 // code name (a server's Error event and a status that ends a stream are
-// both problems a client met). It does not block and allocates nothing on
+// both problems a client met), and every server message the harness could
+// not read (UnreadKey). It does not block and allocates nothing on
 // the hot paths (send, ack, deliver, tick).
 func (c *Collector) Observe(e *event.Event) {
 	c.timeline.advance(e.At)
@@ -199,8 +201,26 @@ func (c *Collector) Observe(e *event.Event) {
 	case event.Error:
 		c.errors[CodeName(e.Code)]++
 		cur.errors++
+	case event.Unread:
+		// A server message the harness could not read is the harness's
+		// problem (a mapping that fails or misses a rule), not the server's:
+		// counted apart from status codes and not on the timeline's error line.
+		c.errors[UnreadKey(e.Field)]++
 	}
 	cur.connected = c.connected
+}
+
+// UnreadKey is the result.Scenario.Errors key of event.Unread events of
+// field (event.UnreadError, event.UnreadUnmatched): "harness:unread-" field.
+// The drivers emit at most event.MaxUnreadPerStream of them per stream, so the
+// count is a lower bound of the messages not read.
+func UnreadKey(field string) string { return "harness:unread-" + field }
+
+// FromEvents reports whether Observe counts the Errors key from events
+// (status codes, unread messages); the others come from AddError. A merge
+// that replays the events recounts the former and must add only the latter.
+func FromEvents(key string) bool {
+	return !strings.HasPrefix(key, "harness:") || strings.HasPrefix(key, "harness:unread-")
 }
 
 var codeNames = [...]string{"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",

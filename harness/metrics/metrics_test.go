@@ -29,11 +29,15 @@ var _ = Describe("Collector", func() {
 		}
 		c.Observe(&event.Event{Kind: event.Error, Client: 0, Code: codes.ResourceExhausted})
 		c.Observe(&event.Event{Kind: event.Disconnect, Client: 1, At: 3 * time.Second, Code: codes.Canceled})
+		c.Observe(&event.Event{Kind: event.Unread, Client: 1, At: 3 * time.Second, Field: event.UnreadUnmatched})
+		c.Observe(&event.Event{Kind: event.Unread, Client: 1, At: 3 * time.Second, Field: event.UnreadUnmatched})
+		c.Observe(&event.Event{Kind: event.Unread, Client: 0, At: 3 * time.Second, Field: event.UnreadError})
 		c.Finish(4 * time.Second)
 		var s result.Scenario
 		c.Fill(&s)
 		Expect(s.Messages).To(Equal(result.Messages{Sent: 100, Acked: 100, Delivered: 100}))
-		Expect(s.Errors).To(Equal(map[string]int{"RESOURCE_EXHAUSTED": 1, "CANCELLED": 1}))
+		Expect(s.Errors).To(Equal(map[string]int{"RESOURCE_EXHAUSTED": 1, "CANCELLED": 1,
+			"harness:unread-no-rule": 2, "harness:unread-mapping-error": 1}))
 		Expect(s.LatencyMS.Count).To(BeEquivalentTo(100))
 		Expect(s.LatencyMS.P50).To(BeNumerically("~", 50, 1))
 		Expect(s.LatencyMS.Max).To(BeNumerically("~", 100, 1))

@@ -262,7 +262,7 @@ func mergeSection(ctx context.Context, rs []*Reader, hs []*Header) (Scenario, er
 	var failures, interrupted []string
 	for i, t := range ts {
 		for k, v := range t.Result.Errors {
-			if strings.HasPrefix(k, "harness:") {
+			if !metrics.FromEvents(k) { // the replay counted the others
 				res.Errors[k] += v
 			}
 		}

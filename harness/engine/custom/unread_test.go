@@ -35,6 +35,8 @@ checks:
 		addr, admin := startReference()
 		res, counts := run(ctx, s, addr, admin)
 		Expect(counts[event.Unread]).To(BeNumerically(">", 0), "presence notices came and were reported unread")
+		Expect(res.Errors).To(HaveKeyWithValue("harness:unread-no-rule", counts[event.Unread]),
+			"the result counts them as the harness's errors")
 		for _, v := range res.Checks {
 			switch v.Name {
 			case "no-gaps", "no-lost-acks":
