@@ -24,17 +24,19 @@ var (
 )
 
 // ErrConflict is wrapped in the error an Append callback gets when the
-// record's (stream, seq) or (stream, key) is already stored. Only that
-// record fails; the others of its batch are committed.
-var ErrConflict = errors.New("record conflicts with a stored one (same stream and seq, or same stream and key)")
+// record's seq is not above its stream's last stored one, or its (stream,
+// key) is already stored. Only that record fails; the others of its batch
+// are committed.
+var ErrConflict = errors.New("record conflicts with a stored one (same stream and a seq not above its last, or same stream and key)")
 
 // schemaVersion is the layout this build writes and reads, kept in the
-// bidikit_meta table.
-const schemaVersion = 1
+// bidikit_meta table. Version 1 (one row per record) is migrated to it on
+// open (migrateV1).
+const schemaVersion = 2
 
-// rangePage is how many records Range reads per query; the read snapshot is
+// rangePage is how many chunks Range reads per query; the read snapshot is
 // released between pages, so fn never runs while a read transaction is open.
-const rangePage = 256
+const rangePage = 16
 
 // SQLite is a durable Store in one SQLite file (WAL journal,
 // synchronous=FULL).
@@ -148,7 +150,8 @@ func openWriter(path, name string, cfg sqliteConfig) (_ *sqliteWriter, err error
 	}
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
-	w := &sqliteWriter{path: path, db: db, cfg: cfg, stmts: map[int]*sql.Stmt{}, touched: map[string]uint64{}}
+	w := &sqliteWriter{path: path, db: db, cfg: cfg, stmts: map[stmtKey]*sql.Stmt{},
+		streams: map[string]*pending{}, touched: map[string]uint64{}}
 	defer func() {
 		if err != nil {
 			_ = w.close()
@@ -216,38 +219,133 @@ func (w *sqliteWriter) schema(ctx context.Context) (err error) {
 		if err != nil {
 			return fmt.Errorf("open %s: not a bidikit database: read schema version: %w", w.path, err)
 		}
-		if v != strconv.Itoa(schemaVersion) {
-			return fmt.Errorf("open %s: schema version %s, this build reads version %d", w.path, v, schemaVersion)
+		switch v {
+		case strconv.Itoa(schemaVersion):
+		case "1":
+			if err := w.migrateV1(ctx); err != nil {
+				return fmt.Errorf("open %s: migrate schema version 1 to %d: %w", w.path, schemaVersion, err)
+			}
+		default:
+			return fmt.Errorf("open %s: schema version %s, this build reads versions 1 and %d", w.path, v, schemaVersion)
 		}
 	case tables > 0:
 		return fmt.Errorf("open %s: not a bidikit database: it has %d table(s) but no bidikit_meta table", w.path, tables)
 	}
-	for _, q := range []string{
-		`CREATE TABLE IF NOT EXISTS bidikit_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)`,
-		`INSERT OR IGNORE INTO bidikit_meta (name, value) VALUES ('schema_version', '` + strconv.Itoa(schemaVersion) + `')`,
-		`CREATE TABLE IF NOT EXISTS records (
-			stream     TEXT NOT NULL,
-			seq        INTEGER NOT NULL,
-			key        TEXT NOT NULL DEFAULT '',
-			unix_nanos INTEGER NOT NULL,
-			payload    BLOB,
-			PRIMARY KEY (stream, seq)
-		) WITHOUT ROWID`,
-		`CREATE UNIQUE INDEX IF NOT EXISTS records_key ON records (stream, key) WHERE key != ''`,
-		`CREATE TABLE IF NOT EXISTS snapshots (
-			stream TEXT PRIMARY KEY,
-			seq    INTEGER NOT NULL,
-			data   BLOB
-		)`,
-	} {
-		if _, err := w.conn.ExecContext(ctx, q); err != nil {
-			return openErr(w.path, "create schema", err)
-		}
+	if err := w.create(ctx); err != nil {
+		return openErr(w.path, "create schema", err)
 	}
 	if _, err := w.conn.ExecContext(ctx, "COMMIT"); err != nil {
 		return openErr(w.path, "commit schema", err)
 	}
 	return nil
+}
+
+// schemaTables are the tables of this schema version:
+//   - chunks: a stream's records, a chunk per stream per commit (see chunk);
+//     first and last are the seqs of its first and last record;
+//   - keys: the seq of each record with a key, to find resends;
+//   - snapshots: each stream's latest snapshot.
+var schemaTables = []string{
+	`CREATE TABLE IF NOT EXISTS bidikit_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)`,
+	`CREATE TABLE IF NOT EXISTS chunks (
+		stream TEXT NOT NULL,
+		first  INTEGER NOT NULL,
+		last   INTEGER NOT NULL,
+		data   BLOB NOT NULL,
+		PRIMARY KEY (stream, first)
+	) WITHOUT ROWID`,
+	`CREATE TABLE IF NOT EXISTS keys (
+		stream TEXT NOT NULL,
+		key    TEXT NOT NULL,
+		seq    INTEGER NOT NULL,
+		PRIMARY KEY (stream, key)
+	) WITHOUT ROWID`,
+	`CREATE TABLE IF NOT EXISTS snapshots (
+		stream TEXT PRIMARY KEY,
+		seq    INTEGER NOT NULL,
+		data   BLOB
+	)`,
+}
+
+// create creates the tables that are missing and records the schema
+// version (inside schema's transaction).
+func (w *sqliteWriter) create(ctx context.Context) error {
+	for _, q := range schemaTables {
+		if _, err := w.conn.ExecContext(ctx, q); err != nil {
+			return err
+		}
+	}
+	_, err := w.conn.ExecContext(ctx, `INSERT INTO bidikit_meta (name, value) VALUES ('schema_version', ?1)
+		ON CONFLICT (name) DO UPDATE SET value = excluded.value`, strconv.Itoa(schemaVersion))
+	return err
+}
+
+// migrateV1 turns a version 1 store (a records table, one row per record)
+// into this version inside schema's transaction: each stream's records
+// become chunks (in seq order, chunkMaxRecords at most each), their keys
+// rows of keys, and the records table is dropped.
+func (w *sqliteWriter) migrateV1(ctx context.Context) error {
+	if err := w.create(ctx); err != nil {
+		return err
+	}
+	if _, err := w.conn.ExecContext(ctx, `INSERT INTO keys (stream, key, seq)
+		SELECT stream, key, seq FROM records WHERE key != ''`); err != nil {
+		return fmt.Errorf("copy keys: %w", err)
+	}
+	var (
+		stream string
+		after  int64 = -1
+		c      chunk
+		put    = func(stream string) error {
+			if c.n == 0 {
+				return nil
+			}
+			_, err := w.conn.ExecContext(ctx, `INSERT INTO chunks (stream, first, last, data) VALUES (?1, ?2, ?3, ?4)`,
+				stream, int64(c.first), int64(c.last), c.data)
+			c = chunk{}
+			return err
+		}
+	)
+	for { // pages of records in (stream, seq) order
+		rows, err := w.conn.QueryContext(ctx, `SELECT stream, seq, key, unix_nanos, payload FROM records
+			WHERE (stream, seq) > (?1, ?2) ORDER BY stream, seq LIMIT 1000`, stream, after)
+		if err != nil {
+			return fmt.Errorf("read records: %w", err)
+		}
+		var page []Record
+		for rows.Next() {
+			var r Record
+			var seq int64
+			if err := rows.Scan(&r.Stream, &seq, &r.Key, &r.UnixNanos, &r.Payload); err != nil {
+				_ = rows.Close()
+				return fmt.Errorf("read records: %w", err)
+			}
+			r.Seq = uint64(seq)
+			page = append(page, r)
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return fmt.Errorf("read records: %w", err)
+		}
+		for i := range page {
+			r := &page[i]
+			if r.Stream != stream || c.full() {
+				if err := put(stream); err != nil {
+					return fmt.Errorf("write chunk of %q: %w", stream, err)
+				}
+			}
+			stream = r.Stream
+			c.add(r)
+			after = int64(r.Seq)
+		}
+		if len(page) < 1000 {
+			break
+		}
+	}
+	if err := put(stream); err != nil {
+		return fmt.Errorf("write chunk of %q: %w", stream, err)
+	}
+	_, err := w.conn.ExecContext(ctx, `DROP TABLE records`)
+	return err
 }
 
 // openReaders opens the read pool and prepares the read statements.
@@ -264,12 +362,16 @@ func (s *SQLite) openReaders(name string) error {
 		q   string
 	}{
 		{&s.headStmt, `SELECT
-			(SELECT seq FROM records WHERE stream = ?1 ORDER BY seq ASC LIMIT 1),
-			(SELECT seq FROM records WHERE stream = ?1 ORDER BY seq DESC LIMIT 1),
+			(SELECT first FROM chunks WHERE stream = ?1 ORDER BY first ASC LIMIT 1),
+			(SELECT last FROM chunks WHERE stream = ?1 ORDER BY first DESC LIMIT 1),
 			(SELECT seq FROM snapshots WHERE stream = ?1)`},
-		{&s.rangeStmt, `SELECT seq, key, unix_nanos, payload FROM records
-			WHERE stream = ?1 AND seq >= ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4`},
-		{&s.keyStmt, `SELECT seq FROM records WHERE stream = ?1 AND key = ?2 AND key != ''`},
+		// The chunks holding seqs from ?2 to ?3: from the one that starts at
+		// or before ?2 on.
+		{&s.rangeStmt, `SELECT first, last, data FROM chunks
+			WHERE stream = ?1 AND first <= ?3 AND first >= coalesce(
+				(SELECT first FROM chunks WHERE stream = ?1 AND first <= ?2 ORDER BY first DESC LIMIT 1), ?2)
+			ORDER BY first LIMIT ?4`},
+		{&s.keyStmt, `SELECT seq FROM keys WHERE stream = ?1 AND key = ?2`},
 		{&s.snapStmt, `SELECT seq, data FROM snapshots WHERE stream = ?1`},
 	} {
 		if *p.dst, err = db.Prepare(p.q); err != nil {
@@ -331,7 +433,9 @@ func (s *SQLite) enqueue(op sqliteOp) {
 }
 
 // Head implements Store. A stream with a snapshot but no records reports
-// the snapshot's seq as Last, like Memory.
+// the snapshot's seq as Last, like Memory. With WithRetain, Oldest is the
+// oldest of the newest n seqs even while older records still share a chunk
+// with them.
 func (s *SQLite) Head(stream string) (Head, error) {
 	if s.readClosed.Load() {
 		return Head{}, ErrClosed
@@ -346,33 +450,70 @@ func (s *SQLite) Head(stream string) (Head, error) {
 		}
 		return Head{}, nil
 	}
-	return Head{Last: uint64(hi.Int64), Oldest: uint64(lo.Int64)}, nil
+	h := Head{Last: uint64(hi.Int64), Oldest: uint64(lo.Int64)}
+	if n := uint64(s.cfg.retain); n > 0 && h.Last >= n {
+		h.Oldest = max(h.Oldest, h.Last-n+1)
+	}
+	return h, nil
 }
 
-// Range implements Store. It reads in pages and calls fn with no read
-// transaction open, so a slow fn holds no database resources.
+// retainedFrom is the oldest seq of stream that reads may return: 0
+// without WithRetain.
+func (s *SQLite) retainedFrom(stream string) (uint64, error) {
+	if s.cfg.retain <= 0 {
+		return 0, nil
+	}
+	h, err := s.Head(stream)
+	return h.Oldest, err
+}
+
+// errStopRange ends decoding a chunk past a Range's end.
+var errStopRange = errors.New("past the range")
+
+// Range implements Store. It reads in pages of chunks and calls fn with no
+// read transaction open, so a slow fn holds no database resources.
 func (s *SQLite) Range(stream string, from, to uint64, fn func(Record) error) error {
 	if to > math.MaxInt64 {
 		to = math.MaxInt64
 	}
-	page := make([]Record, 0, rangePage)
+	oldest, err := s.retainedFrom(stream)
+	if err != nil {
+		return err
+	}
+	from = max(from, oldest)
+	var page []storedChunk
 	for from <= to {
 		if s.readClosed.Load() {
 			return ErrClosed
 		}
-		var err error
 		if page, err = s.rangePage(stream, from, to, page[:0]); err != nil {
 			return err
 		}
-		for _, r := range page {
-			if err := fn(r); err != nil {
-				return err
+		for _, c := range page {
+			var fnErr error
+			err := decodeChunk(stream, c.first, c.data, func(r Record) error {
+				switch {
+				case r.Seq < from:
+					return nil
+				case r.Seq > to:
+					return errStopRange
+				}
+				fnErr = fn(r)
+				return fnErr
+			})
+			switch {
+			case errors.Is(err, errStopRange):
+				return nil
+			case fnErr != nil:
+				return fnErr
+			case err != nil:
+				return s.readErr("range", stream, err)
 			}
 		}
 		if len(page) < rangePage {
 			return nil
 		}
-		last := page[len(page)-1].Seq
+		last := page[len(page)-1].last
 		if last >= to {
 			return nil
 		}
@@ -381,20 +522,26 @@ func (s *SQLite) Range(stream string, from, to uint64, fn func(Record) error) er
 	return nil
 }
 
-func (s *SQLite) rangePage(stream string, from, to uint64, page []Record) ([]Record, error) {
+// storedChunk is a chunk as read back.
+type storedChunk struct {
+	first, last uint64
+	data        []byte
+}
+
+func (s *SQLite) rangePage(stream string, from, to uint64, page []storedChunk) ([]storedChunk, error) {
 	rows, err := s.rangeStmt.Query(stream, int64(from), int64(to), rangePage)
 	if err != nil {
 		return nil, s.readErr("range", stream, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		r := Record{Stream: stream}
-		var seq int64
-		if err := rows.Scan(&seq, &r.Key, &r.UnixNanos, &r.Payload); err != nil {
+		var c storedChunk
+		var first, last int64
+		if err := rows.Scan(&first, &last, &c.data); err != nil {
 			return nil, s.readErr("range", stream, err)
 		}
-		r.Seq = uint64(seq)
-		page = append(page, r)
+		c.first, c.last = uint64(first), uint64(last)
+		page = append(page, c)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, s.readErr("range", stream, err)
@@ -416,6 +563,13 @@ func (s *SQLite) FindKey(stream, key string) (uint64, bool, error) {
 		return 0, false, nil
 	case err != nil:
 		return 0, false, s.readErr("find key", stream, err)
+	}
+	oldest, err := s.retainedFrom(stream)
+	if err != nil {
+		return 0, false, err
+	}
+	if uint64(seq) < oldest { // dropped by retention; its key row may linger a commit
+		return 0, false, nil
 	}
 	return uint64(seq), true, nil
 }

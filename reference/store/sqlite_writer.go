@@ -11,11 +11,12 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
-// insertRows is the most records one INSERT statement carries (5 bound
-// values each, well under SQLite's variable limit).
+// insertRows is the most rows one multi-row INSERT carries (at most 4
+// bound values each, well under SQLite's variable limit).
 const insertRows = 256
 
-// retainChunk is the most records retention deletes per stream per commit.
+// retainChunk is the most chunks, and the most keys, retention deletes per
+// stream per commit.
 const retainChunk = 1000
 
 // sqliteWriter is the write side of a SQLite store: the write connection
@@ -27,14 +28,32 @@ type sqliteWriter struct {
 	db   *sql.DB
 	conn *sql.Conn
 
-	stmts   map[int]*sql.Stmt // multi-row INSERT OR ROLLBACK by row count (powers of two)
-	one     *sql.Stmt         // single-row INSERT (insertEach)
-	snap    *sql.Stmt         // snapshot upsert
-	retain  *sql.Stmt         // retention delete
-	args    []any             // bound values of the INSERT being built
-	rows    int               // records in args
-	errs    []error           // per-op result of the current batch
-	touched map[string]uint64 // stream -> highest seq committed by the current batch
+	stmts     map[stmtKey]*sql.Stmt // multi-row INSERT OR ROLLBACK by table and row count (powers of two)
+	oneKey    *sql.Stmt             // single-row key INSERT (keys one by one, after a conflict)
+	lastStmt  *sql.Stmt             // a stream's last stored seq
+	snap      *sql.Stmt             // snapshot upsert
+	retain    *sql.Stmt             // retention delete of chunks
+	retainKey *sql.Stmt             // retention delete of keys
+	args      []any                 // bound values of the INSERT being built
+	rows      int                   // rows in args
+	errs      []error               // per-op result of the current batch
+	streams   map[string]*pending   // the current batch's chunks by stream
+	order     []*pending            // streams in the order the batch first names them
+	touched   map[string]uint64     // stream -> highest seq committed by the current batch
+}
+
+// pending is what the current batch writes to one stream: its chunks, and
+// the seq the next record must be above.
+type pending struct {
+	stream string
+	last   uint64 // the stream's highest seq, stored or in chunks
+	chunks []chunk
+}
+
+// stmtKey names a prepared multi-row INSERT.
+type stmtKey struct {
+	table string // "chunks" or "keys"
+	rows  int
 }
 
 // run is the writer goroutine: it takes batches off the queue, commits each
@@ -77,66 +96,81 @@ func (s *SQLite) fill(batch *[]sqliteOp) bool {
 
 // prepare prepares the statements the writer uses on every batch.
 func (w *sqliteWriter) prepare(ctx context.Context) error {
-	var err error
-	w.snap, err = w.conn.PrepareContext(ctx, `INSERT INTO snapshots (stream, seq, data) VALUES (?1, ?2, ?3)
-		ON CONFLICT (stream) DO UPDATE SET seq = excluded.seq, data = excluded.data`)
-	if err != nil {
-		return err
-	}
-	w.retain, err = w.conn.PrepareContext(ctx, `DELETE FROM records WHERE stream = ?1 AND seq IN
-		(SELECT seq FROM records WHERE stream = ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3)`)
-	if err != nil {
-		return err
-	}
-	for n := 1; n <= insertRows; n *= 2 {
-		if _, err := w.insert(n); err != nil {
+	for _, p := range []struct {
+		dst **sql.Stmt
+		q   string
+	}{
+		{&w.snap, `INSERT INTO snapshots (stream, seq, data) VALUES (?1, ?2, ?3)
+			ON CONFLICT (stream) DO UPDATE SET seq = excluded.seq, data = excluded.data`},
+		{&w.retain, `DELETE FROM chunks WHERE stream = ?1 AND first IN
+			(SELECT first FROM chunks WHERE stream = ?1 AND last <= ?2 ORDER BY first LIMIT ?3)`},
+		{&w.retainKey, `DELETE FROM keys WHERE stream = ?1 AND key IN
+			(SELECT key FROM keys WHERE stream = ?1 AND seq <= ?2 LIMIT ?3)`},
+		{&w.oneKey, `INSERT INTO keys (stream, key, seq) VALUES (?1, ?2, ?3)`},
+		{&w.lastStmt, `SELECT last FROM chunks WHERE stream = ?1 ORDER BY first DESC LIMIT 1`},
+	} {
+		var err error
+		if *p.dst, err = w.conn.PrepareContext(ctx, p.q); err != nil {
 			return err
 		}
 	}
-	w.one, err = w.conn.PrepareContext(ctx, `INSERT INTO records (stream, seq, key, unix_nanos, payload) VALUES (?,?,?,?,?)`)
-	if err != nil {
-		return err
+	for _, table := range []string{"chunks", "keys"} {
+		for n := 1; n <= insertRows; n *= 2 {
+			if _, err := w.insert(table, n); err != nil {
+				return err
+			}
+		}
 	}
-	w.args = make([]any, 0, 5*insertRows)
+	w.args = make([]any, 0, 4*insertRows)
 	return nil
 }
 
-// insert returns the prepared INSERT of n records. A conflict rolls the
-// whole transaction back (OR ROLLBACK), so SQLite keeps no statement journal
-// for it: a multi-row statement that could fail half-way (OR ABORT) copies
-// every page it changes first. commit then writes the batch again record
-// by record (insertEach).
-func (w *sqliteWriter) insert(n int) (*sql.Stmt, error) {
-	if st := w.stmts[n]; st != nil {
+// insertColumns are the columns of the multi-row INSERTs.
+var insertColumns = map[string]string{"chunks": "(stream, first, last, data)", "keys": "(stream, key, seq)"}
+
+// insert returns the prepared INSERT of n rows into table. A conflict rolls
+// the whole transaction back (OR ROLLBACK), so SQLite keeps no statement
+// journal for it: a multi-row statement that could fail half-way (OR ABORT)
+// copies every page it changes first. commit then writes the batch again
+// with its keys one by one (insertBatch's oneByOne).
+func (w *sqliteWriter) insert(table string, n int) (*sql.Stmt, error) {
+	k := stmtKey{table, n}
+	if st := w.stmts[k]; st != nil {
 		return st, nil
 	}
+	cols := insertColumns[table]
+	row := "(?,?,?,?)"
+	if table == "keys" {
+		row = "(?,?,?)"
+	}
 	var b strings.Builder
-	b.WriteString("INSERT OR ROLLBACK INTO records (stream, seq, key, unix_nanos, payload) VALUES ")
+	b.WriteString("INSERT OR ROLLBACK INTO " + table + " " + cols + " VALUES ")
 	for i := range n {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString("(?,?,?,?,?)")
+		b.WriteString(row)
 	}
 	st, err := w.conn.PrepareContext(context.Background(), b.String())
 	if err != nil {
 		return nil, err
 	}
-	w.stmts[n] = st
+	w.stmts[k] = st
 	return st, nil
 }
 
 // commit writes batch in one transaction and calls every callback in
-// order. When a record conflicts with a stored one, it writes the batch
-// again record by record so that only the conflicting records fail.
+// order. When a key conflicts with a stored one (or another of the batch),
+// SQLite rolls the transaction back and commit writes the batch again with
+// its keys one by one, so that only the conflicting records fail.
 func (w *sqliteWriter) commit(batch []sqliteOp) {
 	w.errs = w.errs[:0]
 	for _, op := range batch {
 		w.errs = append(w.errs, op.err)
 	}
-	err := w.tx(func() error { return w.insertBatch(batch) })
+	err := w.tx(func() error { return w.insertBatch(batch, false) })
 	if err != nil && isConstraint(err) {
-		err = w.tx(func() error { return w.insertEach(batch) })
+		err = w.tx(func() error { return w.insertBatch(batch, true) })
 	}
 	if err != nil {
 		err = fmt.Errorf("store %s: commit batch of %d operations: %w", w.path, len(batch), err)
@@ -156,6 +190,7 @@ func (w *sqliteWriter) commit(batch []sqliteOp) {
 		op.done(w.errs[i])
 	}
 	clear(w.errs)
+	w.clearPending()
 	if w.cfg.retain > 0 && len(w.touched) > 0 {
 		if err := w.tx(w.applyRetention); err != nil {
 			w.cfg.log.Error("store retention failed", "path", w.path, "err", err)
@@ -187,50 +222,128 @@ func (w *sqliteWriter) rollback() {
 	_, _ = w.conn.ExecContext(context.Background(), "ROLLBACK")
 }
 
-// insertBatch writes the records of batch with multi-row INSERTs and the
-// snapshots with upserts, in batch order.
-func (w *sqliteWriter) insertBatch(batch []sqliteOp) error {
+// insertBatch writes batch: the snapshots with upserts, the keys of the
+// records (multi-row INSERTs, or one by one with oneByOne, marking the
+// records whose key is stored already in w.errs), and each stream's records
+// as chunks. A record whose seq is not above its stream's last one fails
+// with ErrConflict and is not written.
+func (w *sqliteWriter) insertBatch(batch []sqliteOp, oneByOne bool) error {
+	w.clearPending()
 	w.args, w.rows = w.args[:0], 0
 	for i := range batch {
 		op := &batch[i]
 		switch {
 		case op.err != nil:
 		case op.snap != nil:
-			if err := w.flush(); err != nil {
-				return err
-			}
 			if _, err := w.snap.Exec(op.snap.Stream, int64(op.snap.Seq), op.snap.Data); err != nil {
 				return fmt.Errorf("snapshot %q seq %d: %w", op.snap.Stream, op.snap.Seq, err)
 			}
 		default:
 			r := &op.rec
-			w.args = append(w.args, r.Stream, int64(r.Seq), r.Key, r.UnixNanos, r.Payload)
-			if w.rows++; w.rows == insertRows {
-				if err := w.flush(); err != nil {
+			p, err := w.pendingOf(r.Stream)
+			if err != nil {
+				return err
+			}
+			if r.Seq <= p.last {
+				w.errs[i] = w.conflict(r, fmt.Sprintf("seq %d is not above the stream's last, %d", r.Seq, p.last))
+				continue
+			}
+			if r.Key != "" {
+				if oneByOne {
+					_, err := w.oneKey.Exec(r.Stream, r.Key, int64(r.Seq))
+					switch {
+					case isConstraint(err):
+						w.errs[i] = w.conflict(r, err.Error())
+						continue
+					case err != nil:
+						return fmt.Errorf("insert key of %q seq %d: %w", r.Stream, r.Seq, err)
+					}
+				} else if err := w.addRow("keys", r.Stream, r.Key, int64(r.Seq)); err != nil {
 					return err
 				}
 			}
+			if n := len(p.chunks); n == 0 || p.chunks[n-1].full() {
+				p.chunks = append(p.chunks, chunk{})
+			}
+			p.chunks[len(p.chunks)-1].add(r)
+			p.last = r.Seq
 		}
 	}
-	return w.flush()
+	if err := w.flush("keys"); err != nil {
+		return err
+	}
+	for _, p := range w.order {
+		for i := range p.chunks {
+			c := &p.chunks[i]
+			if err := w.addRow("chunks", p.stream, int64(c.first), int64(c.last), c.data); err != nil {
+				return err
+			}
+		}
+	}
+	return w.flush("chunks")
 }
 
-// flush executes the records collected in args, largest statements first.
-func (w *sqliteWriter) flush() error {
+// conflict is the error of a record that repeats a stored seq or key.
+func (w *sqliteWriter) conflict(r *Record, why string) error {
+	return fmt.Errorf("store %s: append %q seq %d key %q: %w: %s", w.path, r.Stream, r.Seq, r.Key, ErrConflict, why)
+}
+
+// pendingOf returns the current batch's chunks of stream, reading the
+// stream's last stored seq the first time the batch names it.
+func (w *sqliteWriter) pendingOf(stream string) (*pending, error) {
+	if p := w.streams[stream]; p != nil {
+		return p, nil
+	}
+	var last int64
+	switch err := w.lastStmt.QueryRow(stream).Scan(&last); {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return nil, fmt.Errorf("read the last seq of %q: %w", stream, err)
+	}
+	p := &pending{stream: stream, last: uint64(last)}
+	w.streams[stream] = p
+	w.order = append(w.order, p)
+	return p, nil
+}
+
+// clearPending forgets the current batch's chunks.
+func (w *sqliteWriter) clearPending() {
+	clear(w.streams)
+	clear(w.order)
+	w.order = w.order[:0]
+}
+
+// addRow adds one row of table to the INSERT being built (args and rows
+// hold one table's rows at a time), executing it once it has insertRows.
+func (w *sqliteWriter) addRow(table string, vals ...any) error {
+	w.args = append(w.args, vals...)
+	if w.rows++; w.rows == insertRows {
+		return w.flush(table)
+	}
+	return nil
+}
+
+// flush executes the rows of table collected in args, largest statements
+// first.
+func (w *sqliteWriter) flush(table string) error {
+	width := 4
+	if table == "keys" {
+		width = 3
+	}
 	off := 0
 	for w.rows > 0 {
 		n := insertRows
 		for n > w.rows {
 			n /= 2
 		}
-		st, err := w.insert(n)
+		st, err := w.insert(table, n)
 		if err != nil {
 			return err
 		}
-		if _, err := st.Exec(w.args[off : off+5*n]...); err != nil {
-			return fmt.Errorf("insert %d records: %w", n, err)
+		if _, err := st.Exec(w.args[off : off+width*n]...); err != nil {
+			return fmt.Errorf("insert %d rows into %s: %w", n, table, err)
 		}
-		off += 5 * n
+		off += width * n
 		w.rows -= n
 	}
 	clear(w.args)
@@ -238,42 +351,21 @@ func (w *sqliteWriter) flush() error {
 	return nil
 }
 
-// insertEach writes batch one statement per operation, marking operations
-// that conflict with stored records in w.errs; SQLite undoes only the
-// failed statement, the transaction goes on.
-func (w *sqliteWriter) insertEach(batch []sqliteOp) error {
-	one := w.one
-	for i := range batch {
-		op := &batch[i]
-		switch {
-		case op.err != nil:
-		case op.snap != nil:
-			if _, err := w.snap.Exec(op.snap.Stream, int64(op.snap.Seq), op.snap.Data); err != nil {
-				return fmt.Errorf("snapshot %q seq %d: %w", op.snap.Stream, op.snap.Seq, err)
-			}
-		default:
-			r := &op.rec
-			_, err := one.Exec(r.Stream, int64(r.Seq), r.Key, r.UnixNanos, r.Payload)
-			switch {
-			case isConstraint(err):
-				w.errs[i] = fmt.Errorf("store %s: append %q seq %d key %q: %w: %v", w.path, r.Stream, r.Seq, r.Key, ErrConflict, err)
-			case err != nil:
-				return fmt.Errorf("insert %q seq %d: %w", r.Stream, r.Seq, err)
-			}
-		}
-	}
-	return nil
-}
-
-// applyRetention deletes, per stream written by the batch, records older
-// than the newest cfg.retain, at most retainChunk of them.
+// applyRetention deletes, per stream written by the batch, the chunks
+// whose records are all older than the newest cfg.retain and the keys of
+// those records, at most retainChunk of each. Reads hide the records below
+// the newest cfg.retain that share a chunk with newer ones.
 func (w *sqliteWriter) applyRetention() error {
 	for stream, last := range w.touched {
 		if last <= uint64(w.cfg.retain) {
 			continue
 		}
-		if _, err := w.retain.Exec(stream, int64(last-uint64(w.cfg.retain)), retainChunk); err != nil {
+		cut := int64(last - uint64(w.cfg.retain))
+		if _, err := w.retain.Exec(stream, cut, retainChunk); err != nil {
 			return fmt.Errorf("retention of %q: %w", stream, err)
+		}
+		if _, err := w.retainKey.Exec(stream, cut, retainChunk); err != nil {
+			return fmt.Errorf("retention of the keys of %q: %w", stream, err)
 		}
 	}
 	return nil
@@ -285,7 +377,7 @@ func (w *sqliteWriter) close() error {
 	for _, st := range w.stmts {
 		errs = append(errs, st.Close())
 	}
-	for _, st := range []*sql.Stmt{w.one, w.snap, w.retain} {
+	for _, st := range []*sql.Stmt{w.oneKey, w.lastStmt, w.snap, w.retain, w.retainKey} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

@@ -5,7 +5,8 @@
 //
 // Two implementations: Memory (bounded retention, nothing survives the
 // process) and SQLite (Open with a path: WAL, synchronous=FULL, one writer
-// goroutine committing in batches — group commit).
+// goroutine committing in batches — group commit — each commit storing a
+// stream's records as one chunk row, plus a key row per keyed record).
 package store
 
 import (
@@ -48,9 +49,11 @@ var ErrClosed = errors.New("store closed")
 
 // Store is the storage contract. All methods are safe for concurrent use.
 type Store interface {
-	// Append queues rec for commit and returns at once. done is called exactly
-	// once, from the store's writer goroutine, after the batch holding rec is
-	// committed (err nil) or failed. Callbacks run in Append order, so a
+	// Append queues rec for commit and returns at once. A stream's seqs
+	// must increase: SQLite fails a record whose seq is not above the
+	// stream's last stored one (or whose key is stored) with ErrConflict.
+	// done is called exactly once, from the store's writer goroutine, after
+	// the batch holding rec is committed (err nil) or failed. Callbacks run in Append order, so a
 	// service that appends under its stream's lock sees commits in seq order.
 	// done must not block: it may queue work, never wait for it.
 	Append(rec Record, done func(err error))

@@ -427,6 +427,113 @@ var _ = Describe("SQLite", func() {
 		Expect(s.Head("chat/a")).To(Equal(store.Head{Last: 301, Oldest: 1}))
 	})
 
+	It("migrates a version 1 store (one row per record): records, keys and snapshots read back, appends go on", func() {
+		path := filepath.Join(GinkgoT().TempDir(), "v1.db")
+		db, err := sql.Open("sqlite", path)
+		Expect(err).NotTo(HaveOccurred())
+		for _, q := range []string{
+			`CREATE TABLE bidikit_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)`,
+			`INSERT INTO bidikit_meta (name, value) VALUES ('schema_version', '1')`,
+			`CREATE TABLE records (stream TEXT NOT NULL, seq INTEGER NOT NULL, key TEXT NOT NULL DEFAULT '',
+				unix_nanos INTEGER NOT NULL, payload BLOB, PRIMARY KEY (stream, seq)) WITHOUT ROWID`,
+			`CREATE UNIQUE INDEX records_key ON records (stream, key) WHERE key != ''`,
+			`CREATE TABLE snapshots (stream TEXT PRIMARY KEY, seq INTEGER NOT NULL, data BLOB)`,
+			`INSERT INTO snapshots VALUES ('collab/d', 3, 'doc')`,
+		} {
+			_, err := db.Exec(q)
+			Expect(err).NotTo(HaveOccurred(), q)
+		}
+		// 300 records of chat/a (more than one chunk holds), 3 of collab/d,
+		// one without a key.
+		want := append(recs("chat/a", 1, 300), recs("collab/d", 1, 3)...)
+		want[301].Key = ""
+		for _, r := range want {
+			_, err := db.Exec(`INSERT INTO records VALUES (?, ?, ?, ?, ?)`, r.Stream, int64(r.Seq), r.Key, r.UnixNanos, r.Payload)
+			Expect(err).NotTo(HaveOccurred())
+		}
+		Expect(db.Close()).To(Succeed())
+
+		s := openSQLiteAt(path)
+		Expect(s.Head("chat/a")).To(Equal(store.Head{Last: 300, Oldest: 1}))
+		Expect(collect(s, "chat/a", 0, math.MaxUint64)).To(Equal(want[:300]))
+		Expect(collect(s, "chat/a", 127, 131)).To(Equal(want[126:131]))
+		Expect(collect(s, "collab/d", 0, math.MaxUint64)).To(Equal(want[300:]))
+		seq, ok, err := s.FindKey("chat/a", "key-250")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(ok).To(BeTrue())
+		Expect(seq).To(BeEquivalentTo(250))
+		Expect(latest(s, "collab/d")).To(Equal(store.Snapshot{Stream: "collab/d", Seq: 3, Data: []byte("doc")}))
+		errs := appendAll(s, rec("chat/a", 300), rec("chat/a", 301))
+		Expect(errs[0]).To(MatchError(store.ErrConflict), "seq 300 is stored")
+		Expect(errs[1]).NotTo(HaveOccurred())
+		Expect(s.Close()).To(Succeed())
+
+		db, err = sql.Open("sqlite", path)
+		Expect(err).NotTo(HaveOccurred())
+		defer db.Close()
+		var version string
+		Expect(db.QueryRow(`SELECT value FROM bidikit_meta WHERE name = 'schema_version'`).Scan(&version)).To(Succeed())
+		Expect(version).To(Equal("2"))
+		var tables int
+		Expect(db.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE name = 'records'`).Scan(&tables)).To(Succeed())
+		Expect(tables).To(BeZero(), "the records table is dropped")
+	})
+
+	It("reads any window across chunk boundaries, streams committed interleaved", func() {
+		path := filepath.Join(GinkgoT().TempDir(), "log.db")
+		s := openSQLiteAt(path)
+		var batch []store.Record
+		for seq := uint64(1); seq <= 700; seq++ { // one batch: a, b, a, b, ...
+			batch = append(batch, rec("chat/a", seq), rec("chat/b", seq))
+		}
+		Expect(appendAll(s, batch...)).To(HaveEach(Not(HaveOccurred())))
+		Expect(appendAll(s, recs("chat/a", 701, 705)...)).To(HaveEach(Not(HaveOccurred())))
+		db, err := sql.Open("sqlite", path)
+		Expect(err).NotTo(HaveOccurred())
+		defer db.Close()
+		var chunks, most int
+		Expect(db.QueryRow(`SELECT count(*), max(last - first + 1) FROM chunks WHERE stream = 'chat/a'`).Scan(&chunks, &most)).To(Succeed())
+		Expect(most).To(BeNumerically("<=", 128), "a read decodes at most a bounded chunk")
+		Expect(chunks).To(BeNumerically(">=", 7), "700 records of one commit in chunks of at most 128, and the next commit's")
+		for _, w := range [][2]uint64{{0, 1}, {1, 705}, {127, 130}, {128, 128}, {129, 129}, {256, 257}, {600, 702}, {705, 900}, {706, 800}} {
+			got := seqs(collect(s, "chat/a", w[0], w[1]))
+			if want := seqRange(max(w[0], 1), min(w[1], 705)); len(want) > 0 {
+				Expect(got).To(Equal(want), "chat/a %v", w)
+			} else {
+				Expect(got).To(BeEmpty(), "chat/a %v", w)
+			}
+		}
+		Expect(collect(s, "chat/b", 300, 302)).To(Equal(recs("chat/b", 300, 302)))
+		// fn's error ends Range and is returned as it is.
+		stop := errors.New("enough")
+		n := 0
+		Expect(s.Range("chat/a", 1, 705, func(store.Record) error {
+			if n++; n == 200 {
+				return stop
+			}
+			return nil
+		})).To(MatchError(stop))
+		Expect(n).To(Equal(200))
+	})
+
+	It("names the stream, the seq and the byte where a stored chunk is corrupt", func() {
+		path := filepath.Join(GinkgoT().TempDir(), "log.db")
+		s, err := store.OpenSQLite(path)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(appendAll(s, recs("chat/a", 1, 3)...)).To(HaveEach(Not(HaveOccurred())))
+		Expect(s.Close()).To(Succeed())
+		db, err := sql.Open("sqlite", path)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = db.Exec(`UPDATE chunks SET data = substr(data, 1, length(data) - 2) WHERE stream = 'chat/a'`)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(db.Close()).To(Succeed())
+
+		s = openSQLiteAt(path)
+		err = s.Range("chat/a", 1, 3, func(store.Record) error { return nil })
+		Expect(err).To(MatchError(And(ContainSubstring("log.db"), ContainSubstring(`chunk of "chat/a" at seq 1 is corrupt`),
+			ContainSubstring("payload longer than the chunk"))))
+	})
+
 	It("uses the file name as given, even with URI characters in it", func() {
 		path := filepath.Join(GinkgoT().TempDir(), "my log?mode=ro#1.db")
 		s := openSQLiteAt(path)
