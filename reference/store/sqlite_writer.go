@@ -52,9 +52,21 @@ type pending struct {
 
 // stmtKey names a prepared multi-row INSERT.
 type stmtKey struct {
-	table string // "chunks" or "keys"
+	table *insertTable
 	rows  int
 }
+
+// insertTable is a table the writer fills with multi-row INSERTs.
+type insertTable struct {
+	name    string
+	columns string
+	width   int // bound values per row
+}
+
+var (
+	chunksTable = &insertTable{name: "chunks", columns: "(stream, first, last, data)", width: 4}
+	keysTable   = &insertTable{name: "keys", columns: "(stream, key, seq)", width: 3}
+)
 
 // run is the writer goroutine: it takes batches off the queue, commits each
 // in one transaction and calls the callbacks in queue order, until Close
@@ -114,9 +126,9 @@ func (w *sqliteWriter) prepare(ctx context.Context) error {
 			return err
 		}
 	}
-	for _, table := range []string{"chunks", "keys"} {
+	for _, t := range []*insertTable{chunksTable, keysTable} {
 		for n := 1; n <= insertRows; n *= 2 {
-			if _, err := w.insert(table, n); err != nil {
+			if _, err := w.insert(t, n); err != nil {
 				return err
 			}
 		}
@@ -125,26 +137,19 @@ func (w *sqliteWriter) prepare(ctx context.Context) error {
 	return nil
 }
 
-// insertColumns are the columns of the multi-row INSERTs.
-var insertColumns = map[string]string{"chunks": "(stream, first, last, data)", "keys": "(stream, key, seq)"}
-
-// insert returns the prepared INSERT of n rows into table. A conflict rolls
+// insert returns the prepared INSERT of n rows into t. A conflict rolls
 // the whole transaction back (OR ROLLBACK), so SQLite keeps no statement
 // journal for it: a multi-row statement that could fail half-way (OR ABORT)
 // copies every page it changes first. commit then writes the batch again
 // with its keys one by one (insertBatch's oneByOne).
-func (w *sqliteWriter) insert(table string, n int) (*sql.Stmt, error) {
-	k := stmtKey{table, n}
+func (w *sqliteWriter) insert(t *insertTable, n int) (*sql.Stmt, error) {
+	k := stmtKey{t, n}
 	if st := w.stmts[k]; st != nil {
 		return st, nil
 	}
-	cols := insertColumns[table]
-	row := "(?,?,?,?)"
-	if table == "keys" {
-		row = "(?,?,?)"
-	}
+	row := "(?" + strings.Repeat(",?", t.width-1) + ")"
 	var b strings.Builder
-	b.WriteString("INSERT OR ROLLBACK INTO " + table + " " + cols + " VALUES ")
+	b.WriteString("INSERT OR ROLLBACK INTO " + t.name + " " + t.columns + " VALUES ")
 	for i := range n {
 		if i > 0 {
 			b.WriteByte(',')
@@ -258,7 +263,7 @@ func (w *sqliteWriter) insertBatch(batch []sqliteOp, oneByOne bool) error {
 					case err != nil:
 						return fmt.Errorf("insert key of %q seq %d: %w", r.Stream, r.Seq, err)
 					}
-				} else if err := w.addRow("keys", r.Stream, r.Key, int64(r.Seq)); err != nil {
+				} else if err := w.addRow(keysTable, r.Stream, r.Key, int64(r.Seq)); err != nil {
 					return err
 				}
 			}
@@ -269,18 +274,18 @@ func (w *sqliteWriter) insertBatch(batch []sqliteOp, oneByOne bool) error {
 			p.last = r.Seq
 		}
 	}
-	if err := w.flush("keys"); err != nil {
+	if err := w.flush(keysTable); err != nil {
 		return err
 	}
 	for _, p := range w.order {
 		for i := range p.chunks {
 			c := &p.chunks[i]
-			if err := w.addRow("chunks", p.stream, int64(c.first), int64(c.last), c.data); err != nil {
+			if err := w.addRow(chunksTable, p.stream, int64(c.first), int64(c.last), c.data); err != nil {
 				return err
 			}
 		}
 	}
-	return w.flush("chunks")
+	return w.flush(chunksTable)
 }
 
 // conflict is the error of a record that repeats a stored seq or key.
@@ -313,35 +318,32 @@ func (w *sqliteWriter) clearPending() {
 	w.order = w.order[:0]
 }
 
-// addRow adds one row of table to the INSERT being built (args and rows
-// hold one table's rows at a time), executing it once it has insertRows.
-func (w *sqliteWriter) addRow(table string, vals ...any) error {
+// addRow adds one row of t to the INSERT being built (args and rows hold
+// one table's rows at a time), executing it once it has insertRows.
+func (w *sqliteWriter) addRow(t *insertTable, vals ...any) error {
 	w.args = append(w.args, vals...)
 	if w.rows++; w.rows == insertRows {
-		return w.flush(table)
+		return w.flush(t)
 	}
 	return nil
 }
 
-// flush executes the rows of table collected in args, largest statements
+// flush executes the rows of t collected in args, largest statements
 // first.
-func (w *sqliteWriter) flush(table string) error {
-	width := 4
-	if table == "keys" {
-		width = 3
-	}
+func (w *sqliteWriter) flush(t *insertTable) error {
+	width := t.width
 	off := 0
 	for w.rows > 0 {
 		n := insertRows
 		for n > w.rows {
 			n /= 2
 		}
-		st, err := w.insert(table, n)
+		st, err := w.insert(t, n)
 		if err != nil {
 			return err
 		}
 		if _, err := st.Exec(w.args[off : off+width*n]...); err != nil {
-			return fmt.Errorf("insert %d rows into %s: %w", n, table, err)
+			return fmt.Errorf("insert %d rows into %s: %w", n, t.name, err)
 		}
 		off += width * n
 		w.rows -= n
