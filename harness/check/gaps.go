@@ -59,12 +59,12 @@ func (g *gaps) judge(k memberKey, s *gapState) {
 
 func (g *gaps) Observe(e *event.Event) {
 	if e.Kind == event.Unread {
-		for k, s := range g.members.open {
-			if k.client == e.Client && !s.unread {
+		g.members.ofClient(e.Client, func(_ memberKey, s *gapState) {
+			if !s.unread {
 				s.unread = true
 				g.unread++
 			}
-		}
+		})
 		return
 	}
 	g.members.track(e, func(e *event.Event) *gapState {

@@ -125,12 +125,12 @@ func (l *lostAcks) Observe(e *event.Event) {
 	}
 	switch e.Kind {
 	case event.Unread:
-		for k, m := range l.members.open {
-			if k.client == e.Client && !m.unread {
+		l.members.ofClient(e.Client, func(_ memberKey, m *membership) {
+			if !m.unread {
 				m.unread = true
 				l.unread++
 			}
-		}
+		})
 	case event.Fault:
 		l.faulted[e.Client] = true
 	case event.Connect:

@@ -33,13 +33,16 @@ func (l *lagMax) take() time.Duration { return time.Duration(l.ns.Swap(0)) }
 
 // probeLag measures how far the harness itself falls behind, until stop
 // closes: it sleeps lagProbeEvery at a time and notes how late it woke
-// (CPU starvation, GC pauses), and every lagWindow emits that maximum and
-// the longest wait of an emitter on the dispatcher (r.dispatchLag) as
-// event.HarnessLag. Checks that judge latency or a server's treatment of
+// (CPU starvation, GC pauses), and every lagWindow emits as
+// event.HarnessLag the larger of that maximum and the 99th percentile of
+// how long the process's goroutines waited runnable in the window
+// (runQueueLag), and the longest wait of an emitter on the dispatcher
+// (r.dispatchLag). Checks that judge latency or a server's treatment of
 // slow readers weigh their findings against it. It owns its timer.
 func (r *run) probeLag(stop <-chan struct{}) {
 	t := time.NewTimer(lagProbeEvery)
 	defer t.Stop()
+	runQueue := newRunQueueLag()
 	var sched time.Duration
 	asked := time.Now()
 	windowEnd := asked.Add(lagWindow)
@@ -50,6 +53,7 @@ func (r *run) probeLag(stop <-chan struct{}) {
 		case now := <-t.C:
 			sched = max(sched, now.Sub(asked)-lagProbeEvery)
 			if !now.Before(windowEnd) {
+				sched = max(sched, runQueue.window())
 				r.emitRun(&event.Event{Kind: event.HarnessLag, Field: event.LagScheduler, Latency: max(sched, 0)})
 				r.emitRun(&event.Event{Kind: event.HarnessLag, Field: event.LagDispatch, Latency: r.dispatchLag.take()})
 				sched = 0

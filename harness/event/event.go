@@ -108,9 +108,11 @@ const (
 	Attack
 	// HarnessLag: how far the harness itself fell behind in the window
 	// ending at At (Client = -1; one event per Field per window, even when
-	// nothing was late). Field = LagScheduler: the most a probe goroutine
-	// asking to wake every few milliseconds woke late (the process was
-	// starved of CPU, or paused by its garbage collector); LagDispatch: the
+	// nothing was late). Field = LagScheduler: the larger of the most a
+	// probe goroutine asking to wake every few milliseconds woke late (the
+	// process was starved of CPU, or paused by its garbage collector) and
+	// the 99th percentile of how long the process's goroutines waited
+	// runnable before they ran (a crowded run queue); LagDispatch: the
 	// longest a client's receive or send loop waited to hand its events to
 	// the checkers. Latency = that lag. A client's latency measurements can
 	// be inflated by such lag, on its send side and on its receive side,
