@@ -18,8 +18,10 @@ import (
 // membership is judged by the rules its server announced in that player's
 // Joined (see GameParams for what wins over them).
 type gameRules struct {
-	p       GameParams
-	players map[memberKey]*playerState
+	p GameParams
+	// players holds each client's memberships by scope, so that a
+	// Disconnect drops a client's players without scanning everyone's.
+	players map[int]map[string]*playerState
 	ticks   int
 	// defaulted counts the memberships with ticks judged, for at least one
 	// rule, by the reference defaults because their Joined announced none;
@@ -175,7 +177,7 @@ func init() {
 		if p.MaxInputsPerTick != nil && *p.MaxInputsPerTick == 0 {
 			return nil, fmt.Errorf("game-invariants: max_inputs_per_tick must be positive, got 0 (leave it out to use the rules the server announces)")
 		}
-		return &gameRules{p: p, players: map[memberKey]*playerState{}, v: Verdict{Name: "game-invariants"}}, nil
+		return &gameRules{p: p, players: map[int]map[string]*playerState{}, v: Verdict{Name: "game-invariants"}}, nil
 	})
 }
 
@@ -183,15 +185,16 @@ func (g *gameRules) Observe(e *event.Event) {
 	k := memberKey{e.Client, e.Scope}
 	switch e.Kind {
 	case event.Join:
-		g.players[k] = &playerState{rules: g.p.resolve(e)}
+		g.set(k, &playerState{rules: g.p.resolve(e)})
 	case event.Leave:
-		delete(g.players, k)
-	case event.Disconnect:
-		for mk := range g.players {
-			if mk.client == e.Client {
-				delete(g.players, mk)
+		if ps := g.players[k.client]; ps != nil {
+			delete(ps, k.scope)
+			if len(ps) == 0 {
+				delete(g.players, k.client)
 			}
 		}
+	case event.Disconnect:
+		delete(g.players, e.Client)
 	case event.Send:
 		if e.SenderSeq == 0 {
 			return
@@ -279,12 +282,22 @@ func (g *gameRules) Observe(e *event.Event) {
 // player returns k's state, creating it (judged by the parameters and the
 // defaults: no Joined was observed for it).
 func (g *gameRules) player(k memberKey) *playerState {
-	p := g.players[k]
+	p := g.players[k.client][k.scope]
 	if p == nil {
 		p = &playerState{rules: g.p.resolve(nil)}
-		g.players[k] = p
+		g.set(k, p)
 	}
 	return p
+}
+
+// set makes p k's state.
+func (g *gameRules) set(k memberKey, p *playerState) {
+	ps := g.players[k.client]
+	if ps == nil {
+		ps = map[string]*playerState{}
+		g.players[k.client] = ps
+	}
+	ps[k.scope] = p
 }
 
 // sentUpTo removes and counts the sent seqs <= last.
