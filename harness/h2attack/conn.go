@@ -52,6 +52,14 @@ type conn struct {
 	maxFr uint32 // the server's SETTINGS_MAX_FRAME_SIZE
 
 	wmu sync.Mutex
+	// blockOpen (under wmu): the attack loop sent a HEADERS frame without
+	// END_HEADERS and never ends the block. HTTP/2 (RFC 9113 §6.10) allows
+	// nothing but its CONTINUATION frames on the connection then, so the
+	// read loop's acks are held back (heldAcks counts them): an ack there
+	// would be our protocol error, and the server's PROTOCOL_ERROR close
+	// would be blamed on the attack's rule.
+	blockOpen bool
+	heldAcks  int64
 
 	frames, streams atomic.Int64
 	stopping        atomic.Bool // we are closing: read errors are ours
@@ -357,7 +365,11 @@ func (c *conn) readLoop() {
 				}
 				c.settings = settingsText(f)
 				first = false
+				// Acked before dialConn returns, so that the ack is
+				// on the wire before any attack frame.
+				c.ack(func(fr *http2.Framer) error { return fr.WriteSettingsAck() })
 				close(c.settingsC)
+				continue
 			}
 			c.ack(func(fr *http2.Framer) error { return fr.WriteSettingsAck() })
 		case *http2.PingFrame:
@@ -409,10 +421,13 @@ func (c *conn) readLoop() {
 }
 
 // ack writes and flushes a frame of the read loop's (not counted as an
-// attack frame). Errors surface in the attack loop's next write.
+// attack frame), unless a header block is open (blockOpen): then it is
+// held back for good. Errors surface in the attack loop's next write.
 func (c *conn) ack(write func(fr *http2.Framer) error) {
 	c.wmu.Lock()
-	if err := write(c.fr); err == nil {
+	if c.blockOpen {
+		c.heldAcks++
+	} else if err := write(c.fr); err == nil {
 		_ = c.bw.Flush()
 	}
 	c.wmu.Unlock()

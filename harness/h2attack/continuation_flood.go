@@ -104,6 +104,7 @@ func (p *ContinuationFloodParams) Run(ctx context.Context, t Target, req Request
 			}
 			block := c.requestBlock(false)
 			if err := c.send(1, func(fr *http2.Framer) error {
+				c.blockOpen = true // under wmu: no ack may come between the block's frames
 				return fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block, EndHeaders: false})
 			}); err != nil {
 				return "", err

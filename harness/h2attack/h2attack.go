@@ -171,6 +171,10 @@ type Result struct {
 	StatusEnds map[string]int64
 	// PingAcks and SettingsAcks: acknowledgements the server sent.
 	PingAcks, SettingsAcks int64
+	// HeldAcks: acks to the server's SETTINGS or PINGs the attack did not
+	// send because its header block was open (continuation-flood), where
+	// HTTP/2 allows no other frame.
+	HeldAcks int64
 	// ClosedCount: connections the server closed; Closed lists the first
 	// of them (at most 64), FirstClose is the earliest.
 	ClosedCount int
@@ -222,6 +226,9 @@ func (r Result) Summary() string {
 	}
 	if r.SettingsAcks > 0 {
 		ans = append(ans, fmt.Sprintf("%d SETTINGS acks", r.SettingsAcks))
+	}
+	if r.HeldAcks > 0 {
+		ans = append(ans, fmt.Sprintf("%d acks held back inside the open header block", r.HeldAcks))
 	}
 	if r.FirstClose != nil {
 		ans = append(ans, fmt.Sprintf("%d connection(s) closed, the first after %d frames (%s)", r.ClosedCount, r.FirstClose.Frames, r.FirstClose.After.Round(time.Millisecond)))

@@ -95,6 +95,7 @@ func run(ctx context.Context, t Target, req Request, s spec, report Report) (Res
 		}
 		res.PingAcks += sl.pingAcks
 		res.SettingsAcks += sl.settingsAcks
+		res.HeldAcks += sl.heldAcks
 		for _, g := range sl.goAways {
 			if len(res.GoAways) < maxKept {
 				res.GoAways = append(res.GoAways, g)
@@ -155,7 +156,7 @@ const stopServerClosed = "the server closed the connection"
 type slot struct {
 	conns, closedCount, writeBlocked int
 	frames, streams                  int64
-	pingAcks, settingsAcks           int64
+	pingAcks, settingsAcks, heldAcks int64
 	resets                           map[http2.ErrCode]int64
 	statusEnds                       map[string]int64
 	goAways                          []GoAwayInfo
@@ -254,6 +255,9 @@ func (sl *slot) add(c *conn) {
 	}
 	sl.pingAcks += c.pingAcks
 	sl.settingsAcks += c.settingsAcks
+	c.wmu.Lock()
+	sl.heldAcks += c.heldAcks
+	c.wmu.Unlock()
 	if c.goAway != nil && len(sl.goAways) < maxKept {
 		sl.goAways = append(sl.goAways, *c.goAway)
 	}
