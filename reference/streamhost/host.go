@@ -15,7 +15,11 @@
 //
 // The writer is the handler goroutine (not the receive loop) because only
 // the handler's return ends a stream with a status, and Recv on an idle
-// stream cannot be interrupted, while the writer's wait can. A writer
+// stream cannot be interrupted, while the writer's wait can. (A stream
+// context the server cancels, given by a grpc.InTapHandle, does end Recv,
+// but grpc-go's RecvMsg then writes that context's CANCELLED status itself,
+// before the handler can return the one the server chose; see
+// docs/benchmarks.md, memory per idle member.) A writer
 // blocked in Send on a client that stopped reading ends when that client
 // reads again or goes away (keepalive); its queue, finished on overflow,
 // bounds what it holds meanwhile.
