@@ -202,3 +202,22 @@ var _ = Describe("the broken-server corpus", func() {
 			fails{"game-invariants": `got the update for tick \d+ twice: the same state sent again`}, SpecTimeout(2*time.Minute)),
 	)
 })
+
+var _ = Describe("a member that half-closed early", func() {
+	It("is owed only what was acked before its CloseSend: a correct server that takes 3.5s to end the stream is not blamed for what it fed others meanwhile", func(ctx SpecContext) {
+		s := load("chat-early-leave.yaml")
+		for against, start := range map[string]starter{
+			"the slow-ending correct variant": func() (*broken.Server, error) { return broken.StartChatSlowEnd(3500 * time.Millisecond) },
+			"the correct variant":             chat(broken.None),
+		} {
+			res := runCorpus(ctx, s, start)
+			GinkgoWriter.Printf("--- %s against %s\n%s", s.Name, against, describe(res))
+			Expect(misjudged(res, nil)).To(BeEmpty(), "against %s", against)
+			for _, v := range res.Checks {
+				if v.Name == "status-codes" {
+					Expect(v.Summary).To(MatchRegexp(`7 streams closed by the server after CloseSend`), "against %s: every stream's end after its CloseSend was measured", against)
+				}
+			}
+		}
+	}, SpecTimeout(2*time.Minute))
+})

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
@@ -41,6 +42,10 @@ type chatStream = grpc.BidiStreamingServer[chatv1.ClientEvent, chatv1.ServerEven
 type chatServer struct {
 	chatv1.UnimplementedChatServiceServer
 	defect ChatDefect
+	// endDelay: how long a stream whose client half-closed stays open
+	// (out of every room, so fed nothing) before it ends with OK
+	// (StartChatSlowEnd; 0 = at once).
+	endDelay time.Duration
 	// stop is closed by Stop; goroutines leaked by LeakPerStream wait on it.
 	stop chan struct{}
 	// wg counts readers and leaked goroutines; Stop waits for them.
@@ -54,8 +59,18 @@ type chatServer struct {
 
 // StartChat serves the corpus chat server with defect d (None: the correct
 // variant) on free loopback ports.
-func StartChat(d ChatDefect) (*Server, error) {
-	s := &chatServer{defect: d, stop: make(chan struct{}), rooms: map[string]*room{}, limits: map[string]*rate.Limiter{}}
+func StartChat(d ChatDefect) (*Server, error) { return startChat(d, 0) }
+
+// StartChatSlowEnd serves the correct chat variant, except that a stream
+// whose client half-closed ends only after delay: it leaves every room at
+// the client's io.EOF, as the correct variant does, so nothing acked after
+// that reaches it, and then waits (or until Stop) before it ends with OK.
+// Within the client's close grace that is no defect: a check must not blame
+// it (the member said it was done at its CloseSend).
+func StartChatSlowEnd(delay time.Duration) (*Server, error) { return startChat(None, delay) }
+
+func startChat(d ChatDefect, endDelay time.Duration) (*Server, error) {
+	s := &chatServer{defect: d, endDelay: endDelay, stop: make(chan struct{}), rooms: map[string]*room{}, limits: map[string]*rate.Limiter{}}
 	srv, err := serve("chat "+d.String(), func(gs *grpc.Server) { chatv1.RegisterChatServiceServer(gs, s) },
 		func() { close(s.stop) })
 	if err != nil {
@@ -105,6 +120,14 @@ func (s *chatServer) read(m *member) {
 		if err != nil {
 			s.leaveAll(m)
 			if err == io.EOF {
+				if s.endDelay > 0 {
+					t := time.NewTimer(s.endDelay)
+					select {
+					case <-t.C:
+					case <-s.stop:
+						t.Stop()
+					}
+				}
 				close(m.out) // nobody pushes to m any more: it is in no room
 			}
 			return

@@ -176,9 +176,19 @@ var _ = Describe("chat ordering checkers", func() {
 		Expect(v.Status).To(Equal(check.Pass), "%s %v", v.Summary, v.Evidence)
 		evs := late("")
 		evs[len(evs)-1].Code = codes.OK
+		evs[len(evs)-1].Latency = time.Second // bob's CloseSend at 13s: owed what was acked by 11s
 		v = run("no-lost-acks", noDecode, nil, evs)
 		Expect(v.Status).To(Equal(check.Fail), v.Summary)
 		Expect(v.Violations).To(Equal(2))
+		// The membership ends at the client's CloseSend, not at the
+		// stream's end: with it at 9s (the end 5s later), bob is owed
+		// only seq 2 (acked at 7s), not seq 3 (acked at 10s, after he said
+		// he was done).
+		evs[len(evs)-1].Latency = 5 * time.Second
+		v = run("no-lost-acks", noDecode, nil, evs)
+		Expect(v.Status).To(Equal(check.Fail), v.Summary)
+		Expect(v.Violations).To(Equal(1))
+		Expect(v.Evidence[0].Seq).To(BeEquivalentTo(2), "%v", v.Evidence)
 	})
 
 	It("does not judge a member whose client could not read a server message (no-lost-acks, no-gaps)", func() {

@@ -14,7 +14,9 @@ import (
 // lostAcks is the "no-lost-acks" checker: a message acknowledged to its
 // sender must reach every member subscribed to its room, whatever the
 // arrival order. A membership (a Join until its Leave, its stream's
-// Disconnect, the next Join or the end of the events) is held to every seq
+// Disconnect (or the client's CloseSend before it, when it sent one: a
+// server may stop feeding a stream whose client said it is done), the next
+// Join or the end of the events) is held to every seq
 // from its first expected one (head+1 or the first replayed seq) that was
 // acked while it was subscribed, up to `grace` before it ended: what was
 // acked in the last grace before a member left may still have been on its
@@ -112,11 +114,19 @@ func (l *lostAcks) Observe(e *event.Event) {
 	// same way: it stopped reading (counted in graceCut).
 	graceCut := e.Kind == event.Disconnect && e.Field == event.FieldCloseGrace
 	if e.Kind == event.Join || e.Kind == event.Leave || e.Kind == event.Disconnect {
-		end := l.ended(e.At, cut || graceCut)
+		endAt := e.At
+		if e.Kind == event.Disconnect && e.Latency > 0 {
+			// The client had sent CloseSend (Latency: from it to the
+			// end): its memberships ended there. A server may stop feeding
+			// a stream whose client said it is done, however long it then
+			// takes to end the stream (status-codes judges that).
+			endAt = max(e.At-e.Latency, 0)
+		}
+		end := l.ended(endAt, cut || graceCut)
 		if graceCut {
 			end = func(k memberKey, m *membership) {
 				l.graceCut++
-				l.ended(e.At, true)(k, m)
+				l.ended(endAt, true)(k, m)
 			}
 		}
 		l.members.track(e, func(e *event.Event) *membership {
