@@ -401,13 +401,12 @@ func (c *vclient) sendLoop(ctx context.Context, w *writer, recvDone <-chan struc
 		case f := <-c.cmds:
 			switch err := f(w); {
 			case err == errHalfClose:
-				// Keep reading until the server ends the stream.
-				_ = w.st.CloseSend()
-				select {
-				case <-recvDone:
-				case <-ctx.Done():
-				}
-				return true, nil
+				// Keep reading until the server ends the stream, as at
+				// the client's end: at most the stop grace (a stream the
+				// server does not end is status-codes' to judge), and
+				// the Disconnect says how long it took (checks date the
+				// end of the client's memberships from the CloseSend).
+				return true, closeAndDrain()
 			case err == ErrReconnect:
 				return true, closeAndDrain()
 			case err != nil:
