@@ -293,6 +293,15 @@ var _ = Describe("resume-complete", func() {
 		Expect(v.Violations).To(Equal(1))
 		Expect(v.Evidence[0].Detail).To(ContainSubstring("resume after seq 1 claimed complete but seqs 3..4 of the missed range never arrived"))
 	})
+	It("does not judge a replay cut short by the client's own CloseSend, however cleanly the server then ends the stream", func() {
+		c := &chat{}
+		c.resume(0, 1, 4, 2, true).deliver(0, 2, 1, "b1", 1)
+		c.evs = append(c.evs, ev.Event{Kind: ev.Disconnect, At: c.at(), Client: 0, User: user(0), Code: codes.OK, Latency: 3 * time.Second})
+		c.evs = append(c.evs, ev.Event{Kind: ev.Leave, Client: 0, Scope: "r"})
+		v := run("resume-complete", noDecode, nil, c.evs)
+		Expect(v.Status).To(Equal(check.NotMeasurable), "%s %v", v.Summary, v.Evidence)
+		Expect(v.Summary).To(ContainSubstring("cut short by a broken stream or the client's own CloseSend"))
+	})
 	It("still judges a member that leaves mid-replay on a healthy stream", func() {
 		c := &chat{}
 		c.resume(0, 1, 4, 2, true).deliver(0, 2, 1, "b1", 1)

@@ -12,10 +12,10 @@ import (
 // live, or say it could not (Complete=false). Claiming completeness while
 // skipping part of the range, or replaying from elsewhere, is a violation;
 // the replay may arrive in any order ("delivery-order" judges order). A
-// replay still open when its member leaves, or when its stream ends
-// cleanly, is judged then; one cut short by a broken stream is not (the
-// stream's Disconnect precedes the Leaves it implies, so the break is known
-// first). It passes only on evidence: at least one resume that had missed
+// replay still open when its member leaves, or when the server ends its
+// stream cleanly, is judged then; one cut short by a broken stream or by the
+// client's own CloseSend is not (the stream's Disconnect precedes the Leaves
+// it implies, so the break is known first). It passes only on evidence: at least one resume that had missed
 // messages to replay and was judged; resumes at the head prove nothing.
 type resume struct {
 	open    map[memberKey]*resumeState
@@ -102,13 +102,16 @@ func (r *resume) Observe(e *event.Event) {
 	case event.Leave:
 		r.finish(k)
 	case event.Disconnect:
-		// A stream that ended cleanly mid-replay is judged; one that broke
-		// is not the server's lie: its unfinished replays are dropped.
+		// A stream the server ended cleanly mid-replay is judged; one that
+		// broke, or that the client ended first (CloseSend: Latency is the
+		// time from it to the end), is not the server's lie: a server may
+		// stop feeding a stream whose client said it is done. Its
+		// unfinished replays are dropped.
 		for mk := range r.open {
 			if mk.client != e.Client {
 				continue
 			}
-			if e.Code == 0 {
+			if e.Code == 0 && e.Latency == 0 {
 				r.finish(mk)
 			} else {
 				delete(r.open, mk)
@@ -133,7 +136,7 @@ func (r *resume) Verdict(context.Context, Env) Verdict {
 		if r.withGap == 0 {
 			return notMeasurable(&r.v, "%d resumes, none had missed messages to replay (each resumed at the room's head)", r.resumes)
 		}
-		return notMeasurable(&r.v, "%d resumes, none judged: the %d with missed messages to replay were each cut short by a broken stream", r.resumes, r.withGap)
+		return notMeasurable(&r.v, "%d resumes, none judged: the %d with missed messages to replay were each cut short by a broken stream or the client's own CloseSend", r.resumes, r.withGap)
 	}
 	summarise(&r.v, fmt.Sprintf("%d resumes: %d replayed exactly the missed range, %d said they could not, %d had nothing to replay",
 		r.resumes, r.judged, r.honest, r.resumes-r.withGap),
