@@ -204,11 +204,11 @@ var _ = Describe("the broken-server corpus", func() {
 })
 
 var _ = Describe("a member that half-closed early", func() {
-	DescribeTable("is owed only what was acked before its CloseSend: a correct server that takes 3.5s to end the stream is not blamed for what it fed others meanwhile",
+	DescribeTable("is owed only what was acked before its CloseSend: a correct server that takes 3s to end the stream is not blamed for what it fed others meanwhile",
 		func(ctx SpecContext, file string, closes string) {
 			s := load(file)
 			for against, start := range map[string]starter{
-				"the slow-ending correct variant": func() (*broken.Server, error) { return broken.StartChatSlowEnd(3500 * time.Millisecond) },
+				"the slow-ending correct variant": func() (*broken.Server, error) { return broken.StartChatSlowEnd(3 * time.Second) },
 				"the correct variant":             chat(broken.None),
 			} {
 				res := runCorpus(ctx, s, start)
