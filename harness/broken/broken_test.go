@@ -225,6 +225,22 @@ var _ = Describe("a member that half-closed early", func() {
 		Entry("the half-close fault at 2s (then the lurkers join again)", "chat-half-close.yaml", "10", SpecTimeout(2*time.Minute)),
 	)
 
+	It("is not blamed by resume-complete for a replay it cut short itself: not measurable, naming the CloseSend; every other check passes", func(ctx SpecContext) {
+		s := load("chat-resume-cut.yaml")
+		res := runCorpus(ctx, s, func() (*broken.Server, error) { return broken.StartChatPacedReplay(100 * time.Millisecond) })
+		GinkgoWriter.Printf("--- %s against a server that paces replays and stops feeding at the client's CloseSend\n%s", s.Name, describe(res))
+		var others []check.Verdict
+		for _, v := range res.Checks {
+			if v.Name == "resume-complete" {
+				Expect(v.Status).To(Equal(check.NotMeasurable), "%s: %s %v", v.Name, v.Summary, v.Evidence)
+				Expect(v.Summary).To(ContainSubstring("cut short by a broken stream or the client's own CloseSend"))
+				continue
+			}
+			others = append(others, v)
+		}
+		Expect(misjudged(result.Scenario{Name: res.Name, Failure: res.Failure, Checks: others}, nil)).To(BeEmpty())
+	}, SpecTimeout(2*time.Minute))
+
 	It("is a status-codes violation when the server never ends the stream after a half-close fault, and only that", func(ctx SpecContext) {
 		s := load("chat-half-close.yaml")
 		res := runCorpus(ctx, s, func() (*broken.Server, error) { return broken.StartChatSlowEnd(time.Minute) })

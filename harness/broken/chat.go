@@ -46,6 +46,10 @@ type chatServer struct {
 	// (out of every room, so fed nothing) before it ends with OK
 	// (StartChatSlowEnd; 0 = at once).
 	endDelay time.Duration
+	// replayPace: a resume's replay goes out one message per replayPace,
+	// and nothing more once the client half-closed (StartChatPacedReplay;
+	// 0 = the replay in one batch, and what is queued always written).
+	replayPace time.Duration
 	// stop is closed by Stop; goroutines leaked by LeakPerStream wait on it.
 	stop chan struct{}
 	// wg counts readers and leaked goroutines; Stop waits for them.
@@ -59,7 +63,7 @@ type chatServer struct {
 
 // StartChat serves the corpus chat server with defect d (None: the correct
 // variant) on free loopback ports.
-func StartChat(d ChatDefect) (*Server, error) { return startChat(d, 0) }
+func StartChat(d ChatDefect) (*Server, error) { return startChat(&chatServer{defect: d}) }
 
 // StartChatSlowEnd serves the correct chat variant, except that a stream
 // whose client half-closed ends only after delay: it leaves every room at
@@ -67,10 +71,22 @@ func StartChat(d ChatDefect) (*Server, error) { return startChat(d, 0) }
 // that reaches it, and then waits (or until Stop) before it ends with OK.
 // Within the client's close grace that is no defect: a check must not blame
 // it (the member said it was done at its CloseSend).
-func StartChatSlowEnd(delay time.Duration) (*Server, error) { return startChat(None, delay) }
+func StartChatSlowEnd(delay time.Duration) (*Server, error) {
+	return startChat(&chatServer{endDelay: delay})
+}
 
-func startChat(d ChatDefect, endDelay time.Duration) (*Server, error) {
-	s := &chatServer{defect: d, endDelay: endDelay, stop: make(chan struct{}), rooms: map[string]*room{}, limits: map[string]*rate.Limiter{}}
+// StartChatPacedReplay serves the correct chat variant, except that a
+// resume's replay goes out one message per pace, and a stream whose client
+// half-closed is fed nothing more (the rest of a replay under way included)
+// before it ends with OK. A replay its client cut short so is no false
+// claim of completeness: a check must not blame it.
+func StartChatPacedReplay(pace time.Duration) (*Server, error) {
+	return startChat(&chatServer{replayPace: pace})
+}
+
+func startChat(s *chatServer) (*Server, error) {
+	s.stop, s.rooms, s.limits = make(chan struct{}), map[string]*room{}, map[string]*rate.Limiter{}
+	d := s.defect
 	srv, err := serve("chat "+d.String(), func(gs *grpc.Server) { chatv1.RegisterChatServiceServer(gs, s) },
 		func() { close(s.stop) })
 	if err != nil {
@@ -94,7 +110,7 @@ func (s *chatServer) Connect(st chatStream) error {
 	s.streams++
 	odd := s.streams%2 == 0
 	s.mu.Unlock()
-	m := &member{user: user, st: st, odd: odd, direct: s.defect == BlockingBroadcast, reorder: s.defect == ReorderSome && odd,
+	m := &member{user: user, st: st, odd: odd, direct: s.defect == BlockingBroadcast, reorder: s.defect == ReorderSome && odd, pace: s.replayPace,
 		out: make(chan *chatv1.ServerEvent, queueLen), kicked: make(chan struct{}), rooms: map[string]*room{}}
 	if s.defect == LeakPerStream {
 		defer s.wg.Go(func() { <-s.stop }) // defect: LeakPerStream (one goroutine per ended stream, until Stop)
@@ -118,6 +134,9 @@ func (s *chatServer) read(m *member) {
 			}
 		}
 		if err != nil {
+			if err == io.EOF {
+				m.halfClosed.Store(true)
+			}
 			s.leaveAll(m)
 			if err == io.EOF {
 				if s.endDelay > 0 {

@@ -3,6 +3,7 @@ package broken
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -31,6 +32,10 @@ type member struct {
 	once    sync.Once
 	sendMu  sync.Mutex // serialises direct sends (BlockingBroadcast)
 	rooms   map[string]*room
+	// pace and halfClosed: StartChatPacedReplay's (the writer paces a
+	// replay and writes no message once the reader saw the client's EOF).
+	pace       time.Duration
+	halfClosed atomic.Bool
 }
 
 // push queues ev for the writer without ever waiting: a member whose queue
@@ -105,6 +110,19 @@ func (m *member) write(ctx context.Context) error {
 				}
 			}
 		}
+		if m.pace > 0 {
+			if ev.GetMessage() != nil || ev.GetBatch() != nil {
+				if m.halfClosed.Load() {
+					continue // the client said it is done: nothing more is fed
+				}
+				if b := ev.GetBatch(); b != nil && len(b.Messages) > 0 && b.Messages[0].Replay {
+					if err := m.pacedReplay(ctx, b.Messages); err != nil {
+						return err
+					}
+					continue
+				}
+			}
+		}
 		msg := ev.GetMessage()
 		if msg == nil {
 			if err := w.flush(); err != nil {
@@ -141,6 +159,30 @@ func (m *member) write(ctx context.Context) error {
 			return w.end()
 		}
 	}
+}
+
+// pacedReplay sends a replay one message per m.pace, and stops once the
+// client half-closed (StartChatPacedReplay).
+func (m *member) pacedReplay(ctx context.Context, msgs []*chatv1.Message) error {
+	for _, rm := range msgs {
+		t := time.NewTimer(m.pace)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return status.FromContextError(ctx.Err()).Err()
+		case <-m.kicked:
+			t.Stop()
+			return m.kickErr()
+		}
+		if m.halfClosed.Load() {
+			return nil // the client said it is done: the rest of the replay is not owed
+		}
+		if err := m.st.Send(&chatv1.ServerEvent{Event: &chatv1.ServerEvent_Message{Message: rm}}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // maxBatch bounds the messages of one MessageBatch.
