@@ -232,8 +232,15 @@ var _ = Describe("a member that half-closed early", func() {
 		var others []check.Verdict
 		for _, v := range res.Checks {
 			if v.Name == "resume-complete" {
-				Expect(v.Status).To(Equal(check.NotMeasurable), "%s: %s %v", v.Name, v.Summary, v.Evidence)
-				Expect(v.Summary).To(ContainSubstring("cut short by a broken stream or the client's own CloseSend"))
+				// Every replay is cut short by its client (each has ~40
+				// messages at 100ms and the stream lives 1s): not
+				// measurable. On a machine so loaded that the chatters sent
+				// far less, a short replay may finish and be judged (a pass);
+				// a failure is the false blame this spec is about.
+				Expect(v.Status).To(BeElementOf(check.NotMeasurable, check.Pass), "%s: %s %v", v.Name, v.Summary, v.Evidence)
+				if v.Status == check.NotMeasurable {
+					Expect(v.Summary).To(ContainSubstring("cut short by a broken stream or the client's own CloseSend"))
+				}
 				continue
 			}
 			others = append(others, v)
