@@ -86,8 +86,7 @@ func StartChatPacedReplay(pace time.Duration) (*Server, error) {
 
 func startChat(s *chatServer) (*Server, error) {
 	s.stop, s.rooms, s.limits = make(chan struct{}), map[string]*room{}, map[string]*rate.Limiter{}
-	d := s.defect
-	srv, err := serve("chat "+d.String(), func(gs *grpc.Server) { chatv1.RegisterChatServiceServer(gs, s) },
+	srv, err := serve("chat "+s.defect.String(), func(gs *grpc.Server) { chatv1.RegisterChatServiceServer(gs, s) },
 		func() { close(s.stop) })
 	if err != nil {
 		return nil, err
@@ -134,11 +133,10 @@ func (s *chatServer) read(m *member) {
 			}
 		}
 		if err != nil {
-			if err == io.EOF {
-				m.halfClosed.Store(true)
-			}
+			eof := err == io.EOF
+			m.halfClosed.Store(eof) // before leaving: the writer feeds nothing more (StartChatPacedReplay)
 			s.leaveAll(m)
-			if err == io.EOF {
+			if eof {
 				if s.endDelay > 0 {
 					t := time.NewTimer(s.endDelay)
 					select {
