@@ -19,10 +19,10 @@ import (
 
 // heldPool is a mem.BufferPool that counts the buffers it lent and has not
 // got back.
-type heldPool struct{ n atomic.Int64 }
+type heldPool struct{ n, puts atomic.Int64 }
 
 func (p *heldPool) Get(n int) *[]byte { p.n.Add(1); b := make([]byte, n); return &b }
-func (p *heldPool) Put(*[]byte)       { p.n.Add(-1) }
+func (p *heldPool) Put(*[]byte)       { p.n.Add(-1); p.puts.Add(1) }
 
 // readResult is one ReadOnReady call's return.
 type readResult struct {
@@ -74,6 +74,9 @@ var _ = Describe("client connections (trackedConn) read without pinning a buffer
 		t, peer := trackedPair(&conn{})
 		pool := &heldPool{}
 		first := readOnReadyAsync(t, pool)
+		// A read tries once before it waits (a Get and a Put): what is
+		// judged is what is held once it waits.
+		Eventually(pool.puts.Load).WithContext(ctx).Should(BeNumerically(">=", 1), "the read's first try")
 		Consistently(pool.n.Load).WithTimeout(300*time.Millisecond).Should(BeZero(), "an idle connection holds no read buffer")
 
 		want := strings.Repeat("0123456789abcdef", 2048) // 32 KiB: several reads

@@ -75,7 +75,8 @@ var _ = Describe("Read over a loopback TCP connection", func() {
 		pool := &countingPool{}
 		first := readAsync(server, 4096, pool)
 		// A read tries once before it waits (a Get and a Put), so what is
-		// judged is what is held while it waits.
+		// judged is what is held while it waits: after that first try.
+		Eventually(pool.puts.Load).WithContext(ctx).Should(BeNumerically(">=", 1), "the read's first try")
 		Consistently(pool.held).WithTimeout(300*time.Millisecond).Should(BeZero(), "an idle connection holds no read buffer")
 
 		want := make([]byte, 100_000) // several reads' worth
