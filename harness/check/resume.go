@@ -15,8 +15,9 @@ import (
 // replay still open when its member leaves, or when the server ends its
 // stream cleanly, is judged then; one cut short by a broken stream or by the
 // client's own CloseSend is not (the stream's Disconnect precedes the Leaves
-// it implies, so the break is known first). It passes only on evidence: at least one resume that had missed
-// messages to replay and was judged; resumes at the head prove nothing.
+// it implies, so the break is known first). It passes only on evidence: at
+// least one resume that had missed messages to replay and was judged;
+// resumes at the head prove nothing.
 type resume struct {
 	open    map[memberKey]*resumeState
 	resumes int // joins with a resume position

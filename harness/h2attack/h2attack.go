@@ -205,6 +205,10 @@ func (r Result) Summary() string {
 		fmt.Fprintf(&b, " (%d reconnects)", r.Reconnects)
 	}
 	fmt.Fprintf(&b, " in %s (%s)", r.Elapsed.Round(time.Millisecond), r.Stopped)
+	if r.HeldAcks > 0 {
+		// ours, not the server's: said before what the server did
+		fmt.Fprintf(&b, "; %d of our acks held back inside the open header block", r.HeldAcks)
+	}
 	var ans []string
 	for _, g := range r.GoAways {
 		ans = append(ans, fmt.Sprintf("GOAWAY %s %q after %d frames (%s)", g.Code, g.Debug, g.Frames, g.After.Round(time.Millisecond)))
@@ -226,9 +230,6 @@ func (r Result) Summary() string {
 	}
 	if r.SettingsAcks > 0 {
 		ans = append(ans, fmt.Sprintf("%d SETTINGS acks", r.SettingsAcks))
-	}
-	if r.HeldAcks > 0 {
-		ans = append(ans, fmt.Sprintf("%d acks held back inside the open header block", r.HeldAcks))
 	}
 	if r.FirstClose != nil {
 		ans = append(ans, fmt.Sprintf("%d connection(s) closed, the first after %d frames (%s)", r.ClosedCount, r.FirstClose.Frames, r.FirstClose.After.Round(time.Millisecond)))
