@@ -301,11 +301,15 @@ func (d *doc) fail(msg string) {
 	d.subMu.Lock()
 	defer d.subMu.Unlock()
 	for _, p := range waiting {
+		// The stream's end first, then the commit answered: a stream whose
+		// client half-closed waits for its commits in flight and would
+		// otherwise end with OK before this UNAVAILABLE (first end wins),
+		// hiding that its op was lost.
+		p.s.c.fail(codes.Unavailable, msg)
 		if !p.over { // its stored callback may still come: it finds p over
 			p.over = true
 			p.s.c.st.CommitDone()
 		}
-		p.s.c.fail(codes.Unavailable, msg)
 	}
 	for s := range d.subs {
 		s.c.fail(codes.Unavailable, msg)
