@@ -233,6 +233,37 @@ var _ = Describe("chat ordering checkers", func() {
 		Expect(v.Status).To(Equal(check.Pass), "%s %v", v.Summary, v.Evidence)
 	})
 
+	It("is not measurable when acks came but no membership was held to any (no-lost-acks)", func() {
+		// ann and bob join at 0 and 1, ann's one message is acked at 3 and
+		// both streams end at 4: inside the 2s grace, nobody owes seq 1.
+		c := &chat{}
+		c.join(0, 0).join(1, 0)
+		c.send(0, "a1", 1).ack(0, "a1", 1, 1)
+		c.disconnect(0, codes.OK).disconnect(1, codes.OK)
+		c.evs[len(c.evs)-1].At = c.evs[len(c.evs)-2].At
+		v := run("no-lost-acks", noDecode, nil, c.evs)
+		Expect(v.Status).To(Equal(check.NotMeasurable), "%s %v", v.Summary, v.Evidence)
+		Expect(v.Summary).To(ContainSubstring("no membership of their rooms was held to any of them"))
+		Expect(v.Summary).To(ContainSubstring("0 shorter than the grace 2s, 2 with nothing acked while subscribed"))
+		// Cut by the server before receiving anything: owed nothing either.
+		c = &chat{}
+		c.join(0, 0).join(1, 0)
+		c.send(0, "a1", 1).ack(0, "a1", 1, 1)
+		c.send(0, "a2", 2).ack(0, "a2", 2, 2)
+		c.send(0, "a3", 3).send(0, "a4", 4)
+		c.disconnect(0, codes.ResourceExhausted).disconnect(1, codes.ResourceExhausted)
+		v = run("no-lost-acks", noDecode, nil, c.evs)
+		Expect(v.Status).To(Equal(check.NotMeasurable), "%s %v", v.Summary, v.Evidence)
+		// One of them held to seq 1 (received, then cut): a pass that
+		// says how many owed nothing.
+		c.evs = append(c.evs[:4:4], append([]ev.Event{{Kind: ev.Deliver, At: c.evs[3].At, Client: 1, User: user(1), Scope: "r",
+			Seq: 1, Sender: user(0), MsgID: "a1", SenderSeq: 1}}, c.evs[4:]...)...)
+		v = run("no-lost-acks", noDecode, nil, c.evs)
+		Expect(v.Status).To(Equal(check.Pass), "%s %v", v.Summary, v.Evidence)
+		Expect(v.Summary).To(ContainSubstring("each of 1 memberships"))
+		Expect(v.Summary).To(ContainSubstring("1 membership(s) owed nothing"))
+	})
+
 	It("is not measurable without traffic, never a pass", func() {
 		for _, name := range []string{"total-order", "no-gaps", "no-lost-acks", "sender-fifo", "realtime-order", "resume-complete"} {
 			Expect(run(name, noDecode, nil, nil).Status).To(Equal(check.NotMeasurable), name)

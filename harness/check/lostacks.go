@@ -220,15 +220,18 @@ func (l *lostAcks) Verdict(context.Context, Env) Verdict {
 		return notMeasurable(&l.v, "no acknowledged messages observed")
 	}
 	sort.SliceStable(l.done, func(i, j int) bool { return l.done[i].id < l.done[j].id })
-	held := 0
+	// held counts the memberships held to at least one acked seq; short
+	// (under the grace) and owed (nothing acked in their window, or a cut
+	// one that received nothing) were in acked rooms but owed nothing.
+	held, short, owedNone := 0, 0, 0
 	for _, m := range l.done {
 		room := l.acked[m.scope]
 		if len(room) == 0 || m.unread {
 			continue
 		}
-		held++
 		cutoff := m.end - l.p.Grace
 		if m.joined > cutoff {
+			short++
 			continue // shorter than the grace: even a replay may still have been on its way
 		}
 		hi := index[m.scope].lastBefore(cutoff)
@@ -236,8 +239,13 @@ func (l *lostAcks) Verdict(context.Context, Env) Verdict {
 			hi = min(hi, m.lastIn)
 		}
 		if hi < m.start {
+			owedNone++
 			continue
 		}
+		// Not cut, hi itself was acked by the cutoff; cut, the member
+		// received hi in this membership: either way it was held to
+		// something.
+		held++
 		got := l.got[memberKey{m.id, m.scope}]
 		if got == nil {
 			got = &seqSet{}
@@ -257,10 +265,17 @@ func (l *lostAcks) Verdict(context.Context, Env) Verdict {
 		})
 	}
 	if held == 0 && l.v.Violations == 0 {
-		return notMeasurable(&l.v, "%d acknowledged messages, but no membership of their rooms to hold to them (%d not judged: their client got server messages it could not read)", total, l.unread)
+		return notMeasurable(&l.v, "%d acknowledged messages, but no membership of their rooms was held to any of them "+
+			"(%d shorter than the grace %s, %d with nothing acked while subscribed or cut by the server before receiving any; "+
+			"%d not judged: their client got server messages it could not read)",
+			total, short, l.p.Grace, owedNone, l.unread)
 	}
 	summarise(&l.v, fmt.Sprintf("%d acknowledged messages; each of %d memberships received every one acked while it was subscribed (grace %s)", total, held, l.p.Grace),
 		"%d acknowledged messages missing from members who were subscribed", l.v.Violations)
+	if short+owedNone > 0 {
+		l.v.Summary += fmt.Sprintf("; %d membership(s) owed nothing (%d shorter than the grace, %d with nothing acked while subscribed or cut before receiving any)",
+			short+owedNone, short, owedNone)
+	}
 	if l.unread > 0 {
 		l.v.Summary += fmt.Sprintf("; %d membership(s) not judged: their client got server messages it could not read (unread events)", l.unread)
 	}

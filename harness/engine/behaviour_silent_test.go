@@ -29,7 +29,8 @@ roles:
     behaviour: silent
 checks:
   - status-codes
-  - no-lost-acks
+  # 2s memberships: a 500ms grace holds them to what came before it
+  - no-lost-acks: { grace: 500ms }
 `))
 		Expect(err).NotTo(HaveOccurred())
 
