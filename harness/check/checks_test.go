@@ -191,6 +191,49 @@ var _ = Describe("chat ordering checkers", func() {
 		Expect(v.Evidence[0].Seq).To(BeEquivalentTo(2), "%v", v.Evidence)
 	})
 
+	It("holds a member the server cut after a fault stopped its reading only to what it had received", func() {
+		// bob's reading stops after seq 1 (a stop-reading fault); the server
+		// cuts him as a slow consumer, which he only sees at the end of the
+		// run, after seqs 2..4 were acked and delivered to ann.
+		c := &chat{}
+		c.join(0, 0).join(1, 0)
+		c.send(0, "a1", 1).ack(0, "a1", 1, 1).deliver(0, 1, 0, "a1", 1).deliver(1, 1, 0, "a1", 1)
+		c.evs = append(c.evs, ev.Event{Kind: ev.Fault, At: c.at(), Client: 1, User: user(1), Detail: "stop-reading"})
+		for i := uint64(2); i <= 4; i++ {
+			id := fmt.Sprintf("a%d", i)
+			c.send(0, id, i).ack(0, id, i, i).deliver(0, i, 0, id, i)
+		}
+		c.send(0, "a5", 5).send(0, "a6", 6).send(0, "a7", 7)
+		c.evs = append(c.evs, ev.Event{Kind: ev.Disconnect, At: c.at(), Client: 1, User: user(1), Code: codes.ResourceExhausted,
+			Detail: "slow consumer", Latency: time.Second})
+		v := run("no-lost-acks", noDecode, nil, c.evs)
+		Expect(v.Status).To(Equal(check.Pass), "%s %v", v.Summary, v.Evidence)
+		Expect(v.Summary).To(ContainSubstring("each of 2 memberships"))
+		// However it ends: a server may drop what it queued for a stream
+		// whose client stopped reading and then said it was done.
+		c.evs[len(c.evs)-1].Code = codes.OK
+		v = run("no-lost-acks", noDecode, nil, c.evs)
+		Expect(v.Status).To(Equal(check.Pass), "%s %v", v.Summary, v.Evidence)
+		// Without the fault, a clean end owes bob seqs 2..4.
+		var unfaulted []ev.Event
+		for _, e := range c.evs {
+			if e.Kind != ev.Fault {
+				unfaulted = append(unfaulted, e)
+			}
+		}
+		v = run("no-lost-acks", noDecode, nil, unfaulted)
+		Expect(v.Status).To(Equal(check.Fail), v.Summary)
+		Expect(v.Violations).To(Equal(3))
+		// A fault late in the run still holds bob to what was acked a
+		// grace before it.
+		late := append([]ev.Event(nil), unfaulted[:len(unfaulted)-1]...)
+		late = append(late, ev.Event{Kind: ev.Fault, At: late[len(late)-1].At, Client: 1, User: user(1), Detail: "stop-reading"}, unfaulted[len(unfaulted)-1])
+		v = run("no-lost-acks", noDecode, nil, late)
+		Expect(v.Status).To(Equal(check.Fail), v.Summary)
+		Expect(v.Violations).To(Equal(3))
+		Expect(v.Evidence[0].Detail).To(ContainSubstring("a fault hit its stream at"))
+	})
+
 	It("does not judge a member whose client could not read a server message (no-lost-acks, no-gaps)", func() {
 		c := &chat{}
 		c.join(0, 0).join(1, 0)
@@ -220,6 +263,23 @@ var _ = Describe("chat ordering checkers", func() {
 			v = run(name, noDecode, nil, withUnread)
 			Expect(v.Status).To(Equal(check.NotMeasurable), "%s: %s", name, v.Summary)
 		}
+	})
+
+	It("does not count an unjudged membership's deliveries as judged, nor pass on members who received nothing (no-gaps)", func() {
+		c := &chat{}
+		c.join(0, 0).join(1, 0)
+		c.deliver(0, 1, 0, "a1", 1)
+		c.evs = append(c.evs, ev.Event{Kind: ev.Unread, At: c.at(), Client: 0, User: user(0), Field: ev.UnreadError, Detail: "mapping failed"})
+		c.deliver(0, 5, 0, "a5", 5)
+		v := run("no-gaps", noDecode, nil, c.evs)
+		Expect(v.Status).To(Equal(check.NotMeasurable), v.Summary)
+		Expect(v.Summary).To(ContainSubstring("no membership judged of 2: 1 not judged"))
+		Expect(v.Summary).To(ContainSubstring("1 received nothing"))
+		// bob receives seq 1: judged, and only his delivery counted.
+		c.deliver(1, 1, 0, "a1", 1)
+		v = run("no-gaps", noDecode, nil, c.evs)
+		Expect(v.Status).To(Equal(check.Pass), v.Summary)
+		Expect(v.Summary).To(HavePrefix("1 memberships (1 deliveries)"))
 	})
 
 	It("does not hold a member whose stream ended cleanly to what was acked after it left", func() {
@@ -277,10 +337,38 @@ var _ = Describe("resume-complete", func() {
 		c.resume(0, 1, 3, 2, true).deliver(0, 2, 1, "b1", 1).deliver(0, 3, 1, "b2", 2).deliver(0, 4, 1, "b3", 3)
 		Expect(run("resume-complete", noDecode, nil, c.evs).Status).To(Equal(check.Pass))
 	})
-	It("passes an incomplete resume that says so", func() {
+	It("passes an incomplete resume that says so and replays the retained part, replay_from to the head", func() {
 		c := &chat{}
-		c.resume(0, 1, 30, 10, false).deliver(0, 10, 1, "b9", 9)
-		Expect(run("resume-complete", noDecode, nil, c.evs).Status).To(Equal(check.Pass))
+		c.resume(0, 1, 30, 10, false)
+		for seq := uint64(10); seq <= 30; seq++ {
+			c.deliver(0, seq, 1, fmt.Sprintf("b%d", seq), seq)
+		}
+		v := run("resume-complete", noDecode, nil, c.evs)
+		Expect(v.Status).To(Equal(check.Pass), v.Summary)
+		Expect(v.Summary).To(ContainSubstring("1 replays judged complete (1 of them the retained part"))
+		// Seqs 12..30 of the retained part never arrive.
+		v = run("resume-complete", noDecode, nil, c.evs[:3])
+		Expect(v.Status).To(Equal(check.Fail), v.Summary)
+		Expect(v.Evidence[0].Detail).To(ContainSubstring("said incomplete, replaying from seq 10, but seqs 12..30 of that replay never arrived"))
+	})
+	It("does not judge a replay whose client could not read a server message (it may be one of the replay's)", func() {
+		c := &chat{}
+		c.resume(0, 7, 10, 8, true).deliver(0, 8, 1, "b8", 8)
+		c.evs = append(c.evs, ev.Event{Kind: ev.Unread, At: c.at(), Client: 0, User: user(0), Field: ev.UnreadError, Detail: "mapping failed"})
+		c.deliver(0, 10, 1, "b10", 10)
+		v := run("resume-complete", noDecode, nil, c.evs)
+		Expect(v.Status).To(Equal(check.NotMeasurable), "%s %v", v.Summary, v.Evidence)
+		Expect(v.Summary).To(ContainSubstring("1 not judged: their client got server messages it could not read"))
+		// Without the unread message, seq 9 is missing from a complete claim.
+		v = run("resume-complete", noDecode, nil, append(c.evs[:2:2], c.evs[3]))
+		Expect(v.Status).To(Equal(check.Fail), v.Summary)
+	})
+	It("is not measurable when every resume says incomplete and replays nothing: a server that never replays is never a pass", func() {
+		c := &chat{}
+		c.resume(0, 50, 100, 0, false).resume(1, 60, 120, 0, false)
+		v := run("resume-complete", noDecode, nil, c.evs)
+		Expect(v.Status).To(Equal(check.NotMeasurable), v.Summary)
+		Expect(v.Summary).To(ContainSubstring("2 said they could not and replayed nothing"))
 	})
 	It("catches a replay that skips part of the range while claiming completeness", func() {
 		c := &chat{}
@@ -311,7 +399,7 @@ var _ = Describe("resume-complete", func() {
 		c.resume(0, 1, 4, 2, true).deliver(0, 3, 1, "b2", 2).deliver(0, 2, 1, "b1", 1).deliver(0, 4, 1, "b3", 3)
 		v := run("resume-complete", noDecode, nil, c.evs)
 		Expect(v.Status).To(Equal(check.Pass), v.Summary)
-		Expect(v.Summary).To(ContainSubstring("1 replayed exactly the missed range"))
+		Expect(v.Summary).To(ContainSubstring("1 replays judged complete"))
 	})
 	It("judges a replay whose stream ended cleanly before it completed", func() {
 		c := &chat{}

@@ -18,15 +18,19 @@ import (
 // not read (event.Unread) is not judged: the hole may be that message.
 type gaps struct {
 	members    memberships[*gapState]
-	deliveries int
-	unread     int // memberships not judged: their client could not read a message
-	v          Verdict
+	deliveries int // to any membership
+	// judged counts the memberships judged (read, with a delivery) and
+	// judgedDeliveries what they received; empty ones received nothing.
+	judged, judgedDeliveries, empty int
+	unread                          int // memberships not judged: their client could not read a message
+	v                               Verdict
 }
 
 type gapState struct {
 	client string
 	start  uint64
 	got    seqSet
+	n      int  // deliveries received
 	unread bool // its client received a message it could not read
 }
 
@@ -44,6 +48,12 @@ func (g *gaps) judge(k memberKey, s *gapState) {
 	if s.unread {
 		return
 	}
+	if s.n == 0 {
+		g.empty++
+		return // nothing received: nothing to hold a hole against
+	}
+	g.judged++
+	g.judgedDeliveries += s.n
 	top := s.got.max()
 	s.got.holes(s.start, top, func(from, to uint64) bool {
 		n := to - from + 1
@@ -73,6 +83,7 @@ func (g *gaps) Observe(e *event.Event) {
 	if e.Kind == event.Deliver {
 		if s, ok := g.members.get(e); ok && e.Seq >= s.start {
 			g.deliveries++
+			s.n++
 			s.got.add(e.Seq)
 		}
 	}
@@ -83,11 +94,15 @@ func (g *gaps) Verdict(context.Context, Env) Verdict {
 	if g.deliveries == 0 {
 		return notMeasurable(&g.v, "no deliveries to a joined member observed (%d memberships)", g.members.opened)
 	}
-	if g.unread > 0 && g.unread == g.members.opened && g.v.Violations == 0 {
-		return notMeasurable(&g.v, "%d membership(s) not judged, all there were: their client received server messages it could not read (unread events), and any hole may be one of them", g.unread)
+	if g.judged == 0 && g.v.Violations == 0 {
+		return notMeasurable(&g.v, "no membership judged of %d: %d not judged because their client received server messages it could not read "+
+			"(unread events; any hole may be one of them), %d received nothing", g.members.opened, g.unread, g.empty)
 	}
-	summarise(&g.v, fmt.Sprintf("%d memberships (%d deliveries) received every seq up to the highest they got", g.members.opened-g.unread, g.deliveries),
+	summarise(&g.v, fmt.Sprintf("%d memberships (%d deliveries) received every seq up to the highest they got", g.judged, g.judgedDeliveries),
 		"%d gaps in members' deliveries", g.v.Violations)
+	if g.empty > 0 {
+		g.v.Summary += fmt.Sprintf("; %d membership(s) received nothing", g.empty)
+	}
 	if g.unread > 0 {
 		g.v.Summary += fmt.Sprintf("; %d membership(s) not judged: their client received server messages it could not read", g.unread)
 	}

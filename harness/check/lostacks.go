@@ -22,10 +22,15 @@ import (
 // acked in the last grace before a member left may still have been on its
 // way (a replay's messages count as available from the join, so a
 // membership shorter than the grace is held to nothing). A membership the
-// server ended with a status of its own (a slow
-// consumer cut with RESOURCE_EXHAUSTED, a shutdown's UNAVAILABLE; not a
-// fault the harness injected) is held only up to the last seq it received:
-// the server said it stopped delivering. A membership the harness itself
+// server ended with a status of its own (a slow consumer cut with
+// RESOURCE_EXHAUSTED, a shutdown's UNAVAILABLE) is held only up to the
+// last seq it received: the server said it stopped delivering. A
+// membership whose stream the harness disturbed with a fault (stopped or
+// paused its reading, throttled, blackholed or reset its connection) is
+// held to what was acked up to `grace` before the fault, and up to the
+// last seq it received: how the stream ended after the fault, and when the
+// client noticed, prove nothing about what the server still owed it. A
+// membership the harness itself
 // cut off because the server had not ended the stream within the close
 // grace after CloseSend (status-codes judges that) is held the same way:
 // what it had not read yet may still have been on its way. A membership of
@@ -40,7 +45,7 @@ type lostAcks struct {
 	got     map[memberKey]*seqSet         // (client, room) -> every seq received, all memberships
 	members memberships[*membership]
 	done    []*membership
-	faulted map[int]bool // clients with a fault injected on their current stream
+	faulted map[int]time.Duration // client -> when a fault hit its current stream
 	// graceCut counts memberships whose stream the harness ended at the
 	// close grace (held only up to their last seq received).
 	graceCut int
@@ -78,6 +83,10 @@ type membership struct {
 	cut    bool
 	unread bool   // not judged: its client received a message it could not read
 	lastIn uint64 // highest seq received in this membership
+	// faulted: a fault was injected on its stream at faultAt (or before it
+	// joined: faultAt is then its join).
+	faulted bool
+	faultAt time.Duration
 }
 
 func init() {
@@ -90,7 +99,7 @@ func init() {
 			return nil, fmt.Errorf("no-lost-acks: grace must be within [0, 1m], got %s", p.Grace)
 		}
 		return &lostAcks{p: p, acked: map[string]map[uint64]ackInfo{}, got: map[memberKey]*seqSet{},
-			members: newMemberships[*membership](), faulted: map[int]bool{}, v: Verdict{Name: "no-lost-acks"}}, nil
+			members: newMemberships[*membership](), faulted: map[int]time.Duration{}, v: Verdict{Name: "no-lost-acks"}}, nil
 	})
 }
 
@@ -107,9 +116,10 @@ func (l *lostAcks) Observe(e *event.Event) {
 	l.last = max(l.last, e.At)
 	k := memberKey{e.Client, e.Scope}
 	// A Disconnect with the server's own status, not one the harness
-	// caused (a fault, a cancel, the close grace), cuts the membership.
+	// caused (a cancel, the close grace), cuts the membership. (A faulted
+	// one is held by its fault's time instead.)
 	cut := e.Kind == event.Disconnect && e.Code != codes.OK && e.Code != codes.Canceled &&
-		!l.faulted[e.Client] && e.Field != event.FieldCloseGrace
+		e.Field != event.FieldCloseGrace
 	// The harness's own end of a stream at the close grace is held the
 	// same way: it stopped reading (counted in graceCut).
 	graceCut := e.Kind == event.Disconnect && e.Field == event.FieldCloseGrace
@@ -130,10 +140,25 @@ func (l *lostAcks) Observe(e *event.Event) {
 			}
 		}
 		l.members.track(e, func(e *event.Event) *membership {
-			return &membership{client: clientName(e), id: e.Client, scope: e.Scope, start: firstExpected(e), joined: e.At}
+			m := &membership{client: clientName(e), id: e.Client, scope: e.Scope, start: firstExpected(e), joined: e.At}
+			if _, ok := l.faulted[e.Client]; ok {
+				m.faulted, m.faultAt = true, e.At
+			}
+			return m
 		}, end)
 	}
 	switch e.Kind {
+	case event.Fault:
+		if _, ok := l.faulted[e.Client]; !ok {
+			l.faulted[e.Client] = e.At
+		}
+		l.members.ofClient(e.Client, func(_ memberKey, m *membership) {
+			if !m.faulted {
+				m.faulted, m.faultAt = true, e.At
+			}
+		})
+	case event.Connect:
+		delete(l.faulted, e.Client) // a new stream: no fault on it yet
 	case event.Unread:
 		l.members.ofClient(e.Client, func(_ memberKey, m *membership) {
 			if !m.unread {
@@ -141,10 +166,6 @@ func (l *lostAcks) Observe(e *event.Event) {
 				l.unread++
 			}
 		})
-	case event.Fault:
-		l.faulted[e.Client] = true
-	case event.Connect:
-		delete(l.faulted, e.Client)
 	case event.Deliver:
 		if e.Seq == 0 {
 			return
@@ -235,7 +256,15 @@ func (l *lostAcks) Verdict(context.Context, Env) Verdict {
 			continue // shorter than the grace: even a replay may still have been on its way
 		}
 		hi := index[m.scope].lastBefore(cutoff)
-		if m.cut {
+		switch {
+		case m.faulted:
+			// What was acked by the grace before the fault, and whatever
+			// it received after.
+			hi = min(hi, m.lastIn)
+			if fc := m.faultAt - l.p.Grace; fc >= m.joined {
+				hi = max(hi, index[m.scope].lastBefore(min(fc, cutoff)))
+			}
+		case m.cut:
 			hi = min(hi, m.lastIn)
 		}
 		if hi < m.start {
@@ -257,9 +286,12 @@ func (l *lostAcks) Verdict(context.Context, Env) Verdict {
 				if !ok || a.at > cutoff {
 					continue
 				}
-				l.v.Add(Evidence{Scope: m.scope, Seq: s, Client: m.client, At: a.at,
-					Detail: fmt.Sprintf("message %s/%s acked at seq %d at %s never reached %s, subscribed from seq %d until %s",
-						a.sender, a.msg, s, at(a.at), m.client, m.start, at(m.end))})
+				detail := fmt.Sprintf("message %s/%s acked at seq %d at %s never reached %s, subscribed from seq %d until %s",
+					a.sender, a.msg, s, at(a.at), m.client, m.start, at(m.end))
+				if m.faulted {
+					detail += fmt.Sprintf(" (a fault hit its stream at %s; it received up to seq %d)", at(m.faultAt), m.lastIn)
+				}
+				l.v.Add(Evidence{Scope: m.scope, Seq: s, Client: m.client, At: a.at, Detail: detail})
 			}
 			return true
 		})

@@ -11,28 +11,39 @@ import (
 // must replay exactly the missed range (resume_after+1 .. head) before going
 // live, or say it could not (Complete=false). Claiming completeness while
 // skipping part of the range, or replaying from elsewhere, is a violation;
+// so is saying incomplete while replaying from the start of the range. An
+// incomplete resume that names where its replay starts (replay_from, the
+// oldest retained seq) is held to replaying from there to the head;
 // the replay may arrive in any order ("delivery-order" judges order). A
 // replay still open when its member leaves, or when the server ends its
 // stream cleanly, is judged then; one cut short by a broken stream or by the
 // client's own CloseSend is not (the stream's Disconnect precedes the Leaves
 // it implies, so the break is known first). It passes only on evidence: at
-// least one resume that had missed messages to replay and was judged;
-// resumes at the head prove nothing.
+// least one replay judged; resumes at the head, and incomplete ones that
+// replay nothing, prove nothing (a server that never replays is not
+// measurable, never a pass).
 type resume struct {
 	open    map[memberKey]*resumeState
 	resumes int // joins with a resume position
 	withGap int // of those, with a non-empty missed range
 	judged  int // replays judged (completed, or ended while claiming complete)
 	honest  int // incomplete resumes that said so
+	partial int // of those, replaying the retained part (held to it: judged when done)
+	// unread counts open replays dropped because their client received a
+	// message it could not read (it may be one of the replay's).
+	unread int
 	v       Verdict
 }
 
 type resumeState struct {
 	client string
-	after  uint64
+	after  uint64 // the replay owed is after+1 .. head
 	head   uint64
-	got    seqSet
-	at     event.Event
+	// from is where an incomplete resume said its replay starts (0: the
+	// resume claimed completeness).
+	from uint64
+	got  seqSet
+	at   event.Event
 }
 
 func init() {
@@ -54,8 +65,12 @@ func (r *resume) finish(k memberKey) {
 	delete(r.open, k)
 	r.judged++
 	s.got.holes(s.after+1, s.head, func(from, to uint64) bool {
-		r.v.Add(Evidence{Scope: k.scope, Seq: from, Client: s.client, At: s.at.At,
-			Detail: fmt.Sprintf("resume after seq %d claimed complete but seqs %d..%d of the missed range never arrived (head %d)", s.after, from, to, s.head)})
+		detail := fmt.Sprintf("resume after seq %d claimed complete but seqs %d..%d of the missed range never arrived (head %d)", s.after, from, to, s.head)
+		if s.from != 0 {
+			detail = fmt.Sprintf("resume after seq %d said incomplete, replaying from seq %d, but seqs %d..%d of that replay never arrived (head %d)",
+				s.at.ResumeAfter, s.from, from, to, s.head)
+		}
+		r.v.Add(Evidence{Scope: k.scope, Seq: from, Client: s.client, At: s.at.At, Detail: detail})
 		return false // one piece of evidence per replay
 	})
 }
@@ -75,11 +90,17 @@ func (r *resume) Observe(e *event.Event) {
 		r.withGap++
 		who := clientName(e)
 		if !e.Complete {
-			if e.ReplayFrom != 0 && e.ReplayFrom <= e.ResumeAfter+1 {
+			switch {
+			case e.ReplayFrom != 0 && e.ReplayFrom <= e.ResumeAfter+1:
 				r.v.Add(Evidence{Scope: e.Scope, Seq: e.ReplayFrom, Client: who, At: e.At,
 					Detail: fmt.Sprintf("resume after seq %d said incomplete although replay starts at seq %d", e.ResumeAfter, e.ReplayFrom)})
-			} else {
+			case e.ReplayFrom != 0 && e.ReplayFrom <= e.Seq:
+				// The retained part: owed from replay_from to the head.
 				r.honest++
+				r.partial++
+				r.open[k] = &resumeState{client: who, after: e.ReplayFrom - 1, head: e.Seq, from: e.ReplayFrom, at: *e}
+			default:
+				r.honest++ // nothing replayed, and said so
 			}
 			return
 		}
@@ -99,6 +120,13 @@ func (r *resume) Observe(e *event.Event) {
 		if len(s.got.iv) == 1 && s.got.iv[0] == [2]uint64{s.after + 1, s.head} {
 			delete(r.open, k)
 			r.judged++
+		}
+	case event.Unread:
+		for mk := range r.open {
+			if mk.client == e.Client {
+				delete(r.open, mk)
+				r.unread++
+			}
 		}
 	case event.Leave:
 		r.finish(k)
@@ -130,17 +158,23 @@ func (r *resume) Verdict(context.Context, Env) Verdict {
 	for _, k := range keys {
 		r.finish(k)
 	}
-	if r.v.Violations == 0 && r.judged+r.honest == 0 {
+	if r.v.Violations == 0 && r.judged == 0 {
 		if r.resumes == 0 {
 			return notMeasurable(&r.v, "no resumes observed")
 		}
 		if r.withGap == 0 {
 			return notMeasurable(&r.v, "%d resumes, none had missed messages to replay (each resumed at the room's head)", r.resumes)
 		}
-		return notMeasurable(&r.v, "%d resumes, none judged: the %d with missed messages to replay were each cut short by a broken stream or the client's own CloseSend", r.resumes, r.withGap)
+		return notMeasurable(&r.v, "%d resumes, no replay judged: of the %d with missed messages to replay, %d said they could not and replayed nothing, "+
+			"%d not judged: their client got server messages it could not read; the rest were cut short by a broken stream or the client's own CloseSend",
+			r.resumes, r.withGap, r.honest-r.partial, r.unread)
 	}
-	summarise(&r.v, fmt.Sprintf("%d resumes: %d replayed exactly the missed range, %d said they could not, %d had nothing to replay",
-		r.resumes, r.judged, r.honest, r.resumes-r.withGap),
-		"%d resumes incomplete without saying so", r.v.Violations)
+	summarise(&r.v, fmt.Sprintf("%d resumes: %d replays judged complete (%d of them the retained part of a range the server said it could not fully replay), "+
+		"%d said they could not replay any of it, %d had nothing to replay",
+		r.resumes, r.judged-r.v.Violations, r.partial, r.honest-r.partial, r.resumes-r.withGap),
+		"%d resumes whose replay did not match what their Joined said", r.v.Violations)
+	if r.unread > 0 {
+		r.v.Summary += fmt.Sprintf("; %d replay(s) not judged: their client got server messages it could not read (unread events)", r.unread)
+	}
 	return r.v
 }
