@@ -324,6 +324,51 @@ var _ = Describe("chat ordering checkers", func() {
 		Expect(v.Summary).To(ContainSubstring("1 membership(s) owed nothing"))
 	})
 
+	It("total-order compares an ack with deliveries by its message id, skips what has none, and needs two observers of a seq", func() {
+		c := &chat{}
+		c.join(0, 0).join(1, 0)
+		c.send(0, "a1", 1).ack(0, "a1", 1, 1)
+		c.deliver(1, 1, 0, "a1", 1)
+		c.evs[len(c.evs)-1].Sender = "42" // the server names ann its own way
+		v := run("total-order", noDecode, nil, c.evs)
+		Expect(v.Status).To(Equal(check.Pass), "%s %v", v.Summary, v.Evidence)
+		// Another message at seq 1 is still caught.
+		c.deliver(0, 1, 1, "b1", 1)
+		v = run("total-order", noDecode, nil, c.evs)
+		Expect(v.Status).To(Equal(check.Fail), v.Summary)
+		// An ack without a message id names no message: not judged.
+		c = &chat{}
+		c.join(0, 0).join(1, 0)
+		c.send(0, "a1", 1).ack(0, "", 1, 1).deliver(1, 1, 0, "a1", 1).deliver(0, 1, 0, "a1", 1)
+		v = run("total-order", noDecode, nil, c.evs)
+		Expect(v.Status).To(Equal(check.Pass), "%s %v", v.Summary, v.Evidence)
+		Expect(v.Summary).To(ContainSubstring("1 deliveries and acks without a client message id not judged"))
+		// One observer per seq: nothing compared.
+		c = &chat{}
+		c.join(0, 0).deliver(0, 1, 0, "a1", 1).deliver(0, 2, 0, "a2", 2)
+		v = run("total-order", noDecode, nil, c.evs)
+		Expect(v.Status).To(Equal(check.NotMeasurable), v.Summary)
+		Expect(v.Summary).To(ContainSubstring("no seq was seen by two observers"))
+	})
+
+	It("sender-fifo and delivery-order are not measurable when nothing was ordered against anything", func() {
+		// ann and bob send one message each; each member receives one.
+		c := &chat{}
+		c.join(0, 0).join(1, 0)
+		c.send(0, "a1", 1).ack(0, "a1", 1, 1).send(1, "b1", 1).ack(1, "b1", 1, 2)
+		c.deliver(0, 2, 1, "b1", 1).deliver(1, 1, 0, "a1", 1)
+		for _, name := range []string{"sender-fifo", "delivery-order"} {
+			v := run(name, noDecode, nil, c.evs)
+			Expect(v.Status).To(Equal(check.NotMeasurable), "%s: %s", name, v.Summary)
+		}
+		// One more each: judged.
+		c.send(0, "a2", 2).ack(0, "a2", 2, 3).deliver(0, 3, 0, "a2", 2).deliver(1, 3, 0, "a2", 2)
+		for _, name := range []string{"sender-fifo", "delivery-order"} {
+			v := run(name, noDecode, nil, c.evs)
+			Expect(v.Status).To(Equal(check.Pass), "%s: %s", name, v.Summary)
+		}
+	})
+
 	It("is not measurable without traffic, never a pass", func() {
 		for _, name := range []string{"total-order", "no-gaps", "no-lost-acks", "sender-fifo", "realtime-order", "resume-complete"} {
 			Expect(run(name, noDecode, nil, nil).Status).To(Equal(check.NotMeasurable), name)

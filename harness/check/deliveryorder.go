@@ -17,6 +17,7 @@ import (
 type deliveryOrder struct {
 	members    memberships[*orderState]
 	deliveries int
+	compared   int // deliveries that followed another in their membership
 	v          Verdict
 }
 
@@ -46,6 +47,9 @@ func (d *deliveryOrder) Observe(e *event.Event) {
 			return
 		}
 		d.deliveries++
+		if s.top != 0 {
+			d.compared++
+		}
 		fresh := s.got.add(e.Seq)
 		if e.Seq > s.top {
 			s.top, s.topAt = e.Seq, e.At
@@ -61,6 +65,9 @@ func (d *deliveryOrder) Observe(e *event.Event) {
 func (d *deliveryOrder) Verdict(context.Context, Env) Verdict {
 	if d.deliveries == 0 {
 		return notMeasurable(&d.v, "no deliveries to a joined member observed (%d memberships)", d.members.opened)
+	}
+	if d.compared == 0 {
+		return notMeasurable(&d.v, "%d deliveries, but no membership received two: no order to judge (%d memberships)", d.deliveries, d.members.opened)
 	}
 	summarise(&d.v, fmt.Sprintf("%d deliveries over %d memberships arrived in ascending seq order", d.deliveries, d.members.opened),
 		"%d deliveries arrived after a higher seq", d.v.Violations)

@@ -89,6 +89,7 @@ func (f *fifo) Verdict(context.Context, Env) Verdict {
 		names = append(names, r)
 	}
 	sort.Strings(names)
+	compared := 0 // messages ordered against an earlier one of their sender
 	for _, r := range names {
 		room := f.rooms[r]
 		seqs := make([]uint64, 0, len(room))
@@ -103,6 +104,9 @@ func (f *fifo) Verdict(context.Context, Env) Verdict {
 		for _, s := range seqs {
 			p := room[s]
 			prev, ok := last[p.sender]
+			if ok {
+				compared++
+			}
 			if ok && p.senderSeq <= prev.senderSeq {
 				f.v.Add(Evidence{Scope: r, Seq: s, Client: p.sender,
 					Detail: fmt.Sprintf("sender %s: message %s (sender seq %d) ordered at seq %d, after %s (sender seq %d) at seq %d",
@@ -115,6 +119,9 @@ func (f *fifo) Verdict(context.Context, Env) Verdict {
 				}{p.senderSeq, s, p.msgID}
 			}
 		}
+	}
+	if compared == 0 {
+		return notMeasurable(&f.v, "%d sequenced messages, but no sender had two in one room: no order to keep", f.seen)
 	}
 	summarise(&f.v, fmt.Sprintf("%d messages kept their senders' order", f.seen),
 		"%d messages ordered against their sender's order", f.v.Violations)

@@ -32,7 +32,7 @@ type resume struct {
 	// unread counts open replays dropped because their client received a
 	// message it could not read (it may be one of the replay's).
 	unread int
-	v       Verdict
+	v      Verdict
 }
 
 type resumeState struct {

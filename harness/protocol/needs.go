@@ -1,6 +1,10 @@
 package protocol
 
-import "sort"
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
 
 // What each check needs from a mapping. A check of a custom scenario runs
 // only when every path it needs is provided; otherwise its verdict is not
@@ -96,7 +100,46 @@ func (s *Spec) NotMeasurable(check string) string {
 			missing = append(missing, p)
 		}
 	}
+	if len(missing) == 0 && s.Echo {
+		return s.echoBlind(check)
+	}
 	return MissingReason(missing)
+}
+
+// echoBlind is why check, though fed every field it needs, cannot judge an
+// echo ("" when it can): each stream is a room of its own whose only
+// observer is its client, and a seq read by the very expression that reads
+// the sender's seq cannot disagree with the sender's order.
+func (s *Spec) echoBlind(check string) string {
+	switch check {
+	case "total-order":
+		if !s.Mapped(Rule(Ack)) {
+			return "with echo: true each stream is a room of its own, observed by its client only, and no ack is mapped: no two observers can disagree about a seq"
+		}
+	case "sender-fifo":
+		seq, sseq := s.fieldExpr(Delivery, FieldSeq), s.fieldExpr(Delivery, FieldSenderSeq)
+		if seq != nil && sseq != nil && strings.TrimSpace(seq.Value) == strings.TrimSpace(sseq.Value) {
+			return fmt.Sprintf("%s and %s are the same expression (%s): with echo: true a sender's order cannot disagree with itself",
+				seq.Path, sseq.Path, strings.TrimSpace(seq.Value))
+		}
+	}
+	return ""
+}
+
+// fieldExpr is the expression the first rule of kind reads field with (nil:
+// none does).
+func (s *Spec) fieldExpr(kind Kind, field Field) *Text {
+	for _, r := range s.Incoming {
+		if r.Kind != kind {
+			continue
+		}
+		for i := range r.Fields {
+			if r.Fields[i].Field == field {
+				return &r.Fields[i].Expr
+			}
+		}
+	}
+	return nil
 }
 
 // CheckNeeds lists the paths check needs from a mapping (none for a check
