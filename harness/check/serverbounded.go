@@ -466,8 +466,13 @@ func (s *serverBounded) Verdict(_ context.Context, env Env) Verdict {
 		}
 		if s.bl.vals[f] < 0 {
 			unmeasured = append(unmeasured, fmt.Sprintf("%s (%s not read at the baseline: %s)", f, figureMetric[f], s.bl.errs[f]))
-		} else if s.stats[f].n == 0 && s.samples > 0 {
-			unmeasured = append(unmeasured, fmt.Sprintf("%s (no sample had %s: %s)", f, figureMetric[f], s.stats[f].lastErr))
+		} else if st := s.stats[f]; st.n == 0 && s.samples > 0 {
+			unmeasured = append(unmeasured, fmt.Sprintf("%s (no sample had %s: %s)", f, figureMetric[f], st.lastErr))
+		} else if st.missing > 0 && (st.n < s.p.MinSamples || st.missing > st.n) {
+			// A source lost during the run (an admin endpoint starved by
+			// the very load judged) leaves the peak unseen.
+			unmeasured = append(unmeasured, fmt.Sprintf("%s (%s read in only %d of %d samples, the rest failed: %s)",
+				f, figureMetric[f], st.n, st.n+st.missing, st.lastErr))
 		}
 	}
 	if s.health && !s.bl.healthy {

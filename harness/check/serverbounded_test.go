@@ -203,6 +203,19 @@ var _ = Describe("server-bounded", func() {
 		Expect(v.Status).To(Equal(check.Pass), v.Summary)
 	}, SpecTimeout(30*time.Second))
 
+	It("is not measurable when a figure it bounds stopped being readable during the run", func(ctx SpecContext) {
+		b := newBoundedServer()
+		c := bounded("{every: 50ms, rss_over_baseline: 64MiB}")
+		Expect(c.(check.Starter).Start(ctx, b)).To(Succeed())
+		c.Observe(&ev.Event{Kind: ev.Connect, Client: 0}) // the run starts: sampling begins
+		b.waitReads(1)
+		b.noRSS.Store(true) // the endpoint stops giving the figure, the peak unseen
+		b.waitReads(8)
+		v := c.Verdict(ctx, b)
+		Expect(v.Status).To(Equal(check.NotMeasurable), v.Summary)
+		Expect(v.Summary).To(MatchRegexp(`rss \(process_resident_memory_bytes read in only \d+ of \d+ samples, the rest failed`))
+	}, SpecTimeout(30*time.Second))
+
 	It("is not measurable with too few samples", func(ctx SpecContext) {
 		b := newBoundedServer()
 		c := bounded("{every: 10s, min_samples: 3}")
