@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/bidikit/bidikit/harness/event"
+	"github.com/bidikit/bidikit/harness/fault"
 )
 
 // statusCodes is the "status-codes" checker: every status a client sees
@@ -45,8 +46,16 @@ type statusCodes struct {
 	// expectDown: 1-based target positions the scenario expects down.
 	expectDown map[int]bool
 	faulted    map[int]bool
-	ends       int // stream ends observed
-	statuses   int // non-OK statuses judged
+	// netFault names the first connection fault of the run (latency,
+	// blackhole, ...: every connection's), "" when none fired.
+	netFault string
+	killed   bool // a server-process fault (kill-server) fired
+	// excusedUnclosed counts ends after the grace on streams a fault
+	// disturbed (a paused reader, a slowed or blackholed connection): the
+	// harness's doing, not judged.
+	excusedUnclosed int
+	ends            int // stream ends observed
+	statuses        int // non-OK statuses judged
 	// toClose: CloseSend-to-end times of streams the client closed;
 	// unclosed: those the server did not end within the grace.
 	toClose       *hdrhistogram.Histogram
@@ -181,6 +190,12 @@ func (s *statusCodes) Observe(e *event.Event) {
 	switch e.Kind {
 	case event.Fault:
 		s.faulted[e.Client] = true
+		if sp, ok := fault.Lookup(e.Detail); ok && sp.Scope == fault.Connection && s.netFault == "" {
+			s.netFault = e.Detail
+		}
+		if sp, ok := fault.Lookup(e.Detail); ok && sp.Scope == fault.ServerProcess {
+			s.killed = true
+		}
 		return
 	case event.Connect:
 		delete(s.faulted, e.Client)
@@ -188,6 +203,10 @@ func (s *statusCodes) Observe(e *event.Event) {
 	case event.Disconnect:
 		s.ends++
 		if e.Field == event.FieldCloseGrace {
+			if s.faulted[e.Client] || s.netFault != "" {
+				s.excusedUnclosed++
+				return
+			}
 			s.unclosed++
 			from := max(e.At-e.Latency, 0)
 			if s.firstUnclosed == nil {
@@ -305,12 +324,27 @@ func (s *statusCodes) Verdict(ctx context.Context, env Env) Verdict {
 					s.unclosed, s.ends, clientName(e), e.Detail, closeNote, lag)})
 		}
 	}
+	if s.excusedUnclosed > 0 {
+		why := "a fault the harness injected was on their stream"
+		if s.netFault != "" {
+			why = "the run's " + s.netFault + " fault was on every connection"
+		}
+		closeNote += fmt.Sprintf("; %d stream end(s) after the grace not judged: %s", s.excusedUnclosed, why)
+	}
 	healthy := "server still serving"
 	if env == nil {
 		healthy = ""
-	} else if hs := targetsHealth(ctx, env, len(s.expectDown) > 0); hs != nil {
-		healthy = s.judgeTargets(hs)
-	} else if ok, err := env.Healthy(ctx); err != nil || !ok {
+	} else if hs := targetsHealth(ctx, env, len(s.expectDown) > 0 || s.killed); hs != nil {
+		var why string
+		healthy, why = s.judgeTargets(hs)
+		if why != "" {
+			unmeasured = strings.TrimPrefix(unmeasured+"; "+why, "; ")
+		}
+	} else if ok, err := env.Healthy(ctx); err != nil && ctx.Err() != nil {
+		// The verdict's own time ran out (other checks settled first):
+		// the harness did not ask, the server did not fail to answer.
+		unmeasured = strings.TrimPrefix(unmeasured+"; the server's health was not asked in time: the verdict's deadline passed ("+err.Error()+")", "; ")
+	} else if err != nil || !ok {
 		detail := "server reports NOT_SERVING after the run"
 		if err != nil {
 			detail = "server no longer answers health checks after the run: " + err.Error()
@@ -353,8 +387,9 @@ func targetsHealth(ctx context.Context, env Env, want bool) []TargetHealth {
 
 // judgeTargets files a violation for every target that is down after the
 // run though neither the run killed it nor the scenario expects it down,
-// and says what it found.
-func (s *statusCodes) judgeTargets(hs []TargetHealth) string {
+// and says what it found; unmeasured is why serving could not be judged
+// ("" when it was): every target was killed by the run or expected down.
+func (s *statusCodes) judgeTargets(hs []TargetHealth) (out, unmeasured string) {
 	var serving, expected, killed []string
 	for _, h := range hs {
 		switch {
@@ -371,14 +406,18 @@ func (s *statusCodes) judgeTargets(hs []TargetHealth) string {
 		}
 	}
 	if len(serving) == 0 {
-		s.v.Add(Evidence{Detail: "no target serves after the run"})
+		if len(killed)+len(expected) == len(hs) {
+			unmeasured = "no target left to ask whether the server still serves: the run killed or expected down every one"
+		} else {
+			s.v.Add(Evidence{Detail: "no target serves after the run"})
+		}
 	}
-	out := fmt.Sprintf("%d of %d targets still serving", len(serving), len(hs))
+	out = fmt.Sprintf("%d of %d targets still serving", len(serving), len(hs))
 	if len(expected) > 0 {
 		out += "; down as the scenario expects: " + strings.Join(expected, ", ")
 	}
 	if len(killed) > 0 {
 		out += "; killed by the run: " + strings.Join(killed, ", ")
 	}
-	return out
+	return out, unmeasured
 }

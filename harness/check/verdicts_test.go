@@ -2,6 +2,7 @@ package check_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -217,10 +218,55 @@ var _ = Describe("status-codes judges by the service's contract", func() {
 		Expect(v.Evidence[0].Detail).To(ContainSubstring("2 of 3 stream ends: the server did not end the stream within the grace"))
 		Expect(v.Evidence[0].Detail).To(ContainSubstring("harness lag up to 30ms"))
 	})
+	It("does not blame the server for a late end of a stream a fault disturbed (a paused reader, a slowed connection)", func() {
+		late := ev.Event{Kind: ev.Disconnect, Client: 2, Code: codes.DeadlineExceeded, Field: ev.FieldCloseGrace, Detail: "server did not end the stream"}
+		clean := ev.Event{Kind: ev.Disconnect, Client: 1, Code: codes.OK, Latency: time.Millisecond}
+		for _, f := range []ev.Event{{Kind: ev.Fault, Client: 2, Detail: "pause"}, {Kind: ev.Fault, Client: -1, Detail: "latency"}} {
+			v := chatCodes([]ev.Event{f, clean, late})
+			Expect(v.Status).To(Equal(check.Pass), "%s: %s", f.Detail, v.Summary)
+			Expect(v.Summary).To(ContainSubstring("1 stream end(s) after the grace not judged"))
+		}
+		// A run-wide kill is no excuse for a stream left open later.
+		v := chatCodes([]ev.Event{{Kind: ev.Fault, Client: -1, Detail: "kill-server"}, clean, late})
+		Expect(v.Status).To(Equal(check.Fail), v.Summary)
+	})
+	It("is not measurable when the server's health could not be asked: the verdict's time ran out, or the run killed every target", func() {
+		c, err := check.New("status-codes", noDecode)
+		Expect(err).NotTo(HaveOccurred())
+		c.Observe(&ev.Event{Kind: ev.Disconnect, Client: 1, Code: codes.OK, Latency: time.Millisecond})
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		v := c.Verdict(ctx, deadlineEnv{})
+		Expect(v.Status).To(Equal(check.NotMeasurable), v.Summary)
+		Expect(v.Summary).To(ContainSubstring("the server's health was not asked in time"))
+
+		c, err = check.New("status-codes", noDecode)
+		Expect(err).NotTo(HaveOccurred())
+		c.Observe(&ev.Event{Kind: ev.Fault, Client: -1, Detail: "kill-server"})
+		c.Observe(&ev.Event{Kind: ev.Disconnect, Client: 1, Code: codes.OK, Latency: time.Millisecond})
+		v = c.Verdict(context.Background(), killedEnv{})
+		Expect(v.Status).To(Equal(check.NotMeasurable), v.Summary)
+		Expect(v.Summary).To(ContainSubstring("no target left to ask"))
+	})
 	It("is not measurable when no stream ended", func() {
 		Expect(chatCodes(nil).Status).To(Equal(check.NotMeasurable))
 	})
 })
+
+// deadlineEnv answers health with its context's error.
+type deadlineEnv struct{ healthyEnv }
+
+func (deadlineEnv) Healthy(ctx context.Context) (bool, error) { return false, ctx.Err() }
+
+// killedEnv is one target the run killed.
+type killedEnv struct{ healthyEnv }
+
+func (killedEnv) Healthy(context.Context) (bool, error) {
+	return false, errors.New("no target left to ask: the run killed 127.0.0.1:1")
+}
+func (killedEnv) TargetsHealth(context.Context) []check.TargetHealth {
+	return []check.TargetHealth{{Position: 1, Target: "127.0.0.1:1", Killed: true}}
+}
 
 var _ = Describe("fairness judges what the server did to honest traffic", func() {
 	params := func(into any) error {
