@@ -62,8 +62,9 @@ type fairness struct {
 	// h2 names the HTTP/2 attacks the attackers ran (bounded by the
 	// attacks there are).
 	h2 map[string]bool
-	// faulted marks clients the harness injected a fault into: their
-	// stream errors are the fault's doing, not the server's.
+	// faulted marks clients the harness injected a fault into on their
+	// current stream (-1: a run-wide fault): their stream ends are the
+	// fault's doing, not the server's (Error and Kick events still are).
 	faulted map[int]bool
 	// lag is the harness's own lag; exhausted holds honest
 	// RESOURCE_EXHAUSTED answers until the verdict weighs them against it
@@ -150,9 +151,12 @@ func (f *fairness) Observe(e *event.Event) {
 	if f.lag.observe(e) {
 		return
 	}
-	if e.Kind == event.Fault {
-		f.faulted[e.Client] = true
+	switch e.Kind {
+	case event.Fault:
+		f.faulted[e.Client] = true // -1: a run-wide fault (every connection, or the server process)
 		return
+	case event.Connect:
+		delete(f.faulted, e.Client) // a new stream: no fault on it yet
 	}
 	switch e.Role {
 	case f.p.Attackers:
@@ -210,7 +214,11 @@ func (f *fairness) Observe(e *event.Event) {
 				record(f.calmAck, f.underAck, underAttack, e.Latency)
 			}
 		case event.Error, event.Disconnect, event.Kick:
-			if e.Code != codes.OK && e.Code != codes.Canceled && !f.faulted[e.Client] && e.Field != event.FieldCloseGrace {
+			// A stream end the harness's fault may have caused (on this
+			// stream, or on every connection) is not the server's; an
+			// Error or a Kick is what the server said, fault or not.
+			brokenByFault := e.Kind == event.Disconnect && (f.faulted[e.Client] || f.faulted[-1])
+			if e.Code != codes.OK && e.Code != codes.Canceled && !brokenByFault && e.Field != event.FieldCloseGrace {
 				ev := Evidence{Scope: e.Scope, Client: clientName(e), At: e.At,
 					Detail: fmt.Sprintf("honest %s got %s: %s", clientName(e), codeName(e.Code), e.Detail)}
 				if e.Code != codes.ResourceExhausted {

@@ -287,6 +287,28 @@ var _ = Describe("fairness judges what the server did to honest traffic", func()
 		Expect(v.Status).To(Equal(check.Fail), v.Summary)
 		Expect(v.Evidence[0].Detail).To(ContainSubstring("starved"))
 	})
+	It("blames a server's Error to an honest client even after a fault on its stream, but not a stream end the fault may have caused", func() {
+		base := []ev.Event{
+			{Kind: ev.Send, Client: 0, User: "h0", Role: "honest", At: 10 * time.Millisecond},
+			{Kind: ev.Ack, Client: 0, User: "h0", Role: "honest", At: 20 * time.Millisecond, Latency: time.Millisecond},
+			{Kind: ev.Fault, Client: 0, Detail: "pause", At: 500 * time.Millisecond},
+			{Kind: ev.Send, Client: 9, User: "f", Role: "flooder", At: time.Second},
+			{Kind: ev.Error, Client: 9, User: "f", Role: "flooder", At: time.Second, Code: codes.ResourceExhausted},
+			{Kind: ev.Send, Client: 0, User: "h0", Role: "honest", At: 2 * time.Second},
+			{Kind: ev.Ack, Client: 0, User: "h0", Role: "honest", At: 2 * time.Second, Latency: time.Millisecond},
+		}
+		withEnd := func(e ev.Event) []ev.Event { return append(append([]ev.Event(nil), base...), e) }
+		v := run("fairness", params, healthy, withEnd(ev.Event{Kind: ev.Error, Client: 0, User: "h0", Role: "honest", At: 3 * time.Second, Code: codes.Internal, Detail: "boom"}))
+		Expect(v.Status).To(Equal(check.Fail), v.Summary)
+		Expect(v.Evidence[0].Detail).To(ContainSubstring("got INTERNAL: boom"))
+		v = run("fairness", params, healthy, withEnd(ev.Event{Kind: ev.Disconnect, Client: 0, User: "h0", Role: "honest", At: 3 * time.Second, Code: codes.Unavailable}))
+		Expect(v.Status).To(Equal(check.Pass), "%s %v", v.Summary, v.Evidence)
+		// A new stream carries no fault: its end is the server's again.
+		evs := withEnd(ev.Event{Kind: ev.Connect, Client: 0, User: "h0", Role: "honest", At: 2500 * time.Millisecond})
+		evs = append(evs, ev.Event{Kind: ev.Disconnect, Client: 0, User: "h0", Role: "honest", At: 3 * time.Second, Code: codes.Internal})
+		v = run("fairness", params, healthy, evs)
+		Expect(v.Status).To(Equal(check.Fail), v.Summary)
+	})
 	It("is not measurable, not a pass, when the calm phase gave no latency to compare", func() {
 		evs := []ev.Event{
 			{Kind: ev.Send, Client: 9, User: "f", Role: "flooder", At: time.Second},
