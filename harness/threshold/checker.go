@@ -102,6 +102,8 @@ func (c *checker) Observe(e *event.Event) {
 	}
 	if e.Client >= 0 && e.Role == c.spec.Role {
 		c.record(e)
+	} else if e.Client < 0 && e.Kind == event.Fault {
+		c.faulted[-1] = true // a run-wide fault: every stream's end is the harness's doing
 	}
 	if c.def.kind != rate && e.At >= c.next {
 		c.evaluate(e.At)
@@ -143,7 +145,8 @@ func (c *checker) record(e *event.Event) {
 // recordError counts operations (sends, stream opens) and the errors a
 // client met: Error events, and streams the server ended with a status,
 // except CANCELLED, ends the client chose (event.FieldClientEnd) and ends
-// of streams a fault broke (the harness's own doing, not the server's).
+// of streams a fault broke, on the stream or run-wide (the harness's own
+// doing, not the server's).
 func (c *checker) recordError(e *event.Event) {
 	switch e.Kind {
 	case event.Send:
@@ -158,7 +161,8 @@ func (c *checker) recordError(e *event.Event) {
 		return
 	case event.Error:
 	case event.Disconnect:
-		if e.Field == event.FieldClientEnd || c.faulted[e.Client] {
+		// -1: a run-wide fault (every connection, or the server process).
+		if e.Field == event.FieldClientEnd || c.faulted[e.Client] || c.faulted[-1] {
 			return
 		}
 	default:

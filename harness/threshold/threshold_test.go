@@ -157,6 +157,20 @@ var _ = Describe("a threshold's checker", func() {
 		Expect(byCode.Verdict(ctx, nil).Status).To(Equal(check.Pass), "INTERNAL is not RESOURCE_EXHAUSTED")
 	})
 
+	It("leaves out stream ends after a run-wide fault (every connection's), but not the server's Errors", func() {
+		c := build(spec("errors", "0"))
+		for _, e := range []event.Event{
+			{Kind: event.Connect, Client: 0, Role: "honest", At: 0},
+			{Kind: event.Fault, Client: -1, Detail: "blackhole", At: time.Millisecond},
+			{Kind: event.Disconnect, Client: 0, Role: "honest", At: 3 * time.Millisecond, Code: codes.Unavailable},
+		} {
+			c.Observe(&e)
+		}
+		Expect(c.Verdict(ctx, nil).Status).To(Equal(check.Pass))
+		c.Observe(&event.Event{Kind: event.Error, Client: 0, Role: "honest", At: 4 * time.Millisecond, Code: codes.Internal})
+		Expect(c.Verdict(ctx, nil).Status).To(Equal(check.Fail))
+	})
+
 	It("judges a rate as the mean over the role's window and names the slowest whole second", func() {
 		c := build(spec("delivered_per_sec", "50"))
 		at := deliver(c, 0, 10*time.Millisecond, 500, time.Millisecond) // 100/s for 5s
