@@ -50,7 +50,12 @@ func (c *vclient) reconnectStorm(ctx context.Context) {
 		st, err := cn.cc.NewStream(octx, desc, method)
 		if err != nil {
 			s := status.Convert(err)
-			c.ev(&event.Event{Kind: event.Disconnect, Code: s.Code(), Detail: s.Message()})
+			e := &event.Event{Kind: event.Disconnect, Code: s.Code(), Detail: s.Message()}
+			if sctx.Err() != nil {
+				// The storm's own 2s limit ran out: not a status the server sent.
+				e.Field, e.Detail = event.FieldClientEnd, "reconnect-storm: no stream within its 2s limit: "+s.Message()
+			}
+			c.ev(e)
 			return
 		}
 		c.ev(&event.Event{Kind: event.Connect, Latency: time.Since(t0), Detail: cn.target()})

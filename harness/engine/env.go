@@ -370,7 +370,14 @@ func readDocuments(ctx context.Context, r EndOfRun) {
 	for _, doc := range r.HonestScopes() {
 		text, version, err := snapshot(ctx, cc, doc, r.Token("bidikit-observer"), r.Limit())
 		if err != nil {
-			r.Emit(&event.Event{Kind: event.Error, Scope: doc, Code: status.Code(err), Detail: "reading the server's snapshot: " + err.Error()})
+			// The harness's own limit or cancel is not the server's
+			// status: marked as the client's end, status-codes leaves it
+			// (convergence is not measurable without the text either way).
+			e := &event.Event{Kind: event.Error, Scope: doc, Code: status.Code(err), Detail: "reading the server's snapshot: " + err.Error()}
+			if c := status.Code(err); c == codes.DeadlineExceeded || c == codes.Canceled || ctx.Err() != nil {
+				e.Field = event.FieldClientEnd
+			}
+			r.Emit(e)
 			continue
 		}
 		r.Emit(&event.Event{Kind: event.ServerState, Scope: doc, Seq: version, Text: text})
