@@ -218,7 +218,7 @@ func (f *fairness) Observe(e *event.Event) {
 			// stream, or on every connection) is not the server's; an
 			// Error or a Kick is what the server said, fault or not.
 			brokenByFault := e.Kind == event.Disconnect && (f.faulted[e.Client] || f.faulted[-1])
-			if e.Code != codes.OK && e.Code != codes.Canceled && !brokenByFault && e.Field != event.FieldCloseGrace {
+			if e.Code != codes.OK && e.Code != codes.Canceled && !brokenByFault && e.Field != event.FieldCloseGrace && e.Field != event.FieldClientEnd {
 				ev := Evidence{Scope: e.Scope, Client: clientName(e), At: e.At,
 					Detail: fmt.Sprintf("honest %s got %s: %s", clientName(e), codeName(e.Code), e.Detail)}
 				if e.Code != codes.ResourceExhausted {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -262,12 +263,27 @@ func (c *vclient) runStream(ctx context.Context, cn *conn) (clean, reconnectNow 
 			code, detail = s.Code(), s.Message()
 		}
 	}
+	if code == codes.Internal && strings.HasPrefix(detail, undecodable) {
+		// grpc-go's client ended the stream itself: a server message did
+		// not decode with the descriptors the harness holds (a server
+		// breaking its contract, or a custom protocol's stale or wrong
+		// descriptors). Which it is, no check can tell: the memberships
+		// are not judged (Unread), and the end is not a status the server
+		// sent.
+		c.ev(&event.Event{Kind: event.Unread, Field: event.UnreadUndecodable,
+			Detail: "a server message did not decode with the service's descriptors: " + strings.TrimPrefix(detail, undecodable)})
+		field = event.FieldClientEnd
+	}
 	// The stream's end first, then the memberships it ended: a checker
 	// sees whether the stream broke before it sees the Leaves.
 	c.ev(&event.Event{Kind: event.Disconnect, Code: code, Detail: detail, Field: field, Latency: toClose})
 	c.d.Ended()
 	return code == codes.OK, deliberate
 }
+
+// undecodable starts the status grpc-go's client ends a stream with when a
+// received message does not decode (rpc_util.go's recvAndDecompress).
+const undecodable = "grpc: failed to unmarshal the received message"
 
 // closeGraceError: the server did not end the stream within the grace
 // after the client's CloseSend (a stream the server never ends is a leak).

@@ -119,8 +119,10 @@ const (
 	// and a server cannot be blamed for it.
 	HarnessLag
 	// Unread: the client received a server message it could not read into
-	// events: a custom protocol's mapping failed on it (Field = UnreadError)
-	// or none of its rules matched it (UnreadUnmatched); Detail says which
+	// events: a custom protocol's mapping failed on it (Field = UnreadError),
+	// none of its rules matched it (UnreadUnmatched), or it did not decode
+	// with the descriptors the harness holds (UnreadUndecodable: the
+	// stream's end is then the client's); Detail says which
 	// and why. What the message carried (a delivery, an ack) is unknown to
 	// the checks, so those that judge what a member received hold its
 	// memberships only to what it did read. At most MaxUnreadPerStream per
@@ -132,6 +134,7 @@ const (
 const (
 	UnreadError        = "mapping-error"
 	UnreadUnmatched    = "no-rule"
+	UnreadUndecodable  = "undecodable"
 	MaxUnreadPerStream = 16
 )
 
