@@ -54,6 +54,9 @@ type statusCodes struct {
 	// disturbed (a paused reader, a slowed or blackholed connection): the
 	// harness's doing, not judged.
 	excusedUnclosed int
+	// uncoded counts server error messages without a status code
+	// (event.FieldNoCode): not judged.
+	uncoded int
 	ends            int // stream ends observed
 	statuses        int // non-OK statuses judged
 	// toClose: CloseSend-to-end times of streams the client closed;
@@ -221,6 +224,10 @@ func (s *statusCodes) Observe(e *event.Event) {
 			_ = s.toClose.RecordValue(max(e.Latency.Microseconds(), 1))
 		}
 	case event.Error, event.Kick:
+		if e.Field == event.FieldNoCode {
+			s.uncoded++
+			return
+		}
 	default:
 		return
 	}
@@ -371,6 +378,9 @@ func (s *statusCodes) Verdict(ctx context.Context, env Env) Verdict {
 	}
 	summarise(&s.v, fmt.Sprintf("%d stream ends, %d error statuses, all documented by %s; %s; %s", s.ends, s.statuses, contract, closeNote, healthy),
 		"%d wrong or missing status codes", s.v.Violations)
+	if s.uncoded > 0 {
+		s.v.Summary += fmt.Sprintf("; %d server error message(s) carried no status code (error.code unmapped, unset or 0): not judged", s.uncoded)
+	}
 	if unmeasured != "" {
 		s.v.Summary += "; not measured: " + unmeasured
 	}

@@ -81,6 +81,7 @@ type attackerStats struct {
 	last     time.Duration
 	accepted int64
 	refused  int64
+	uncoded  int64 // error messages without a status code (event.FieldNoCode)
 	sent     int64
 	kicked   bool
 	h2       int64 // HTTP/2 attacks started (event.Attack)
@@ -183,6 +184,9 @@ func (f *fairness) Observe(e *event.Event) {
 		case event.Ack:
 			a.accepted++
 		case event.Error, event.Disconnect, event.Kick:
+			if e.Field == event.FieldNoCode {
+				a.uncoded++
+			}
 			if e.Code == codes.ResourceExhausted {
 				a.refused++
 				if e.Kind != event.Error {
@@ -259,9 +263,10 @@ func (f *fairness) Verdict(ctx context.Context, env Env) Verdict {
 	if len(f.attackers) == 0 || f.attackStart == 0 {
 		return notMeasurable(&f.v, "no sends or HTTP/2 attacks from attacker role %q observed", f.p.Attackers)
 	}
-	var refused, sent, h2 int64
+	var refused, sent, h2, uncoded int64
 	for _, a := range f.attackers {
 		refused += a.refused
+		uncoded += a.uncoded
 		sent += a.sent
 		h2 += a.h2
 		if f.p.Rate > 0 {
@@ -274,7 +279,12 @@ func (f *fairness) Verdict(ctx context.Context, env Env) Verdict {
 			}
 		}
 	}
-	if refused == 0 && (sent > 0 || h2 == 0) {
+	var unmeasured []string
+	switch {
+	case refused == 0 && uncoded > 0:
+		// Refused perhaps, in words no check can read.
+		unmeasured = append(unmeasured, fmt.Sprintf("whether the attackers were refused: they got %d error message(s) without a status code (error.code unmapped, unset or 0)", uncoded))
+	case refused == 0 && (sent > 0 || h2 == 0):
 		f.v.Add(Evidence{At: f.attackStart, Detail: fmt.Sprintf("attackers sent %d messages without ever being refused with RESOURCE_EXHAUSTED", sent)})
 	}
 	notes := []string{fmt.Sprintf("attackers sent %d, refused %d", sent, refused)}
@@ -284,7 +294,6 @@ func (f *fairness) Verdict(ctx context.Context, env Env) Verdict {
 			notes = append(notes, fmt.Sprintf("attackers sent %d, refused %d", sent, refused))
 		}
 	}
-	var unmeasured []string
 	f.weighExhausted(&unmeasured)
 	lagUnder := f.lag.in(f.attackStart, f.attackEnd)
 	notes = append(notes, lagUnder.String()+" under attack")

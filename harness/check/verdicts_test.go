@@ -309,6 +309,23 @@ var _ = Describe("fairness judges what the server did to honest traffic", func()
 		v = run("fairness", params, healthy, evs)
 		Expect(v.Status).To(Equal(check.Fail), v.Summary)
 	})
+	It("is not measurable, not a fail, when the attackers' only answers were error messages without a status code", func() {
+		evs := []ev.Event{
+			{Kind: ev.Send, Client: 0, User: "h0", Role: "honest", At: 10 * time.Millisecond},
+			{Kind: ev.Ack, Client: 0, User: "h0", Role: "honest", At: 20 * time.Millisecond, Latency: time.Millisecond},
+			{Kind: ev.Send, Client: 9, User: "f", Role: "flooder", At: time.Second},
+			{Kind: ev.Error, Client: 9, User: "f", Role: "flooder", At: time.Second, Field: ev.FieldNoCode, Detail: "slow down"},
+			{Kind: ev.Send, Client: 0, User: "h0", Role: "honest", At: 2 * time.Second},
+			{Kind: ev.Ack, Client: 0, User: "h0", Role: "honest", At: 2 * time.Second, Latency: time.Millisecond},
+		}
+		v := run("fairness", params, healthy, evs)
+		Expect(v.Status).To(Equal(check.NotMeasurable), v.Summary)
+		Expect(v.Summary).To(ContainSubstring("they got 1 error message(s) without a status code"))
+		// status-codes says it did not judge it.
+		v = run("status-codes", noDecode, healthy, append(evs, ev.Event{Kind: ev.Disconnect, Client: 0, Code: codes.OK, Latency: time.Millisecond}))
+		Expect(v.Status).To(Equal(check.Pass), v.Summary)
+		Expect(v.Summary).To(ContainSubstring("1 server error message(s) carried no status code"))
+	})
 	It("is not measurable, not a pass, when the calm phase gave no latency to compare", func() {
 		evs := []ev.Event{
 			{Kind: ev.Send, Client: 9, User: "f", Role: "flooder", At: time.Second},

@@ -182,6 +182,11 @@ const FieldOwnAck = "own-ack"
 // harness's doing, not the server's.
 const FieldClientEnd = "client-end"
 
+// FieldNoCode marks an Error event whose message carried no status code a
+// check could read (a custom protocol's error.code unmapped, unset or 0):
+// its Code is OK, and whether the server refused, and how, is unknown.
+const FieldNoCode = "no-code"
+
 var kindNames = [...]string{"", "connect", "disconnect", "join", "leave", "send", "ack", "deliver",
 	"error", "fault", "tick", "replica", "server-state", "kick", "phase", "anomaly", "attack", "harness-lag", "unread"}
 

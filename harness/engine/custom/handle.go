@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/bidikit/bidikit/harness/event"
@@ -182,6 +183,9 @@ func (d *driver) left(in *protocol.Incoming) {
 // good (never resent).
 func (d *driver) refused(in *protocol.Incoming) {
 	e := event.Event{Kind: event.Error, Code: in.Code, Detail: in.Message, Scope: in.Room, MsgID: in.ClientMsgID}
+	if in.Code == codes.OK {
+		e.Field = event.FieldNoCode // unmapped, unset or 0: no status to judge
+	}
 	d.mu.Lock()
 	if p := d.own(in, false); p != nil {
 		if e.Scope == "" {
