@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"cel.dev/cel-go/cel"
+	celast "cel.dev/cel-go/common/ast"
 	"cel.dev/cel-go/common/types"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -188,6 +189,14 @@ func (m *Mapping) compileIncoming(s *Spec, d *Descriptors, errs *errorList) erro
 				ok = false
 				continue
 			}
+			if identifying[fs.Field] && !readsMessage(fc.ast) {
+				// A constant seq or message id makes every message look
+				// like every other: ordered, gap-free, never duplicated.
+				errs.add(fs.Expr.errorf(s.File, 0, "%s reads nothing of the server message (a constant): a %s must come from m (or it, with each)",
+					strings.TrimSpace(fs.Expr.Value), fs.Field))
+				ok = false
+				continue
+			}
 			r.fields = append(r.fields, fieldProgram{field: fs.Field, prg: fc.prg, fast: fastRoots{out: out, item: itemMD}.expr(fc.ast.NativeRep().Expr()), path: fs.Expr.Path})
 		}
 		if !ok {
@@ -236,4 +245,17 @@ func validHeaderKey(k string) bool {
 		}
 	}
 	return true
+}
+
+// identifying are the fields that tell messages apart: mapped to a
+// constant, a check would judge one message many times over and pass.
+var identifying = map[Field]bool{FieldSeq: true, FieldSenderSeq: true, FieldHeadSeq: true, FieldReplayFrom: true, FieldClientMsgID: true}
+
+// readsMessage says whether a checked expression reads the message (m) or
+// the item (it).
+func readsMessage(a *cel.Ast) bool {
+	found := celast.MatchDescendants(celast.NavigateAST(a.NativeRep()), func(n celast.NavigableExpr) bool {
+		return n.Kind() == celast.IdentKind && (n.AsIdent() == "m" || n.AsIdent() == "it")
+	})
+	return len(found) > 0
 }

@@ -70,6 +70,13 @@ func (d *driver) own(in *protocol.Incoming, echo bool) *pending {
 }
 
 func (d *driver) deliver(in *protocol.Incoming, now time.Time) {
+	if in.Has(protocol.FieldSeq) && in.Seq == 0 {
+		// Every check numbers a room's messages from 1 and reads seq 0 as
+		// "no seq": judged as such, a 0-based offset's first message
+		// would go unjudged.
+		d.unread(event.UnreadError, "protocol.incoming.delivery.seq read 0: the checks number a room's messages from 1 (map a 0-based offset as offset + 1)")
+		return
+	}
 	e := event.Event{Kind: event.Deliver, Scope: d.roomOf(in), Seq: in.Seq, Sender: in.Sender, MsgID: in.ClientMsgID,
 		SenderSeq: in.SenderSeq, Replay: in.Replay}
 	echo := d.m.Echo()

@@ -45,4 +45,27 @@ checks:
 			}
 		}
 	}, SpecTimeout(time.Minute))
+
+	It("a delivery whose seq reads 0 (a 0-based offset mapped as is) is unread, not a message without a seq", func(ctx SpecContext) {
+		block := chatProtocol("")
+		Expect(block).To(ContainSubstring("      seq: it.seq\n"))
+		block = strings.Replace(block, "      seq: it.seq\n", "      seq: it.seq - 1u\n", 1)
+		s := parseIn(GinkgoT().TempDir(), "zero.yaml", `name: zero-based
+service: custom
+seed: 5
+duration: 1500ms
+settle: 300ms
+roles:
+  - {name: talk, count: 2, behaviour: chatter, rooms: 1, rate: 10/s}
+checks:
+  - no-gaps
+`+block)
+		addr, admin := startReference()
+		res, counts := run(ctx, s, addr, admin)
+		Expect(counts[event.Unread]).To(BeNumerically(">", 0), "the room's first message read seq 0")
+		Expect(res.Errors).To(HaveKey("harness:unread-mapping-error"))
+		v := res.Checks[0]
+		Expect(v.Status).NotTo(Equal(check.Fail), v.Summary)
+		Expect(v.Summary).To(ContainSubstring("not judged"))
+	}, SpecTimeout(time.Minute))
 })
