@@ -258,11 +258,24 @@ func (d *driver) OnWake(s engine.Stream) error {
 		if !r.ready || r.sent >= len(r.queue) {
 			continue
 		}
-		out = append(out, r.queue[r.sent:]...)
+		out = d.unsent(out, r)
 		d.sentOut(r)
 	}
 	d.mu.Unlock()
 	return d.transmit(s, out)
+}
+
+// unsent appends to out what r's queue has not sent on this stream, but
+// for messages already acked (kept only to match their own delivery): the
+// server has them, and a resend would be a second copy the run made, not
+// the server. Caller holds d.mu.
+func (d *driver) unsent(out []*pending, r *room) []*pending {
+	for _, p := range r.queue[r.sent:] {
+		if !p.acked {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // sentOut marks r's queue as sent on this stream; without ack tracking the
@@ -325,7 +338,7 @@ func (d *driver) sendBody(s engine.Stream, name, body string) error {
 			r.queue = append(r.queue, p)
 			out = nil
 			if r.ready {
-				out = append(out, r.queue[r.sent:]...)
+				out = d.unsent(out, r)
 				d.sentOut(r)
 			}
 		}
