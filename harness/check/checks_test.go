@@ -369,6 +369,17 @@ var _ = Describe("chat ordering checkers", func() {
 		}
 	})
 
+	It("no-duplicates says a duplicate ack naming the wrong seq is that, not a second copy stored", func() {
+		c := &chat{}
+		c.join(0, 0).send(0, "a1", 1).ack(0, "a1", 1, 1).deliver(0, 1, 0, "a1", 1)
+		c.disconnect(0, codes.Unavailable)
+		c.join(0, 1).send(0, "a1", 1).ack(0, "a1", 1, 2)
+		c.evs[len(c.evs)-1].Duplicate = true
+		v := run("no-duplicates", noDecode, nil, c.evs)
+		Expect(v.Status).To(Equal(check.Fail), v.Summary)
+		Expect(v.Evidence[0].Detail).To(Equal("the resend of ann/a1 was acked as a duplicate at seq 2, but its first copy holds seq 1"))
+	})
+
 	It("is not measurable without traffic, never a pass", func() {
 		for _, name := range []string{"total-order", "no-gaps", "no-lost-acks", "sender-fifo", "realtime-order", "resume-complete"} {
 			Expect(run(name, noDecode, nil, nil).Status).To(Equal(check.NotMeasurable), name)

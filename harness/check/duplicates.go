@@ -48,8 +48,13 @@ func (d *duplicates) record(e *event.Event, sender string) {
 		return
 	}
 	if seq != e.Seq {
-		d.v.Add(Evidence{Scope: e.Scope, Seq: e.Seq, Client: clientName(e), At: e.At,
-			Detail: fmt.Sprintf("message %s/%s stored twice: at seq %d and seq %d", sender, e.MsgID, seq, e.Seq)})
+		detail := fmt.Sprintf("message %s/%s stored twice: at seq %d and seq %d", sender, e.MsgID, seq, e.Seq)
+		if e.Kind == event.Ack && e.Duplicate {
+			// The server said it did not store the resend: what it got
+			// wrong is the seq it named for the first copy.
+			detail = fmt.Sprintf("the resend of %s/%s was acked as a duplicate at seq %d, but its first copy holds seq %d", sender, e.MsgID, e.Seq, seq)
+		}
+		d.v.Add(Evidence{Scope: e.Scope, Seq: e.Seq, Client: clientName(e), At: e.At, Detail: detail})
 		room[key] = min(seq, e.Seq) // report each further copy once
 	}
 }
