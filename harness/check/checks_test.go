@@ -513,6 +513,13 @@ var _ = Describe("convergence", func() {
 		Expect(v.Evidence[0].Client).To(ContainSubstring("#1"))
 		Expect(v.Evidence[0].Detail).To(ContainSubstring("first difference at code point 7"))
 	})
+	It("is not measurable when an editor ended without a replica (it may be the one that diverged)", func() {
+		e := append(evs("hello world", 7), ev.Event{Kind: ev.Replica, Client: 3, Scope: "d", Field: ev.FieldNoReplica,
+			Detail: "its edits were not all acknowledged within 10s"})
+		v := run("convergence", noDecode, nil, e)
+		Expect(v.Status).To(Equal(check.NotMeasurable), v.Summary)
+		Expect(v.Summary).To(ContainSubstring("1 editor(s) ended without a replica to judge: #3 () of d (its edits were not all acknowledged within 10s); 2 replicas judged"))
+	})
 	It("catches a replica left behind", func() {
 		v := run("convergence", noDecode, nil, evs("hello", 5))
 		Expect(v.Status).To(Equal(check.Fail))

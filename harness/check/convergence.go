@@ -21,6 +21,9 @@ type convergence struct {
 	server   map[string]replica   // document -> server state
 	acks     map[string]uint64    // document -> highest acked version
 	ackWho   map[string]string
+	// missing: editors that ended without a replica, and why.
+	missing  []string
+	nMissing int
 	rebuilds rebuilds
 	v        Verdict
 }
@@ -45,6 +48,13 @@ func (c *convergence) Observe(e *event.Event) {
 	c.rebuilds.observe(e, &c.v)
 	switch e.Kind {
 	case event.Replica:
+		if e.Field == event.FieldNoReplica {
+			if len(c.missing) < MaxEvidence {
+				c.missing = append(c.missing, fmt.Sprintf("%s of %s (%s)", clientName(e), e.Scope, e.Detail))
+			}
+			c.nMissing++
+			return
+		}
 		c.replicas[e.Scope] = append(c.replicas[e.Scope], replica{clientName(e), e.Seq, e.Text})
 	case event.ServerState:
 		if old, ok := c.server[e.Scope]; !ok || e.Seq >= old.version {
@@ -104,6 +114,10 @@ func (c *convergence) Verdict(context.Context, Env) Verdict {
 		}
 	}
 	if c.v.Violations == 0 {
+		if c.nMissing > 0 {
+			// A replica not reported may be the one that diverged.
+			return notMeasurable(&c.v, "%d editor(s) ended without a replica to judge: %s; %d replicas judged", c.nMissing, strings.Join(c.missing, "; "), n)
+		}
 		if len(unread) > 0 {
 			return notMeasurable(&c.v, "the server's text of %d document(s) could not be read (%s); %d replicas judged", len(unread), strings.Join(unread, ", "), n)
 		}

@@ -37,6 +37,9 @@ func newRebuilds() rebuilds {
 func (r *rebuilds) observe(e *event.Event, v *Verdict) {
 	switch e.Kind {
 	case event.Replica:
+		if e.Field == event.FieldNoReplica {
+			return
+		}
 		inc := min(e.SenderSeq, e.Seq)
 		r.incremental += inc
 		r.snapshot += e.Seq - inc

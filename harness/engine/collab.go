@@ -327,12 +327,22 @@ func (d *collabDriver) Finish(ctx context.Context, w Stream, recvDone <-chan str
 		}
 		select {
 		case <-ctx.Done():
+			d.noReplica("the run ended before it settled")
 			return
 		case <-recvDone:
+			d.noReplica("its stream ended before it settled")
 			return
 		case <-deadline.C:
 			d.markFlushed()
-			return // no replica: it could not settle in time
+			d.mu.Lock()
+			unacked := d.inflight != nil || d.buffer != nil
+			d.mu.Unlock()
+			why := fmt.Sprintf("it did not settle within %s", limit)
+			if unacked {
+				why = fmt.Sprintf("its edits were not all acknowledged within %s", limit)
+			}
+			d.noReplica(why)
+			return
 		case <-allFlushed:
 			allFlushed = nil
 		case <-d.wakeC:
@@ -346,9 +356,16 @@ func (d *collabDriver) Finish(ctx context.Context, w Stream, recvDone <-chan str
 	ok := d.opened && !d.resync
 	text, version, incremental := d.text, d.version, d.incremental
 	d.mu.Unlock()
-	if ok {
-		d.c.ev(&event.Event{Kind: event.Replica, Scope: d.doc, Seq: version, Text: text, SenderSeq: incremental})
+	if !ok {
+		d.noReplica("it was not open, or was resyncing, at the end")
+		return
 	}
+	d.c.ev(&event.Event{Kind: event.Replica, Scope: d.doc, Seq: version, Text: text, SenderSeq: incremental})
+}
+
+// noReplica says this editor ends without a replica to judge, and why.
+func (d *collabDriver) noReplica(why string) {
+	d.c.ev(&event.Event{Kind: event.Replica, Scope: d.doc, Field: event.FieldNoReplica, Detail: why})
 }
 
 func (d *collabDriver) Handle(m proto.Message) {

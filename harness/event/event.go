@@ -187,6 +187,11 @@ const FieldClientEnd = "client-end"
 // its Code is OK, and whether the server refused, and how, is unknown.
 const FieldNoCode = "no-code"
 
+// FieldNoReplica marks a Replica event that carries no replica: the editor
+// ended without one it could report (Detail says why: its edits were not
+// all acknowledged in time, its stream ended, it was resyncing).
+const FieldNoReplica = "no-replica"
+
 var kindNames = [...]string{"", "connect", "disconnect", "join", "leave", "send", "ack", "deliver",
 	"error", "fault", "tick", "replica", "server-state", "kick", "phase", "anomaly", "attack", "harness-lag", "unread"}
 
