@@ -56,9 +56,9 @@ type statusCodes struct {
 	excusedUnclosed int
 	// uncoded counts server error messages without a status code
 	// (event.FieldNoCode): not judged.
-	uncoded int
-	ends            int // stream ends observed
-	statuses        int // non-OK statuses judged
+	uncoded  int
+	ends     int // stream ends observed
+	statuses int // non-OK statuses judged
 	// toClose: CloseSend-to-end times of streams the client closed;
 	// unclosed: those the server did not end within the grace.
 	toClose       *hdrhistogram.Histogram

@@ -250,3 +250,23 @@ func (m *memberships[T]) closeAll(end func(memberKey, T)) {
 		m.close(k, end)
 	}
 }
+
+// unreadNote is the first message a run's clients could not read (who, and
+// the driver's reason), for the summaries of the checks that leave such
+// clients unjudged: a user sees why, not only how many.
+type unreadNote string
+
+// see keeps e (an event.Unread) when it is the first.
+func (n *unreadNote) see(e *event.Event) {
+	if *n == "" {
+		*n = unreadNote(clientName(e) + ": " + e.Detail)
+	}
+}
+
+// String is " (the first: who: why)", or "" when none was seen.
+func (n unreadNote) String() string {
+	if n == "" {
+		return ""
+	}
+	return " (the first: " + string(n) + ")"
+}

@@ -23,6 +23,7 @@ type gaps struct {
 	// judgedDeliveries what they received; empty ones received nothing.
 	judged, judgedDeliveries, empty int
 	unread                          int // memberships not judged: their client could not read a message
+	unreadWhy                       unreadNote
 	v                               Verdict
 }
 
@@ -69,6 +70,7 @@ func (g *gaps) judge(k memberKey, s *gapState) {
 
 func (g *gaps) Observe(e *event.Event) {
 	if e.Kind == event.Unread {
+		g.unreadWhy.see(e)
 		g.members.ofClient(e.Client, func(_ memberKey, s *gapState) {
 			if !s.unread {
 				s.unread = true
@@ -96,7 +98,7 @@ func (g *gaps) Verdict(context.Context, Env) Verdict {
 	}
 	if g.judged == 0 && g.v.Violations == 0 {
 		return notMeasurable(&g.v, "no membership judged of %d: %d not judged because their client received server messages it could not read "+
-			"(unread events; any hole may be one of them), %d received nothing", g.members.opened, g.unread, g.empty)
+			"(unread events; any hole may be one of them)%s, %d received nothing", g.members.opened, g.unread, g.unreadWhy, g.empty)
 	}
 	summarise(&g.v, fmt.Sprintf("%d memberships (%d deliveries) received every seq up to the highest they got", g.judged, g.judgedDeliveries),
 		"%d gaps in members' deliveries", g.v.Violations)
@@ -104,7 +106,7 @@ func (g *gaps) Verdict(context.Context, Env) Verdict {
 		g.v.Summary += fmt.Sprintf("; %d membership(s) received nothing", g.empty)
 	}
 	if g.unread > 0 {
-		g.v.Summary += fmt.Sprintf("; %d membership(s) not judged: their client received server messages it could not read", g.unread)
+		g.v.Summary += fmt.Sprintf("; %d membership(s) not judged: their client received server messages it could not read%s", g.unread, g.unreadWhy)
 	}
 	return g.v
 }

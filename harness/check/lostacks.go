@@ -51,9 +51,10 @@ type lostAcks struct {
 	graceCut int
 	// unread counts memberships not judged because their client received
 	// a message it could not read.
-	unread int
-	last   time.Duration
-	v      Verdict
+	unread    int
+	unreadWhy unreadNote
+	last      time.Duration
+	v         Verdict
 }
 
 // LostAckParams are the no-lost-acks checker's parameters.
@@ -160,6 +161,7 @@ func (l *lostAcks) Observe(e *event.Event) {
 	case event.Connect:
 		delete(l.faulted, e.Client) // a new stream: no fault on it yet
 	case event.Unread:
+		l.unreadWhy.see(e)
 		l.members.ofClient(e.Client, func(_ memberKey, m *membership) {
 			if !m.unread {
 				m.unread = true
@@ -299,8 +301,8 @@ func (l *lostAcks) Verdict(context.Context, Env) Verdict {
 	if held == 0 && l.v.Violations == 0 {
 		return notMeasurable(&l.v, "%d acknowledged messages, but no membership of their rooms was held to any of them "+
 			"(%d shorter than the grace %s, %d with nothing acked while subscribed or cut by the server before receiving any; "+
-			"%d not judged: their client got server messages it could not read)",
-			total, short, l.p.Grace, owedNone, l.unread)
+			"%d not judged: their client got server messages it could not read%s)",
+			total, short, l.p.Grace, owedNone, l.unread, l.unreadWhy)
 	}
 	summarise(&l.v, fmt.Sprintf("%d acknowledged messages; each of %d memberships received every one acked while it was subscribed (grace %s)", total, held, l.p.Grace),
 		"%d acknowledged messages missing from members who were subscribed", l.v.Violations)
@@ -309,7 +311,7 @@ func (l *lostAcks) Verdict(context.Context, Env) Verdict {
 			short+owedNone, short, owedNone)
 	}
 	if l.unread > 0 {
-		l.v.Summary += fmt.Sprintf("; %d membership(s) not judged: their client got server messages it could not read (unread events)", l.unread)
+		l.v.Summary += fmt.Sprintf("; %d membership(s) not judged: their client got server messages it could not read (unread events)%s", l.unread, l.unreadWhy)
 	}
 	if l.graceCut > 0 {
 		l.v.Summary += fmt.Sprintf("; %d membership(s) held only up to their last seq received: the harness ended their stream when the server had not ended it within the close grace", l.graceCut)

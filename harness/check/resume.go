@@ -31,8 +31,9 @@ type resume struct {
 	partial int // of those, replaying the retained part (held to it: judged when done)
 	// unread counts open replays dropped because their client received a
 	// message it could not read (it may be one of the replay's).
-	unread int
-	v      Verdict
+	unread    int
+	unreadWhy unreadNote
+	v         Verdict
 }
 
 type resumeState struct {
@@ -122,6 +123,7 @@ func (r *resume) Observe(e *event.Event) {
 			r.judged++
 		}
 	case event.Unread:
+		r.unreadWhy.see(e)
 		for mk := range r.open {
 			if mk.client == e.Client {
 				delete(r.open, mk)
@@ -166,15 +168,15 @@ func (r *resume) Verdict(context.Context, Env) Verdict {
 			return notMeasurable(&r.v, "%d resumes, none had missed messages to replay (each resumed at the room's head)", r.resumes)
 		}
 		return notMeasurable(&r.v, "%d resumes, no replay judged: of the %d with missed messages to replay, %d said they could not and replayed nothing, "+
-			"%d not judged: their client got server messages it could not read; the rest were cut short by a broken stream or the client's own CloseSend",
-			r.resumes, r.withGap, r.honest-r.partial, r.unread)
+			"%d not judged: their client got server messages it could not read%s; the rest were cut short by a broken stream or the client's own CloseSend",
+			r.resumes, r.withGap, r.honest-r.partial, r.unread, r.unreadWhy)
 	}
 	summarise(&r.v, fmt.Sprintf("%d resumes: %d replays judged complete (%d of them the retained part of a range the server said it could not fully replay), "+
 		"%d said they could not replay any of it, %d had nothing to replay",
 		r.resumes, r.judged-r.v.Violations, r.partial, r.honest-r.partial, r.resumes-r.withGap),
 		"%d resumes whose replay did not match what their Joined said", r.v.Violations)
 	if r.unread > 0 {
-		r.v.Summary += fmt.Sprintf("; %d replay(s) not judged: their client got server messages it could not read (unread events)", r.unread)
+		r.v.Summary += fmt.Sprintf("; %d replay(s) not judged: their client got server messages it could not read (unread events)%s", r.unread, r.unreadWhy)
 	}
 	return r.v
 }

@@ -42,6 +42,8 @@ checks:
 			case "no-gaps", "no-lost-acks":
 				Expect(v.Status).NotTo(Equal(check.Fail), "%s: %s", v.Name, v.Summary)
 				Expect(v.Summary).To(ContainSubstring("not judged"), v.Name)
+				Expect(v.Summary).To(ContainSubstring("(the first: "), "%s says why: %s", v.Name, v.Summary)
+				Expect(v.Summary).To(ContainSubstring("matched none of protocol.incoming's rules"), v.Name)
 			}
 		}
 	}, SpecTimeout(time.Minute))
