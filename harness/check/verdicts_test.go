@@ -248,6 +248,18 @@ var _ = Describe("status-codes judges by the service's contract", func() {
 		Expect(v.Status).To(Equal(check.NotMeasurable), v.Summary)
 		Expect(v.Summary).To(ContainSubstring("no target left to ask"))
 	})
+	It("does not blame a down target when expect_down names targets the env cannot tell apart (a merged report)", func() {
+		expectDown := func(into any) error {
+			into.(*check.StatusParams).ExpectDown = []int{2}
+			return nil
+		}
+		end := []ev.Event{{Kind: ev.Disconnect, Client: 1, Code: codes.OK, Latency: time.Millisecond}}
+		v := run("status-codes", expectDown, downEnv{}, end)
+		Expect(v.Status).To(Equal(check.NotMeasurable), v.Summary)
+		Expect(v.Summary).To(ContainSubstring("expect_down cannot be honoured here"))
+		// Without expect_down, a target that no longer answers is the server's failure.
+		Expect(run("status-codes", noDecode, downEnv{}, end).Status).To(Equal(check.Fail))
+	})
 	It("is not measurable when no stream ended", func() {
 		Expect(chatCodes(nil).Status).To(Equal(check.NotMeasurable))
 	})
@@ -356,3 +368,10 @@ var _ = Describe("evidence of several kinds", func() {
 		Expect(v.Evidence[0].Detail).To(Equal("step 0"))
 	})
 })
+
+// downEnv is a target list the env cannot tell apart, one of them down.
+type downEnv struct{ healthyEnv }
+
+func (downEnv) Healthy(context.Context) (bool, error) {
+	return false, errors.New("target 2: connection refused")
+}
