@@ -30,6 +30,10 @@ type pending struct {
 	// acked: its ack came (or it was refused); own: its own delivery came
 	// (matchOwn). It is forgotten once everything it waits for came.
 	acked, own bool
+	// announced: its Send event went out, just before its first
+	// transmission (send loop only): a message that waits for a join that
+	// never comes was never sent, and no check may think it was.
+	announced bool
 }
 
 // room is one room's sending state: queue outlives streams (messages not
@@ -297,6 +301,10 @@ func (d *driver) transmit(s engine.Stream, ps []*pending) error {
 		if err != nil {
 			return err
 		}
+		if !p.announced {
+			p.announced = true
+			d.c.Emit(&event.Event{Kind: event.Send, Scope: p.room, MsgID: p.id, SenderSeq: p.seq})
+		}
 		if err := s.Send(msg); err != nil {
 			return err
 		}
@@ -344,9 +352,8 @@ func (d *driver) sendBody(s engine.Stream, name, body string) error {
 		}
 	}
 	d.mu.Unlock()
-	d.c.Emit(&event.Event{Kind: event.Send, Scope: name, MsgID: p.id, SenderSeq: p.seq})
 	if !d.m.Mapped(protocol.Out(protocol.OutSend)) {
-		return nil // a lurker-only protocol: the Send event says what was due
+		return nil // a lurker-only protocol: nothing is sent, nothing said sent
 	}
 	return d.transmit(s, out)
 }

@@ -70,4 +70,26 @@ checks:
 		Expect(v.Status).NotTo(Equal(check.Fail), v.Summary)
 		Expect(v.Summary).To(ContainSubstring("not judged"))
 	}, SpecTimeout(time.Minute))
+
+	It("a message waiting for a join its mapping never confirms was never sent, and no check is told it was", func(ctx SpecContext) {
+		block := chatProtocol("")
+		const joined = "room: m.joined.room, head_seq"
+		Expect(block).To(ContainSubstring(joined))
+		block = strings.Replace(block, joined, `room: '"elsewhere"', head_seq`, 1)
+		s := parseIn(GinkgoT().TempDir(), "never-joined.yaml", `name: never-joined
+service: custom
+seed: 5
+duration: 1s
+settle: 200ms
+roles:
+  - {name: talk, count: 2, behaviour: chatter, rooms: 1, rate: 10/s}
+checks:
+  - sender-fifo
+`+block)
+		addr, admin := startReference()
+		res, counts := run(ctx, s, addr, admin)
+		Expect(counts[event.Send]).To(BeZero(), "nothing went out: every message waited for its room")
+		Expect(res.Messages.Sent).To(BeZero())
+		Expect(res.Checks[0].Status).To(Equal(check.NotMeasurable), res.Checks[0].Summary)
+	}, SpecTimeout(time.Minute))
 })
