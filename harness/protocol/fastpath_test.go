@@ -32,11 +32,11 @@ func classifyBoth(m *protocol.Mapping, msg proto.Message) []protocol.Incoming {
 
 var _ = Describe("The field-path fast path", func() {
 	chatEvents := []string{
-		`{"message": {"room": "r", "seq": 5, "sender": "a", "clientMsgId": "c", "senderSeq": 3, "body": "hi", "serverUnixNanos": 7, "clientSentUnixNanos": 6, "replay": true}}`,
+		`{"message": {"room": "r", "seq": 5, "sender": "a", "clientMsgId": "c", "senderSeq": 3, "body": "hi", "serverUnixNanos": "1764720000000000007", "clientSentUnixNanos": "1764720000000000006", "replay": true}}`,
 		`{"message": {}}`,
 		`{"batch": {"messages": [{"room": "r", "seq": 1}, {"room": "r", "seq": 2, "sender": "b"}]}}`,
 		`{"batch": {}}`,
-		`{"ack": {"room": "r", "clientMsgId": "c", "seq": 9, "duplicate": true, "serverUnixNanos": 3}}`,
+		`{"ack": {"room": "r", "clientMsgId": "c", "seq": 9, "duplicate": true, "serverUnixNanos": "1764720000000000003"}}`,
 		`{"joined": {"room": "r", "headSeq": 4, "replayFrom": 2, "resumeComplete": true}}`,
 		`{"error": {"code": 8, "message": "slow down", "room": "r", "clientMsgId": "c"}}`,
 		`{"error": {"code": 99}}`,
@@ -44,6 +44,22 @@ var _ = Describe("The field-path fast path", func() {
 		`{"presence": {"room": "r", "user": "u"}}`,
 		`{}`,
 	}
+
+	It("refuses a send time that is no unix nanoseconds of this century (milliseconds, or a wrapped uint64)", func() {
+		d, err := protocol.LoadProtoset(writeProtoset(chatv1.File_bidikit_chat_v1_chat_proto))
+		Expect(err).NotTo(HaveOccurred())
+		m := compileFile("chat.yaml", d)
+		for js, want := range map[string]string{
+			`{"message": {"room": "r", "seq": 5, "clientSentUnixNanos": "1764720000000"}}`:        "are these seconds or milliseconds?",
+			`{"message": {"room": "r", "seq": 5, "clientSentUnixNanos": "-1764720000000000000"}}`: "not unix nanoseconds (negative",
+		} {
+			msg := dynamicpb.NewMessage(m.Method().Output())
+			Expect(protojson.Unmarshal([]byte(js), msg)).To(Succeed())
+			_, err := m.Classify(nil, msg)
+			Expect(err).To(MatchError(ContainSubstring(want)), js)
+			Expect(err).To(MatchError(ContainSubstring("sent_at")), "names the field: %v", err)
+		}
+	})
 
 	It("gives CEL's results on the chat mapping, and takes most expressions off CEL", func() {
 		d, err := protocol.LoadProtoset(writeProtoset(chatv1.File_bidikit_chat_v1_chat_proto))

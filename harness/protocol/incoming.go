@@ -168,6 +168,14 @@ func (in *Incoming) setBool(f Field, b bool) error {
 }
 
 func (in *Incoming) setTime(f Field, unixNano int64) error {
+	switch {
+	case unixNano < 0:
+		return fmt.Errorf("got %d: not unix nanoseconds (negative, or above the int64 range)", unixNano)
+	case unixNano != 0 && unixNano < minUnixNano:
+		// A send time in seconds or milliseconds, read as nanoseconds,
+		// would make every latency decades long.
+		return fmt.Errorf("got %d: as unix nanoseconds that is before 2000; are these seconds or milliseconds? (multiply: m.ts * 1000000 for milliseconds)", unixNano)
+	}
 	switch f {
 	case FieldSentAt:
 		in.SentAt = unixNano
@@ -178,6 +186,10 @@ func (in *Incoming) setTime(f Field, unixNano int64) error {
 	}
 	return nil
 }
+
+// minUnixNano is 2000-01-01 in unix nanoseconds: no send time of a run
+// is older.
+const minUnixNano = 946_684_800 * int64(time.Second)
 
 // celTypeOf names a value's CEL type for messages.
 func celTypeOf(v any) string {
