@@ -858,6 +858,23 @@ var _ = Describe("fairness", func() {
 		Expect(v.Status).To(Equal(check.Fail), v.Summary)
 		Expect(v.Evidence[0].Detail).To(ContainSubstring("got RESOURCE_EXHAUSTED: slow consumer"))
 	})
+	It("weighs every honest RESOURCE_EXHAUSTED answer against the lag, not only the first ones kept as evidence", func() {
+		// The scheduler lags 300ms from 1s to 3s; 25 cuts within that
+		// span are excused, 5 more at 5s (no lag reported then) are not.
+		evs := lagged(history(2*time.Millisecond, 5, false), 300*time.Millisecond)
+		for i := range 25 {
+			evs = append(evs, ev.Event{Kind: ev.Kick, Client: 3, User: "h3", Role: "honest", At: 1500*time.Millisecond + time.Duration(i)*time.Millisecond,
+				Code: codes.ResourceExhausted, Detail: "slow consumer"})
+		}
+		for i := range 5 {
+			evs = append(evs, ev.Event{Kind: ev.Kick, Client: 3, User: "h3", Role: "honest", At: 5*time.Second + time.Duration(i)*time.Millisecond,
+				Code: codes.ResourceExhausted, Detail: "slow consumer"})
+		}
+		v := run("fairness", params, healthy, evs)
+		Expect(v.Status).To(Equal(check.Fail), v.Summary)
+		Expect(v.Violations).To(Equal(5))
+		Expect(v.Summary).To(ContainSubstring("25 honest RESOURCE_EXHAUSTED answer(s) came within a second after the harness paused"))
+	})
 	It("refuses impossible parameters, naming the one that is wrong", func() {
 		for param, want := range map[string]string{
 			"p99_ratio_max": "p99_ratio_max is 0, want > 0", "jain_min": "jain_min is 2, want within [0, 1]",

@@ -66,13 +66,15 @@ type fairness struct {
 	// current stream (-1: a run-wide fault): their stream ends are the
 	// fault's doing, not the server's (Error and Kick events still are).
 	faulted map[int]bool
-	// lag is the harness's own lag; exhausted holds honest
-	// RESOURCE_EXHAUSTED answers until the verdict weighs them against it
-	// (bounded by MaxEvidence plus a count).
-	lag        harnessLag
-	exhausted  []Evidence
-	exhaustedN int
-	v          Verdict
+	// lag is the harness's own lag; exhaustedAt holds when each honest
+	// RESOURCE_EXHAUSTED answer came, until the verdict weighs each
+	// against it (at most maxWeighed; exhaustedN counts them all), and
+	// exhausted the first MaxEvidence of them as evidence.
+	lag         harnessLag
+	exhausted   []Evidence
+	exhaustedAt []time.Duration
+	exhaustedN  int
+	v           Verdict
 }
 
 type attackerStats struct {
@@ -227,8 +229,15 @@ func (f *fairness) Observe(e *event.Event) {
 					Detail: fmt.Sprintf("honest %s got %s: %s", clientName(e), codeName(e.Code), e.Detail)}
 				if e.Code != codes.ResourceExhausted {
 					f.v.Add(ev)
-				} else if f.exhaustedN++; len(f.exhausted) < MaxEvidence {
-					f.exhausted = append(f.exhausted, ev) // weighed against the harness's lag in Verdict
+				} else {
+					// Weighed against the harness's lag in Verdict.
+					f.exhaustedN++
+					if len(f.exhaustedAt) < maxWeighed {
+						f.exhaustedAt = append(f.exhaustedAt, e.At)
+					}
+					if len(f.exhausted) < MaxEvidence {
+						f.exhausted = append(f.exhausted, ev)
+					}
 				}
 			}
 		}
@@ -392,27 +401,33 @@ func (f *fairness) h2Names() string {
 // harness pause longer than HarnessPauseMax is named in unmeasured instead.
 // Beyond the MaxEvidence kept, the rest follow the last one kept.
 func (f *fairness) weighExhausted(unmeasured *[]string) {
-	excused := 0
+	excused, blamed := 0, 0
 	var first lagIn
-	for i, ev := range f.exhausted {
-		l := f.lag.in(max(ev.At-time.Second, 0), ev.At)
+	for i, at := range f.exhaustedAt {
+		l := f.lag.in(max(at-time.Second, 0), at)
 		if l.windows > 0 && l.pause() > f.p.HarnessPauseMax {
 			if excused == 0 {
 				first = l
 			}
 			excused++
-			if i == len(f.exhausted)-1 {
-				excused += f.exhaustedN - len(f.exhausted)
-			}
 			continue
 		}
-		f.v.Add(ev)
-		if i == len(f.exhausted)-1 {
-			f.v.Violations += f.exhaustedN - len(f.exhausted)
+		blamed++
+		if i < len(f.exhausted) {
+			f.v.Add(f.exhausted[i])
+		} else {
+			f.v.Violations++
 		}
 	}
 	if excused > 0 {
 		*unmeasured = append(*unmeasured, fmt.Sprintf("%d honest RESOURCE_EXHAUSTED answer(s) came within a second after the harness paused longer than %s (first: %s): a slow reader or a catch-up burst of the harness's own making, not blamed on the server",
 			excused, f.p.HarnessPauseMax, first))
 	}
+	if rest := f.exhaustedN - len(f.exhaustedAt); rest > 0 && blamed == 0 {
+		*unmeasured = append(*unmeasured, fmt.Sprintf("%d further honest RESOURCE_EXHAUSTED answer(s) past the %d weighed against the harness's lag", rest, maxWeighed))
+	}
 }
+
+// maxWeighed bounds the honest RESOURCE_EXHAUSTED answers fairness keeps
+// to weigh against the harness's lag (8 bytes each).
+const maxWeighed = 100_000
