@@ -265,6 +265,23 @@ var _ = Describe("chat ordering checkers", func() {
 		}
 	})
 
+	It("does not judge a membership opened on a stream that already carried an unread message (the Unread events stop at a cap)", func() {
+		evs := []ev.Event{
+			{Kind: ev.Connect, Client: 1, User: user(1)},
+			{Kind: ev.Unread, At: time.Second, Client: 1, User: user(1), Field: ev.UnreadError, Detail: "mapping failed"},
+			{Kind: ev.Join, At: 2 * time.Second, Client: 1, User: user(1), Scope: "s"},
+			{Kind: ev.Deliver, At: 3 * time.Second, Client: 1, User: user(1), Scope: "s", Seq: 3, Sender: "x", MsgID: "x3"},
+			{Kind: ev.Join, At: 2 * time.Second, Client: 0, User: user(0), Scope: "s"},
+			{Kind: ev.Deliver, At: 3 * time.Second, Client: 0, User: user(0), Scope: "s", Seq: 1, Sender: "x", MsgID: "x1"},
+		}
+		v := run("no-gaps", noDecode, nil, evs)
+		Expect(v.Status).To(Equal(check.Pass), "%s %v", v.Summary, v.Evidence)
+		Expect(v.Summary).To(ContainSubstring("1 membership(s) not judged"))
+		// On a new stream, the client is judged again.
+		evs = append(evs[:2:2], append([]ev.Event{{Kind: ev.Connect, At: 1500 * time.Millisecond, Client: 1, User: user(1)}}, evs[2:]...)...)
+		Expect(run("no-gaps", noDecode, nil, evs).Status).To(Equal(check.Fail))
+	})
+
 	It("does not count an unjudged membership's deliveries as judged, nor pass on members who received nothing (no-gaps)", func() {
 		c := &chat{}
 		c.join(0, 0).join(1, 0)

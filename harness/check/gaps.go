@@ -24,7 +24,11 @@ type gaps struct {
 	judged, judgedDeliveries, empty int
 	unread                          int // memberships not judged: their client could not read a message
 	unreadWhy                       unreadNote
-	v                               Verdict
+	// unreadStream: clients whose current stream carried a message they
+	// could not read (past the per-stream cap of Unread events, a later
+	// membership's messages may be among them); cleared on Connect.
+	unreadStream map[int]bool
+	v            Verdict
 }
 
 type gapState struct {
@@ -40,7 +44,7 @@ func init() {
 		if err := noParams(decode); err != nil {
 			return nil, err
 		}
-		return &gaps{members: newMemberships[*gapState](), v: Verdict{Name: "no-gaps"}}, nil
+		return &gaps{members: newMemberships[*gapState](), unreadStream: map[int]bool{}, v: Verdict{Name: "no-gaps"}}, nil
 	})
 }
 
@@ -69,8 +73,12 @@ func (g *gaps) judge(k memberKey, s *gapState) {
 }
 
 func (g *gaps) Observe(e *event.Event) {
+	if e.Kind == event.Connect {
+		delete(g.unreadStream, e.Client)
+	}
 	if e.Kind == event.Unread {
 		g.unreadWhy.see(e)
+		g.unreadStream[e.Client] = true
 		g.members.ofClient(e.Client, func(_ memberKey, s *gapState) {
 			if !s.unread {
 				s.unread = true
@@ -80,7 +88,12 @@ func (g *gaps) Observe(e *event.Event) {
 		return
 	}
 	g.members.track(e, func(e *event.Event) *gapState {
-		return &gapState{client: clientName(e), start: firstExpected(e)}
+		s := &gapState{client: clientName(e), start: firstExpected(e)}
+		if g.unreadStream[e.Client] {
+			s.unread = true
+			g.unread++
+		}
+		return s
 	}, g.judge)
 	if e.Kind == event.Deliver {
 		if s, ok := g.members.get(e); ok && e.Seq >= s.start {

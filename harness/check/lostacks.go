@@ -46,6 +46,10 @@ type lostAcks struct {
 	members memberships[*membership]
 	done    []*membership
 	faulted map[int]time.Duration // client -> when a fault hit its current stream
+	// unreadStream: clients whose current stream carried a message they
+	// could not read (cleared on Connect): later memberships on it are
+	// not judged either, as the Unread events stop at a per-stream cap.
+	unreadStream map[int]bool
 	// graceCut counts memberships whose stream the harness ended at the
 	// close grace (held only up to their last seq received).
 	graceCut int
@@ -100,7 +104,7 @@ func init() {
 			return nil, fmt.Errorf("no-lost-acks: grace must be within [0, 1m], got %s", p.Grace)
 		}
 		return &lostAcks{p: p, acked: map[string]map[uint64]ackInfo{}, got: map[memberKey]*seqSet{},
-			members: newMemberships[*membership](), faulted: map[int]time.Duration{}, v: Verdict{Name: "no-lost-acks"}}, nil
+			members: newMemberships[*membership](), faulted: map[int]time.Duration{}, unreadStream: map[int]bool{}, v: Verdict{Name: "no-lost-acks"}}, nil
 	})
 }
 
@@ -145,6 +149,10 @@ func (l *lostAcks) Observe(e *event.Event) {
 			if _, ok := l.faulted[e.Client]; ok {
 				m.faulted, m.faultAt = true, e.At
 			}
+			if l.unreadStream[e.Client] {
+				m.unread = true
+				l.unread++
+			}
 			return m
 		}, end)
 	}
@@ -160,8 +168,10 @@ func (l *lostAcks) Observe(e *event.Event) {
 		})
 	case event.Connect:
 		delete(l.faulted, e.Client) // a new stream: no fault on it yet
+		delete(l.unreadStream, e.Client)
 	case event.Unread:
 		l.unreadWhy.see(e)
+		l.unreadStream[e.Client] = true
 		l.members.ofClient(e.Client, func(_ memberKey, m *membership) {
 			if !m.unread {
 				m.unread = true
