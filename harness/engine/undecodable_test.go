@@ -1,7 +1,6 @@
 package engine_test
 
 import (
-	"fmt"
 	"net"
 	"time"
 
@@ -17,28 +16,9 @@ import (
 	"github.com/bidikit/bidikit/harness/engine"
 	"github.com/bidikit/bidikit/harness/event"
 	"github.com/bidikit/bidikit/harness/scenario"
+	"github.com/bidikit/bidikit/internal/chattest"
 	chatv1 "github.com/bidikit/bidikit/proto/bidikit/chat/v1"
 )
-
-// rawCodec passes messages through as bytes: the garbling server below
-// writes what it likes on the wire.
-type rawCodec struct{}
-
-func (rawCodec) Marshal(v any) ([]byte, error) {
-	if b, ok := v.(*[]byte); ok {
-		return *b, nil
-	}
-	return nil, fmt.Errorf("rawCodec: cannot marshal %T", v)
-}
-func (rawCodec) Unmarshal(data []byte, v any) error {
-	b, ok := v.(*[]byte)
-	if !ok {
-		return fmt.Errorf("rawCodec: cannot unmarshal into %T", v)
-	}
-	*b = append((*b)[:0], data...)
-	return nil
-}
-func (rawCodec) Name() string { return "proto" }
 
 // startGarbler serves chat's Connect answering the first client message
 // (a Join) with a Joined and the room's seq 1, then with bytes that are no
@@ -46,7 +26,7 @@ func (rawCodec) Name() string { return "proto" }
 func startGarbler() string {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	Expect(err).NotTo(HaveOccurred())
-	s := grpc.NewServer(grpc.ForceServerCodec(rawCodec{}), grpc.UnknownServiceHandler(func(_ any, st grpc.ServerStream) error {
+	s := grpc.NewServer(grpc.ForceServerCodec(chattest.RawCodec{}), grpc.UnknownServiceHandler(func(_ any, st grpc.ServerStream) error {
 		var in []byte
 		if m, _ := grpc.MethodFromServerStream(st); m != "/"+chatv1.ChatService_ServiceDesc.ServiceName+"/Connect" {
 			return status.Error(codes.Unimplemented, m) // health: unimplemented counts as serving

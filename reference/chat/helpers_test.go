@@ -66,29 +66,6 @@ func (ts *testServer) stop() {
 	_ = ts.svc.Close()
 }
 
-// rawCodec sends and receives raw bytes on a chat stream (bad-input and fuzz
-// tests): Marshal takes []byte, Unmarshal fills *[]byte.
-type rawCodec struct{}
-
-func (rawCodec) Marshal(v any) ([]byte, error) {
-	b, ok := v.([]byte)
-	if !ok {
-		return nil, fmt.Errorf("rawCodec: %T", v)
-	}
-	return b, nil
-}
-
-func (rawCodec) Unmarshal(data []byte, v any) error {
-	p, ok := v.(*[]byte)
-	if !ok {
-		return fmt.Errorf("rawCodec: %T", v)
-	}
-	*p = append((*p)[:0], data...)
-	return nil
-}
-
-func (rawCodec) Name() string { return "proto" }
-
 // rawStream is a chat stream speaking bytes.
 type rawStream struct {
 	cs     grpc.ClientStream
@@ -98,7 +75,7 @@ type rawStream struct {
 func openRaw(ctx context.Context, cc *grpc.ClientConn, user string) (*rawStream, error) {
 	ctx, cancel := context.WithCancel(chattest.WithUser(ctx, user))
 	cs, err := cc.NewStream(ctx, &chatv1.ChatService_ServiceDesc.Streams[0],
-		chatv1.ChatService_Connect_FullMethodName, grpc.ForceCodec(rawCodec{}))
+		chatv1.ChatService_Connect_FullMethodName, grpc.ForceCodec(chattest.RawCodec{}))
 	if err != nil {
 		cancel()
 		return nil, err
