@@ -53,7 +53,12 @@ func (m *Mapping) Classify(dst []Incoming, msg proto.Message) ([]Incoming, error
 		if err != nil {
 			return dst, fmt.Errorf("%s.when: %w", r.path, err)
 		}
-		if b, ok := v.(bool); !ok || !b {
+		b, ok := v.(bool)
+		if !ok {
+			// Type-checked as bool, but dyn() can hide another type.
+			return dst, fmt.Errorf("%s.when: got %s, want bool", r.path, celTypeOf(v))
+		}
+		if !b {
 			continue
 		}
 		if r.each == nil {

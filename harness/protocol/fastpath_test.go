@@ -45,6 +45,25 @@ var _ = Describe("The field-path fast path", func() {
 		`{}`,
 	}
 
+	It("says a when that yields no bool at run time (dyn hides its type from the checker)", func() {
+		d, err := protocol.LoadProtoset(writeProtoset(chatv1.File_bidikit_chat_v1_chat_proto))
+		Expect(err).NotTo(HaveOccurred())
+		spec, err := protocol.ParseSpec("dyn.yaml", []byte(`protocol:
+  method: bidikit.chat.v1.ChatService/Connect
+  outgoing:
+    join: '{"join": {"room": "{{room}}"}}'
+  incoming:
+    delivery: {when: 'dyn(m.message.room)', seq: m.message.seq, room: m.message.room}
+`))
+		Expect(err).NotTo(HaveOccurred())
+		m, err := protocol.Compile(spec, d)
+		Expect(err).NotTo(HaveOccurred())
+		msg := dynamicpb.NewMessage(m.Method().Output())
+		Expect(protojson.Unmarshal([]byte(`{"message": {"room": "r", "seq": 1}}`), msg)).To(Succeed())
+		_, err = m.Classify(nil, msg)
+		Expect(err).To(MatchError("protocol.incoming.delivery.when: got string, want bool"))
+	})
+
 	It("refuses a send time that is no unix nanoseconds of this century (milliseconds, or a wrapped uint64)", func() {
 		d, err := protocol.LoadProtoset(writeProtoset(chatv1.File_bidikit_chat_v1_chat_proto))
 		Expect(err).NotTo(HaveOccurred())

@@ -152,6 +152,9 @@ func (d *driver) joinedRoom(in *protocol.Incoming) {
 	}
 	if name == "" {
 		d.mu.Unlock()
+		if in.Has(protocol.FieldRoom) {
+			d.unread(event.UnreadError, `protocol.incoming.joined.room read "": which room the server confirmed is unknown`)
+		}
 		return
 	}
 	after, asked := d.asked[name]
